@@ -1,0 +1,1 @@
+"""Per-cell feature transformers: morphology, intensity, texture, colocalization."""

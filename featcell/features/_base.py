@@ -1,0 +1,181 @@
+"""The shared base of the per-cell feature transformers.
+
+A subclass declares its feature families and implements two methods:
+
+``_feature_names(self) -> list[str]``
+    The CellProfiler-style names (without compartment prefix) of the columns
+    it computes, from its parameters and the fitted ``channels_``.
+``_compute(self, cells) -> ndarray``
+    The (n_cells, n_features) values for a :class:`~featcell.CellSet`, in the
+    same column order. It must vectorise across cells.
+
+The base class does the rest: input validation, channel and family selection,
+names with an optional compartment prefix, joblib parallelism over chunks of
+cells, empty inputs and pandas output (``set_output``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted
+
+from ..cells import CellSet
+
+__all__ = ["CellFeatureTransformer"]
+
+# cells per task: large enough to amortise dispatch, small enough to bound memory
+_CHUNK = 512
+
+
+def check_cellset(X, name="X"):
+    """Raise a TypeError unless ``X`` is a CellSet."""
+    if not isinstance(X, CellSet):
+        hint = ""
+        if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
+            hint = "; read files first with featcell.read_cells(...)"
+        elif isinstance(X, np.ndarray):
+            hint = "; build cells with CellSet.from_labels(image, labels) or CellSet.from_crops(crops)"
+        raise TypeError(f"{name} must be a featcell.CellSet, got {type(X).__name__}{hint}")
+    return X
+
+
+class CellFeatureTransformer(TransformerMixin, BaseEstimator):
+    """Base class for transformers that measure every cell of a CellSet.
+
+    Subclasses set ``_families`` (the selectable feature families, in output
+    order) and implement ``_feature_names`` and ``_compute``.
+    """
+
+    _families: tuple = ()
+
+    # ------------------------------------------------------------------ sklearn API
+    def fit(self, X, y=None):
+        """Validate the cells and fix the output feature names.
+
+        Parameters
+        ----------
+        X : CellSet
+            The cells.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        X = check_cellset(X)
+        self.channels_ = self._select_channels(X.channel_names)
+        self.families_ = self._select_families()
+        self.n_features_in_ = X.n_channels
+        self.channel_names_in_ = X.channel_names
+        prefix = self._compartment_prefix()
+        self.feature_names_out_ = np.asarray(
+            [prefix + name for name in self._feature_names()], dtype=object
+        )
+        return self
+
+    def transform(self, X):
+        """Measure every cell.
+
+        Parameters
+        ----------
+        X : CellSet
+            The cells, with the channels seen in ``fit``.
+
+        Returns
+        -------
+        features : ndarray of shape (n_cells, n_features)
+            One row per cell, columns named by ``get_feature_names_out()``.
+        """
+        check_is_fitted(self, "feature_names_out_")
+        X = check_cellset(X)
+        if X.channel_names != self.channel_names_in_:
+            raise ValueError(
+                f"X has channels {list(X.channel_names)} but the transformer was fitted on "
+                f"{list(self.channel_names_in_)}"
+            )
+        n_out = len(self.feature_names_out_)
+        if len(X) == 0:
+            return np.empty((0, n_out), dtype=np.float64)
+        starts = range(0, len(X), _CHUNK)
+        if self.n_jobs not in (None, 1) and len(X) > 1:
+            parts = Parallel(n_jobs=self.n_jobs)(
+                delayed(self._compute)(X[s : s + _CHUNK]) for s in starts
+            )
+        else:
+            parts = [self._compute(X[s : s + _CHUNK]) for s in starts]
+        out = np.vstack(parts).astype(np.float64, copy=False)
+        if out.shape != (len(X), n_out):  # a broken subclass, not user input
+            raise RuntimeError(
+                f"{type(self).__name__} computed {out.shape} values, expected {(len(X), n_out)}"
+            )
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names, CellProfiler style.
+
+        Parameters
+        ----------
+        input_features : Ignored
+            Not used: the input is a CellSet, not a table.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ------------------------------------------------------------------ helpers
+    def _compartment_prefix(self):
+        compartment = getattr(self, "compartment", None)
+        if compartment is None:
+            return ""
+        if not isinstance(compartment, str) or not compartment.isalnum():
+            raise ValueError(
+                f"compartment must be letters/digits such as 'Nuclei' or 'Cells', got {compartment!r}"
+            )
+        return f"{compartment}_"
+
+    def _select_channels(self, available):
+        channels = getattr(self, "channels", None)
+        if channels is None:
+            return tuple(available)
+        if isinstance(channels, str):
+            channels = [channels]
+        missing = [c for c in channels if c not in available]
+        if missing:
+            raise ValueError(f"channels {missing!r} are not in the cells' channels {list(available)}")
+        return tuple(channels)
+
+    def _select_families(self):
+        families = getattr(self, "features", None)
+        if families is None:
+            return tuple(self._families)
+        if isinstance(families, str):
+            families = [families]
+        unknown = [f for f in families if f not in self._families]
+        if unknown:
+            raise ValueError(
+                f"unknown feature families {unknown!r} for {type(self).__name__}; "
+                f"choose from {list(self._families)}"
+            )
+        return tuple(f for f in self._families if f in families)
+
+    def _channel_index(self, name):
+        return self.channel_names_in_.index(name)
+
+    def _feature_names(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _compute(self, cells):  # pragma: no cover - abstract
+        raise NotImplementedError
