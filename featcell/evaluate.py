@@ -1,0 +1,920 @@
+"""Honest cross-validation of cell models: grouped folds, out-of-fold predictions, CIs.
+
+Cells from one image share its focus, illumination, staining and density. A random split
+puts near-identical cells on both sides and reports scores that will not hold on new images,
+so :func:`evaluate` and :func:`compare` split by group (image or well) whenever they know the
+groups, and warn when they do not.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats
+from sklearn.base import clone
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils import _safe_indexing
+from sklearn.utils.parallel import Parallel, delayed
+
+from featcell.metrics import (
+    _METRICS,
+    _bootstrap_values,
+    _check_ci,
+    _Metric,
+    _quantiles,
+    _resample_counts,
+)
+
+__all__ = ["ComparisonResult", "EvaluationResult", "compare", "evaluate"]
+
+_DEFAULT_METRICS = {
+    "classification": ["accuracy", "balanced_accuracy", "f1_macro", "roc_auc"],
+    "regression": ["mae", "rmse", "mape", "r2", "pearson_r", "mean_signed_error"],
+}
+_DEFAULT_PRIMARY = {"classification": "balanced_accuracy", "regression": "mae"}
+_SCORE_METHODS = ("predict_proba", "decision_function")
+
+
+@dataclass(repr=False)
+class EvaluationResult:
+    """Everything one cross-validated evaluation produced, ready for a report.
+
+    Attributes
+    ----------
+    task : {"classification", "regression"}
+        The task the metrics were chosen for.
+    fold_scores : pandas.DataFrame
+        Tidy per-fold scores: columns ``fold``, ``metric``, ``value``.
+    summary : pandas.DataFrame
+        One row per metric: ``mean`` and ``sd`` of the fold scores, ``pooled`` (the metric
+        on all out-of-fold predictions at once) and ``ci_low``/``ci_high``, a percentile
+        bootstrap interval for ``pooled`` that resamples groups.
+    predictions : pandas.DataFrame
+        Out-of-fold predictions, one row per tested sample: ``sample`` (position in X),
+        ``group``, ``fold``, ``y_true``, ``y_pred`` and, for classifiers that have them,
+        ``proba_<class>`` (``predict_proba``) or ``score_<class>`` (``decision_function``).
+    fold_assignment : (n_samples,) ndarray of int
+        Test fold of every sample; -1 for a sample no fold tested.
+    splits : list of (train, test) ndarray pairs
+        The folds, as sample positions.
+    protocol : dict
+        How the evaluation was run (splitter, number of folds, groups and where they came
+        from, task, metrics, interval method, seed), for reports; see :meth:`describe`.
+    classes : ndarray or None
+        Class labels, in the order of the score columns (classification only).
+    bootstrap : dict of str to ndarray
+        Bootstrap values of each metric (``n_boot`` each); :func:`compare` reuses the
+        same resamples for every candidate, so differences of these are paired.
+    """
+
+    task: str
+    fold_scores: pd.DataFrame
+    summary: pd.DataFrame
+    predictions: pd.DataFrame
+    fold_assignment: np.ndarray
+    splits: list
+    protocol: dict
+    classes: np.ndarray | None = None
+    bootstrap: dict = field(default_factory=dict)
+
+    @property
+    def primary_metric(self):
+        """Name of the metric that headlines this result."""
+        return self.protocol["primary_metric"]
+
+    def describe(self):
+        """One paragraph stating the protocol, for a report or a figure caption."""
+        return _describe(self.protocol)
+
+    def save_figures(self, folder, name="model"):
+        """Write this evaluation's figures as PNG files; see :meth:`ComparisonResult.save_figures`.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            Created if missing.
+        name : str, default="model"
+            Prefix of the file names.
+
+        Returns
+        -------
+        list of pathlib.Path
+        """
+        from featcell import _plots  # matplotlib is imported only when figures are drawn
+
+        return _plots.save_figures({name: self}, folder)
+
+    def scores(self):
+        """Out-of-fold class scores as a (n_tested, n_classes) array, or None."""
+        if self.classes is None or self.protocol["score_method"] is None:
+            return None
+        prefix = "proba" if self.protocol["score_method"] == "predict_proba" else "score"
+        return self.predictions[[f"{prefix}_{c}" for c in self.classes]].to_numpy(float)
+
+    def __repr__(self):
+        return f"EvaluationResult({self.describe()})\n{self.summary.to_string(index=False)}"
+
+
+@dataclass(repr=False)
+class ComparisonResult:
+    """Candidates evaluated on the same folds, with a table and paired tests.
+
+    Attributes
+    ----------
+    results : dict of str to EvaluationResult
+        One evaluation per candidate, all on the same folds and bootstrap resamples.
+    table : pandas.DataFrame
+        Tidy comparison: ``candidate``, ``metric``, ``mean``, ``sd``, ``pooled``,
+        ``ci_low``, ``ci_high`` (as in :attr:`EvaluationResult.summary`).
+    paired : pandas.DataFrame
+        One row per pair of candidates (a, b), on the primary metric, differences taken as
+        a - b: ``fold_diff_mean``, ``t_statistic`` and ``p_value`` of a paired t-test on the
+        fold scores, ``p_value_corrected`` (Nadeau & Bengio's correction for the overlap of
+        training sets, less optimistic), ``pooled_diff`` with its paired group-bootstrap
+        interval ``diff_ci_low``/``diff_ci_high`` and ``p_value_bootstrap``
+        (2·min(P(Δ*≤0), P(Δ*≥0)) over the resamples).
+    protocol : dict
+        As in :attr:`EvaluationResult.protocol`, with ``candidates`` (name -> estimator
+        repr) in place of ``estimator`` and ``score_method``.
+    """
+
+    results: dict
+    table: pd.DataFrame
+    paired: pd.DataFrame
+    protocol: dict
+
+    @property
+    def primary_metric(self):
+        """Name of the metric the paired tests use."""
+        return self.protocol["primary_metric"]
+
+    @property
+    def task(self):
+        """``"classification"`` or ``"regression"``."""
+        return self.protocol["task"]
+
+    def describe(self):
+        """One paragraph stating the protocol, for a report or a figure caption."""
+        return f"{len(self.results)} candidates on the same folds. {_describe(self.protocol)}"
+
+    def wide(self, value="pooled"):
+        """The comparison as a candidate × metric table.
+
+        Parameters
+        ----------
+        value : {"pooled", "mean", "sd", "ci_low", "ci_high"}, default="pooled"
+            Which column of :attr:`table` fills the cells.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Candidates as rows (in the order given), metrics as columns.
+        """
+        wide = self.table.pivot(index="candidate", columns="metric", values=value)
+        return wide.loc[list(self.results), self.protocol["metrics"]]
+
+    def save_figures(self, folder):
+        """Write the comparison's figures as PNG files (matplotlib, Agg backend).
+
+        Classification: a confusion matrix per candidate (``<name>_confusion.png``), and
+        ROC curves from the out-of-fold scores: all candidates in ``roc.png`` for two
+        classes, one-vs-rest curves per class in ``<name>_roc.png`` for more. Regression:
+        predicted against true values per candidate (``<name>_pred_vs_true.png``).
+
+        Parameters
+        ----------
+        folder : str or path-like
+            Created if missing.
+
+        Returns
+        -------
+        list of pathlib.Path
+            The files written.
+        """
+        from featcell import _plots
+
+        return _plots.save_figures(self.results, folder)
+
+    def __repr__(self):
+        shown = self.table[self.table["metric"] == self.primary_metric]
+        return (
+            f"ComparisonResult({self.describe()})\n{shown.to_string(index=False)}\n"
+            f"{self.paired.to_string(index=False)}"
+        )
+
+
+def evaluate(
+    estimator,
+    X,
+    y,
+    groups=None,
+    *,
+    cv=5,
+    metrics=None,
+    task="auto",
+    n_jobs=None,
+    random_state=0,
+    n_boot=1000,
+    ci=0.95,
+):
+    """Cross-validate an estimator without ever splitting a group across train and test.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        Any scikit-learn estimator or pipeline; it is cloned for every fold.
+    X : array-like, pandas.DataFrame or featcell.CellSet
+        The samples; anything that supports ``len(X)`` and ``X[indices]`` (or ``.iloc``).
+    y : (n_samples,) array-like
+        Class labels or target values (e.g. counts).
+    groups : (n_samples,) array-like, str or None, default=None
+        Group (image, well) of each sample; folds never split a group. A string names a
+        group level of a CellSet (``"image"``, ``"well"``) or a ``Metadata_*`` column of X.
+        None takes ``X.groups("image")`` or a ``Metadata_ImageID`` column of X when there
+        is one (the result says so) and otherwise warns, since random splits of cells
+        from the same images give optimistic scores. ``"none"`` turns grouping off
+        without a warning, for samples that truly are independent.
+    cv : int, cross-validation splitter or iterable, default=5
+        Number of folds, a splitter object or an iterable of (train, test) index arrays.
+        An int gives ``StratifiedGroupKFold`` (classification) or ``GroupKFold``
+        (regression) with groups, ``StratifiedKFold`` or ``KFold`` without; all shuffled
+        with `random_state`. Whatever the splitter, a fold that puts one group on both
+        sides is an error; test sets must not overlap.
+    metrics : list of str, dict of str to callable, or None, default=None
+        Metric names from :mod:`featcell.metrics` (``accuracy``, ``balanced_accuracy``,
+        ``precision_macro``, ``recall_macro``, ``f1_macro``, ``roc_auc``; ``mae``, ``rmse``,
+        ``mape``, ``r2``, ``pearson_r``, ``mean_signed_error``) or ``{name:
+        callable(y_true, y_pred)}``. The first named one is the primary metric unless
+        the task default (``balanced_accuracy``, ``mae``) is among them. Default: all of
+        the task's metrics (``roc_auc`` when the estimator has ``predict_proba`` or
+        ``decision_function``).
+    task : {"auto", "classification", "regression"}, default="auto"
+        ``"auto"``: classification when y holds labels (strings, booleans) or few distinct
+        integers (at most ``max(2, min(10, n_samples // 5))``), regression otherwise.
+    n_jobs : int, default=None
+        Number of jobs to run in parallel over folds. ``None`` means 1 unless in a
+        :obj:`joblib.parallel_backend` context. ``-1`` means using all processors.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the fold shuffling and the bootstrap.
+    n_boot : int, default=1000
+        Bootstrap resamples for the confidence intervals.
+    ci : float, default=0.95
+        Coverage of the confidence intervals.
+
+    Returns
+    -------
+    EvaluationResult
+
+    Raises
+    ------
+    ValueError
+        If y and X differ in length, y or X has missing values, y has a single class,
+        groups has fewer unique values than folds, or a fold splits a group.
+
+    See Also
+    --------
+    compare : several candidates on the same folds, with paired tests.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> image = np.repeat(np.arange(12), 10)          # 12 images of 10 cells
+    >>> y = np.where(image % 2 == 0, "live", "dead")
+    >>> X = rng.normal(size=(120, 3)) + (y == "live")[:, None]
+    >>> res = evaluate(LogisticRegression(), X, y, groups=image, cv=3, n_boot=200)
+    >>> res.protocol["cv_class"], res.protocol["n_groups"]
+    ('StratifiedGroupKFold', 12)
+    >>> row = res.summary.set_index("metric").loc["balanced_accuracy"]
+    >>> bool(row["ci_low"] <= row["pooled"] <= row["ci_high"])
+    True
+    """
+    setup = _Setup.build(
+        [estimator], X, y, groups, cv, metrics, None, task, random_state, n_boot, ci
+    )
+    outputs = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_predict)(clone(estimator), X, setup.y, train, test, setup.classes)
+        for train, test in setup.splits
+    )
+    return setup.result(outputs, repr(estimator))
+
+
+def compare(
+    estimators,
+    X,
+    y,
+    groups=None,
+    *,
+    cv=5,
+    metrics=None,
+    primary=None,
+    task="auto",
+    n_jobs=None,
+    random_state=0,
+    n_boot=1000,
+    ci=0.95,
+):
+    """Evaluate several candidates on the same folds and test their differences.
+
+    Every candidate sees the same training and test sets and its out-of-fold predictions
+    are bootstrapped with the same group resamples, so differences are paired: fold by
+    fold for a t-test, resample by resample for the bootstrap interval.
+
+    Parameters
+    ----------
+    estimators : dict of str to estimator
+        The candidates, by name.
+    X, y, groups, cv, metrics, task, n_jobs, random_state, n_boot, ci
+        As in :func:`evaluate`; `n_jobs` parallelises over candidates and folds.
+    primary : str, default=None
+        Metric for the paired tests; default ``balanced_accuracy`` (classification) or
+        ``mae`` (regression) when computed, else the first metric.
+
+    Returns
+    -------
+    ComparisonResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyRegressor
+    >>> from sklearn.linear_model import Ridge
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 2))
+    >>> counts = 50 + 10 * X[:, 0] + rng.normal(size=60)
+    >>> res = compare({"ridge": Ridge(), "mean": DummyRegressor()}, X, counts,
+    ...               groups=np.repeat(np.arange(20), 3), cv=4, n_boot=200)
+    >>> res.wide("pooled")["mae"].round(1).to_dict()
+    {'ridge': 0.9, 'mean': 7.9}
+    >>> bool(res.paired.loc[0, "diff_ci_high"] < 0)   # ridge's MAE is lower
+    True
+    """
+    if not isinstance(estimators, Mapping) or not estimators:
+        raise ValueError(
+            f"estimators must be a non-empty dict of name -> estimator, got {estimators!r}"
+        )
+    names = list(estimators)
+    bad = [name for name in names if not isinstance(name, str)]
+    if bad:
+        raise ValueError(f"estimators must be keyed by str names, got {bad!r}")
+    setup = _Setup.build(
+        list(estimators.values()),
+        X,
+        y,
+        groups,
+        cv,
+        metrics,
+        primary,
+        task,
+        random_state,
+        n_boot,
+        ci,
+    )
+    jobs = [(name, train, test) for name in names for train, test in setup.splits]
+    outputs = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_predict)(clone(estimators[name]), X, setup.y, train, test, setup.classes)
+        for name, train, test in jobs
+    )
+    k = len(setup.splits)
+    results = {
+        name: setup.result(outputs[i * k : (i + 1) * k], repr(estimators[name]))
+        for i, name in enumerate(names)
+    }
+    table = pd.concat(
+        [r.summary.assign(candidate=name) for name, r in results.items()], ignore_index=True
+    )
+    table = table[["candidate", *results[names[0]].summary.columns]]
+    protocol = setup.protocol()
+    del protocol["estimator"], protocol["score_method"]
+    protocol["candidates"] = {name: repr(estimators[name]) for name in names}
+    return ComparisonResult(results, table, _paired_tests(results, setup), protocol)
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+@dataclass
+class _Setup:
+    """Checked inputs and everything shared by the candidates: folds, metrics, resamples."""
+
+    y: np.ndarray
+    task: str
+    task_source: str
+    classes: np.ndarray | None
+    groups: np.ndarray | None
+    groups_source: str
+    splits: list
+    fold: np.ndarray
+    cv_info: dict
+    metrics: list
+    primary: str
+    counts: np.ndarray  # (n_boot, n_units) bootstrap multiplicities
+    unit_index: np.ndarray  # bootstrap unit of each tested sample
+    ci: float
+    random_state: object
+
+    @classmethod
+    def build(cls, estimators, X, y, groups, cv, metrics, primary, task, random_state, n_boot, ci):
+        _check_ci(n_boot, ci)
+        n = _n_samples(X)
+        y = _check_y(y, n)
+        task, task_source = _resolve_task(task, y)
+        classes = None
+        if task == "classification":
+            classes = np.unique(y)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"y has a single class {_py(classes[0])!r}; a classifier needs at least two"
+                )
+        _check_finite_X(X)
+        groups, groups_source = _resolve_groups(groups, X, n)
+        splits, fold, cv_info = _make_splits(cv, task, y, groups, n, random_state)
+        metrics = _resolve_metrics(metrics, task, estimators)
+        primary = _resolve_primary(primary, task, metrics)
+        tested = fold >= 0
+        units = groups[tested] if groups is not None else np.flatnonzero(tested)
+        _, unit_index = np.unique(units, return_inverse=True)
+        counts = _resample_counts(int(unit_index.max()) + 1, n_boot, random_state)
+        return cls(
+            y=y,
+            task=task,
+            task_source=task_source,
+            classes=classes,
+            groups=groups,
+            groups_source=groups_source,
+            splits=splits,
+            fold=fold,
+            cv_info=cv_info,
+            metrics=metrics,
+            primary=primary,
+            counts=counts,
+            unit_index=unit_index,
+            ci=ci,
+            random_state=random_state,
+        )
+
+    def protocol(self, estimator=None, score_method=None):
+        n_groups = None if self.groups is None else len(np.unique(self.groups))
+        seed = self.random_state
+        if not isinstance(seed, numbers.Integral | None):
+            seed = repr(seed)
+        return {
+            "estimator": estimator,
+            **self.cv_info,
+            "grouped": self.groups is not None,
+            "groups_source": self.groups_source,
+            "n_groups": n_groups,
+            "n_samples": len(self.y),
+            "n_tested": int(np.sum(self.fold >= 0)),
+            "task": self.task,
+            "task_source": self.task_source,
+            "classes": None if self.classes is None else self.classes.tolist(),
+            "metrics": [m.name for m in self.metrics],
+            "primary_metric": self.primary,
+            "score_method": score_method,
+            "ci": self.ci,
+            "n_boot": len(self.counts),
+            "ci_method": "percentile bootstrap of the out-of-fold predictions, resampling "
+            f"{'groups' if self.groups is not None else 'samples'}",
+            "random_state": seed,
+        }
+
+    def result(self, outputs, estimator_repr):
+        """An EvaluationResult from the per-fold (pred, score, score_method) outputs."""
+        score_method = next((o[2] for o in outputs if o[2] is not None), None)
+        rows = []
+        for k, ((_, test), (pred, score, _)) in enumerate(zip(self.splits, outputs, strict=True)):
+            for metric in self.metrics:
+                rows.append((k, metric.name, self._score(metric, self.y[test], pred, score)))
+        fold_scores = pd.DataFrame(rows, columns=["fold", "metric", "value"])
+
+        order = np.concatenate([test for _, test in self.splits])
+        sample = np.sort(order)
+        back = np.argsort(order, kind="stable")
+        pred = np.concatenate([o[0] for o in outputs])[back]
+        score = None
+        if score_method is not None and all(o[1] is not None for o in outputs):
+            score = np.concatenate([o[1] for o in outputs])[back]
+        else:
+            score_method = None
+        predictions = self._predictions(sample, pred, score, score_method)
+
+        y_true = self.y[sample]
+        summary, boot = [], {}
+        for metric in self.metrics:
+            values = fold_scores.loc[fold_scores["metric"] == metric.name, "value"]
+            values = values.to_numpy(dtype=float)
+            pooled, boot[metric.name] = self._pooled(metric, y_true, pred, score)
+            low, high = _quantiles(boot[metric.name], self.ci)
+            values = values[~np.isnan(values)]
+            summary.append(
+                {
+                    "metric": metric.name,
+                    "mean": float(values.mean()) if len(values) else np.nan,
+                    "sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+                    "pooled": pooled,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+        return EvaluationResult(
+            task=self.task,
+            fold_scores=fold_scores,
+            summary=pd.DataFrame(summary),
+            predictions=predictions,
+            fold_assignment=self.fold.copy(),
+            splits=self.splits,
+            protocol=self.protocol(estimator_repr, score_method),
+            classes=self.classes,
+            bootstrap=boot,
+        )
+
+    def _score(self, metric, y_true, pred, score):
+        if not metric.needs_score:
+            return metric(y_true, pred, self.classes)
+        return np.nan if score is None else metric(y_true, score, self.classes)
+
+    def _pooled(self, metric, y_true, pred, score):
+        out = score if metric.needs_score else pred
+        if out is None:
+            warnings.warn(
+                f"metric {metric.name!r} needs predict_proba or decision_function, which "
+                "the estimator lacks; its values are NaN",
+                UserWarning,
+                stacklevel=4,
+            )
+            return np.nan, np.full(len(self.counts), np.nan)
+        pooled = float(metric(y_true, out, self.classes))
+        values = _bootstrap_values(metric, y_true, out, self.counts, self.unit_index, self.classes)
+        return pooled, values
+
+    def _predictions(self, sample, pred, score, score_method):
+        frame = pd.DataFrame(
+            {
+                "sample": sample,
+                "group": self.groups[sample] if self.groups is not None else None,
+                "fold": self.fold[sample],
+                "y_true": self.y[sample],
+                "y_pred": pred,
+            }
+        )
+        if score is not None:
+            prefix = "proba" if score_method == "predict_proba" else "score"
+            columns = {f"{prefix}_{c}": score[:, k] for k, c in enumerate(self.classes)}
+            frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
+        return frame
+
+
+def _fit_predict(estimator, X, y, train, test, classes):
+    """Fit on the training samples; predict (and score, for classifiers) the test samples."""
+    estimator.fit(_take(X, train), y[train])
+    X_test = _take(X, test)
+    pred = np.asarray(estimator.predict(X_test))
+    if classes is not None:
+        for method in _SCORE_METHODS:
+            if hasattr(estimator, method):
+                raw = np.asarray(getattr(estimator, method)(X_test), dtype=float)
+                return pred, _align_scores(raw, estimator.classes_, classes, method), method
+    return pred, None, None
+
+
+def _take(X, indices):
+    """Samples of X: scikit-learn's indexing for arrays, frames and lists, else X[indices]."""
+    if hasattr(X, "iloc") or hasattr(X, "shape") or isinstance(X, list | tuple):
+        return _safe_indexing(X, indices)
+    return X[indices]
+
+
+def _align_scores(raw, fitted_classes, classes, method):
+    """Scores in the column order of all classes; a class unseen in training ranks last."""
+    if raw.ndim == 1:  # binary decision_function: the score of fitted_classes[1]
+        raw = np.column_stack([-raw, raw])
+    fill = 0.0 if method == "predict_proba" else raw.min() - 1
+    out = np.full((len(raw), len(classes)), fill)
+    out[:, np.searchsorted(classes, fitted_classes)] = raw
+    return out
+
+
+def _py(value):
+    """A numpy scalar as the Python value, for readable error messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _n_samples(X):
+    try:
+        return len(X)
+    except TypeError:  # scipy sparse matrices have no len()
+        return X.shape[0]
+
+
+def _check_y(y, n):
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (one label or value per sample), got shape {y.shape}")
+    if len(y) != n:
+        raise ValueError(f"y has {len(y)} samples but X has {n}")
+    missing = pd.isna(y) if y.dtype.kind == "O" else (np.isnan(y) if y.dtype.kind == "f" else None)
+    if missing is not None and missing.any():
+        raise ValueError(
+            f"y has {int(missing.sum())} missing values (first at sample "
+            f"{int(np.argmax(missing))}); drop those samples or fill them in"
+        )
+    return y
+
+
+def _check_finite_X(X):
+    if isinstance(X, pd.DataFrame):
+        values = X.select_dtypes("number").to_numpy(float)
+    elif sp.issparse(X):
+        values = X.data
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "fc":
+        values = X
+    else:
+        return
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    where = ""
+    if not sp.issparse(X):
+        rows = bad.reshape(len(bad), -1).any(axis=1)
+        where = f" in {int(rows.sum())} samples (first at sample {int(np.argmax(rows))})"
+    raise ValueError(
+        f"X has {int(bad.sum())} NaN or infinite values{where}; drop those samples or "
+        "impute them inside the pipeline (sklearn.impute.SimpleImputer)"
+    )
+
+
+def _resolve_task(task, y):
+    if task in ("classification", "regression"):
+        return task, "given"
+    if task != "auto":
+        raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
+    if y.dtype.kind in "OUSb":
+        return "classification", "inferred: y holds labels"
+    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+        return "regression", "inferred: y has non-integer values"
+    n_unique = len(np.unique(y))
+    limit = max(2, min(10, len(y) // 5))
+    if n_unique <= limit:
+        return "classification", f"inferred: y has {n_unique} distinct integers (<= {limit})"
+    return "regression", f"inferred: y has {n_unique} distinct integers (> {limit})"
+
+
+_UNGROUPED_WARNING = (
+    "no groups were given and X has none (no X.groups('image'), no 'Metadata_ImageID' "
+    "column), so the folds split samples at random. Cells of one image share "
+    "its focus, illumination, staining and density: random folds put near-duplicates in "
+    "training and test, and the scores will be optimistic for new images. Pass "
+    "groups=<image or well id of each sample>, or groups='none' if the samples really are "
+    "independent."
+)
+
+
+def _resolve_groups(groups, X, n):
+    if isinstance(groups, str):
+        if groups == "none":
+            return None, "none: groups='none' (samples treated as independent)"
+        values, source = _groups_by_name(X, groups)
+    elif groups is None:
+        found = _groups_from_X(X)
+        if found is None:
+            warnings.warn(_UNGROUPED_WARNING, UserWarning, stacklevel=4)
+            return None, "none: no groups given or found in X (optimistic)"
+        values, source = found
+    else:
+        values, source = np.asarray(groups), "groups argument"
+    if values.ndim != 1 or len(values) != n:
+        raise ValueError(f"groups has shape {values.shape} but X has {n} samples")
+    if pd.isna(values).any():
+        raise ValueError(f"groups has {int(pd.isna(values).sum())} missing values")
+    n_groups = len(np.unique(values))
+    if n_groups < 2:
+        raise ValueError(
+            f"groups has a single unique value {_py(values[0])!r}; grouped cross-validation needs "
+            "at least as many groups as folds"
+        )
+    return values, source
+
+
+def _groups_from_X(X):
+    if callable(getattr(X, "groups", None)):
+        try:
+            return np.asarray(X.groups("image")), "X.groups('image')"
+        except KeyError:
+            pass
+    metadata = getattr(X, "metadata", None)
+    if isinstance(metadata, pd.DataFrame) and "Metadata_ImageID" in metadata:
+        return metadata["Metadata_ImageID"].to_numpy(), "X.metadata['Metadata_ImageID']"
+    if isinstance(X, pd.DataFrame) and "Metadata_ImageID" in X.columns:
+        return X["Metadata_ImageID"].to_numpy(), "X['Metadata_ImageID']"
+    return None
+
+
+def _groups_by_name(X, name):
+    if callable(getattr(X, "groups", None)):
+        try:
+            return np.asarray(X.groups(name)), f"X.groups({name!r})"
+        except KeyError as err:
+            raise ValueError(f"groups={name!r}: {err.args[0]}") from None
+    frame = getattr(X, "metadata", X)
+    if isinstance(frame, pd.DataFrame):
+        for column in (name, f"Metadata_{name}"):
+            if column in frame.columns:
+                return frame[column].to_numpy(), f"X[{column!r}]"
+        raise ValueError(f"groups={name!r} is not a column of X; columns: {list(frame.columns)!r}")
+    raise ValueError(
+        f"groups={name!r} names a column, but X ({type(X).__name__}) has no metadata; pass "
+        "an array of group ids, or groups='none'"
+    )
+
+
+def _make_splits(cv, task, y, groups, n, random_state):
+    n_groups = None if groups is None else len(np.unique(groups))
+    if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+        if cv < 2:
+            raise ValueError(f"cv must be at least 2 folds, got {cv!r}")
+        if n_groups is not None and n_groups < cv:
+            raise ValueError(
+                f"groups has {n_groups} unique values but cv={cv} folds need at least {cv}; "
+                "lower cv or pass finer groups"
+            )
+        if groups is not None:
+            kind = StratifiedGroupKFold if task == "classification" else GroupKFold
+        else:
+            kind = StratifiedKFold if task == "classification" else KFold
+        splitter = kind(n_splits=cv, shuffle=True, random_state=random_state)
+    elif hasattr(cv, "split"):
+        splitter = cv
+    elif hasattr(cv, "__iter__") and not isinstance(cv, str):
+        splitter = None
+    else:
+        raise ValueError(
+            f"cv must be a number of folds, a splitter or an iterable of (train, test), got {cv!r}"
+        )
+    if splitter is None:
+        splits, info = cv, {"cv": "predefined (train, test) splits", "cv_class": "list"}
+    else:
+        splits = splitter.split(np.zeros((n, 1)), y, groups)
+        info = {"cv": repr(splitter), "cv_class": type(splitter).__name__}
+    splits = [
+        (np.asarray(train, dtype=np.intp), np.asarray(test, dtype=np.intp))
+        for train, test in splits
+    ]
+    if not splits:
+        raise ValueError(f"cv={cv!r} produced no splits")
+    fold = np.full(n, -1)
+    for k, (train, test) in enumerate(splits):
+        if np.any(fold[test] >= 0):
+            raise ValueError(
+                f"cv={cv!r} puts sample {int(test[np.argmax(fold[test] >= 0)])} in more than "
+                "one test set; evaluate needs disjoint test sets (KFold-style splitters)"
+            )
+        fold[test] = k
+        if groups is not None:
+            shared = np.intersect1d(groups[train], groups[test])
+            if len(shared):
+                raise ValueError(
+                    f"cv={cv!r} puts group {_py(shared[0])!r} in both the training and the test "
+                    f"set of fold {k}; use a group-aware splitter (GroupKFold, "
+                    "StratifiedGroupKFold, LeaveOneGroupOut) or cv=<number of folds>"
+                )
+    info.update(n_splits=len(splits), fold_sizes=[len(test) for _, test in splits])
+    return splits, fold, info
+
+
+def _resolve_metrics(metrics, task, estimators):
+    if metrics is None:
+        names = list(_DEFAULT_METRICS[task])
+        if not any(hasattr(e, m) for e in estimators for m in _SCORE_METHODS):
+            names = [m for m in names if not _METRICS[m].needs_score]
+        return [_METRICS[m] for m in names]
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        items = list(metrics.items())
+    else:
+        items = [(m if isinstance(m, str) else getattr(m, "__name__", repr(m)), m) for m in metrics]
+    resolved = []
+    for name, metric in items:
+        if isinstance(metric, str):
+            if metric not in _METRICS:
+                raise ValueError(f"unknown metric {metric!r}. Known: {sorted(_METRICS)!r}")
+            if _METRICS[metric].task != task:
+                raise ValueError(
+                    f"metric {metric!r} is for {_METRICS[metric].task} but the task is {task}"
+                )
+            resolved.append(_METRICS[metric])
+        elif callable(metric):
+            resolved.append(_Metric(name, metric, task, False, None))
+        else:
+            raise TypeError(f"metrics must hold names or callables, got {metric!r}")
+    if not resolved:
+        raise ValueError("metrics is empty")
+    return resolved
+
+
+def _resolve_primary(primary, task, metrics):
+    names = [m.name for m in metrics]
+    if primary is None:
+        return _DEFAULT_PRIMARY[task] if _DEFAULT_PRIMARY[task] in names else names[0]
+    if primary not in names:
+        raise ValueError(f"primary={primary!r} is not among the metrics {names!r}")
+    return primary
+
+
+def _describe(p):
+    grouped = (
+        f"in {p['n_groups']} groups ({p['groups_source']}); no group is on both sides of a fold"
+        if p["grouped"]
+        else f"ungrouped ({p['groups_source']})"
+    )
+    return (
+        f"{p['n_splits']}-fold {p['cv_class']} cross-validation over {p['n_samples']} samples "
+        f"{grouped}. Task: {p['task']} ({p['task_source']}). Primary metric: "
+        f"{p['primary_metric']}. Intervals: {p['ci']:.0%} {p['ci_method']} "
+        f"({p['n_boot']} resamples)."
+    )
+
+
+# --------------------------------------------------------------------------- paired tests
+
+
+def _paired_tests(results, setup):
+    metric = setup.primary
+    names = list(results)
+    train_test = np.mean([len(test) / len(train) for train, test in setup.splits])
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            fa, fb = (
+                r.fold_scores.loc[r.fold_scores["metric"] == metric, "value"].to_numpy()
+                for r in (results[a], results[b])
+            )
+            t, p = _paired_t(fa - fb, 0.0)
+            _, p_corrected = _paired_t(fa - fb, train_test)
+            boot = results[a].bootstrap[metric] - results[b].bootstrap[metric]
+            low, high = _quantiles(boot, setup.ci)
+            pooled = (
+                results[a].summary.set_index("metric").loc[metric, "pooled"]
+                - results[b].summary.set_index("metric").loc[metric, "pooled"]
+            )
+            rows.append(
+                {
+                    "candidate_a": a,
+                    "candidate_b": b,
+                    "metric": metric,
+                    "fold_diff_mean": float(np.mean(fa - fb)),
+                    "t_statistic": t,
+                    "p_value": p,
+                    "p_value_corrected": p_corrected,
+                    "pooled_diff": float(pooled),
+                    "diff_ci_low": low,
+                    "diff_ci_high": high,
+                    "p_value_bootstrap": _bootstrap_p(boot),
+                }
+            )
+    columns = [
+        "candidate_a",
+        "candidate_b",
+        "metric",
+        "fold_diff_mean",
+        "t_statistic",
+        "p_value",
+        "p_value_corrected",
+        "pooled_diff",
+        "diff_ci_low",
+        "diff_ci_high",
+        "p_value_bootstrap",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _paired_t(diff, test_train_ratio):
+    """Paired t-test on fold differences; a ratio > 0 applies Nadeau & Bengio's correction.
+
+    The corrected variance is var(d) · (1/k + n_test/n_train) (Nadeau & Bengio, "Inference
+    for the generalization error", Machine Learning 52, 2003).
+    """
+    k = len(diff)
+    if k < 2 or np.any(np.isnan(diff)):
+        return np.nan, np.nan
+    var = np.var(diff, ddof=1) * (1 / k + test_train_ratio)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.mean(diff) / np.sqrt(var)
+    if np.isnan(t):
+        return np.nan, np.nan
+    return float(t), float(2 * stats.t.sf(abs(t), k - 1))
+
+
+def _bootstrap_p(diff):
+    diff = diff[~np.isnan(diff)]
+    if len(diff) == 0:
+        return np.nan
+    return float(min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0))))
