@@ -18,8 +18,9 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
-from sklearn.utils import _safe_indexing
+from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.parallel import Parallel, delayed
 
 from featcell.metrics import (
@@ -433,7 +434,8 @@ class _Setup:
                 raise ValueError(
                     f"y has a single class {_py(classes[0])!r}; a classifier needs at least two"
                 )
-        _check_finite_X(X)
+        if not all(_allows_nan(est) for est in estimators):
+            _check_finite_X(X)
         groups, groups_source = _resolve_groups(groups, X, n)
         splits, fold, cv_info = _make_splits(cv, task, y, groups, n, random_state)
         metrics = _resolve_metrics(metrics, task, estimators)
@@ -627,6 +629,16 @@ def _check_y(y, n):
             f"{int(np.argmax(missing))}); drop those samples or fill them in"
         )
     return y
+
+
+def _allows_nan(estimator):
+    """True when the estimator says it handles NaN (e.g. a pipeline starting with an imputer)."""
+    while isinstance(estimator, Pipeline):  # its own tag ignores the first step's
+        estimator = estimator.steps[0][1]
+    try:
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def _check_finite_X(X):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from joblib import effective_n_jobs
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
@@ -27,6 +28,8 @@ __all__ = ["CellFeatureTransformer"]
 
 # cells per task: large enough to amortise dispatch, small enough to bound memory
 _CHUNK = 512
+# below this many cells per worker, process start-up costs more than it saves
+_MIN_CHUNK = 64
 
 
 def check_cellset(X, name="X"):
@@ -100,13 +103,13 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
         n_out = len(self.feature_names_out_)
         if len(X) == 0:
             return np.empty((0, n_out), dtype=np.float64)
-        starts = range(0, len(X), _CHUNK)
-        if self.n_jobs not in (None, 1) and len(X) > 1:
-            parts = Parallel(n_jobs=self.n_jobs)(
-                delayed(self._compute)(X[s : s + _CHUNK]) for s in starts
-            )
+        n_jobs = effective_n_jobs(self.n_jobs)
+        size = _CHUNK if n_jobs == 1 else min(_CHUNK, max(_MIN_CHUNK, -(-len(X) // n_jobs)))
+        if len(X) <= size:
+            parts = [self._compute(X)]
         else:
-            parts = [self._compute(X[s : s + _CHUNK]) for s in starts]
+            chunks = (X[s : s + size] for s in range(0, len(X), size))
+            parts = Parallel(n_jobs=n_jobs)(delayed(self._compute)(c) for c in chunks)
         out = np.vstack(parts).astype(np.float64, copy=False)
         if out.shape != (len(X), n_out):  # a broken subclass, not user input
             raise RuntimeError(
