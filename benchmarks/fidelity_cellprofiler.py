@@ -25,7 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import benchmark_images  # noqa: E402
 
-FAMILIES = ["morphology", "intensity", "texture"]
+FAMILIES = ["morphology", "intensity", "texture", "colocalization"]
 THRESHOLD = 0.999
 
 

@@ -12,7 +12,7 @@ joblib workers and vectorised feature extraction over all objects are cheap.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -35,9 +35,11 @@ _BASE_COLUMNS = [
 _GROUP_ALIASES = {"image": "Metadata_ImageID", "object": "Metadata_ObjectNumber"}
 
 
-@dataclass(frozen=True)
 class FlatCells:
     """All crop pixels of a :class:`CellSet` as flat, vectorisable arrays.
+
+    ``obj``, ``row`` and ``col`` are built on first use, so code that needs
+    only values and masks pays nothing for them.
 
     Attributes
     ----------
@@ -45,20 +47,39 @@ class FlatCells:
         Intensity of every crop pixel of every cell, per channel.
     mask : (P,) ndarray of bool
         Whether the pixel belongs to its cell.
+    shapes : (N, 2) ndarray of intp
+        Crop shape ``(h, w)`` of every cell.
     obj : (P,) ndarray of intp
         Index of the cell (0 .. N-1) that owns the pixel.
     row, col : (P,) ndarray of intp
         Pixel coordinates inside the cell's crop.
-    shapes : (N, 2) ndarray of intp
-        Crop shape ``(h, w)`` of every cell.
     """
 
-    values: np.ndarray
-    mask: np.ndarray
-    obj: np.ndarray
-    row: np.ndarray
-    col: np.ndarray
-    shapes: np.ndarray
+    def __init__(self, values, mask, shapes):
+        self.values = values
+        self.mask = mask
+        self.shapes = shapes
+
+    @cached_property
+    def obj(self):
+        h, w = self.shapes[:, 0], self.shapes[:, 1]
+        return np.repeat(np.arange(len(self.shapes), dtype=np.intp), h * w)
+
+    @cached_property
+    def _row_width(self):
+        return np.repeat(self.shapes[:, 1], self.shapes[:, 0])
+
+    @cached_property
+    def row(self):
+        # one entry per crop row, expanded to pixels: only repeats, no division
+        h = self.shapes[:, 0]
+        row_of_rows = np.arange(h.sum(), dtype=np.intp) - np.repeat(np.cumsum(h) - h, h)
+        return np.repeat(row_of_rows, self._row_width)
+
+    @cached_property
+    def col(self):
+        width = self._row_width
+        return np.arange(len(self.mask), dtype=np.intp) - np.repeat(np.cumsum(width) - width, width)
 
 
 def _check_channel_names(channels, n_channels):
@@ -690,14 +711,7 @@ class CellSet:
         -------
         FlatCells
         """
-        h, w = self._shapes[:, 0], self._shapes[:, 1]
-        obj = np.repeat(np.arange(len(self), dtype=np.intp), h * w)
-        # one entry per crop row, then expanded to pixels: only repeats, no division
-        row_of_rows = np.arange(h.sum(), dtype=np.intp) - np.repeat(np.cumsum(h) - h, h)
-        row_width = np.repeat(w, h)
-        row = np.repeat(row_of_rows, row_width)
-        col = np.arange(len(obj), dtype=np.intp) - np.repeat(np.cumsum(row_width) - row_width, row_width)
-        return FlatCells(self._values, self._mask, obj, row, col, self._shapes)
+        return FlatCells(self._values, self._mask, self._shapes)
 
     def mosaic(self, gap=1):
         """Pack all crops into one canvas with a label image, for whole-image algorithms.
