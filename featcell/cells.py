@@ -771,19 +771,22 @@ def _check_margin(margin):
 
 
 def _gather_windows(stack, labels, ids, origins, ends):
-    """Cut (C, h, w) windows, object masks and centroids for every id, into flat buffers."""
+    """Cut (C, h, w) windows, object masks and centroids for every id, into flat buffers.
+
+    One block copy per object (memcpy speed); no per-pixel index arrays.
+    """
     shapes = ends - origins
     sizes = shapes[:, 0] * shapes[:, 1]
-    obj = np.repeat(np.arange(len(ids)), sizes)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    offset = np.arange(starts[-1]) - starts[obj]
-    rows = origins[obj, 0] + offset // shapes[obj, 1]
-    cols = origins[obj, 1] + offset % shapes[obj, 1]
-    values = stack[:, rows, cols]
-    mask = labels[rows, cols] == ids[obj]
-    area = np.bincount(obj[mask], minlength=len(ids))
-    centroid = np.column_stack(
-        [np.bincount(obj[mask], weights=c[mask], minlength=len(ids)) / area for c in (rows, cols)]
-    )
+    values = np.empty((stack.shape[0], starts[-1]), np.float32)
+    mask = np.empty(starts[-1], bool)
+    centroid = np.empty((len(ids), 2))
+    for k, ((y0, x0), (y1, x1)) in enumerate(zip(origins, ends)):
+        window = slice(starts[k], starts[k + 1])
+        values[:, window] = stack[:, y0:y1, x0:x1].reshape(stack.shape[0], -1)
+        inside = labels[y0:y1, x0:x1] == ids[k]
+        mask[window] = inside.ravel()
+        rr, cc = np.nonzero(inside)
+        centroid[k] = rr.mean() + y0, cc.mean() + x0
     return values, mask, shapes, centroid
 
