@@ -1,0 +1,195 @@
+"""Speed of featcell ``Texture`` against its peers, on one image and mask.
+
+``run(image, labels)`` times, on the same objects, per family:
+
+* ``haralick`` (MeasureTexture, scale 3, 256 levels): featcell
+  ``Texture("haralick")`` vs cp_measure ``get_texture`` (mahotas per object),
+  cp_measure's numba backend (when numba is installed) and
+  ``mahotas.features.haralick`` called per object on regionprops crops;
+* ``granularity`` (MeasureGranularity, 16 components): featcell vs cp_measure
+  ``get_granularity`` on the whole image (CellProfiler's way);
+* ``gabor`` (CellProfiler 3's Gabor score, scale 3): featcell vs a vectorised
+  numpy port of CellProfiler 3 on the whole image;
+* ``gabor_energy`` (4 orientations, wavelength 3): featcell vs
+  ``skimage.filters.gabor`` on the whole image plus ``ndimage.mean``;
+* ``lbp`` (uniform, P=8, R=1): featcell vs
+  ``skimage.feature.local_binary_pattern`` on the whole image plus a bincount.
+
+featcell is timed on a ready :class:`~featcell.CellSet` (``transform`` only,
+comparable to the peers, which take the label image directly) and, for
+Haralick, once more including ``CellSet.from_labels``. Each timing is the best
+of ``repeat`` runs (one run for anything slower than a second).
+
+Run ``python benchmarks/_speed_texture.py`` for a table on a few real images.
+"""
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential
+
+from featcell import CellSet
+from featcell.features.texture import Texture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fidelity_texture import cellprofiler3_gabor
+
+
+def best_time(fn, repeat=3):
+    """Best wall time of ``fn()`` over ``repeat`` runs (a single run if it takes > 1 s)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        if times[-1] > 1.0:
+            break
+    return min(times)
+
+
+def _mahotas_per_object(labels, pixels):
+    import mahotas
+    from skimage.measure import regionprops
+    from skimage.util import img_as_ubyte
+
+    levels = img_as_ubyte(pixels)
+    levels[labels == 0] = 0
+    out = []
+    for prop in regionprops(labels, levels):
+        try:
+            out.append(
+                mahotas.features.haralick(prop.image_intensity, distance=3, ignore_zeros=True)
+            )
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def _skimage_gabor(pixels, labels):
+    from skimage.filters import gabor
+
+    index = np.arange(1, labels.max() + 1)
+    return [
+        ndi.mean(np.hypot(*gabor(pixels, 1 / 3, np.pi * a / 4)), labels, index) for a in range(4)
+    ]
+
+
+def _skimage_lbp(pixels, labels):
+    from skimage.feature import local_binary_pattern
+
+    codes = local_binary_pattern(
+        np.rint(np.clip(pixels, 0, 1) * 65535).astype(np.uint16), 8, 1, method="uniform"
+    ).astype(np.intp)
+    inside = labels > 0
+    return np.bincount((labels[inside] - 1) * 10 + codes[inside], minlength=labels.max() * 10)
+
+
+def run(image, labels, repeat=3):
+    """Time featcell and its peers on one image.
+
+    Parameters
+    ----------
+    image : (H, W) ndarray of float
+        One channel.
+    labels : (H, W) ndarray of int
+        Instance labels.
+    repeat : int, default=3
+        Runs per tool; the best is kept.
+
+    Returns
+    -------
+    list of dict
+        ``tool``, ``family``, ``objects``, ``seconds``.
+    """
+    from cp_measure.core.measuregranularity import get_granularity
+    from cp_measure.core.measuretexture import get_texture
+
+    pixels = np.asarray(image, dtype=np.float32).astype(np.float64)
+    labels = relabel_sequential(np.asarray(labels))[0].astype(np.int32)
+    n = int(labels.max())
+    cells = CellSet.from_labels(pixels, labels, channels=["DNA"])
+    model = {
+        f: Texture(f).fit(cells)
+        for f in ("haralick", "granularity", "gabor", "gabor_energy", "lbp")
+    }
+    model["haralick"].transform(cells)  # warm imports and caches outside the timing
+
+    def build_and(transformer):
+        return lambda: transformer.transform(CellSet.from_labels(pixels, labels, channels=["DNA"]))
+
+    tools = [
+        ("haralick", "featcell Texture (haralick)", lambda: model["haralick"].transform(cells)),
+        (
+            "haralick",
+            "featcell Texture (haralick, incl. CellSet.from_labels)",
+            build_and(model["haralick"]),
+        ),
+        ("haralick", "cp_measure get_texture", lambda: get_texture(labels, pixels)),
+        (
+            "haralick",
+            "mahotas.features.haralick per object",
+            lambda: _mahotas_per_object(labels, pixels),
+        ),
+    ]
+    try:
+        from cp_measure.core.numba.measuretexture import get_texture as numba_texture
+
+        numba_texture(labels, pixels)  # compile (cached) outside the timing
+        tools.append(
+            ("haralick", "cp_measure get_texture (numba)", lambda: numba_texture(labels, pixels))
+        )
+    except ImportError:
+        pass
+    tools += [
+        (
+            "granularity",
+            "featcell Texture (granularity)",
+            lambda: model["granularity"].transform(cells),
+        ),
+        (
+            "granularity",
+            "cp_measure get_granularity (whole image)",
+            lambda: get_granularity(labels, pixels),
+        ),
+        ("gabor", "featcell Texture (gabor)", lambda: model["gabor"].transform(cells)),
+        (
+            "gabor",
+            "CellProfiler 3 Gabor (numpy port, whole image)",
+            lambda: cellprofiler3_gabor(pixels, labels, 3),
+        ),
+        (
+            "gabor_energy",
+            "featcell Texture (gabor_energy)",
+            lambda: model["gabor_energy"].transform(cells),
+        ),
+        (
+            "gabor_energy",
+            "skimage.filters.gabor (whole image) + ndimage.mean",
+            lambda: _skimage_gabor(pixels, labels),
+        ),
+        ("lbp", "featcell Texture (lbp)", lambda: model["lbp"].transform(cells)),
+        (
+            "lbp",
+            "skimage local_binary_pattern (whole image) + bincount",
+            lambda: _skimage_lbp(pixels, labels),
+        ),
+    ]
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for family, tool, fn in tools:
+            seconds = best_time(fn, repeat)
+            rows.append({"tool": tool, "family": family, "objects": n, "seconds": seconds})
+    return rows
+
+
+if __name__ == "__main__":
+    from _data import benchmark_images
+    from _speed_intensity import report
+
+    rows = [row for _, image, labels in benchmark_images(2, 4) for row in run(image, labels)]
+    print(report(rows).to_string(float_format=lambda v: f"{v:.4g}"))
