@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 from sklearn.base import clone
+from sklearn.impute._base import _BaseImputer
 from sklearn.pipeline import Pipeline
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils import _safe_indexing, get_tags
@@ -632,9 +633,10 @@ def _check_y(y, n):
 
 
 def _allows_nan(estimator):
-    """True when the estimator says it handles NaN (e.g. a pipeline starting with an imputer)."""
-    while isinstance(estimator, Pipeline):  # its own tag ignores the first step's
-        estimator = estimator.steps[0][1]
+    """True when the estimator handles NaN: it says so, or it is a pipeline with an imputer."""
+    if isinstance(estimator, Pipeline):  # its own tag ignores the steps
+        steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
+        return any(isinstance(step, _BaseImputer) for step in steps) or _allows_nan(steps[0])
     try:
         return bool(get_tags(estimator).input_tags.allow_nan)
     except (AttributeError, TypeError, ValueError):

@@ -1,6 +1,7 @@
 """featcell.evaluate: grouped folds, warnings, identical folds in compare, CIs, errors."""
 
 import doctest
+import importlib
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
-import featcell.evaluate as fe
+fe = importlib.import_module("featcell.evaluate")  # the module; featcell.evaluate is also the function
 from featcell import metrics as fm
 from featcell.evaluate import compare, evaluate
 

@@ -1,0 +1,157 @@
+"""All classical feature families in one transformer: :class:`CellFeatures`."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import check_cellset
+from .colocalization import Colocalization
+from .intensity import Intensity
+from .morphology import Morphology
+from .texture import Texture
+
+__all__ = ["CellFeatures", "FAMILIES"]
+
+#: The classical families, in output order, and the transformer that measures each.
+FAMILIES = {
+    "morphology": Morphology,
+    "intensity": Intensity,
+    "texture": Texture,
+    "colocalization": Colocalization,
+}
+
+
+class CellFeatures(TransformerMixin, BaseEstimator):
+    """Morphology, intensity, texture and colocalization features in one step.
+
+    A convenience over ``make_union(Morphology(), Intensity(), ...)`` that
+    keeps CellProfiler's column names unprefixed and skips colocalization when
+    the cells have a single channel.
+
+    Parameters
+    ----------
+    families : list of str, default=None
+        Which of ``"morphology"``, ``"intensity"``, ``"texture"``,
+        ``"colocalization"`` to compute. ``None`` means all of them.
+    channels : list of str, default=None
+        Channels to measure (all by default).
+    compartment : str, default=None
+        Prefix such as ``"Nuclei"`` for pycytominer-style names.
+    n_jobs : int, default=None
+        Number of jobs to run in parallel. ``None`` means 1 unless in a
+        :obj:`joblib.parallel_backend` context. ``-1`` means using all
+        processors.
+
+    Attributes
+    ----------
+    transformers_ : list of (str, transformer)
+        The fitted per-family transformers.
+    feature_names_out_ : ndarray of str
+        Output column names.
+    family_of_feature_ : ndarray of str
+        The family of every output column (for grouped importance).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featcell import CellSet, CellFeatures
+    >>> labels = np.zeros((40, 40), np.int32); labels[5:15, 5:15] = 1; labels[20:34, 18:30] = 2
+    >>> image = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    >>> cells = CellSet.from_labels(image, labels, channels=["DNA"])
+    >>> table = CellFeatures().set_output(transform="pandas").fit_transform(cells)
+    >>> table.shape[0], "AreaShape_Area" in table
+    (2, True)
+    """
+
+    def __init__(self, families=None, *, channels=None, compartment=None, n_jobs=None):
+        self.families = families
+        self.channels = channels
+        self.compartment = compartment
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y=None):
+        """Fit every selected family on the cells.
+
+        Parameters
+        ----------
+        X : CellSet
+            The cells.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        X = check_cellset(X)
+        families = (
+            list(FAMILIES)
+            if self.families is None
+            else list([self.families] if isinstance(self.families, str) else self.families)
+        )
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {unknown!r}; choose from {list(FAMILIES)}")
+        n_channels = (
+            X.n_channels
+            if self.channels is None
+            else len([self.channels] if isinstance(self.channels, str) else self.channels)
+        )
+        self.transformers_ = []
+        for family in families:
+            if family == "colocalization" and n_channels < 2:
+                continue
+            params = {"compartment": self.compartment, "n_jobs": self.n_jobs}
+            if family != "morphology":
+                params["channels"] = self.channels
+            self.transformers_.append((family, FAMILIES[family](**params).fit(X)))
+        names = [t.get_feature_names_out() for _, t in self.transformers_]
+        self.feature_names_out_ = np.concatenate(names) if names else np.empty(0, object)
+        self.family_of_feature_ = (
+            np.concatenate(
+                [[family] * len(n) for (family, _), n in zip(self.transformers_, names)]
+            ).astype(object)
+            if names
+            else np.empty(0, object)
+        )
+        return self
+
+    def transform(self, X):
+        """Measure every cell with every fitted family.
+
+        Parameters
+        ----------
+        X : CellSet
+            The cells.
+
+        Returns
+        -------
+        features : ndarray of shape (n_cells, n_features)
+        """
+        check_is_fitted(self, "transformers_")
+        X = check_cellset(X)
+        parts = [t.transform(X) for _, t in self.transformers_]
+        return np.hstack(parts) if parts else np.empty((len(X), 0))
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names, CellProfiler style.
+
+        Parameters
+        ----------
+        input_features : Ignored
+            Not used: the input is a CellSet.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self, "transformers_")
+        return self.feature_names_out_.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags

@@ -1,0 +1,39 @@
+"""The public API: __all__ is sorted and complete, and the estimators follow scikit-learn's contract."""
+
+import inspect
+
+import pytest
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+import featcell
+
+ESTIMATORS = [featcell.Morphology, featcell.Intensity, featcell.Texture, featcell.Colocalization,
+              featcell.CellFeatures, featcell.CNNEmbedding, featcell.ImageFeatures]
+
+
+def test_all_is_sorted_and_importable():
+    assert featcell.__all__ == sorted(featcell.__all__)
+    for name in featcell.__all__:
+        assert hasattr(featcell, name), name
+
+
+def test_every_public_name_is_listed():
+    public = {n for n, v in vars(featcell).items()
+              if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))}
+    assert public <= set(featcell.__all__)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS, ids=lambda e: e.__name__)
+def test_estimator_contract(Estimator):
+    name = Estimator.__name__
+    estimator = Estimator()
+    check_no_attributes_set_in_init(name, estimator)
+    check_parameters_default_constructible(name, estimator)
+    check_get_params_invariance(name, estimator)
+    check_set_params(name, estimator)
+    assert inspect.getdoc(Estimator) and "Examples" in inspect.getdoc(Estimator)

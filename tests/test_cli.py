@@ -1,0 +1,242 @@
+"""The featcell command line, end to end on the real images bundled with the package."""
+
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import featcell
+from featcell.cli import build_parser, main
+
+DATA = Path(featcell.__file__).parent / "data"
+LIVE_DEAD = DATA / "live_dead"
+BBBC005 = DATA / "bbbc005"
+
+
+def run(capsys, *argv):
+    """Run the command in-process; return (exit status, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def live_dead(tmp_path_factory):
+    """Ten bundled live/dead images and their VOC boxes (every image has both classes)."""
+    root = tmp_path_factory.mktemp("live_dead")
+    (root / "images").mkdir()
+    (root / "boxes").mkdir()
+    images = sorted((LIVE_DEAD / "images").iterdir())[::4][:10]
+    for image in images:
+        shutil.copy(image, root / "images" / image.name)
+        shutil.copy(LIVE_DEAD / "annotations" / f"{image.stem}.xml", root / "boxes")
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(live_dead, tmp_path_factory):
+    """`featcell extract` of the ten images (morphology only, to stay quick)."""
+    out = tmp_path_factory.mktemp("extract") / "features.parquet"
+    code = main(["extract", str(live_dead / "images"), "--labels", str(live_dead / "boxes"),
+                 "--as-gray", "--channels", "BF", "--families", "morphology", "-o", str(out),
+                 "-q"])
+    assert code == 0
+    return out
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0
+    assert out.strip() == f"featcell {featcell.__version__}"
+
+
+@pytest.mark.parametrize("command", [None, "extract", "train", "score", "compare", "demo"])
+def test_help_explains_each_command_with_an_example(capsys, command):
+    argv = ["--help"] if command is None else [command, "--help"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "example" in out
+    assert "featcell " + (command or "demo") in out  # an example line to copy
+    if command is None:
+        for name in ("extract", "train", "score", "compare", "demo"):
+            assert name in out
+        assert "grouped" in out or "never split" in out
+
+
+def test_every_subcommand_is_documented():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, action in sub.choices.items():
+        assert action.description, name
+        assert action.epilog and "example" in action.epilog, name
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    code, _, err = run(capsys)
+    assert code == 2
+    assert "commands" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["extract", "no/such/folder", "-o", "x.parquet"], "no such file, folder or pattern"),
+        (["extract", "{images}", "-o", "{tmp}/features.xlsx"], "must end with .parquet or .csv"),
+        (["extract", "{images}", "--labels", "no/such", "-o", "{tmp}/f.parquet"],
+         "is not a folder"),
+        (["train", "{images}", "--labels", "{boxes}", "--target", "Klass", "--as-gray",
+          "--families", "morphology", "-o", "{tmp}/m.featcell"], "--target 'Klass'"),
+        (["train", "{images}", "--target", "Class", "-o", "{tmp}/m.csv"], "model file"),
+        (["train", "{images}", "--task", "counting", "--target", "count",
+          "-o", "{tmp}/m.featcell"], "--metadata"),
+        (["score", "{tmp}/missing.featcell", "{images}", "-o", "{tmp}/p.parquet"],
+         "no such model file"),
+        (["compare", "{images}", "--target", "Class", "-o", "{tmp}/report.html"],
+         "should be a folder"),
+        (["demo", "--images", "3", "-o", "{tmp}/demo"], "--images must be between"),
+    ],
+)
+def test_user_mistakes_give_one_clear_line_and_status_2(capsys, tmp_path, live_dead, argv,
+                                                        message):
+    argv = [a.format(images=live_dead / "images", boxes=live_dead / "boxes", tmp=tmp_path)
+            for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err
+    assert "featcell: error:" in err
+    assert message in err
+
+
+def test_argparse_mistakes_exit_2(capsys):
+    code, _, err = run(capsys, "train", "x")
+    assert code == 2
+    assert "required" in err
+
+
+def test_extract_writes_a_cellprofiler_style_table(extracted):
+    table = pd.read_parquet(extracted)
+    assert len(table) > 20
+    assert {"Metadata_ImageID", "Metadata_Class", "AreaShape_Area"} <= set(table.columns)
+    assert set(table["Metadata_Class"]) == {"Living Cell", "Dead Cell"}
+    assert table["Metadata_ImageID"].nunique() == 10
+    settings = json.loads((extracted.parent / "features_settings.json").read_text())
+    assert settings["families"] == ["morphology"]
+    assert settings["channel_names"] == ["BF"]
+
+
+def test_train_on_a_table_then_score_images_and_tables(capsys, extracted, live_dead, tmp_path):
+    model = tmp_path / "viability.featcell"
+    code, out, err = run(capsys, "train", extracted, "--target", "Class", "--model", "lr",
+                         "--cv", "3", "-o", model)
+    assert code == 0, err
+    assert "StratifiedGroupKFold" in out and "balanced_accuracy" in out and "95% CI" in out
+    assert "grouped by Metadata_ImageID (10 groups)" in err  # progress on stderr
+    assert model.is_file()
+    from featcell.persist import read_manifest
+
+    info = read_manifest(model)["metadata"]
+    assert info["kind"] == "cells"  # the table's settings rebuild the feature step
+    assert info["classes"] == ["Dead Cell", "Living Cell"]
+    assert info["cross_validation"]["scores"][0]["metric"] == "accuracy"
+
+    predictions = tmp_path / "predictions.parquet"
+    code, out, err = run(capsys, "score", model, live_dead / "images", "--labels",
+                         live_dead / "boxes", "-o", predictions)
+    assert code == 0, err
+    cells = pd.read_parquet(predictions)
+    assert {"Prediction", "Probability_Dead Cell", "Probability_Living Cell"} <= set(cells)
+    assert len(cells) == len(pd.read_parquet(extracted))
+    images = pd.read_parquet(tmp_path / "predictions_images.parquet")
+    assert len(images) == 10 and "Count_Dead Cell" in images
+    assert "Count_Cells" in out
+
+    scored = tmp_path / "table_predictions.csv"
+    code, out, err = run(capsys, "score", model, extracted, "-o", scored)
+    assert code == 0, err
+    assert len(pd.read_csv(scored)) == len(cells)
+
+
+def test_train_from_images_with_a_report(capsys, live_dead, tmp_path):
+    code, _out, err = run(
+        capsys, "train", live_dead / "images", "--labels", live_dead / "boxes", "--as-gray",
+        "--target", "Class", "--families", "morphology", "intensity", "--model", "rf",
+        "--cv", "3", "--report", tmp_path / "report", "-o", tmp_path / "m.featcell",
+    )
+    assert code == 0, err
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') >= 3
+    assert "read 10 images" in err
+
+
+def test_counting_train_and_score(capsys, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted((BBBC005 / "images").iterdir())[::2]:  # 6 images, 1 to 87 cells
+        shutil.copy(path, images)
+    model = tmp_path / "counter.featcell"
+    code, out, err = run(capsys, "train", images, "--metadata", BBBC005 / "counts.csv",
+                         "--target", "count", "--task", "counting", "--model", "lr",
+                         "--cv", "3", "-o", model)
+    assert code == 0, err
+    assert "mae" in out and "GroupKFold" in out
+    counts = tmp_path / "counts.csv"
+    code, out, err = run(capsys, "score", model, images, "-o", counts)
+    assert code == 0, err
+    table = pd.read_csv(counts)
+    truth = pd.read_csv(BBBC005 / "counts.csv").set_index("image")["count"]
+    error = (table["Prediction"] - truth.loc[table["Metadata_ImageID"]].to_numpy()).abs()
+    assert len(table) == 6 and error.median() < 15
+
+
+def test_compare_writes_a_report(capsys, live_dead, tmp_path):
+    report = tmp_path / "report"
+    code, out, err = run(capsys, "compare", live_dead / "images", "--labels",
+                         live_dead / "boxes", "--as-gray", "--target", "Class",
+                         "--families", "morphology", "--candidates", "classical", "cnn",
+                         "--model", "lr", "--cv", "3", "-o", report)
+    assert code == 0, err
+    assert "classical:" in out and "cnn:" in out and "most important family" in out
+
+    class Images(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.sources = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.sources.append(dict(attrs)["src"])
+
+    parser = Images()
+    parser.feed((report / "report.html").read_text())
+    assert len(parser.sources) >= 6
+    assert all(s.startswith("data:image/png;base64,") for s in parser.sources)
+    assert (report / "report.md").is_file()
+
+
+def test_demo_runs_on_the_bundled_data(capsys, tmp_path):
+    code, out, err = run(capsys, "demo", "--images", "12", "-o", tmp_path / "demo")
+    assert code == 0, err
+    assert (tmp_path / "demo" / "report.html").is_file()
+    assert "classical:" in out and "both:" in out
+    assert "demo finished" in err
+
+
+@pytest.mark.skipif(shutil.which("featcell") is None, reason="featcell is not installed")
+def test_installed_command_reports_errors_without_traceback(tmp_path):
+    done = subprocess.run(["featcell", "score", str(tmp_path / "none.featcell"),
+                           str(tmp_path), "-o", str(tmp_path / "p.parquet")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("featcell: error: no such model file")
+    assert "Traceback" not in done.stderr
+
+
+def test_module_entry_point():
+    done = subprocess.run([sys.executable, "-m", "featcell.cli", "--version"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and featcell.__version__ in done.stdout

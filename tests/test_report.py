@@ -1,0 +1,223 @@
+"""HTML and Markdown reports of evaluations and comparisons."""
+
+import base64
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from featcell import CellSet
+from featcell.evaluate import compare, evaluate
+from featcell.importance import family_importance
+from featcell.report import write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class _Page(HTMLParser):
+    """Collects what a reader of the report sees: images, tables, headings, text."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.tables, self.headings, self.captions = [], 0, [], []
+        self._tag = None
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "table":
+            self.tables += 1
+        self._tag = tag
+
+    def handle_endtag(self, tag):
+        self._tag = None
+
+    def handle_data(self, data):
+        if self._tag in ("h1", "h2"):
+            self.headings.append(data.strip())
+        if self._tag == "figcaption":
+            self.captions.append(data.strip())
+        self.text.append(data)
+
+
+def _parse(path):
+    page = _Page()
+    page.feed(Path(path).read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def viability():
+    """Cells of 12 images, big live cells and small dead ones, with a feature table."""
+    rng = np.random.default_rng(0)
+    n, size = 96, 28
+    image = np.repeat(np.arange(12), 8).astype(str)
+    y = np.where(rng.random(n) < 0.35, "dead", "live")
+    crops = (rng.random((n, 1, size, size)) * 0.2).astype(np.float32)
+    yy, xx = np.ogrid[:size, :size]
+    for i in range(n):
+        radius = 8 if y[i] == "live" else 5
+        crops[i, 0][(yy - 14) ** 2 + (xx - 14) ** 2 < radius**2] += 0.7
+    cells = CellSet.from_crops(crops, channels=["BF"], image_id=image)
+    area = (crops[:, 0] > 0.5).sum(axis=(1, 2)).astype(float)
+    X = pd.DataFrame({
+        "AreaShape_Area": area + rng.normal(scale=8, size=n),
+        "Intensity_MeanIntensity_BF": crops.mean(axis=(1, 2, 3)) + rng.normal(scale=0.02, size=n),
+        "Texture_Contrast_BF_3_00": rng.normal(size=n),
+        "Metadata_ImageID": image,
+    })
+    return cells, X, y, image
+
+
+@pytest.fixture(scope="module")
+def comparison(viability):
+    _cells, X, y, image = viability
+    features = X.drop(columns="Metadata_ImageID")
+    candidates = {
+        "lr": make_pipeline(StandardScaler(), LogisticRegression()),
+        "gnb": GaussianNB(),
+    }
+    result = compare(candidates, features, y, image, cv=3, n_boot=200)
+    importance = {
+        name: family_importance(est, features, y, image, cv=3, n_repeats=2)
+        for name, est in candidates.items()
+    }
+    return result, importance
+
+
+def test_html_report_is_self_contained_with_figures_and_tables(tmp_path, viability,
+                                                                comparison):
+    cells, X, _y, _image = viability
+    result, importance = comparison
+    out = write_report(
+        result, tmp_path / "report", title="Viability <test> & co",
+        dataset={"source": "synthetic", "stain": "none"},
+        preprocessing=["cells from crops", "three features"],
+        cells=cells, features=X, importance=importance, notes="A note.",
+    )
+    assert set(out) == {"html", "md", "figures"}
+    page = _parse(out["html"])
+    assert page.images, "no figures in the HTML report"
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG
+    # confusion x2, ROC, importance, PCA map, example cells
+    assert len(page.images) == 6
+    assert page.tables >= 6
+    for heading in ("Summary", "Data", "Preprocessing and features", "Validation protocol",
+                    "Results", "Figures", "Which features does the model use?", "The cells",
+                    "Software"):
+        assert heading in page.headings
+    assert "Viability <test> & co" in page.headings  # escaped in the file, intact when read
+    text = "".join(page.text)
+    assert "StratifiedGroupKFold" in text
+    assert "95%" in text and "[" in text  # intervals
+    assert "dead" in text and "live" in text
+    assert "synthetic" in text and "cells from crops" in text and "A note." in text
+    assert "src=\"http" not in out["html"].read_text()  # nothing fetched from a server
+    for path in out["figures"]:
+        assert path.is_file() and path.read_bytes()[:8] == PNG
+    names = {p.name for p in out["figures"]}
+    assert {"lr_confusion.png", "gnb_confusion.png", "roc.png", "family_importance.png",
+            "embedding_pca.png", "example_cells.png"} <= names
+
+
+def test_markdown_report_links_the_figure_files(tmp_path, comparison, viability):
+    cells, X, _y, _image = viability
+    result, importance = comparison
+    out = write_report(result, tmp_path, title="Viability", cells=cells, features=X,
+                       importance=importance["lr"], formats=("md",))
+    assert "html" not in out
+    md = out["md"].read_text()
+    assert md.startswith("# Viability")
+    links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
+    assert len(links) == len(out["figures"]) == 6
+    for link in links:
+        assert (tmp_path / link).is_file()
+    assert "| candidate |" in md and "balanced_accuracy" in md
+    assert "| family |" in md and "morphology" in md
+
+
+def test_evaluation_result_and_tsne_map(tmp_path, viability):
+    _cells, X, y, image = viability
+    features = X.drop(columns="Metadata_ImageID")
+    result = evaluate(make_pipeline(StandardScaler(), LogisticRegression()), features, y,
+                      image, cv=3, n_boot=200)
+    out = write_report(result, tmp_path, title="One model", features=features,
+                       embedding="tsne", max_points=60, labels=y)
+    names = {p.name for p in out["figures"]}
+    assert names == {"model_confusion.png", "roc.png", "embedding_tsne.png"}
+    text = "".join(_parse(out["html"]).text)
+    assert "The model" in text and "t-SNE" in text
+
+
+def test_regression_report_has_predicted_vs_true(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    counts = 50 + 10 * X[:, 0] + rng.normal(size=40)
+    result = compare({"ridge": Ridge(), "mean": DummyRegressor()}, X, counts,
+                     groups=np.arange(40), cv=4, n_boot=200)
+    out = write_report(result, tmp_path, title="Counting", features=X)
+    names = {p.name for p in out["figures"]}
+    assert {"ridge_pred_vs_true.png", "mean_pred_vs_true.png", "embedding_pca.png"} <= names
+    page = _parse(out["html"])
+    text = "".join(page.text)
+    assert "mae" in text and "Highest" not in text.split("Summary")[0]
+    assert "ridge" in text.split("Data")[0]  # the lower MAE is the headline
+
+
+def test_report_argument_errors(tmp_path, comparison, viability):
+    cells, X, _y, _image = viability
+    result, _ = comparison
+    with pytest.raises(TypeError, match="EvaluationResult or ComparisonResult"):
+        write_report({"a": 1}, tmp_path, title="x")
+    with pytest.raises(ValueError, match="formats"):
+        write_report(result, tmp_path, title="x", formats=("pdf",))
+    with pytest.raises(ValueError, match="title"):
+        write_report(result, tmp_path, title="")
+    with pytest.raises(ValueError, match="embedding"):
+        write_report(result, tmp_path, title="x", embedding="umap")
+    with pytest.raises(ValueError, match="differ in length"):
+        write_report(result, tmp_path, title="x", cells=cells, features=X.iloc[:10])
+    with pytest.raises(ValueError, match="labels has 3 values"):
+        write_report(result, tmp_path, title="x", cells=cells, labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="hold only"):
+        write_report(result, tmp_path, title="x", features=X.iloc[:10])
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (optional render check)")
+def test_report_renders_in_a_headless_browser(tmp_path, comparison, viability):
+    cells, X, _y, _image = viability
+    result, importance = comparison
+    out = write_report(result, tmp_path, title="Render check", cells=cells, features=X,
+                       importance=importance)
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--hide-scrollbars", "--window-size=1200,3000",
+         f"--screenshot={shot}", out["html"].resolve().as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == PNG
+    from skimage.io import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
+    # not a blank page: text and figures give many distinct grey levels
+    assert len(np.unique(pixels[..., :3].mean(axis=-1).astype(int))) > 50
