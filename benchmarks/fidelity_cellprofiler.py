@@ -68,8 +68,8 @@ def main(argv=None):
             frames.append(part)
     long = pd.concat(frames, ignore_index=True)
     table = summarise(long)
-    n_obj = long.groupby("image")["object"].nunique().sum() // max(1, len(args.families))
-    print(f"# featcell vs cp_measure on {len(images)} real images (~{n_obj} objects)")
+    n_obj = len(long.drop_duplicates(["image", "object"]))
+    print(f"# featcell vs cp_measure on {len(images)} real images ({n_obj} objects)")
     with pd.option_context("display.max_rows", None, "display.width", 160):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     failing = table[~table["pass"]]
