@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from featcell.heads import HEADS, BalancedClassifier, make_head
+
+RNG = np.random.default_rng(0)
+# three classes, strings, imbalanced 30 / 20 / 10, separable along the first two features
+CLASSES = np.array(["G1"] * 30 + ["S_phase"] * 20 + ["Mitosis"] * 10)
+CENTRES = {"G1": (0.0, 0.0), "S_phase": (4.0, 0.0), "Mitosis": (0.0, 4.0)}
+X = np.array([CENTRES[c] for c in CLASSES]) + RNG.normal(0, 0.5, (len(CLASSES), 2))
+X = np.c_[X, RNG.normal(size=(len(CLASSES), 3))]
+Y_REG = X[:, 0] * 2.0 + X[:, 1] + RNG.normal(0, 0.1, len(CLASSES))
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_classification_heads_fit_predict_string_labels(name):
+    model = make_pipeline(StandardScaler(), make_head(name, random_state=0))
+    model.fit(X, CLASSES)
+    assert set(model.classes_) == set(CLASSES)
+    assert (model.predict(X) == CLASSES).mean() > 0.9
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", [h for h in HEADS if h != "gnb"])
+def test_regression_heads(name):
+    model = make_pipeline(StandardScaler(), make_head(name, "regression")).fit(X, Y_REG)
+    residual = model.predict(X) - Y_REG
+    assert np.abs(residual).mean() < 0.5 * np.abs(Y_REG - Y_REG.mean()).mean()
+
+
+def test_class_weight_is_passed_on():
+    assert make_head("rf").class_weight == "balanced"
+    assert make_head("svm", class_weight=None).estimator.class_weight is None
+    assert make_head("xgb", class_weight={"a": 2.0}).class_weight == {"a": 2.0}
+
+
+def test_balanced_weights_shift_the_minority_decision():
+    # one feature, classes overlapping: balancing moves predictions toward the rare class
+    x = np.r_[RNG.normal(0, 1, 95), RNG.normal(1.5, 1, 5)][:, None]
+    y = np.array(["common"] * 95 + ["rare"] * 5)
+    plain = BalancedClassifier(GaussianNB(), class_weight=None).fit(x, y)
+    balanced = BalancedClassifier(GaussianNB()).fit(x, y)
+    assert (balanced.predict(x) == "rare").sum() > (plain.predict(x) == "rare").sum()
+
+
+def test_balanced_classifier_decodes_labels_and_combines_sample_weight():
+    clf = BalancedClassifier(make_head("xgb").estimator, class_weight=None)
+    clf.fit(X, CLASSES, sample_weight=np.ones(len(X)))
+    assert_array_equal(clf.classes_, ["G1", "Mitosis", "S_phase"])
+    assert clf.predict(X[:1]).dtype.kind == "U"
+    assert clf.feature_importances_.shape == (X.shape[1],)
+    with pytest.raises(ValueError, match="non-zero"):
+        clf.fit(X, CLASSES, sample_weight=np.zeros(len(X)))
+
+
+def test_unknown_head_and_task():
+    with pytest.raises(ValueError, match=r"head 'knn' is not known; expected one of .*'svm'"):
+        make_head("knn")
+    with pytest.raises(ValueError, match="task='ranking'"):
+        make_head("rf", "ranking")
+    with pytest.raises(ValueError, match="classification only"):
+        make_head("gnb", "regression")
+
+
+@parametrize_with_checks(
+    [BalancedClassifier(GaussianNB())],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "class_weight='balanced' depends on class counts, which repeating rows changes"
+        ),
+    },
+)
+def test_balanced_classifier_follows_sklearn_api(estimator, check):
+    check(estimator)

@@ -1,0 +1,180 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from featcell.segment import segment, segment_object
+
+DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+
+# three separated disks and one pair of touching disks on a 96 x 96 field
+YY, XX = np.mgrid[:96, :96]
+DISKS = [(20, 20, 8), (20, 70, 10), (70, 20, 7)]
+TOUCHING = [(70, 60, 9), (70, 76, 9)]
+
+
+def _disk(cy, cx, r):
+    return (YY - cy) ** 2 + (XX - cx) ** 2 <= r**2
+
+
+def _field(disks, background=10.0, foreground=200.0, noise=5.0, seed=0):
+    rng = np.random.default_rng(seed)
+    image = np.full(YY.shape, background)
+    for cy, cx, r in disks:
+        image[_disk(cy, cx, r)] = foreground
+    return image + rng.normal(0, noise, image.shape)
+
+
+def _iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+# li, triangle and local thresholds sit lower than Otsu and take in part of the blurred rim
+@pytest.mark.parametrize(
+    ("method", "min_iou"),
+    [("otsu", 0.95), ("multiotsu", 0.8), ("li", 0.8), ("triangle", 0.55), ("local", 0.8)],
+)
+def test_separated_disks_count_and_iou(method, min_iou):
+    labels = segment(_field(DISKS), method=method, block_size=61)
+    assert labels.dtype == np.int32
+    assert labels.max() == len(DISKS)
+    for cy, cx, r in DISKS:
+        found = labels == labels[cy, cx]
+        assert labels[cy, cx] > 0
+        assert _iou(found, _disk(cy, cx, r)) > min_iou
+
+
+def test_touching_disks_are_split():
+    image = _field(TOUCHING)
+    assert segment(image, split_touching=False).max() == 1
+    labels = segment(image)
+    assert labels.max() == 2
+    (a_y, a_x, _), (b_y, b_x, _) = TOUCHING
+    assert labels[a_y, a_x] != labels[b_y, b_x]
+
+
+def test_intensity_seeds_split_touching_blobs():
+    image = np.zeros(YY.shape)
+    for cy, cx, _ in TOUCHING:
+        image += np.exp(-((YY - cy) ** 2 + (XX - cx) ** 2) / (2 * 5.0**2))
+    assert segment(image, seed="intensity", min_distance=5).max() == 2
+
+
+def test_dark_objects_on_bright_background_are_inverted():
+    image = _field(DISKS, background=200.0, foreground=40.0)
+    assert segment(image).max() == len(DISKS)
+    assert segment(image, invert=False).max() <= 1  # the background becomes the object
+
+
+def test_colour_and_channel_input():
+    grey = _field(DISKS)
+    rgb = np.stack([np.zeros_like(grey), np.zeros_like(grey), grey], axis=-1)
+    assert segment(rgb, channel=2).max() == len(DISKS)
+    assert segment(rgb.clip(0, 255).astype(np.uint8)).max() == len(DISKS)
+
+
+def test_min_size_removes_small_objects():
+    image = _field(DISKS + [(80, 85, 2)])
+    assert segment(image, min_size=40).max() == len(DISKS)
+
+
+def test_binary_input_with_every_method():
+    image = np.zeros((30, 30), dtype=bool)
+    image[5:15, 5:15] = True
+    for method in ("otsu", "multiotsu", "li", "triangle", "local"):
+        assert segment(image, method=method, sigma=0, block_size=31).max() == 1
+
+
+def test_blank_image_gives_no_objects():
+    assert_array_equal(segment(np.zeros((10, 12))), np.zeros((10, 12), dtype=np.int32))
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "match"),
+    [
+        (np.zeros((0, 5)), {}, "empty"),
+        (np.full((5, 5), np.nan), {}, "NaN"),
+        (np.zeros((8, 8, 8)), {}, "3-D stacks"),
+        (np.zeros((8, 8)), {"method": "magic"}, "method='magic'"),
+        (np.zeros((8, 8)), {"min_size": -1}, "min_size"),
+        (np.zeros((8, 8)), {"min_distance": 0}, "min_distance"),
+        (np.zeros((8, 8)), {"invert": "yes"}, "invert"),
+        (np.zeros((8, 8, 3)), {"channel": 3}, "channel=3"),
+        (np.zeros((8, 8)), {"method": "local", "block_size": 4}, "block_size"),
+    ],
+)
+def test_bad_input(image, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        segment(image, **kwargs)
+
+
+@pytest.mark.parametrize("contrast", [-60.0, 60.0])
+def test_segment_object_dark_or_bright_cell(contrast):
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:40, :48]
+    cell = (yy - 22) ** 2 / 12**2 + (xx - 25) ** 2 / 9**2 <= 1
+    window = 500.0 + rng.normal(0, 5, cell.shape)
+    window[cell] += contrast
+    window[2:5, 2:5] += contrast  # a speck in the corner is not the cell
+    mask = segment_object(window)
+    assert mask.dtype == bool and mask.shape == cell.shape
+    assert _iou(mask, cell) > 0.85
+
+
+def test_segment_object_ring_is_filled_and_channels_combine():
+    # a bright-field ring (dark rim, background-like inside) in channel 0, nothing in channel 1
+    yy, xx = np.mgrid[:40, :40]
+    radius = np.hypot(yy - 20, xx - 20)
+    rim = (radius > 9) & (radius <= 12)
+    window = np.stack([100.0 - 40.0 * rim, np.full(rim.shape, 7.0)])
+    window += np.random.default_rng(2).normal(0, 1, window.shape)
+    mask = segment_object(window)
+    assert _iou(mask, radius <= 12) > 0.85
+
+
+def test_segment_object_box_with_context():
+    # a bright-field cell (dark rim, grey inside) whose box touches its edge on every side
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:40, :40]
+    radius = np.hypot(yy - 20, xx - 20)
+    cell = radius <= 10
+    window = 100.0 - 40.0 * ((radius > 8) & cell) - 15.0 * (radius <= 8)
+    window += rng.normal(0, 1, window.shape)
+    box = (10, 10, 31, 31)
+    mask = segment_object(window, box=box)
+    assert _iou(mask, cell) > 0.85
+    assert not mask[:10].any() and not mask[:, 31:].any()  # confined to the box
+    flat = segment_object(np.full((20, 20), 5.0), box=(5, 2, 15, 18))
+    assert flat[10, 10] and not flat[3, 10] and flat.shape == (20, 20)
+
+
+@pytest.mark.parametrize("box", [(0, 0, 50, 10), (5, 5, 5, 9), (1, 2, 3), "all"])
+def test_segment_object_bad_box(box):
+    with pytest.raises(ValueError, match="box="):
+        segment_object(np.zeros((20, 20)), box=box)
+
+
+def test_segment_object_falls_back_to_ellipse():
+    flat = segment_object(np.full((20, 30), 3.0))
+    assert flat[10, 15] and not flat[0, 0]
+    assert 0.6 < flat.mean() < 0.9  # pi / 4 of the window
+    assert segment_object(np.ones((2, 2))).shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("window", "match"),
+    [(np.zeros((2, 3, 4, 5)), "expected \\(h, w\\)"), (np.full((4, 4), np.inf), "NaN")],
+)
+def test_segment_object_bad_input(window, match):
+    with pytest.raises(ValueError, match=match):
+        segment_object(window)
+
+
+@pytest.mark.skipif(not (DATA / "phenotype").is_dir(), reason="../shared/data is absent")
+def test_segment_object_on_flow_cytometry_crops():
+    cells = np.load(DATA / "phenotype" / "jurkat_cell_cycle" / "cells.npz")
+    images = cells["images"][:50, [0, 2]].astype(float)  # bright-field and dark-field
+    areas = np.array([segment_object(im).sum() for im in images])
+    # cells fill a good part of the 40 x 40 crop, never all of it
+    assert np.median(areas) > 150 and areas.max() < 40 * 40 * 0.8
