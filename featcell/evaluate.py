@@ -19,8 +19,8 @@ import scipy.sparse as sp
 from scipy import stats
 from sklearn.base import clone
 from sklearn.impute._base import _BaseImputer
-from sklearn.pipeline import Pipeline
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.parallel import Parallel, delayed
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
-from sklearn.tree import DecisionTreeClassifier
 from sklearn.preprocessing import FunctionTransformer
+from sklearn.tree import DecisionTreeClassifier
 
 from featcell import CellSet
 

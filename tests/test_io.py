@@ -91,13 +91,15 @@ def test_voc_boxes_become_cells_in_file_order(tmp_path):
                                             "</annotation>")
     boxes, names, filename = read_voc(tmp_path / "ann" / "x.xml")
     np.testing.assert_array_equal(boxes[0], [18, 22, 32, 35])
+    assert names == ["Dead Cell", "Living Cell"] and filename == "x.png"
     cells = read_cells(tmp_path / "img", tmp_path / "ann")
     assert cells.groups("Class").tolist() == ["Dead Cell", "Living Cell"]
     np.testing.assert_allclose([cells.mask(i).sum() for i in range(2)], [80, 100], atol=3)
 
 
-@pytest.mark.parametrize("content", ["not xml at all", "<annotation><object><name>a</name>"
-                                     "</object></annotation>"])
+@pytest.mark.parametrize(
+    "content", ["not xml at all", "<annotation><object><name>a</name></object></annotation>"]
+)
 def test_bad_voc_is_a_value_error(tmp_path, content):
     (tmp_path / "bad.xml").write_text(content)
     with pytest.raises(ValueError, match="bad.xml"):

@@ -17,8 +17,8 @@ cells, empty inputs and pandas output (``set_output``).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from joblib import effective_n_jobs
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 

@@ -12,7 +12,7 @@ from .intensity import Intensity
 from .morphology import Morphology
 from .texture import Texture
 
-__all__ = ["CellFeatures", "FAMILIES"]
+__all__ = ["FAMILIES", "CellFeatures"]
 
 #: The classical families, in output order, and the transformer that measures each.
 FAMILIES = {

@@ -1,0 +1,139 @@
+"""Speed of featcell's per-cell features against the tools biologists use, in one run.
+
+On the same real images and masks (Coelho 2009 nuclei, DSB2018), one channel:
+
+* featcell with the families cp_measure computes, and with all its families (adding
+  CellProfiler's Gabor, Gabor energy and LBP), single core and ``n_jobs=2``;
+* cp_measure ``featurize`` (CellProfiler's measurements) with the same families;
+* scikit-image ``regionprops_table`` (shape + intensity properties it has);
+* nyxus (all 2-D features) where installed;
+* per family, the peers listed in ``benchmarks/_speed_<family>.py`` (e.g. cp_measure's
+  numba Haralick, mahotas).
+
+Reported as objects/second and the ratio to cp_measure. Run::
+
+    python benchmarks/feature_speed.py [--n-coelho 2 --n-dsb 4] [--skip-families]
+"""
+
+import argparse
+import importlib
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import benchmark_images
+from sklearn.base import clone
+
+from featcell import CellFeatures, CellSet, Intensity, Morphology, Texture
+
+FAMILIES = ["morphology", "intensity", "texture", "colocalization"]
+
+
+# what cp_measure's featurize computes for one channel: size/shape, Zernike, Feret, intensity,
+# radial distribution, Haralick and granularity (featcell's CellProfiler Gabor, Gabor energy
+# and LBP have no cp_measure counterpart)
+_CP_EQUIVALENT = [Morphology(), Intensity(), Texture(features=["haralick", "granularity"])]
+
+
+def _featcell(image, labels, n_jobs, same_as_cp=False):
+    cells = CellSet.from_labels(image, labels, channels=["DNA"])
+    if same_as_cp:
+        return np.hstack([clone(t).set_params(n_jobs=n_jobs).fit_transform(cells)
+                          for t in _CP_EQUIVALENT])
+    return CellFeatures(n_jobs=n_jobs).fit_transform(cells)
+
+
+def _cp_measure(image, labels):
+    from cp_measure.featurizer import featurize, make_featurizer_config
+
+    config = make_featurizer_config(["DNA"], objects=["nuclei"], radial_zernikes=False)
+    return featurize(image[None, None], labels[None, None].astype(np.int32), config)
+
+
+def _regionprops(image, labels):
+    from skimage.measure import regionprops_table
+
+    props = ("area", "perimeter", "area_convex", "solidity", "extent", "eccentricity",
+             "axis_major_length", "axis_minor_length", "orientation", "euler_number",
+             "feret_diameter_max", "moments_central", "moments_normalized", "moments_hu",
+             "inertia_tensor", "intensity_mean", "intensity_max", "intensity_min",
+             "intensity_std")
+    return regionprops_table(labels, image, properties=props)
+
+
+def _nyxus(image, labels):
+    from nyxus import Nyxus
+
+    return Nyxus(["*ALL*"], n_feature_calc_threads=1).featurize(image, labels)
+
+
+def _time(fn, *args):
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def overall(images, with_nyxus=True):
+    tools = {
+        "featcell (cp_measure's families, n_jobs=1)": lambda im, lab: _featcell(im, lab, 1, True),
+        "featcell (cp_measure's families, n_jobs=2)": lambda im, lab: _featcell(im, lab, 2, True),
+        "featcell (all families incl. Gabor, LBP, n_jobs=1)": lambda im, lab: _featcell(im, lab, 1),
+        "featcell (all families incl. Gabor, LBP, n_jobs=2)": lambda im, lab: _featcell(im, lab, 2),
+        "cp_measure featurize (same families)": _cp_measure,
+        "scikit-image regionprops_table (shape+intensity only)": _regionprops,
+    }
+    if with_nyxus:
+        tools["nyxus *ALL* (1 thread)"] = _nyxus
+    rows = []
+    for name, image, labels in images:
+        n = len(np.unique(labels)) - 1
+        for tool, fn in tools.items():
+            try:
+                seconds = _time(fn, image, labels)
+            except ImportError:
+                continue
+            rows.append({"tool": tool, "family": "all", "objects": n, "seconds": seconds})
+    return rows
+
+
+def report(rows, reference):
+    table = pd.DataFrame(rows).groupby(["family", "tool"], sort=False)[["objects", "seconds"]].sum()
+    table["objects/s"] = table["objects"] / table["seconds"]
+    ratios = []
+    for (family, tool), row in table.iterrows():
+        ref = [k for k in table.loc[family].index if k.startswith(reference)]
+        base = table.loc[(family, ref[0]), "objects/s"] if ref else np.nan
+        ratios.append(row["objects/s"] / base)
+    table[f"x {reference}"] = ratios
+    return table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-coelho", type=int, default=2)
+    parser.add_argument("--n-dsb", type=int, default=4)
+    parser.add_argument("--skip-families", action="store_true")
+    parser.add_argument("--no-nyxus", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    images = list(benchmark_images(args.n_coelho, args.n_dsb))
+    _featcell(*images[0][1:], 1)  # warm caches/imports outside the timing
+    rows = overall(images, with_nyxus=not args.no_nyxus)
+    if not args.skip_families:
+        for family in FAMILIES:
+            module = importlib.import_module(f"_speed_{family}")
+            for _, image, labels in images:
+                rows.extend(module.run(image, labels))
+    n_objects = sum(len(np.unique(lab)) - 1 for _, _, lab in images)
+    print(f"# {len(images)} real images, {n_objects} objects, one channel")
+    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+        print(report(rows, "cp_measure").to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+if __name__ == "__main__":
+    main()
