@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import benchmark_images  # noqa: E402
+from _data import benchmark_images
 
 FAMILIES = ["morphology", "intensity", "texture", "colocalization"]
 THRESHOLD = 0.999
