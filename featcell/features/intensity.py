@@ -398,7 +398,8 @@ def _geodesic_distance(pix, canvas, centre):
         if not p.size:
             continue
         if axis == 0:
-            total = np.cumsum(image.T, axis=1, dtype=np.int32).ravel()
+            # (a contiguous copy first: cumsum along a strided axis is several times slower)
+            total = np.cumsum(np.ascontiguousarray(image.T), axis=1, dtype=np.int32).ravel()
             r, c = np.divmod(lin[p], width)
             at = c * image.shape[0] + r  # position on the transposed canvas
         else:

@@ -362,23 +362,37 @@ def cellprofiler_gabor(pixels, values, scale, n_angles=4):
     low = pixels.reduce(np.minimum, values)
     high = pixels.reduce(np.maximum, values)
     span = np.where(high > low, high - low, 1.0)
-    normalised = (values - low[pixels.obj]) / span[pixels.obj]
-    centred = normalised - pixels.mean(normalised)[pixels.obj]
+    spread = pixels.spread
+    normalised = values - spread(low)
+    normalised /= spread(span)
+    centred = normalised
+    centred -= spread(pixels.mean(normalised))
     i, j = pixels.centred_coordinates()
-    sigma = (np.sqrt(area / np.pi) / 3.0)[pixels.obj]
-    envelope = 1000.0 / (2.0 * np.pi * sigma**2) * np.exp(-(i * i + j * j) / (2 * sigma**2))
+    sigma = np.sqrt(area / np.pi) / 3.0
+    two_var = spread(2 * sigma**2)
+    envelope = i * i
+    envelope += j * j
+    np.negative(envelope, out=envelope)
+    envelope /= two_var
+    np.exp(envelope, out=envelope)
+    envelope *= spread(1000.0 / (2.0 * np.pi * sigma**2))
     best = np.zeros(n)
+    phase = np.empty_like(i)
+    g_cos = np.empty_like(i)
     for k in range(n_angles):
         theta = np.pi * k / n_angles
-        phase = 2 * np.pi / scale * (i * np.cos(theta) + j * np.sin(theta))
-        g_cos = envelope * np.cos(phase)
-        g_sin = envelope * np.sin(phase)
-        g_cos -= pixels.mean(g_cos)[pixels.obj]
-        g_sin -= pixels.mean(g_sin)[pixels.obj]
-        score = np.hypot(
-            np.bincount(pixels.obj, weights=centred * g_cos, minlength=n),
-            np.bincount(pixels.obj, weights=centred * g_sin, minlength=n),
-        )
+        np.multiply(i, np.cos(theta), out=phase)
+        phase += j * np.sin(theta)
+        phase *= 2 * np.pi / scale
+        np.cos(phase, out=g_cos)
+        g_sin = np.sin(phase, out=phase)
+        g_cos *= envelope
+        g_sin *= envelope
+        g_cos -= spread(pixels.mean(g_cos))
+        g_sin -= spread(pixels.mean(g_sin))
+        g_cos *= centred
+        g_sin *= centred
+        score = np.hypot(pixels.sum(g_cos), pixels.sum(g_sin))
         best = np.maximum(best, score)
     return best
 
@@ -437,14 +451,45 @@ def gabor_energy(image, frequency, theta):
     >>> bool(np.allclose(gabor_energy(image, 0.25, 0.3), np.hypot(real, imag)))
     True
     """
+    return _gabor_energy_at(image, frequency, theta)
+
+
+def _negligible(part, other):
+    """Whether one part of a complex kernel is exactly or numerically zero (below 1e-12
+    of the other): e.g. the imaginary part of ``cos(pi / 2)`` (6e-17) times a phase."""
+    return np.abs(part).max() <= 1e-12 * np.abs(other).max()
+
+
+def _gabor_energy_at(image, frequency, theta, where=None):
+    """:func:`gabor_energy`, at the flat positions ``where`` only (the whole image if None).
+
+    Kernel factors whose imaginary part vanishes (the column factor at
+    ``theta = 0``, the row factor at ``pi / 2``) skip their convolutions;
+    sums are formed in place and the modulus only where it is read.
+    """
     complex_type = np.complex64 if image.dtype == np.float32 else np.complex128
     kx, ky = _gabor_factors(frequency, theta, complex_type)
-    rows_re = ndi.convolve1d(image, kx.real, axis=1, mode="reflect")
-    rows_im = ndi.convolve1d(image, kx.imag, axis=1, mode="reflect")
-    real = ndi.convolve1d(rows_re, ky.real, axis=0, mode="reflect")
-    real -= ndi.convolve1d(rows_im, ky.imag, axis=0, mode="reflect")
-    imag = ndi.convolve1d(rows_re, ky.imag, axis=0, mode="reflect")
-    imag += ndi.convolve1d(rows_im, ky.real, axis=0, mode="reflect")
+    convolve = ndi.convolve1d
+    rows_re = convolve(image, kx.real, axis=1, mode="reflect")
+    rows_im = (
+        None if _negligible(kx.imag, kx.real) else convolve(image, kx.imag, axis=1, mode="reflect")
+    )
+    ky_im = None if _negligible(ky.imag, ky.real) else ky.imag
+    real = convolve(rows_re, ky.real, axis=0, mode="reflect")
+    imag = None
+    if rows_im is not None:
+        imag = convolve(rows_im, ky.real, axis=0, mode="reflect")
+    if ky_im is not None:
+        if rows_im is not None:  # real -= rows_im * ky.imag, reusing rows_im's buffer
+            convolve(rows_im, ky_im, axis=0, mode="reflect", output=rows_im)
+            real -= rows_im
+        extra = convolve(rows_re, ky_im, axis=0, mode="reflect", output=rows_re)
+        imag = extra if imag is None else np.add(imag, extra, out=imag)
+    if where is not None:
+        real = real.ravel()[where]
+        imag = None if imag is None else imag.ravel()[where]
+    if imag is None:
+        return np.abs(real)
     return np.hypot(real, imag)
 
 
@@ -492,11 +537,15 @@ def local_binary_pattern(image, points=8, radius=1.0):
     angles = 2 * np.pi * np.arange(points) / points
     rows = np.round(-radius * np.sin(angles), 5)
     cols = np.round(radius * np.cos(angles), 5)
-    bits = np.empty((points, H, W), dtype=bool)
+    code_type = np.uint8 if points <= 8 else np.uint16 if points <= 16 else np.uint32
+    code = np.zeros((H, W), dtype=code_type)  # the bit pattern, bit p for neighbour p
+    diff = np.empty((H, W))
+    term = np.empty((H, W))
+    bit = np.empty((H, W), dtype=bool)
     for p in range(points):
         y0, x0 = int(np.floor(rows[p])), int(np.floor(cols[p]))
         fy, fx = rows[p] - y0, cols[p] - x0
-        diff = np.zeros((H, W))
+        first = True
         for dy, dx, w in (
             (0, 0, (1 - fy) * (1 - fx)),
             (0, 1, (1 - fy) * fx),
@@ -505,10 +554,42 @@ def local_binary_pattern(image, points=8, radius=1.0):
         ):
             if w:
                 top, left = pad + y0 + dy, pad + x0 + dx
-                diff += w * (padded[top : top + H, left : left + W] - image)
-        bits[p] = diff >= 0
-    changes = (bits[1:] != bits[:-1]).sum(axis=0)
-    return np.where(changes <= 2, bits.sum(axis=0), points + 1).astype(np.uint8)
+                # diff = sum of w * (neighbour - centre), in this order, without temporaries
+                out = diff if first else term
+                np.subtract(padded[top : top + H, left : left + W], image, out=out)
+                if w != 1.0:
+                    out *= w
+                if not first:
+                    diff += term
+                first = False
+        if first:  # no neighbour weight (cannot happen for radius > 0): 0 >= 0
+            diff.fill(0.0)
+        np.greater_equal(diff, 0, out=bit)
+        code |= bit.astype(code_type) << code_type(p) if p else bit
+    return _uniform_codes(points)[code]
+
+
+def _uniform_codes(points):
+    """LBP code of every bit pattern of ``points`` bits (for ``points`` <= 16), or a function."""
+    if points > 16:
+        return _UniformLookup(points)
+    patterns = np.arange(2**points, dtype=np.uint32)
+    bits = (patterns[:, None] >> np.arange(points, dtype=np.uint32)) & 1
+    changes = (bits[:, 1:] != bits[:, :-1]).sum(axis=1)
+    return np.where(changes <= 2, bits.sum(axis=1), points + 1).astype(np.uint8)
+
+
+class _UniformLookup:
+    """``_uniform_codes`` for more than 16 points: computed from the patterns present."""
+
+    def __init__(self, points):
+        self.points = points
+
+    def __getitem__(self, code):
+        shifts = np.arange(self.points, dtype=np.uint32)
+        bits = (code[None] >> shifts.reshape(-1, 1, 1)) & 1
+        changes = (bits[1:] != bits[:-1]).sum(axis=0)
+        return np.where(changes <= 2, bits.sum(axis=0), self.points + 1).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------- granularity
@@ -555,31 +636,46 @@ def _grid(shapes):
     return cell, offset // width, offset % width
 
 
+def _reflect_indices(lo, hi, n):
+    """Indices ``lo .. hi - 1`` of an axis of length ``n`` extended by ``mode="reflect"``."""
+    k = np.mod(np.arange(lo, hi), 2 * n)
+    return np.where(k >= n, 2 * n - 1 - k, k)  # half-sample symmetric, any number of folds
+
+
 def _reflect_canvas(pixels, channel, pad):
-    """Every crop of one channel, padded by ``pad`` pixels of its own mirror image, on one canvas.
+    """Each cell's mask bounding box, padded by ``pad`` pixels of its crop (mirrored past the
+    crop's sides), on one canvas.
 
     Returns the canvas (float64) and the canvas position of every mask pixel.
-    A filter whose half-width is at most ``pad`` then sees each crop exactly
-    as ``mode="reflect"`` on that crop alone.
+    A filter whose half-width is at most ``pad`` then sees each mask pixel
+    exactly as ``mode="reflect"`` on its crop alone; the canvas holds only
+    the pixels such a filter can reach (not the whole padded crops).
     """
     flat = pixels.flat
     shapes = flat.shapes
-    padded = shapes + 2 * pad
-    offsets, (H, W) = _shelf_pack(padded[:, 0], padded[:, 1], 0)
-    cell, u, v = _grid(padded)
-    h, w = shapes[cell, 0], shapes[cell, 1]
-    row = np.mod(u - pad, 2 * h)
-    row = np.where(row >= h, 2 * h - 1 - row, row)  # half-sample symmetric, any number of folds
-    col = np.mod(v - pad, 2 * w)
-    col = np.where(col >= w, 2 * w - 1 - col, col)
-    starts = np.cumsum(shapes[:, 0] * shapes[:, 1]) - shapes[:, 0] * shapes[:, 1]
-    canvas = np.zeros(H * W)
-    canvas[(offsets[cell, 0] + u) * W + offsets[cell, 1] + v] = flat.values[
-        channel, starts[cell] + row * w + col
-    ]
-    where = (offsets[pixels.obj, 0] + pad + pixels.row_int) * W
-    where += offsets[pixels.obj, 1] + pad + pixels.col_int
-    return canvas.reshape(H, W), where
+    top = pixels.reduce_int(np.minimum, pixels.row_int)
+    left = pixels.reduce_int(np.minimum, pixels.col_int)
+    bottom = pixels.reduce_int(np.maximum, pixels.row_int) + 1
+    right = pixels.reduce_int(np.maximum, pixels.col_int) + 1
+    offsets, (H, W) = _shelf_pack(bottom - top + 2 * pad, right - left + 2 * pad, 0)
+    sizes = shapes[:, 0] * shapes[:, 1]
+    starts = (np.cumsum(sizes) - sizes).tolist()
+    canvas = np.zeros((H, W))
+    values = flat.values[channel]
+    for i, (h, w) in enumerate(shapes.tolist()):  # a slice per cell, no per-pixel index arrays
+        t, lft = int(top[i]) - pad, int(left[i]) - pad
+        b, r = int(bottom[i]) + pad, int(right[i]) + pad
+        crop = values[starts[i] : starts[i] + h * w].reshape(h, w)
+        if t >= 0 and lft >= 0 and b <= h and r <= w:
+            block = crop[t:b, lft:r]
+        else:
+            block = crop[np.ix_(_reflect_indices(t, b, h), _reflect_indices(lft, r, w))]
+        y, x = offsets[i]
+        canvas[y : y + b - t, x : x + r - lft] = block
+    obj = pixels.obj
+    where = (offsets[obj, 0] - top[obj] + pad + pixels.row_int) * W
+    where += offsets[obj, 1] - left[obj] + pad + pixels.col_int
+    return canvas, where
 
 
 def _bilinear(cell, y, x, starts, strides, shapes):
@@ -855,12 +951,26 @@ class _MaskPixels:
         """Row and column of every pixel relative to its cell's centroid (float64)."""
         row = self.row_int.astype(np.float64)
         col = self.col_int.astype(np.float64)
-        return row - self.mean(row)[self.obj], col - self.mean(col)[self.obj]
+        row -= self.spread(self.mean(row))
+        col -= self.spread(self.mean(col))
+        return row, col
+
+    def sum(self, values):
+        """Per-cell sum (0 for cells without pixels); pixels are grouped by cell, so one
+        ``np.add.reduceat`` (much faster than a weighted ``np.bincount``)."""
+        out = np.zeros(self.n)
+        if self.has.any():
+            out[self.has] = np.add.reduceat(values, self.starts[self.has], dtype=np.float64)
+        return out
+
+    def spread(self, per_cell):
+        """Each cell's value repeated for each of its pixels (``per_cell[obj]``)."""
+        return np.repeat(per_cell, self.counts)
 
     def mean(self, values):
         """Per-cell mean (NaN for cells without pixels)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.bincount(self.obj, weights=values, minlength=self.n) / self.counts
+            return self.sum(values) / self.counts
 
     def reduce(self, ufunc, values):
         """Per-cell ``ufunc.reduceat`` (NaN for cells without pixels)."""
@@ -1163,8 +1273,9 @@ class Texture(CellFeatureTransformer):
                     for s in self.scales_:
                         canvas, where = _reflect_canvas(pixels, c, _gabor_half_width(1.0 / s))
                         for a in range(self.gabor_angles):
-                            energy = gabor_energy(canvas, 1.0 / s, np.pi * a / self.gabor_angles)
-                            blocks.append(pixels.mean(energy.ravel()[where])[:, None])
+                            theta = np.pi * a / self.gabor_angles
+                            energy = _gabor_energy_at(canvas, 1.0 / s, theta, where)
+                            blocks.append(pixels.mean(energy)[:, None])
                 elif family == "lbp":
                     blocks.append(self._lbp(image[c], owner, n))
                 else:
