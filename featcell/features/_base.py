@@ -69,6 +69,9 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
         self : object
             The fitted transformer.
         """
+        if hasattr(self, "_parameter_constraints"):
+            self._validate_params()
+        self._check_params()
         X = check_cellset(X)
         self.channels_ = self._select_channels(X.channel_names)
         self.families_ = self._select_families()
@@ -176,6 +179,9 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _channel_index(self, name):
         return self.channel_names_in_.index(name)
+
+    def _check_params(self):
+        """Further parameter checks of a subclass, run by ``fit``; may set attributes."""
 
     def _feature_names(self):  # pragma: no cover - abstract
         raise NotImplementedError

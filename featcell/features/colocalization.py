@@ -375,23 +375,6 @@ class Colocalization(CellFeatureTransformer):
         self.compartment = compartment
         self.n_jobs = n_jobs
 
-    def fit(self, X, y=None):
-        """Validate the parameters and cells and fix the channel pairs and feature names.
-
-        Parameters
-        ----------
-        X : CellSet
-            The cells.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : object
-            The fitted transformer.
-        """
-        self._validate_params()
-        return super().fit(X, y)
 
     def _select_pairs(self):
         if self.pairs is None:

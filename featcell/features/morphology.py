@@ -283,23 +283,6 @@ class Morphology(CellFeatureTransformer):
         self.compartment = compartment
         self.n_jobs = n_jobs
 
-    def fit(self, X, y=None):
-        """Validate the parameters and cells and fix the output feature names.
-
-        Parameters
-        ----------
-        X : CellSet
-            The cells.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : object
-            The fitted transformer.
-        """
-        self._validate_params()
-        return super().fit(X, y)
 
     def _feature_names(self):
         names = []

@@ -1195,24 +1195,8 @@ class Texture(CellFeatureTransformer):
         self.compartment = compartment
         self.n_jobs = n_jobs
 
-    def fit(self, X, y=None):
-        """Validate the parameters and cells and fix the output feature names.
-
-        Parameters
-        ----------
-        X : CellSet
-            The cells.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : object
-            The fitted transformer.
-        """
-        self._validate_params()
+    def _check_params(self):
         self.scales_ = _check_scales(self.scales)
-        return super().fit(X, y)
 
     # ------------------------------------------------------------------ names
     def _radius_name(self):
