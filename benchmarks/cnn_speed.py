@@ -10,8 +10,9 @@ On real cell crops (Coelho 2009 nuclei), for each input size:
   on the same tensors, with as many threads; skipped when torch or the
   efficientnet packages are missing. torch is imported only here.
 
-Methods are timed in interleaved rounds and the best round is kept, which damps
-the noise of a shared machine. Prints a table.
+Methods are timed in interleaved rounds: the table shows each method's best round
+(img/s), and featcell's overhead is the median over rounds of its time relative to
+the bare loop timed just before, which damps the noise of a shared machine.
 
 Run from the repository root::
 
@@ -39,7 +40,9 @@ def load_cells(n_cells):
     sets, total = [], 0
     for path in sorted((DATA / "images").glob("*.png")):
         found = CellSet.from_labels(
-            read_image(path), read_labels(DATA / "labels" / path.name), channels=["DNA"],
+            read_image(path),
+            read_labels(DATA / "labels" / path.name),
+            channels=["DNA"],
             image_id=path.name,
         )
         sets.append(found)
@@ -87,7 +90,9 @@ def bench_size(cells, size, args, run_torch, torch_label):
     """Time the three methods at one input size and print their rows of the table."""
     n = len(cells)
     embedding = CNNEmbedding(
-        input_size=size, batch_size=args.batch_size, n_threads=args.threads,
+        input_size=size,
+        batch_size=args.batch_size,
+        n_threads=args.threads,
         providers=args.providers or "auto",
     ).fit(cells)
     session, x = embedding.session_, preprocessed(embedding, cells)
@@ -107,16 +112,20 @@ def bench_size(cells, size, args, run_torch, torch_label):
         methods[torch_label] = lambda: [run_torch(batch) for batch in batches]
     for func in methods.values():  # warm-up: sessions, caches, allocator
         func()
-    best = dict.fromkeys(methods, np.inf)
+    times = {label: [] for label in methods}
     for _ in range(args.rounds):  # interleaved, so load changes hit all methods alike
         for label, func in methods.items():
-            best[label] = min(best[label], seconds(func))
-    rates = {label: n / t for label, t in best.items()}
-    featcell_rate, bare_rate = list(rates.values())[:2]
+            times[label].append(seconds(func))
+    rates = {label: n / min(t) for label, t in times.items()}
+    featcell_times, bare_times = (np.array(t) for t in list(times.values())[:2])
+    bare_rate = list(rates.values())[1]
     for label, rate in rates.items():
         print(f"{size:>5}  {label:<40} {rate:8.1f}  {rate / bare_rate:10.2f}x")
-    print(f"{size:>5}  featcell overhead: {100 * (bare_rate / featcell_rate - 1):.1f} % "
-          "of bare onnxruntime time")
+    overhead = 100 * (featcell_times / bare_times - 1)  # paired: same round, back to back
+    print(
+        f"{size:>5}  featcell overhead over bare onnxruntime: median {np.median(overhead):.1f} % "
+        f"(range {overhead.min():.1f} to {overhead.max():.1f} % over {args.rounds} rounds)"
+    )
 
 
 def main(argv=None):
@@ -134,10 +143,12 @@ def main(argv=None):
     cells = load_cells(args.n_cells)
     threads = args.threads
     run_torch, torch_label = torch_runner(threads)
-    print(f"{len(cells)} real nuclei (Coelho 2009), median crop "
-          f"{np.median(cells.crop_shapes, axis=0).astype(int).tolist()} px, batch "
-          f"{args.batch_size}, intra-op threads {threads or 'onnxruntime default'}, "
-          f"onnxruntime {ort.__version__}")
+    print(
+        f"{len(cells)} real nuclei (Coelho 2009), median crop "
+        f"{np.median(cells.crop_shapes, axis=0).astype(int).tolist()} px, batch "
+        f"{args.batch_size}, intra-op threads {threads or 'onnxruntime default'}, "
+        f"onnxruntime {ort.__version__}"
+    )
     header = f"{'input':>5}  {'method':<40} {'img/s':>8}  {'vs bare ORT':>11}"
     print(header)
     print("-" * len(header))

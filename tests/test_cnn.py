@@ -98,7 +98,8 @@ def test_bit_depth_does_not_matter():
 def test_tta_is_rotation_invariant():
     square = CellSet.from_crops(CROPS[:2, 0, :20, :20], masks=MASKS[:2, :20, :20])
     rotated = CellSet.from_crops(
-        np.rot90(CROPS[:2, 0, :20, :20], axes=(1, 2)), masks=np.rot90(MASKS[:2, :20, :20], axes=(1, 2))
+        np.rot90(CROPS[:2, 0, :20, :20], axes=(1, 2)),
+        masks=np.rot90(MASKS[:2, :20, :20], axes=(1, 2)),
     )
     emb = fitted(square, tta=True)
     assert_allclose(emb.transform(square), emb.transform(rotated), rtol=1e-4, atol=1e-5)
@@ -164,10 +165,22 @@ def test_resize_helpers():
     # shrinking a fine checkerboard averages it instead of aliasing it to black or white
     checkerboard = (np.indices((64, 64)).sum(axis=0) % 2)[None].astype(np.float32)
     assert_allclose(cnn._resize(checkerboard, 32, 32), 0.5)
-    out = cnn._fit_into(np.ones((1, 10, 40), np.float32), 32)
+    low, gain = np.full((1, 1, 1), 2.0, np.float32), np.full((1, 1, 1), 0.5, np.float32)
+    out = cnn._fit_into(np.full((1, 10, 40), 3.0, np.float32), 32, low, gain)
     assert out.shape == (1, 32, 32)
     assert out[0, :12].sum() == 0 and out[0, 20:].sum() == 0  # padded rows above and below
-    assert_allclose(out[0, 12:20], 1.0, rtol=1e-6)
+    assert_allclose(out[0, 12:20], 0.5, rtol=1e-6)  # (3 - 2) * 0.5
+    assert_allclose(cnn._fit_into(np.full((1, 8, 8), 9.0), 32, low, gain), 1.0)  # clipped
+
+
+def test_intensity_range():
+    image = np.stack([np.arange(100.0).reshape(10, 10), np.full((10, 10), 7.0)])
+    low, gain = cnn._intensity_range(image, (0.0, 100.0))
+    assert_allclose(low.ravel(), [0.0, 7.0])
+    assert_allclose(gain.ravel(), [1 / 99.0, 0.0])  # a flat channel maps to black
+    mask = np.zeros((10, 10), bool)
+    mask[5:] = True
+    assert_allclose(cnn._intensity_range(image, (0.0, 100.0), mask)[0].ravel(), [50.0, 7.0])
 
 
 def test_percentiles_match_numpy():
@@ -309,7 +322,9 @@ def test_auto_providers(monkeypatch):
     monkeypatch.setattr(cnn.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert cnn._resolve_providers("auto") == ("CPUExecutionProvider",)
     monkeypatch.setattr(
-        cnn.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        cnn.ort,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
     )
     assert cnn._resolve_providers("auto")[0] == "CUDAExecutionProvider"
 
