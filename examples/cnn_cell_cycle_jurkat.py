@@ -39,7 +39,11 @@ from featcell.metrics import bootstrap_ci, recall
 
 DATA = (
     Path(__file__).resolve().parents[1].parent
-    / "shared" / "data" / "phenotype" / "jurkat_cell_cycle" / "cells.npz"
+    / "shared"
+    / "data"
+    / "phenotype"
+    / "jurkat_cell_cycle"
+    / "cells.npz"
 )
 PHASES = ["G1", "S_phase", "G2", "Prophase", "Metaphase", "Anaphase", "Telophase"]
 PEER_NB_RECALL = [0.86, 0.71, 0.54, 0.31, 0.32, 0.28, 0.57]
@@ -69,17 +73,21 @@ def main(argv=None):
         images, y = images[np.sort(keep)], y[np.sort(keep)]
         print(f"subsampled to {len(y)} cells (stratified)")
     cells = CellSet.from_crops(images, channels=[str(c) for c in data["channels"]])
-    print(f"{len(cells)} cells, channels {list(cells.channel_names)}; "
-          + ", ".join(f"{p} {np.sum(y == p)}" for p in PHASES))
+    print(
+        f"{len(cells)} cells, channels {list(cells.channel_names)}; "
+        + ", ".join(f"{p} {np.sum(y == p)}" for p in PHASES)
+    )
 
     pipe = make_cnn_pipeline("lr", input_size=args.input_size)
     embedding = pipe.named_steps["cnn"]
     start = time.perf_counter()
     Z = embedding.fit_transform(cells)
     seconds = time.perf_counter() - start
-    print(f"embedding: {Z.shape[1]} features at {embedding.input_size_} px, "
-          f"{len(cells) / seconds:.0f} cells/s = {3 * len(cells) / seconds:.0f} crops/s "
-          f"({embedding.provider_})")
+    print(
+        f"embedding: {Z.shape[1]} features at {embedding.input_size_} px, "
+        f"{len(cells) / seconds:.0f} cells/s = {3 * len(cells) / seconds:.0f} crops/s "
+        f"({embedding.provider_})"
+    )
 
     names = embedding.get_feature_names_out()
     label_free = np.char.endswith(names.astype(str), "_Ch3") | np.char.endswith(
@@ -91,10 +99,14 @@ def main(argv=None):
     rows = [("all (Ch3+Ch4+Ch6)", Z), ("label-free (Ch3+Ch6)", Z[:, label_free])]
     for label, features in rows:
         estimate, low, high, recalls = evaluate(features, y, head, args.folds)
-        print(f"{label:<22} {estimate:.3f} [{low:.3f}-{high:.3f}]   "
-              + " ".join(f"{r:6.2f}" for r in recalls))
-    print(f"{'peer CellProfiler+NB':<22} {np.mean(PEER_NB_RECALL):.3f} (mean recall)  "
-          + " ".join(f"{r:6.2f}" for r in PEER_NB_RECALL))
+        print(
+            f"{label:<22} {estimate:.3f} [{low:.3f}-{high:.3f}]   "
+            + " ".join(f"{r:6.2f}" for r in recalls)
+        )
+    print(
+        f"{'peer CellProfiler+NB':<22} {np.mean(PEER_NB_RECALL):.3f} (mean recall)  "
+        + " ".join(f"{r:6.2f}" for r in PEER_NB_RECALL)
+    )
 
 
 if __name__ == "__main__":

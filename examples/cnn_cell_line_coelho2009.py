@@ -58,18 +58,20 @@ def main(argv=None):
 
     cells, y = load_cells()
     groups = cells.groups("image")
-    print(f"{len(cells)} nuclei from {len(np.unique(groups))} images: "
-          + ", ".join(f"{c} {n}" for c, n in zip(*np.unique(y, return_counts=True))))
-
-    pipe = make_cnn_pipeline(
-        "lr", input_size=args.input_size, mask_background=args.mask_background
+    print(
+        f"{len(cells)} nuclei from {len(np.unique(groups))} images: "
+        + ", ".join(f"{c} {n}" for c, n in zip(*np.unique(y, return_counts=True)))
     )
+
+    pipe = make_cnn_pipeline("lr", input_size=args.input_size, mask_background=args.mask_background)
     embedding = pipe.named_steps["cnn"]
     start = time.perf_counter()
     Z = embedding.fit_transform(cells)
     seconds = time.perf_counter() - start
-    print(f"embedding: {Z.shape[1]} features at {embedding.input_size_} px, "
-          f"{len(cells) / seconds:.0f} cells/s ({embedding.provider_})")
+    print(
+        f"embedding: {Z.shape[1]} features at {embedding.input_size_} px, "
+        f"{len(cells) / seconds:.0f} cells/s ({embedding.provider_})"
+    )
 
     head = pipe[1:]  # StandardScaler + class-balanced LogisticRegression
     pred = cross_val_predict(head, Z, y, groups=groups, cv=GroupKFold(args.folds))
@@ -77,7 +79,9 @@ def main(argv=None):
     classes = np.unique(y)
     recalls = recall(y, pred, average=None, labels=classes)
     print(f"GroupKFold({args.folds}) by image, logistic regression on CNN embeddings:")
-    print(f"  balanced accuracy {estimate:.3f}  (95% CI {low:.3f}-{high:.3f}, bootstrap over images)")
+    print(
+        f"  balanced accuracy {estimate:.3f}  (95% CI {low:.3f}-{high:.3f}, bootstrap over images)"
+    )
     print("  recall: " + ", ".join(f"{c} {r:.3f}" for c, r in zip(classes, recalls)))
 
 

