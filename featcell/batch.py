@@ -50,7 +50,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from .io import iter_cells, list_images
+from .io import file_sha256, iter_cells, list_images
 
 try:  # joblib >= 1.6 depends on cloudpickle, older versions vendor it
     import cloudpickle
@@ -410,11 +410,7 @@ def _file_key(path, resume):
     """What identifies an unchanged image file for resuming (None if it cannot be read)."""
     try:
         if resume == "content":
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            return ["sha256", digest.hexdigest()]
+            return ["sha256", file_sha256(path)]
         stat = os.stat(path)
         return ["stat", stat.st_size, stat.st_mtime_ns]
     except OSError:

@@ -13,7 +13,6 @@ input can replace it. PyTorch is never needed at run time.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import re
@@ -33,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .cells import CellSet
 from .heads import make_head
-from .io import read_image
+from .io import file_sha256, read_image
 
 __all__ = ["BUNDLED_MODEL", "CNNEmbedding", "make_cnn_pipeline"]
 
@@ -60,11 +59,7 @@ _SESSIONS_LOCK = threading.Lock()
 @lru_cache(maxsize=32)
 def _sha256(path, mtime_ns, size):
     """Content hash of a model file (cached while the file is unchanged)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _file_sha256(path):

@@ -9,6 +9,7 @@ scikit-image's imageio plugin.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import numpy as np
 from .cells import CellSet
 
 __all__ = [
+    "file_sha256",
     "find_label_file",
     "iter_cells",
     "list_images",
@@ -347,6 +349,25 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
         )
     except ValueError as exc:
         raise ValueError(f"{path.name}: {exc}") from exc
+
+
+def file_sha256(path):
+    """SHA-256 hex digest of a file's content, read in 1 MiB blocks.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from featcell.io import file_sha256
+    >>> path = os.path.join(tempfile.mkdtemp(), "empty")
+    >>> _ = open(path, "wb").close()
+    >>> file_sha256(path)[:12]
+    'e3b0c44298fc'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_path(path):

@@ -49,6 +49,8 @@ from pathlib import Path
 import skops.io as sio
 from skops.io.exceptions import UntrustedTypesFoundException
 
+from .io import file_sha256
+
 __all__ = ["VersionMismatchWarning", "load_model", "read_manifest", "save_model"]
 
 FORMAT_VERSION = 1
@@ -337,14 +339,6 @@ def _untrusted_error(refused, path):
     return error
 
 
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _onnx_networks(model):
     """Every ONNX file that ``model`` (or a nested estimator) names in a ``model`` parameter."""
     if not hasattr(model, "get_params"):
@@ -369,7 +363,7 @@ def _onnx_networks(model):
             raise FileNotFoundError(
                 f"ONNX model {str(source)!r} of parameter {key!r} does not exist"
             )
-        sha = _sha256_file(source)
+        sha = file_sha256(source)
         fitted = getattr(owner, "model_sha256_", None)
         if fitted is not None and fitted != sha:
             raise ValueError(
@@ -412,10 +406,10 @@ def _restore_networks(model, entries, path, cache_dir):
                 from .cnn import BUNDLED_MODEL as original
             else:
                 original = Path(entry["path"])
-            if original.is_file() and _sha256_file(original) == sha:
+            if original.is_file() and file_sha256(original) == sha:
                 continue  # bundled model or original network unchanged on this machine
             target = _cache_dir(cache_dir) / f"{sha}.onnx"
-            if not (target.is_file() and _sha256_file(target) == sha):
+            if not (target.is_file() and file_sha256(target) == sha):
                 _atomic_write(target, data)
             updates[entry["param"]] = str(target)
     if updates:
