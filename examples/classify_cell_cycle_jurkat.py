@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from _precomputed import Columns
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -149,7 +149,7 @@ def run(quick=False, input_size=64, folds=None, n_jobs=2, verbose=True):
         cols = {"classical": slice(0, n_c), "cnn": slice(n_c, X.shape[1]),
                 "both": slice(0, X.shape[1])}
         estimators = {
-            name: Pipeline([("select", _Columns(cols[feat])), ("model", head(h))])
+            name: Pipeline([("select", Columns(cols[feat])), ("model", head(h))])
             for name, (feat, h) in candidates.items()
         }
         with warnings.catch_warnings():
@@ -181,24 +181,6 @@ def run(quick=False, input_size=64, folds=None, n_jobs=2, verbose=True):
         say(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return pd.DataFrame(rows, columns=["task", "candidate", "metric", "value", "ci_low",
                                        "ci_high"])
-
-
-class _Columns(TransformerMixin, BaseEstimator):
-    """A stateless column selector (slice of a precomputed feature matrix)."""
-
-    def __init__(self, columns=None):
-        self.columns = columns
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X):
-        return np.asarray(X)[:, self.columns]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True  # NaN are imputed by the next step
-        return tags
 
 
 def main(argv=None):

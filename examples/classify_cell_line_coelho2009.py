@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from _precomputed import Columns
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -50,24 +51,6 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cell_li
 TASK = "cell line (Coelho 2009)"
 METRICS = ["balanced_accuracy", "accuracy", "roc_auc"]
 MAX_PER_IMAGE = 25  # classical texture on ~2.7k large nuclei takes minutes on loaded cores
-
-
-class _Columns(TransformerMixin, BaseEstimator):
-    """A stateless column selector (slice of a precomputed feature matrix)."""
-
-    def __init__(self, columns=None):
-        self.columns = columns
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X):
-        return np.asarray(X)[:, self.columns]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True  # NaN are imputed by the next step
-        return tags
 
 
 class _OnCells(ClassifierMixin, BaseEstimator):
@@ -100,7 +83,7 @@ class _OnCells(ClassifierMixin, BaseEstimator):
 def candidate(columns, head):
     """Columns of the precomputed features → impute → scale → class-balanced head."""
     return Pipeline([
-        ("select", _Columns(columns)),
+        ("select", Columns(columns)),
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("scale", StandardScaler()),
         ("head", make_head(head, "classification", class_weight="balanced", random_state=0)),

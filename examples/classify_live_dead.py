@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from _precomputed import Columns
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -46,28 +46,10 @@ TASK = "live/dead (LDC)"
 METRICS = ["balanced_accuracy", "roc_auc", "accuracy"]
 
 
-class _Columns(TransformerMixin, BaseEstimator):
-    """A stateless column selector (slice of a precomputed feature matrix)."""
-
-    def __init__(self, columns=None):
-        self.columns = columns
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X):
-        return np.asarray(X)[:, self.columns]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True  # NaN are imputed by the next step
-        return tags
-
-
 def candidate(columns, head):
     """Columns of the precomputed features → impute → scale → class-balanced head."""
     return Pipeline([
-        ("select", _Columns(columns)),
+        ("select", Columns(columns)),
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("scale", StandardScaler()),
         ("head", make_head(head, "classification", class_weight="balanced", random_state=0)),
