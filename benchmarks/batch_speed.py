@@ -3,8 +3,9 @@
 * Speed: the Coelho 2009 nuclei images with their hand-drawn labels, scored by a
   Morphology + Intensity + logistic-regression pipeline, with ``n_jobs=1``,
   ``n_jobs=2`` (loky processes, pool started before timing) and a Dask
-  ``LocalCluster`` of two single-threaded worker processes; images/s, cells/s,
-  the speed-up over ``n_jobs=1`` and whether each table equals the ``n_jobs=1`` one.
+  ``LocalCluster`` of two single-threaded worker processes, each timed
+  ``--repeats`` times (interleaved); median images/s, cells/s and speed-up over
+  ``n_jobs=1`` with its range, and whether each table equals the ``n_jobs=1`` one.
 * Memory: resident memory of a fresh process scoring N DSB2018 images (a base
   set replicated with symlinks) with ``n_jobs=1``, for each N given, after a
   two-image warm-up (lazy imports, memory pools); flat means the batch never
@@ -15,7 +16,7 @@ all processes, and the load average is printed, so a contended machine shows.
 
 Run::
 
-    python benchmarks/batch_speed.py [--n-speed 67] [--n-memory 100 1000] [--skip-dask]
+    python benchmarks/batch_speed.py [--n-speed 67] [--n-memory 100 1000] [--skip-dask] [--repeats 3]
 """
 
 import argparse
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 from pandas.testing import assert_frame_equal
 from sklearn.linear_model import LogisticRegression
@@ -80,47 +82,56 @@ def timed(model, files, labels, out, **kwargs):
     return result, result.elapsed, cpu_seconds() - before
 
 
-def speed(model, n_images, skip_dask, workdir):
+def speed(model, n_images, skip_dask, workdir, repeats=3):
     files = sorted((COELHO / "images").glob("*.png"))[:n_images]
     labels = COELHO / "labels"
-    rows, tables = [], {}
+    runs = {"n_jobs=1": {"n_jobs": 1}, "n_jobs=2 (loky)": {"n_jobs": 2}}
+    times = {name: [] for name in runs}
+    rows, tables = {}, {}
     # start the loky pool (and its imports) before timing, as a long run amortises it
     score_images(model, files[:2], labels, workdir / "warm", n_jobs=2, progress=False)
-    runs = [("n_jobs=1", {"n_jobs": 1}), ("n_jobs=2 (loky)", {"n_jobs": 2})]
-    for name, kwargs in runs:
-        result, seconds, cpu = timed(model, files, labels, workdir / name.split()[0], **kwargs)
-        rows.append((name, result, seconds, cpu))
-        tables[name] = result.read_cells()
+    for _ in range(repeats):  # interleaved, so a noisy neighbour hits every setting alike
+        for name, kwargs in runs.items():
+            result, seconds, cpu = timed(model, files, labels, workdir / name.split()[0], **kwargs)
+            times[name].append((seconds, cpu))
+            rows[name] = result
+            tables[name] = result.read_cells()
     if not skip_dask:
         from dask.distributed import Client, LocalCluster
 
+        name = "Dask LocalCluster 2x1"
         cluster = LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         )
+        times[name] = []
         with cluster, Client(cluster), joblib.parallel_config(backend="dask"):
             score_images(model, files[:2], labels, workdir / "warm-dask", progress=False)
-            result, seconds, cpu = timed(model, files, labels, workdir / "dask")
-        rows.append(("Dask LocalCluster 2x1", result, seconds, cpu))
-        tables["Dask LocalCluster 2x1"] = result.read_cells()
+            for _ in range(repeats):
+                rows[name], seconds, cpu = timed(model, files, labels, workdir / "dask")
+                times[name].append((seconds, cpu))
+        tables[name] = rows[name].read_cells()
 
     reference = tables["n_jobs=1"]
-    base = rows[0][2]
+    base = np.median([t for t, _ in times["n_jobs=1"]])
     out = []
-    for name, result, seconds, cpu in rows:
+    for name, result in rows.items():
+        seconds = np.array([t for t, _ in times[name]])
         try:
             assert_frame_equal(tables[name], reference)
             same = "yes"
         except AssertionError:
             same = "NO"
+        median = np.median(seconds)
         out.append({
             "run": name,
             "images": result.n_images,
             "cells": result.n_cells,
-            "seconds": round(seconds, 1),
-            "images/s": round(result.n_images / seconds, 2),
-            "cells/s": round(result.n_cells / seconds, 1),
-            "speed-up": round(base / seconds, 2),
-            "CPU s (all processes)": round(cpu, 1),
+            "seconds (median)": round(median, 1),
+            "images/s": round(result.n_images / median, 2),
+            "cells/s": round(result.n_cells / median, 1),
+            "speed-up (median)": round(base / median, 2),
+            "speed-up (range)": f"{base / seconds.max():.2f}-{base / seconds.min():.2f}",
+            "CPU s (median, all processes)": round(np.median([c for _, c in times[name]]), 1),
             "same table as n_jobs=1": same,
         })
     return pd.DataFrame(out)
@@ -213,6 +224,7 @@ def main():
     parser.add_argument("--n-speed", type=int, default=67, help="Coelho images to time")
     parser.add_argument("--n-memory", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median)")
     parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -227,7 +239,7 @@ def main():
     model = build_model()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        table = speed(model, args.n_speed, args.skip_dask, workdir)
+        table = speed(model, args.n_speed, args.skip_dask, workdir, args.repeats)
         print("\nSpeed: Coelho 2009 (1030x1349 px, hand-drawn labels), Morphology + Intensity + LR")
         print(table.to_string(index=False))
         if args.n_memory:

@@ -354,3 +354,15 @@ def test_invalid_models_and_inputs(dataset, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         score_images(model, tmp_path / "empty", None, tmp_path / "out")
+
+
+def test_worker_processes_keep_freed_memory_the_caller_does_not(monkeypatch, tmp_path):
+    from featcell import batch
+
+    calls = []
+    monkeypatch.setattr(batch, "_keep_freed_memory", lambda: calls.append(os.getpid()))
+    missing = str(tmp_path / "missing.png")
+    record, _ = batch._score_image(None, missing, None, {}, False, caller_pid=os.getpid())
+    assert calls == [] and record["status"] == "error"
+    batch._score_image(None, missing, None, {}, False, caller_pid=os.getpid() + 1)
+    assert calls == [os.getpid()]
