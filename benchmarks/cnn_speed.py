@@ -11,8 +11,13 @@ On real cell crops (Coelho 2009 nuclei), for each input size:
   efficientnet packages are missing. torch is imported only here.
 
 Methods are timed in interleaved rounds: the table shows each method's best round
-(img/s), and featcell's overhead is the median over rounds of its time relative to
-the bare loop timed just before, which damps the noise of a shared machine.
+(img/s), and featcell's overhead is given twice, as medians over rounds:
+
+* end to end: its time relative to the bare loop timed just before it;
+* inside the call: the time ``transform`` spends outside ``session.run`` (reading
+  crops, percentiles, resizing, batching, pooling) relative to the time inside it,
+  both from the same call, so a machine whose speed drifts between calls (a shared
+  VM) does not blur it.
 
 Run from the repository root::
 
@@ -54,7 +59,10 @@ def load_cells(n_cells):
 
 def preprocessed(embedding, cells):
     """The (N, 3, S, S) network inputs CNNEmbedding builds for these cells."""
-    grey = np.stack([image[0] for _, image in embedding._cell_inputs(cells)])
+    size = embedding.input_size_
+    grey = np.empty((len(cells), size, size), np.float32)
+    for rows, images in embedding._cell_inputs(cells):
+        grey[rows] = images[:, 0]
     return ((grey[:, None] - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
 
 
@@ -97,6 +105,23 @@ def bench_size(cells, size, args, run_torch, torch_label):
     ).fit(cells)
     session, x = embedding.session_, preprocessed(embedding, cells)
     name = session.get_inputs()[0].name
+    in_run = []  # seconds inside session.run, per call of the featcell method
+    session_run = session.run
+
+    def timed_run(*a, **k):
+        start = time.perf_counter()
+        try:
+            return session_run(*a, **k)
+        finally:
+            in_run[-1] += time.perf_counter() - start
+
+    def featcell():
+        in_run.append(0.0)
+        session.run = timed_run
+        try:
+            embedding.transform(cells)
+        finally:
+            del session.run  # back to the class method for the bare loop
     batches = [x[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
 
     def bare():
@@ -105,13 +130,14 @@ def bench_size(cells, size, args, run_torch, torch_label):
 
     device = embedding.provider_.replace("ExecutionProvider", "")
     methods = {
-        f"featcell CNNEmbedding.transform ({device})": lambda: embedding.transform(cells),
+        f"featcell CNNEmbedding.transform ({device})": featcell,
         f"bare onnxruntime run ({device})": bare,
     }
     if run_torch is not None:
         methods[torch_label] = lambda: [run_torch(batch) for batch in batches]
     for func in methods.values():  # warm-up: sessions, caches, allocator
         func()
+    in_run.clear()
     times = {label: [] for label in methods}
     for _ in range(args.rounds):  # interleaved, so load changes hit all methods alike
         for label, func in methods.items():
@@ -123,14 +149,24 @@ def bench_size(cells, size, args, run_torch, torch_label):
         print(f"{size:>5}  {label:<40} {rate:8.1f}  {rate / bare_rate:10.2f}x")
     overhead = 100 * (featcell_times / bare_times - 1)  # paired: same round, back to back
     print(
-        f"{size:>5}  featcell overhead over bare onnxruntime: median {np.median(overhead):.1f} % "
+        f"{size:>5}  featcell overhead, end to end vs bare loop: median {np.median(overhead):.1f} % "
         f"(range {overhead.min():.1f} to {overhead.max():.1f} % over {args.rounds} rounds)"
+    )
+    inside = np.array(in_run)
+    own = 100 * (featcell_times - inside) / inside  # same call: time outside / inside run
+    print(
+        f"{size:>5}  featcell overhead, inside the call (outside / inside session.run): median "
+        f"{np.median(own):.1f} % (range {own.min():.1f} to {own.max():.1f} %)"
+    )
+    slower = 100 * (inside / bare_times - 1)  # does featcell's work slow the network down?
+    print(
+        f"{size:>5}  session.run time inside transform vs bare loop: median {np.median(slower):.1f} %"
     )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input-size", type=int, nargs="+", default=[128])
+    parser.add_argument("--input-size", type=int, nargs="+", default=[96, 128])
     parser.add_argument("--n-cells", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")

@@ -13,7 +13,6 @@ input can replace it. PyTorch is never needed at run time.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import threading
@@ -39,7 +38,8 @@ __all__ = ["BUNDLED_MODEL", "CNNEmbedding", "make_cnn_pipeline"]
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "efficientnet_lite0.onnx"
 DEFAULT_INPUT_SIZE = 96
 MIN_INPUT_SIZE = 32
-_PERCENTILE_SAMPLES = 4096
+_PERCENTILE_SAMPLES = 2048
+_PREPARE_BLOCK = 32  # cells prepared together (then cut into network batches)
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
 _SCALE, _OFFSET = 1.0 / IMAGENET_STD[0], -IMAGENET_MEAN[0] / IMAGENET_STD[0]
@@ -118,80 +118,164 @@ def _get_session(path, sha256, providers, n_threads, optimization):
 
 
 # ---------------------------------------------------------------------- preprocessing
-@lru_cache(maxsize=4096)
-def _interpolation(n_in, n_out):
-    """Source indices and weights of linear interpolation from n_in to n_out samples."""
-    centres = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
-    below = np.floor(centres).astype(np.intp)
-    above = np.minimum(below + 1, n_in - 1)
-    return below, above, (centres - below).astype(np.float32)
+# Cells are prepared a batch at a time: percentiles, resizing and normalisation are
+# a few array operations per batch rather than per crop, so that the preprocessing
+# costs a small fraction of the network's time even at small input sizes.
 
 
-def _resize(image, height, width):
-    """Resize (K, h, w) to (K, height, width).
-
-    Shrinking by a factor of two or more first averages whole blocks (area
-    resampling, so small structures do not alias away); the rest is bilinear.
-    """
+def _block_mean(image, fy, fx):
+    """Average (K, h, w) over whole fy x fx blocks (area resampling before a big shrink)."""
     _, h, w = image.shape
-    fy, fx = max(1, h // height), max(1, w // width)
-    if fy > 1 or fx > 1:
-        h, w = h // fy, w // fx
-        image = image[:, : h * fy, : w * fx].reshape(-1, h, fy, w, fx).mean(axis=(2, 4))
-    below, above, weight = _interpolation(h, height)
-    image = image[:, below] + (image[:, above] - image[:, below]) * weight[:, None]
-    below, above, weight = _interpolation(w, width)
-    return image[:, :, below] + (image[:, :, above] - image[:, :, below]) * weight
+    h, w = h // fy, w // fx
+    return image[:, : h * fy, : w * fx].reshape(-1, h, fy, w, fx).mean(axis=(2, 4))
 
 
-def _fit_into(image, size, low, scale):
-    """Rescale (K, h, w) to [0, 1] and fit it into a (K, size, size) black canvas.
+def _linear_taps(n_in, n_out, size, n_pad):
+    """Per-row source taps of a linear resize from ``n_in`` to ``n_out`` samples, centred
+    in ``size`` output samples (all arrays (B, size)).
 
-    The image is resized keeping its aspect ratio and centred; then intensities map
-    by ``(x - low) * scale`` (per channel, shape (K, 1, 1)), clipped to [0, 1].
+    Output samples outside the centred ``n_out`` read the zero sample ``n_pad``
+    (per row) with weight 0, so the canvas around a resized crop stays black.
     """
-    _, h, w = image.shape
-    ratio = size / max(h, w)
-    nh, nw = max(1, round(h * ratio)), max(1, round(w * ratio))
-    region = _resize(image, nh, nw)
-    region -= low
-    region *= scale
-    out = np.zeros((image.shape[0], size, size), dtype=np.float32)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    np.clip(region, 0.0, 1.0, out=out[:, top : top + nh, left : left + nw])
-    return out
+    n_in, n_out = n_in[:, None], n_out[:, None]
+    out = np.arange(size) - (size - n_out) // 2
+    inside = (out >= 0) & (out < n_out)
+    centres = np.clip((out + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    below = centres.astype(np.intp)  # centres >= 0: truncation is floor
+    weight = np.where(inside, centres - below, 0.0).astype(np.float32)
+    pad = np.asarray(n_pad)[:, None]
+    return np.where(inside, below, pad), np.where(inside, np.minimum(below + 1, n_in - 1), pad), weight
+
+
+def _gather_rows(planes, below, above, weight):
+    """Linear interpolation along axis 2 of (K, B, n, m) with per-plane taps (B, size)."""
+    k, b, n, m = planes.shape
+    flat = planes.reshape(k, b * n, m)
+    base = (np.arange(b) * n)[:, None]
+    lo = np.take(flat, (base + below).ravel(), axis=1)
+    hi = np.take(flat, (base + above).ravel(), axis=1)
+    hi -= lo
+    hi *= weight.reshape(-1, 1)
+    hi += lo
+    return hi.reshape(k, b, -1, m)
+
+
+def _fit_batch(crops, low, scale, size):
+    """Fit every (K, h, w) crop into a black (K, size, size) canvas, as intensities in [0, 1].
+
+    Each crop is mapped by ``(x - low) * scale`` (per crop and channel, ``low``
+    and ``scale`` of shape (B, K)), resized keeping its aspect ratio and
+    centred, then clipped to [0, 1]. Shrinking by a factor of two or more first
+    averages whole blocks (area resampling, so small structures do not alias
+    away); the rest is bilinear. All crops are resized together.
+
+    Returns
+    -------
+    (B, K, size, size) ndarray of float32
+        C-contiguous.
+    """
+    shapes = np.array([crop.shape[1:] for crop in crops], dtype=np.intp)
+    n_channels = crops[0].shape[0]
+    ratio = size / shapes.max(axis=1)
+    target = np.maximum(1, np.rint(shapes * ratio[:, None])).astype(np.intp)
+    factor = np.maximum(1, shapes // target)
+    reduced = np.where(factor > 1, shapes // factor, shapes)
+    height, width = reduced.max(axis=0)
+    # one zero-padded stack of the crops, with a spare row and column kept black
+    stack = np.zeros((n_channels, len(crops), height + 1, width + 1), np.float32)
+    for b, (crop, (fy, fx), (h, w)) in enumerate(
+        zip(crops, factor.tolist(), reduced.tolist(), strict=True)
+    ):
+        stack[:, b, :h, :w] = _block_mean(crop, fy, fx) if fy > 1 or fx > 1 else crop
+    stack -= np.asarray(low, np.float32).T[:, :, None, None]
+    stack *= np.asarray(scale, np.float32).T[:, :, None, None]
+    stack[:, :, height] = 0.0
+    stack[:, :, :, width] = 0.0
+    n = len(crops)  # taps of rows and columns in one go
+    below, above, weight = _linear_taps(
+        reduced.T.ravel(), target.T.ravel(), size, np.repeat([height, width], n)
+    )
+    rows = _gather_rows(stack, below[:n], above[:n], weight[:n])  # (K, B, size, width + 1)
+    cols = _gather_rows(  # (K, B, size, size), transposed
+        np.ascontiguousarray(rows.transpose(0, 1, 3, 2)), below[n:], above[n:], weight[n:]
+    )
+    np.clip(cols, 0.0, 1.0, out=cols)
+    return np.ascontiguousarray(cols.transpose(1, 0, 3, 2))
 
 
 def _percentiles(values, percentiles):
     """Per-row percentiles of (K, P) values with linear interpolation, as np.percentile.
 
     Rows longer than ``_PERCENTILE_SAMPLES`` are sampled on an even stride: plenty to
-    place the black and white points, and this runs once per crop, so it must be cheap.
+    place the black and white points.
     """
     values = values[:, :: -(-values.shape[1] // _PERCENTILE_SAMPLES)]
-    n = values.shape[1]
-    position = (n - 1) * np.asarray(percentiles, dtype=np.float64) / 100.0
+    return _sorted_percentiles(np.sort(values, axis=1), values.shape[1], percentiles)
+
+
+def _sorted_percentiles(ordered, n, percentiles):
+    """Percentiles of rows sorted along the last axis, each row's first ``n`` values valid.
+
+    ``ordered`` is (..., M) and ``n`` broadcasts against its leading axes;
+    returns (..., len(percentiles)).
+    """
+    n = np.asarray(n)[..., None]
+    position = (n - 1) * (np.asarray(percentiles, dtype=np.float64) / 100.0)
     below = np.floor(position).astype(np.intp)
     above = np.minimum(below + 1, n - 1)
-    part = np.partition(values, np.unique(np.concatenate([below, above])), axis=1)
     weight = (position - below).astype(np.float32)
-    return part[:, below] + (part[:, above] - part[:, below]) * weight  # (K, len(percentiles))
+    lo = np.take_along_axis(ordered, np.broadcast_to(below, (*ordered.shape[:-1], 2)), -1)
+    hi = np.take_along_axis(ordered, np.broadcast_to(above, (*ordered.shape[:-1], 2)), -1)
+    return lo + (hi - lo) * weight
 
 
-def _intensity_range(image, percentiles, mask=None):
-    """Black point and gain, each (K, 1, 1), that map (K, h, w) percentiles to 0 and 1.
+def _gain(low, high):
+    """Scale mapping ``low`` to 0 and ``high`` to 1; 0 for a flat channel (it maps to black)."""
+    span = high - low
+    return np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
 
-    With a ``mask``, percentiles are taken over the masked pixels only; with
-    ``percentiles=None`` intensities stay as stored. A flat channel maps to 0.
+
+def _intensity_range(image, percentiles):
+    """Black point and gain, each (K,), that map the (K, h, w) image's percentiles to 0 and 1.
+
+    With ``percentiles=None`` intensities stay as stored.
     """
     n_channels = image.shape[0]
     if percentiles is None:
-        return np.zeros((n_channels, 1, 1), np.float32), np.ones((n_channels, 1, 1), np.float32)
-    flat = image.reshape(n_channels, -1) if mask is None else image[:, mask]
-    low, high = _percentiles(flat, percentiles).T
-    span = high - low
-    scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-    return low.reshape(-1, 1, 1), scale.reshape(-1, 1, 1).astype(np.float32)
+        return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
+    low, high = _percentiles(image.reshape(n_channels, -1), percentiles).T
+    return low, _gain(low, high)
+
+
+def _cell_ranges(values, offsets, counts, percentiles, positions=None):
+    """Black point and gain, each (B, K), of every crop of a batch of cells.
+
+    Crop ``b``'s percentiles are taken over ``values[:, offsets[b] :
+    offsets[b] + counts[b]]`` of the (K, P) flat pixels or, given
+    ``positions``, over the pixels ``positions[offsets[b] : offsets[b] +
+    counts[b]]``. Each crop is sampled on its own even stride, at most
+    ``_PERCENTILE_SAMPLES`` pixels, as :func:`_percentiles`; all crops are then
+    sorted in one call.
+    """
+    n_cells, n_channels = len(counts), values.shape[0]
+    if percentiles is None:
+        shape = (n_cells, n_channels)
+        return np.zeros(shape, np.float32), np.ones(shape, np.float32)
+    stride = np.maximum(1, -(-counts // _PERCENTILE_SAMPLES))
+    n = -(-counts // stride)
+    table = np.full((n_channels, n_cells, max(1, n.max())), np.inf, np.float32)
+    for b, (first, count, step, m) in enumerate(zip(offsets, counts, stride, n, strict=True)):
+        if positions is None:  # a strided slice: no index arrays
+            table[:, b, :m] = values[:, first : first + count : step]
+        else:
+            table[:, b, :m] = values[:, positions[first : first + count : step]]
+    table.sort(axis=-1)
+    with np.errstate(invalid="ignore"):  # rows of cells without pixels: inf - inf
+        low, high = _sorted_percentiles(table, np.maximum(n, 1), percentiles).transpose(2, 1, 0)
+        gain = _gain(low, high)
+    empty = n == 0  # a cell without (mask) pixels is black
+    low[empty], gain[empty] = 0.0, 0.0
+    return low.astype(np.float32), gain.astype(np.float32)
 
 
 def _tiles(image, tile):
@@ -206,26 +290,34 @@ def _tiles(image, tile):
     return [image[:, y : y + tile, x : x + tile] for y in starts(height) for x in starts(width)]
 
 
-def _dihedral_views(image):
-    """The 8 flips/90-degree rotations of (K, S, S)."""
-    flipped = image[:, :, ::-1]
-    return [np.rot90(v, k, axes=(1, 2)) for v in (image, flipped) for k in range(4)]
+def _dihedral_views(planes):
+    """The 8 flips/90-degree rotations of (..., S, S)."""
+    flipped = planes[..., ::-1]
+    return [np.rot90(v, k, axes=(-2, -1)) for v in (planes, flipped) for k in range(4)]
 
 
-def _fill(buffer, stream):
-    """Fill a (batch, rows, slots) buffer from ``stream``; return the number of inputs.
-
-    Planes are ImageNet-normalised on the way in; a grey (S, S) plane broadcasts
-    to the three RGB planes.
-    """
-    batch, rows, slots = buffer
-    n = 0
-    for row, slot, plane in itertools.islice(stream, len(batch)):
-        np.multiply(plane, _SCALE, out=batch[n])
-        batch[n] += _OFFSET
-        rows[n], slots[n] = row, slot
-        n += 1
-    return n
+def _batches(stream, batch_size):
+    """Regroup ``(rows, slots, planes)`` arrays into lists of pieces (views) holding exactly
+    ``batch_size`` inputs together (the last list may hold fewer)."""
+    pending, n_pending = [], 0
+    for item in stream:
+        pending.append(item)
+        n_pending += len(item[0])
+        while n_pending >= batch_size:
+            taken, need = [], batch_size
+            while need:
+                rows, slots, planes = pending[0]
+                if len(rows) <= need:
+                    taken.append(pending.pop(0))
+                    need -= len(rows)
+                else:
+                    taken.append((rows[:need], slots[:need], planes[:need]))
+                    pending[0] = (rows[need:], slots[need:], planes[need:])
+                    need = 0
+            n_pending -= batch_size
+            yield taken
+    if n_pending:
+        yield pending
 
 
 def _check_finite(array, what):
@@ -284,7 +376,7 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
     percentiles : tuple of two floats, default=(1.0, 99.8)
         Per-crop (per-image) and per-channel percentiles mapped to black and
         white, which makes 8-, 12-, 16-bit and float data alike (estimated on
-        at most 4096 evenly spaced pixels). ``None`` uses intensities as stored
+        at most 2048 evenly spaced pixels). ``None`` uses intensities as stored
         (clipped to ``[0, 1]``).
     tile_size : int, default=None
         Tile side in image pixels for whole images; tiles are resized to
@@ -626,20 +718,42 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         return image[np.newaxis] if image.ndim == 2 else np.moveaxis(image, -1, 0)
 
     def _cell_inputs(self, cells):
-        """Yield (cell index, (K, S, S) network-ready intensities in [0, 1])."""
+        """Yield (cell indices, (B, K, S, S) network-ready intensities in [0, 1]) per batch.
+
+        Cells are taken in order of crop size, so the crops of a batch share one
+        tight zero-padded stack; rows say where each result belongs.
+        """
         index = [cells.channel_names.index(c) for c in self.channels_]
-        for i, (crop, mask) in enumerate(cells.iter_crops()):
-            crop = crop[index]
-            _check_finite(crop, f"cell {i}")
-            if self.mask_background:
-                low, scale = _intensity_range(crop, self.percentiles, mask)
-                crop = np.where(mask, crop, low)  # the background becomes black
-            else:
-                low, scale = _intensity_range(crop, self.percentiles)
-            yield i, _fit_into(crop, self.input_size_, low, scale)
+        flat = cells.flat()
+        values = flat.values if index == list(range(cells.n_channels)) else flat.values[index]
+        starts = cells._starts
+        if not np.isfinite(values).all():
+            bad = np.searchsorted(starts, np.argmin(np.isfinite(values).all(axis=0)), "right") - 1
+            _check_finite(cells.crop(bad)[index], f"cell {bad}")
+        if self.mask_background:  # percentiles over each cell's mask pixels
+            positions = np.flatnonzero(flat.mask)
+            bounds = np.searchsorted(positions, starts)
+            offsets, counts = bounds[:-1], np.diff(bounds)
+        else:
+            positions, offsets, counts = None, starts[:-1], np.diff(starts)
+        shapes = cells.crop_shapes
+        order = np.argsort(shapes.max(axis=1), kind="stable")
+        block = _PREPARE_BLOCK
+        for first in range(0, len(order), block):
+            rows = np.sort(order[first : first + block])
+            low, scale = _cell_ranges(
+                values, offsets[rows], counts[rows], self.percentiles, positions
+            )
+            crops = []
+            for i, b in zip(rows.tolist(), range(len(rows))):
+                crop = values[:, starts[i] : starts[i + 1]].reshape(-1, *shapes[i])
+                if self.mask_background:  # the background becomes black
+                    crop = np.where(cells.mask(i), crop, low[b, :, None, None])
+                crops.append(crop)
+            yield rows, _fit_batch(crops, low, scale, self.input_size_)
 
     def _image_inputs(self, images):
-        """Yield (image index, (K, S, S) tile in [0, 1]) for every tile of every image."""
+        """Yield (image index repeated, (T, K, S, S) tiles in [0, 1]) for every image."""
         tile = self.tile_size or self.input_size_
         n_in = len(self.channel_names_in_)
         index = [self.channel_names_in_.index(c) for c in self.channels_]
@@ -652,8 +766,15 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
                 )
             image = image[index]
             low, scale = _intensity_range(image, self.percentiles)
-            for part in _tiles(image, tile):
-                yield m, _fit_into(part, self.input_size_, low, scale)
+            parts = _tiles(image, tile)
+            n = len(parts)
+            for first in range(0, n, self.batch_size):
+                chunk = parts[first : first + self.batch_size]
+                yield (
+                    np.full(len(chunk), m),
+                    _fit_batch(chunk, np.tile(low, (len(chunk), 1)),
+                               np.tile(scale, (len(chunk), 1)), self.input_size_),
+                )
 
     # ------------------------------------------------------------------ inference
     def _embed(self, inputs, n_rows):
@@ -661,38 +782,48 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         if n_rows == 0:
             return np.empty((0, len(self.feature_names_out_)), dtype=np.float32)
         n_slots = 1 if self.channel_mode == "rgb" else len(self.channels_)
-        sums = np.zeros((n_rows, n_slots, self.n_dims_), dtype=np.float64)
-        counts = np.zeros((n_rows, n_slots), dtype=np.int64)
+        sums = np.zeros((n_rows * n_slots, self.n_dims_), dtype=np.float64)
+        counts = np.zeros(n_rows * n_slots, dtype=np.int64)
         session, path = self.session_, _resolve_model(self.model)
-        stream = self._network_inputs(inputs)
         size = self.input_size_
-        buffer = (
-            np.empty((self.batch_size, 3, size, size), np.float32),
-            np.empty(self.batch_size, np.intp),
-            np.empty(self.batch_size, np.intp),
-        )
-        batch, rows, slots = buffer
-        while n := _fill(buffer, stream):
-            for row, slot, features in zip(
-                rows[:n], slots[:n], self._run(session, batch[:n], path)
-            ):
-                sums[row, slot] += features
-                counts[row, slot] += 1
-        return (sums / counts[..., None]).reshape(n_rows, -1).astype(np.float32)
+        batch = np.empty((self.batch_size, 3, size, size), np.float32)
+        for pieces in _batches(self._network_inputs(inputs), self.batch_size):
+            n = 0
+            for _, _, planes in pieces:  # ImageNet-normalised into the batch; grey to R, G, B
+                part = batch[n : n + len(planes)]
+                np.multiply(planes[:, None] if planes.ndim == 3 else planes, _SCALE, out=part)
+                part += _OFFSET
+                n += len(planes)
+            rows = np.concatenate([piece[0] for piece in pieces])
+            key = rows * n_slots + np.concatenate([piece[1] for piece in pieces])
+            features = self._run(session, batch[:n], path)
+            if (key[1:] > key[:-1]).all():  # distinct keys: one cell, channel per input
+                sums[key] += features
+                counts[key] += 1
+            else:  # views of one cell in this batch: sum equal keys first (add.at is slow)
+                order = np.argsort(key, kind="stable")
+                key = key[order]
+                first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+                sums[key[first]] += np.add.reduceat(features[order], first, axis=0)
+                counts[key[first]] += np.diff(np.append(first, len(key)))
+        return (sums / counts[:, None]).reshape(n_rows, -1).astype(np.float32)
 
     def _network_inputs(self, inputs):
-        """Yield (row, slot, plane) per network input: (S, S) grey or (3, S, S) RGB planes."""
+        """Yield (rows, slots, planes) arrays: (n, S, S) grey or (n, 3, S, S) RGB planes."""
         rgb = self.channel_mode == "rgb"
-        for row, image in inputs:
-            if rgb and len(image) < 3:  # channels_ holds at most 3 channels
-                black = np.zeros((3 - len(image), *image.shape[1:]), np.float32)
-                image = np.concatenate([image, black])
-            for view in _dihedral_views(image) if self.tta else (image,):
-                if rgb:
-                    yield row, 0, view
-                else:
-                    for slot, plane in enumerate(view):
-                        yield row, slot, plane
+        for rows, images in inputs:
+            n, k = images.shape[:2]
+            if rgb:
+                if k < 3:  # channels_ holds at most 3 channels; missing ones stay black
+                    black = np.zeros((n, 3 - k, *images.shape[2:]), np.float32)
+                    images = np.concatenate([images, black], axis=1)
+                slots, planes = np.zeros(n, np.intp), images
+            else:
+                rows = np.repeat(rows, k)
+                slots = np.tile(np.arange(k), n)
+                planes = images.reshape(n * k, *images.shape[2:])
+            for view in _dihedral_views(planes) if self.tta else (planes,):
+                yield rows, slots, view
 
     @staticmethod
     def _run(session, x, path):

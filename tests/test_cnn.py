@@ -157,30 +157,64 @@ def test_rgb_maps_first_three_channels(gap_model):
     assert_allclose(emb.transform(cells)[0], expected, atol=1e-5)
 
 
-def test_resize_helpers():
+def test_fit_batch_resizes_keeping_aspect_ratio():
+    zeros, ones = np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32)
     image = RNG.random((2, 17, 23)).astype(np.float32)
-    assert_allclose(cnn._resize(image, 17, 23), image)
-    for height, width in [(5, 7), (32, 32), (100, 40)]:
-        assert_allclose(cnn._resize(np.ones((1, 40, 50)), height, width), 1.0, rtol=1e-6)
+    out = cnn._fit_batch([image], np.zeros((1, 2)), np.ones((1, 2)), 23)
+    assert out.shape == (1, 2, 23, 23)
+    assert_allclose(out[0, :, 3:20], image, rtol=1e-6)  # native size, centred
+    assert out[0, :, :3].sum() == 0 and out[0, :, 20:].sum() == 0
+    for size in (5, 32, 100):
+        out = cnn._fit_batch([np.ones((1, 40, 50), np.float32)], zeros, ones, size)[0, 0]
+        rows = round(40 * size / 50)
+        top = (size - rows) // 2
+        assert_allclose(out[top : top + rows], 1.0, rtol=1e-6)
+        assert out.sum() == pytest.approx(rows * size, rel=1e-5)  # black canvas elsewhere
     # shrinking a fine checkerboard averages it instead of aliasing it to black or white
     checkerboard = (np.indices((64, 64)).sum(axis=0) % 2)[None].astype(np.float32)
-    assert_allclose(cnn._resize(checkerboard, 32, 32), 0.5)
-    low, gain = np.full((1, 1, 1), 2.0, np.float32), np.full((1, 1, 1), 0.5, np.float32)
-    out = cnn._fit_into(np.full((1, 10, 40), 3.0, np.float32), 32, low, gain)
-    assert out.shape == (1, 32, 32)
+    assert_allclose(cnn._fit_batch([checkerboard], zeros, ones, 32), 0.5)
+    low, gain = np.full((1, 1), 2.0), np.full((1, 1), 0.5)
+    out = cnn._fit_batch([np.full((1, 10, 40), 3.0, np.float32)], low, gain, 32)[0]
     assert out[0, :12].sum() == 0 and out[0, 20:].sum() == 0  # padded rows above and below
     assert_allclose(out[0, 12:20], 0.5, rtol=1e-6)  # (3 - 2) * 0.5
-    assert_allclose(cnn._fit_into(np.full((1, 8, 8), 9.0), 32, low, gain), 1.0)  # clipped
+    assert_allclose(cnn._fit_batch([np.full((1, 8, 8), 9.0)], low, gain, 32), 1.0)  # clipped
+
+
+def test_fit_batch_gives_each_crop_what_it_gives_alone():
+    crops = [RNG.random((2, h, w)).astype(np.float32) for h, w in [(7, 30), (64, 64), (90, 41), (3, 3)]]
+    low = RNG.random((4, 2)).astype(np.float32) * 0.2
+    gain = 1 + RNG.random((4, 2)).astype(np.float32)
+    together = cnn._fit_batch(crops, low, gain, 48)
+    for b, crop in enumerate(crops):
+        alone = cnn._fit_batch([crop], low[b : b + 1], gain[b : b + 1], 48)[0]
+        assert_allclose(together[b], alone, rtol=1e-6, atol=1e-7)
 
 
 def test_intensity_range():
     image = np.stack([np.arange(100.0).reshape(10, 10), np.full((10, 10), 7.0)])
     low, gain = cnn._intensity_range(image, (0.0, 100.0))
-    assert_allclose(low.ravel(), [0.0, 7.0])
-    assert_allclose(gain.ravel(), [1 / 99.0, 0.0])  # a flat channel maps to black
-    mask = np.zeros((10, 10), bool)
-    mask[5:] = True
-    assert_allclose(cnn._intensity_range(image, (0.0, 100.0), mask)[0].ravel(), [50.0, 7.0])
+    assert_allclose(low, [0.0, 7.0])
+    assert_allclose(gain, [1 / 99.0, 0.0])  # a flat channel maps to black
+
+
+def test_cell_ranges_match_per_crop_percentiles():
+    sizes = [5, 401, 2048, 2049, 9000, 1]
+    values = RNG.random((2, sum(sizes))).astype(np.float32)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    low, gain = cnn._cell_ranges(values, starts[:-1], np.diff(starts), (1.0, 99.8))
+    for b in range(len(sizes)):
+        crop = values[:, starts[b] : starts[b + 1]]
+        expected = cnn._percentiles(crop, (1.0, 99.8))
+        assert_allclose(low[b], expected[:, 0], rtol=1e-6)
+        span = expected[:, 1] - expected[:, 0]
+        assert_allclose(gain[b], np.where(span > 0, 1 / np.where(span > 0, span, 1), 0), rtol=1e-5)
+    # over mask pixels only; a cell without any is black
+    positions = np.concatenate([np.arange(50, 100), np.arange(420, 430)])  # cells 1 and 2
+    bounds = np.searchsorted(positions, starts)
+    low, gain = cnn._cell_ranges(values, bounds[:-1], np.diff(bounds), (0.0, 100.0), positions)
+    assert_allclose(low[1], values[:, 50:100].min(axis=1))
+    assert_allclose(low[2], values[:, 420:430].min(axis=1))
+    assert (gain[[0, 3, 4, 5]] == 0).all() and (low[0] == 0).all()
 
 
 def test_percentiles_match_numpy():
