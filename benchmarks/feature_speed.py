@@ -10,9 +10,11 @@ On the same real images and masks (Coelho 2009 nuclei, DSB2018), one channel:
 * per family, the peers listed in ``benchmarks/_speed_<family>.py`` (e.g. cp_measure's
   numba Haralick, mahotas).
 
-Reported as objects/second and the ratio to cp_measure. Run::
+Reported as objects/second and the ratio to cp_measure; each tool's time per image is
+the median of ``--repeats`` interleaved rounds. Run::
 
     python benchmarks/feature_speed.py [--n-coelho 2 --n-dsb 4] [--skip-families]
+        [--repeats 3] [--keep-freed-memory]
 """
 
 import argparse
@@ -78,7 +80,7 @@ def _time(fn, *args):
     return time.perf_counter() - start
 
 
-def overall(images, with_nyxus=True):
+def overall(images, with_nyxus=True, repeats=1):
     tools = {
         "featcell (cp_measure's families, n_jobs=1)": lambda im, lab: _featcell(im, lab, 1, True),
         "featcell (cp_measure's families, n_jobs=2)": lambda im, lab: _featcell(im, lab, 2, True),
@@ -89,16 +91,21 @@ def overall(images, with_nyxus=True):
     }
     if with_nyxus:
         tools["nyxus *ALL* (1 thread)"] = _nyxus
-    rows = []
-    for name, image, labels in images:
-        n = len(np.unique(labels)) - 1
-        for tool, fn in tools.items():
-            try:
-                seconds = _time(fn, image, labels)
-            except ImportError:
-                continue
-            rows.append({"tool": tool, "family": "all", "objects": n, "seconds": seconds})
-    return rows
+    # rounds interleave the tools, so a machine whose speed drifts hits them alike;
+    # each tool's time per image is the median over rounds
+    times = {}
+    for _ in range(repeats):
+        for name, image, labels in images:
+            for tool, fn in tools.items():
+                try:
+                    times.setdefault((tool, name), []).append(_time(fn, image, labels))
+                except ImportError:
+                    continue
+    objects = {name: len(np.unique(labels)) - 1 for name, _, labels in images}
+    return [
+        {"tool": tool, "family": "all", "objects": objects[name], "seconds": np.median(t)}
+        for (tool, name), t in times.items()
+    ]
 
 
 def report(rows, reference):
@@ -119,11 +126,22 @@ def main(argv=None):
     parser.add_argument("--n-dsb", type=int, default=4)
     parser.add_argument("--skip-families", action="store_true")
     parser.add_argument("--no-nyxus", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="tune glibc's allocator for this whole process (all tools), as the featcell "
+        "command and featcell's workers do",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.keep_freed_memory:
+        from featcell._memory import keep_freed_memory
+
+        print(f"# glibc keeps freed memory (all tools): {keep_freed_memory()}")
     images = list(benchmark_images(args.n_coelho, args.n_dsb))
     _featcell(*images[0][1:], 1)  # warm caches/imports outside the timing
-    rows = overall(images, with_nyxus=not args.no_nyxus)
+    rows = overall(images, with_nyxus=not args.no_nyxus, repeats=args.repeats)
     if not args.skip_families:
         for family in FAMILIES:
             module = importlib.import_module(f"_speed_{family}")

@@ -20,7 +20,6 @@ so the same call runs on a Dask cluster with ``joblib.parallel_config``.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import inspect
 import json
@@ -51,6 +50,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
+from ._memory import in_worker, keep_freed_memory
 from .io import file_sha256, iter_cells, list_images
 
 try:  # joblib >= 1.6 depends on cloudpickle, older versions vendor it
@@ -65,7 +65,6 @@ _RUN_FILE = "run.json"
 _FLUSH_SECONDS = 30.0  # write a part at least this often, even if the chunk is not full
 _WRITE_ROWS = 65_536  # rows buffered per write of the final cells table
 _ERROR_COLUMNS = ["path", "error_type", "message"]
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 @dataclass(frozen=True)
@@ -355,8 +354,8 @@ def _check_model(model, include_features):
 # ---------------------------------------------------------------------- worker side
 def _score_image(model, path, labels, read_kwargs, include_features, caller_pid=None):
     """Read and score one image: ``(record, arrow table or None)``."""
-    if caller_pid is not None and os.getpid() != caller_pid:
-        _keep_freed_memory()
+    if in_worker(caller_pid):  # glibc keeps freed memory for the next image
+        keep_freed_memory()
     record = {"path": path, "image_id": os.path.basename(path)}
     try:
         # images are the unit of parallelism: the model runs sequentially in the task (on
@@ -369,27 +368,6 @@ def _score_image(model, path, labels, read_kwargs, include_features, caller_pid=
         return record, None
     record.update(status="ok", n_cells=len(cells))
     return record, table
-
-
-@lru_cache(maxsize=1)
-def _keep_freed_memory():
-    """Let glibc keep freed memory for the next image instead of returning it to the OS.
-
-    Called once in each worker process (loky, multiprocessing, Dask), never in
-    the caller's. With glibc's defaults, a fresh worker gives the top of its
-    heap back after every image and faults the same pages in again for the
-    next one: on 67 Coelho images, two loky workers spent about 1.9 s of
-    system time in 550,000 page faults each and the 2-process speed-up fell
-    to about 1.4. Memory per worker stays bounded by its largest image.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):  # not glibc (e.g. musl): nothing to tune
-        return
-    mallopt(_M_TRIM_THRESHOLD, 256 << 20)  # return freed memory only above 256 MiB
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # recycle arrays below 32 MiB in the heap
 
 
 def _cell_table(model, cells, include_features):

@@ -1453,5 +1453,17 @@ def _cmd_demo(args, console):
     )
 
 
+def entry_point():
+    """The ``featcell`` console script: :func:`main` in a process featcell owns.
+
+    The allocator keeps freed memory between images (see ``featcell._memory``);
+    :func:`main` itself, called from Python, leaves the caller's process alone.
+    """
+    from ._memory import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(entry_point())

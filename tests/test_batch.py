@@ -360,9 +360,24 @@ def test_worker_processes_keep_freed_memory_the_caller_does_not(monkeypatch, tmp
     from featcell import batch
 
     calls = []
-    monkeypatch.setattr(batch, "_keep_freed_memory", lambda: calls.append(os.getpid()))
+    monkeypatch.setattr(batch, "keep_freed_memory", lambda: calls.append(os.getpid()))
     missing = str(tmp_path / "missing.png")
     record, _ = batch._score_image(None, missing, None, {}, False, caller_pid=os.getpid())
     assert calls == [] and record["status"] == "error"
     batch._score_image(None, missing, None, {}, False, caller_pid=os.getpid() + 1)
     assert calls == [os.getpid()]
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_once():
+    from featcell import _memory
+
+    _memory.keep_freed_memory.cache_clear()
+    tuned = _memory.keep_freed_memory()
+    assert tuned == (sys.platform.startswith("linux") and _glibc())
+    assert _memory.keep_freed_memory() is tuned  # cached: once per process
+
+
+def _glibc():
+    import platform
+
+    return platform.libc_ver()[0] == "glibc"

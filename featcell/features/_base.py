@@ -16,12 +16,15 @@ cells, empty inputs and pandas output (``set_output``).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
+from .._memory import in_worker, keep_freed_memory
 from ..cells import CellSet
 
 __all__ = ["CellFeatureTransformer"]
@@ -112,7 +115,9 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
             parts = [self._compute(X)]
         else:
             chunks = (X[s : s + size] for s in range(0, len(X), size))
-            parts = Parallel(n_jobs=n_jobs)(delayed(self._compute)(c) for c in chunks)
+            parts = Parallel(n_jobs=n_jobs)(
+                delayed(_compute_chunk)(self, c, os.getpid()) for c in chunks
+            )
         out = np.vstack(parts).astype(np.float64, copy=False)
         if out.shape != (len(X), n_out):  # a broken subclass, not user input
             raise RuntimeError(
@@ -188,3 +193,10 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _compute(self, cells):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _compute_chunk(transformer, cells, caller_pid):
+    """``transformer._compute(cells)`` in a joblib worker, whose allocator keeps freed memory."""
+    if in_worker(caller_pid):
+        keep_freed_memory()
+    return transformer._compute(cells)
