@@ -772,6 +772,26 @@ def _reconstruct(seed, mask, n_values):
     return ranks[:size].reshape(seed.shape)
 
 
+def _sample_integral(values, cell, i, j, step, starts, strides, shapes, grid):
+    """``values`` at ``(i * step, j * step)`` of each cell's 2-D array, as ``_bilinear`` would
+    interpolate them, when ``step`` is a whole number; ``None`` when it is not.
+
+    Points with whole coordinates inside the array put all their weight on one
+    pixel, so the other corners only add exact zeros (when every value is
+    finite: ``inf * 0`` would not be zero). ``grid`` holds the per-cell grid
+    shapes of ``i`` and ``j``.
+    """
+    if not float(step).is_integer():
+        return None
+    k = int(step)
+    if ((grid - 1) * k > shapes - 1).any() or not np.isfinite(values).all():
+        return None
+    sizes = grid[:, 0] * grid[:, 1]
+    index = np.repeat(starts, sizes) + np.repeat(strides * k, sizes) * i
+    index += j * k
+    return values[index]
+
+
 def granularity(
     values, pixels, length=16, subsample_size=0.25, image_sample_size=0.25, element_size=10
 ):
@@ -815,6 +835,7 @@ def granularity(
     ok = np.flatnonzero((small >= 2).all(axis=1) & pixels.has)
     if ok.size == 0:
         return out
+    small_all = small
     shapes_ok, small = shapes[ok], small[ok]
     m = len(ok)
 
@@ -822,8 +843,12 @@ def granularity(
     offsets, (H, W) = _shelf_pack(small[:, 0], small[:, 1], 1)
     cell, i, j = _grid(small)
     step = 1.0 / subsample_size if subsample_size < 1 else 1.0
-    index, weight = _bilinear(cell, i * step, j * step, starts[ok], shapes_ok[:, 1], shapes_ok)
-    patch = (values[index] * weight).sum(axis=0)
+    patch = _sample_integral(
+        values, cell, i, j, step, starts[ok], shapes_ok[:, 1], shapes_ok, small
+    )
+    if patch is None:
+        index, weight = _bilinear(cell, i * step, j * step, starts[ok], shapes_ok[:, 1], shapes_ok)
+        patch = (values[index] * weight).sum(axis=0)
     corner = offsets[:, 0] * W + offsets[:, 1]
     where = corner[cell] + i * W + j
 
@@ -839,10 +864,15 @@ def granularity(
     back_offsets, (BH, BW) = _shelf_pack(back_shape[:, 0], back_shape[:, 1], element_size)
     bcell, bi, bj = _grid(back_shape)
     step = 1.0 / image_sample_size if image_sample_size < 1 else 1.0
-    index, weight = _bilinear(bcell, bi * step, bj * step, corner, np.full(m, W), small)
+    sampled = _sample_integral(
+        flat_patch, bcell, bi, bj, step, corner, np.full(m, W), small, back_shape
+    )
+    if sampled is None:
+        index, weight = _bilinear(bcell, bi * step, bj * step, corner, np.full(m, W), small)
+        sampled = (flat_patch[index] * weight).sum(axis=0)
     back = np.full(BH * BW, np.inf)
     back_where = (back_offsets[bcell, 0] + bi) * BW + back_offsets[bcell, 1] + bj
-    back[back_where] = (flat_patch[index] * weight).sum(axis=0)
+    back[back_where] = sampled
     back = _disk_filter(back.reshape(BH, BW), element_size, erode=True).ravel()
     opened = np.full(BH * BW, -np.inf)
     opened[back_where] = back[back_where]
@@ -860,47 +890,89 @@ def granularity(
     patch = np.maximum(patch - (back[index] * weight).sum(axis=0), 0.0)
 
     # 3. per-cell means at the original scale: a fixed weight per canvas pixel
-    slot = np.full(n, -1)
-    slot[ok] = np.arange(m)
-    keep = slot[pixels.obj] >= 0
-    ocell = slot[pixels.obj[keep]]
-    raw = values[pixels.index[keep]]
-    counts = np.bincount(ocell, minlength=m).astype(np.float64)
-    y = pixels.row_int[keep] * ((small[:, 0] - 1) / (shapes_ok[:, 0] - 1))[ocell]
-    x = pixels.col_int[keep] * ((small[:, 1] - 1) / (shapes_ok[:, 1] - 1))[ocell]
+    if m == n:  # the common case: every cell measured, the mask pixels are used as they are
+        counts = pixels.counts
+        index, row, col = pixels.index, pixels.row_int, pixels.col_int
+    else:
+        keep = np.repeat((small_all >= 2).all(axis=1) & pixels.has, pixels.counts)
+        counts = pixels.counts[ok]
+        index, row, col = pixels.index[keep], pixels.row_int[keep], pixels.col_int[keep]
+    raw = values[index]
+    # pixels are grouped by cell: per-cell factors are repeated, not gathered
+    sy = (small[:, 0] - 1) / (shapes_ok[:, 0] - 1)
+    sx = (small[:, 1] - 1) / (shapes_ok[:, 1] - 1)
+    y = row * np.repeat(sy, counts)
+    x = col * np.repeat(sx, counts)
     y0 = y.astype(np.intp)  # coordinates are >= 0: truncation is floor
     x0 = x.astype(np.intp)
-    fy, fx = y - y0, x - x0
-    inside = (y <= small[ocell, 0] - 1) & (x <= small[ocell, 1] - 1)
-    fy, fx = fy * inside, fx * inside
-    top_left = corner[ocell] + y0 * W + x0
-    pixel_weight = np.bincount(
-        np.concatenate([top_left, top_left + 1, top_left + W, top_left + W + 1]),
-        weights=np.concatenate(
-            [(1 - fy) * (1 - fx) * inside, (1 - fy) * fx, fy * (1 - fx), fy * fx]
-        ),
-        minlength=H * W,
-    )[where]
+    fy = y - y0
+    fx = x - x0
+    # only a cell's last row (column) can land past its subsampled grid, by rounding
+    if ((shapes_ok[:, 0] - 1) * sy > small[:, 0] - 1).any() or (
+        (shapes_ok[:, 1] - 1) * sx > small[:, 1] - 1
+    ).any():
+        inside = (y <= np.repeat(small[:, 0] - 1, counts)) & (
+            x <= np.repeat(small[:, 1] - 1, counts)
+        )
+    else:
+        inside = None
+    top_left = y0 * W
+    top_left += x0
+    top_left += np.repeat(corner, counts)
+    gy = 1 - fy
+    gx = 1 - fx
+    if inside is not None:
+        fy *= inside
+        fx *= inside
+        gy *= inside
+    # np.add.at accumulates in the same order as one bincount of the four corners concatenated
+    # (bit-identical sums) without the 4x-sized temporaries
+    pixel_weight = np.zeros(H * W)
+    np.add.at(pixel_weight, top_left, gy * gx)
+    np.add.at(pixel_weight[1:], top_left, gy * fx)
+    np.add.at(pixel_weight[W:], top_left, fy * gx)
+    np.add.at(pixel_weight[W + 1 :], top_left, fy * fx)
+    pixel_weight = pixel_weight[where]
+    current = np.bincount(np.repeat(np.arange(m), counts), weights=raw, minlength=m)
+    counts = counts.astype(np.float64)
+    current /= counts
 
-    # 4. the spectrum, in rank space
-    flat = np.zeros(H * W)
-    flat[where] = patch
-    levels, rank = np.unique(flat, return_inverse=True)
+    # 4. the spectrum, in rank space (the frame and gaps are 0 <= patch: rank 0)
+    levels, inverse = np.unique(patch, return_inverse=True)
+    if levels[0] != 0:
+        levels = np.concatenate([[0.0], levels])
+        inverse += 1
+    rank = np.zeros(H * W, np.intp)
+    rank[where] = inverse
     rank = rank.reshape(H, W)
     gaps = np.ones(H * W, dtype=bool)
     gaps[where] = False
     gaps = gaps.reshape(H, W)
     top = len(levels)
     eroded = np.where(gaps, top, rank)
-    current = np.bincount(ocell, weights=raw, minlength=m) / counts
     start = np.maximum(current, np.finfo(float).eps)
+    # canvas pixels of zero weight add exact zeros to the means (unless some level is not
+    # finite: 0 * inf is NaN): left out of the loop
+    used = np.flatnonzero(pixel_weight) if np.isfinite(levels).all() else np.arange(len(where))
+    used_where, used_cell, used_weight = where[used], cell[used], pixel_weight[used]
+    gap_rows = np.flatnonzero(gaps.all(axis=1))  # the frame's last row among them
     spectrum = np.empty((m, length))
     for k in range(length):
         eroded = _erode_cross(eroded)
         eroded[gaps] = top
-        rebuilt = _reconstruct(np.where(gaps, 0, eroded), rank, top)
-        rebuilt = levels[rebuilt.ravel()[where]]
-        new = np.bincount(cell, weights=pixel_weight * rebuilt, minlength=m) / counts
+        seed = np.where(gaps, 0, eroded)
+        alive = np.flatnonzero(seed.any(axis=1))
+        if alive.size == 0:  # all eroded away: the reconstruction is 0 everywhere
+            new = np.zeros(m)
+        else:
+            # cells are walled off by rank-0 gaps and one whose seed is all 0 rebuilds to 0:
+            # the canvas is rebuilt down to the first all-gap row below the last live seed
+            cut = gap_rows[np.searchsorted(gap_rows, alive[-1])] + 1
+            rebuilt = _reconstruct(seed[:cut], rank[:cut], top).ravel()
+            if cut < H:
+                rebuilt = np.concatenate([rebuilt, np.zeros((H - cut) * W, rebuilt.dtype)])
+            rebuilt = levels[rebuilt[used_where]]
+            new = np.bincount(used_cell, weights=used_weight * rebuilt, minlength=m) / counts
         spectrum[:, k] = (current - new) * 100 / start
         current = new
     out[ok] = spectrum
