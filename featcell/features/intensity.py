@@ -351,153 +351,213 @@ class _Canvas:
 
     def distance_to_edge(self):
         """Per mask pixel: Euclidean distance to the nearest pixel outside its object."""
-        return np.sqrt(mahotas.distance(self.image).ravel()[self.lin])
+        distance = mahotas.distance(self.image).ravel()[self.lin]
+        return np.sqrt(distance, out=distance)
 
 
 # ---------------------------------------------------------------------- radial geometry
-def _geodesic_distance(pix, canvas, centre):
+def _geodesic_distance(pix, canvas, centre, offsets):
     """8-connected geodesic distance (steps 1 and sqrt 2) inside each object from its centre.
 
     This is what centrosome's ``propagate`` computes for CellProfiler. The
     free-space octile distance ``max(|di|, |dj|) + (sqrt2 - 1) min(|di|, |dj|)``
     is a lower bound, and exact wherever the octile path "diagonal steps
     first, then straight" stays inside the object; that is checked for all
-    pixels at once (diagonal runs from each centre, and a cumulative sum along
-    canvas rows and columns for the straight part). The few pixels left
-    (behind concavities, or on fragments that cannot be reached from the
-    centre: infinite) get a Dijkstra (``scipy.sparse.csgraph``) seeded from
-    their exact neighbours.
+    pixels at once (diagonal runs from each centre; for the straight part,
+    along rows the pixels of a cell are consecutive in mask order exactly
+    when their canvas indices are, and along columns a cumulative sum over
+    the transposed canvas counts them). The few pixels left (behind
+    concavities, or on fragments that cannot be reached from the centre:
+    infinite) get a Dijkstra (``scipy.sparse.csgraph``) seeded from their
+    exact neighbours.
 
-    ``centre`` holds, per cell, the mask-pixel index of its centre.
+    ``centre`` holds, per cell, the mask-pixel index of its centre;
+    ``offsets`` the ``(di, dj, adi, adj)`` of every mask pixel from it.
     """
     image, lin, width = canvas.image, canvas.lin, canvas.width
-    di = pix.row - pix.spread(pix.row[centre])
-    dj = pix.col - pix.spread(pix.col[centre])
-    adi, adj = np.abs(di), np.abs(dj)
+    di, dj, adi, adj = offsets
     near = np.minimum(adi, adj)  # diagonal steps
     far = np.maximum(adi, adj)
-    octile = far + (_SQRT2 - 1.0) * near
+    octile = np.multiply(near, _SQRT2 - 1.0)
+    octile += far
     far -= near  # straight steps
 
     # diagonal part: consecutive object pixels from the centre along each diagonal
     cr, cc = np.divmod(lin[centre], width)
     steps = np.arange(1, int(canvas.box[:, 2:].max()) + 1)
-    runs = np.empty((pix.n, 4), dtype=np.int32)
-    for d, (a, b) in enumerate(((-1, -1), (-1, 1), (1, -1), (1, 1))):
-        ray_r = np.minimum(np.maximum(cr[:, None] + a * steps, 0), image.shape[0] - 1)
-        ray_c = np.minimum(np.maximum(cc[:, None] + b * steps, 0), image.shape[1] - 1)
-        runs[:, d] = np.argmin(np.pad(image[ray_r, ray_c], ((0, 0), (0, 1))), axis=1)
-    direction = 4 * pix.obj + 2 * (di > 0) + (dj > 0)
+    # (the four directions (-1, -1), (-1, 1), (1, -1), (1, 1) in one gather, a False
+    # appended to every ray)
+    a = np.array([-1, -1, 1, 1])[None, :, None]
+    b = np.array([-1, 1, -1, 1])[None, :, None]
+    ray_r = np.clip(cr[:, None, None] + a * steps, 0, image.shape[0] - 1)
+    ray_c = np.clip(cc[:, None, None] + b * steps, 0, image.shape[1] - 1)
+    rays = np.zeros((pix.n, 4, steps.size + 1), dtype=bool)
+    rays[:, :, :-1] = image.ravel()[ray_r * image.shape[1] + ray_c]
+    runs = np.argmin(rays, axis=2).astype(np.int32)
+    direction = pix.obj << 1
+    direction += di > 0
+    direction <<= 1
+    direction += dj > 0
     exact = runs.ravel()[direction] >= near
 
-    # straight part: from the diagonal's end back to the pixel, along its column or row,
-    # checked with prefix sums along canvas rows, or along columns on the transposed
-    # canvas (where they are contiguous)
-    for axis, d in enumerate((di, dj)):
-        p = np.flatnonzero((adi > adj) if axis == 0 else (adj > adi))
-        if not p.size:
-            continue
-        if axis == 0:
-            # (a contiguous copy first: cumsum along a strided axis is several times slower)
-            total = np.cumsum(np.ascontiguousarray(image.T), axis=1, dtype=np.int32).ravel()
-            r, c = np.divmod(lin[p], width)
-            at = c * image.shape[0] + r  # position on the transposed canvas
-        else:
-            total = np.cumsum(image, axis=1, dtype=np.int32).ravel()
-            at = lin[p]
-        start = at - np.sign(d[p]) * far[p]  # where the diagonal part ends
-        lo, hi = np.minimum(start, at), np.maximum(start, at)
-        exact[p] &= total[hi] - total[lo - 1] == far[p] + 1
+    # straight part, from the diagonal's end (``s`` pixels back towards the centre)
+    # to the pixel. Along a row: the pixels of a cell are in row-major order, so
+    # the ``s`` pixels between are all in the object iff the mask pixel ``s``
+    # places earlier sits ``s`` places earlier on the canvas (an index within
+    # the cell's box holds no other cell's pixel).
+    p = np.flatnonzero((adj > adi) & exact)
+    if p.size:
+        s = far[p]
+        np.negative(s, out=s, where=dj[p] < 0)
+        k = p - s
+        inside = (k >= 0) & (k < lin.size)
+        np.clip(k, 0, lin.size - 1, out=k)
+        exact[p] = inside & (lin[k] == lin[p] - s)
+    # along a column: prefix sums along rows of the transposed canvas (contiguous
+    # there; cumsum along a strided axis is several times slower)
+    p = np.flatnonzero((adi > adj) & exact)
+    if p.size:
+        total = np.cumsum(np.ascontiguousarray(image.T), axis=1, dtype=np.int32).ravel()
+        r, c = np.divmod(lin[p], width)
+        at = c * image.shape[0] + r  # position on the transposed canvas
+        s = far[p]
+        np.negative(s, out=s, where=di[p] < 0)
+        exact[p] = total[at] - total[at - s] == s
 
-    distance = np.where(exact, octile, np.inf)
     hard = np.flatnonzero(~exact)
-    if hard.size:
-        distance[hard] = _dijkstra_from_exact(canvas, exact, octile, hard)
-    return distance
+    if hard.size:  # (infinite where unreachable; the Dijkstra reads only exact octiles)
+        octile[hard] = _dijkstra_from_exact(pix, canvas, exact, octile, hard)
+    return octile
 
 
-def _dijkstra_from_exact(canvas, exact, octile, hard):
+def _find_in_cells(lin, first, stop, targets):
+    """Index of each ``targets`` in ``lin[first:stop]`` (ascending), or -1; a lockstep
+    binary search, for a few queries (no canvas-sized lookup table)."""
+    lo, hi = first.copy(), stop.copy()
+    active = np.flatnonzero(lo < hi)
+    while active.size:
+        mid = (lo[active] + hi[active]) >> 1
+        below = lin[mid] < targets[active]
+        lo[active] = np.where(below, mid + 1, lo[active])
+        hi[active] = np.where(below, hi[active], mid)
+        active = active[lo[active] < hi[active]]
+    found = lo < stop
+    found[found] = lin[lo[found]] == targets[found]
+    return np.where(found, lo, -1)
+
+
+def _dijkstra_from_exact(pix, canvas, exact, octile, hard):
     """Geodesic distances of the ``hard`` pixels given exact ones elsewhere.
 
     A graph on the hard pixels (edges between 8-neighbours) plus a
     super-source joined to each hard pixel by its best exact-neighbour
     distance; mirror copies on the canvas are not object pixels.
     """
-    width = canvas.width
-    node = np.full(canvas.image.size, -1, dtype=np.int32)
-    node[canvas.lin] = np.arange(canvas.lin.size, dtype=np.int32)
-    local = np.full(canvas.lin.size, -1, dtype=np.intp)
-    local[hard] = np.arange(hard.size)
+    width, lin = canvas.width, canvas.lin
+    obj = pix.obj[hard]
+    first = pix.starts[obj]
+    stop = first + pix.counts[obj]
+    moves = np.array([a * width + b for a, b in _STEPS], dtype=np.intp)
+    targets = (lin[hard][None, :] + moves[:, None]).ravel()
+    neighbours = _find_in_cells(
+        lin, np.tile(first, len(_STEPS)), np.tile(stop, len(_STEPS)), targets
+    ).reshape(len(_STEPS), hard.size)
     seed = np.full(hard.size, np.inf)
     src, dst, weight = [], [], []
-    for a, b in _STEPS:
+    for (a, b), neighbour in zip(_STEPS, neighbours):
         step = _SQRT2 if a and b else 1.0
-        neighbour = node[canvas.lin[hard] + a * width + b]
         known = neighbour >= 0
         known[known] = exact[neighbour[known]]
         seed[known] = np.minimum(seed[known], octile[neighbour[known]] + step)
         linked = np.flatnonzero((neighbour >= 0) & ~known)
-        src.append(local[neighbour[linked]])
+        src.append(np.searchsorted(hard, neighbour[linked]))
         dst.append(linked)
         weight.append(np.full(linked.size, step))
     seeded = np.flatnonzero(np.isfinite(seed))
     src = np.concatenate(src + [np.full(seeded.size, hard.size)])
     dst = np.concatenate(dst + [seeded])
     weight = np.concatenate(weight + [seed[seeded]])
-    graph = csr_matrix((weight, (src, dst)), shape=(hard.size + 1, hard.size + 1))
+    # CSR directly (rows by source, stable): much cheaper than from COO for small graphs
+    order = np.argsort(src, kind="stable")
+    indptr = np.zeros(hard.size + 2, dtype=np.intp)
+    np.cumsum(np.bincount(src, minlength=hard.size + 1), out=indptr[1:])
+    graph = csr_matrix((weight[order], dst[order], indptr), shape=(hard.size + 1, hard.size + 1))
     return dijkstra(graph, directed=True, indices=hard.size)[:-1]
 
 
-def _radial_geometry(pix, canvas):
-    """Normalised distance of every mask pixel and each cell's centre, as CellProfiler.
+def _radial_geometry(pix, canvas, n_rings):
+    """The radial bins of every mask pixel, as CellProfiler (a :class:`_RadialBins`).
 
     The centre of an object is its point farthest from the edge (the first in
     row-major order on ties); a pixel's normalised distance is
-    ``d_centre / (d_centre + d_edge + 0.001)``, NaN where the centre cannot
-    be reached (other fragments of a disconnected object). Returns it and
-    the centre's crop coordinates, (n_cells, 2).
+    ``d_centre / (d_centre + d_edge + 0.001)``, undefined where the centre
+    cannot be reached (other fragments of a disconnected object: left out).
     """
     d_edge = canvas.distance_to_edge()
     centre = pix.first_where(d_edge == pix.spread(pix.reduce(np.maximum, d_edge)))
     centre = np.maximum(centre, 0)  # (a cell without pixels has no centre; any index will do)
-    d_centre = _geodesic_distance(pix, canvas, centre)
+    di = pix.row - pix.spread(pix.row[centre])
+    dj = pix.col - pix.spread(pix.col[centre])
+    adi, adj = np.abs(di), np.abs(dj)
+    d_centre = _geodesic_distance(pix, canvas, centre, (di, dj, adi, adj))
+    d_edge += d_centre
+    d_edge += 0.001
     with np.errstate(invalid="ignore"):
-        normalised = d_centre / (d_centre + d_edge + 0.001)
-    normalised[~np.isfinite(d_centre)] = np.nan
-    return normalised, np.column_stack([pix.row[centre], pix.col[centre]])
+        normalised = np.divide(d_centre, d_edge, out=d_centre)
+    return _RadialBins(pix, normalised, (di, dj, adi, adj), n_rings)
 
 
-def _radial_features(v, pix, normalised, centre, n_rings):
-    """FracAtD, MeanFrac and RadialCV (n_rings each) of one channel (float64 ``v``), per cell.
+class _RadialBins:
+    """Each mask pixel's (cell, ring, wedge) slot and the per-slot pixel counts.
 
-    One weighted and one plain ``bincount`` over (cell, ring, wedge) slots;
-    ring totals are their sums over the eight wedges.
+    Geometry only, shared by all channels; :meth:`features` bins one channel.
+    Eight wedges around the centre: below?, right of?, steeper than the
+    diagonal? Ring totals are sums over the wedges.
     """
-    n = pix.n
-    good = np.isfinite(normalised)
-    obj = pix.obj[good]
-    ring = np.minimum((normalised[good] * n_rings).astype(np.intp), n_rings)
-    # eight wedges around the centre: below?, right of?, steeper than the diagonal?
-    di = pix.row[good] - pix.spread(centre[:, 0])[good]
-    dj = pix.col[good] - pix.spread(centre[:, 1])[good]
-    wedge = (di > 0) + 2 * (dj > 0) + 4 * (np.abs(di) > np.abs(dj))
-    slot = (obj * (n_rings + 1) + ring) * _N_WEDGES + wedge
-    shape = (n, n_rings + 1, _N_WEDGES)
-    w_total = np.bincount(slot, weights=v[good], minlength=np.prod(shape)).reshape(shape)
-    w_count = np.bincount(slot, minlength=np.prod(shape)).reshape(shape)
-    total, count = w_total.sum(axis=2), w_count.sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac_at_d = total / total.sum(axis=1, keepdims=True)
-        frac_pixels = count / count.sum(axis=1, keepdims=True)
-        mean_frac = frac_at_d / (frac_pixels + np.finfo(float).eps)
-        occupied = w_count > 0
-        k = occupied.sum(axis=2)
-        means = np.where(occupied, w_total / np.maximum(w_count, 1), 0.0)
-        mu = means.sum(axis=2) / k
-        sd = np.sqrt((np.where(occupied, means - mu[..., None], 0.0) ** 2).sum(axis=2) / k)
-        radial_cv = sd / mu
-    radial_cv[k == 0] = 0.0
-    return frac_at_d[:, :n_rings], mean_frac[:, :n_rings], radial_cv[:, :n_rings]
+
+    def __init__(self, pix, normalised, offsets, n_rings):
+        di, dj, adi, adj = offsets
+        self.n_rings = n_rings
+        self.shape = (pix.n, n_rings + 1, _N_WEDGES)
+        wedge = (adi > adj).view(np.uint8) << np.uint8(1)
+        wedge |= dj > 0
+        wedge <<= np.uint8(1)
+        wedge |= di > 0
+        good = np.isfinite(normalised)
+        self.good = None if good.all() else good
+        with np.errstate(invalid="ignore"):  # (NaN where unreachable: dropped below)
+            slot = np.multiply(normalised, n_rings, out=normalised).astype(np.intp)
+        np.minimum(slot, n_rings, out=slot)
+        slot += pix.spread(np.arange(0, pix.n * (n_rings + 1), n_rings + 1, dtype=np.intp))
+        slot <<= 3  # * _N_WEDGES
+        slot += wedge
+        self.slot = slot if self.good is None else slot[good]
+        size = int(np.prod(self.shape))
+        self.w_count = np.bincount(self.slot, minlength=size).reshape(self.shape)
+        count = self.w_count.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.frac_pixels = count / count.sum(axis=1, keepdims=True)
+        self.occupied = self.w_count > 0
+        self.k = self.occupied.sum(axis=2)
+        self.w_divisor = np.maximum(self.w_count, 1)
+
+    def features(self, v):
+        """FracAtD, MeanFrac and RadialCV (n_rings each) of one channel (float64 ``v``)."""
+        n_rings, shape = self.n_rings, self.shape
+        if self.good is not None:
+            v = v[self.good]
+        w_total = np.bincount(self.slot, weights=v, minlength=np.prod(shape)).reshape(shape)
+        total = w_total.sum(axis=2)
+        occupied, k = self.occupied, self.k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac_at_d = total / total.sum(axis=1, keepdims=True)
+            mean_frac = frac_at_d / (self.frac_pixels + np.finfo(float).eps)
+            means = np.where(occupied, w_total / self.w_divisor, 0.0)
+            mu = means.sum(axis=2) / k
+            sd = np.sqrt((np.where(occupied, means - mu[..., None], 0.0) ** 2).sum(axis=2) / k)
+            radial_cv = sd / mu
+        radial_cv[k == 0] = 0.0
+        return frac_at_d[:, :n_rings], mean_frac[:, :n_rings], radial_cv[:, :n_rings]
 
 
 # ---------------------------------------------------------------------- transformer
@@ -647,7 +707,6 @@ class Intensity(CellFeatureTransformer):
         self.compartment = compartment
         self.n_jobs = n_jobs
 
-
     def _feature_names(self):
         names = []
         for family in self.families_:
@@ -670,7 +729,7 @@ class Intensity(CellFeatureTransformer):
         families = self.families_
         canvas = _Canvas(cells, pix) if {"edge", "radial"} & set(families) else None
         edge = canvas.edge() if "edge" in families else None
-        radial = _radial_geometry(pix, canvas) if "radial" in families else None
+        radial = _radial_geometry(pix, canvas, self.n_rings) if "radial" in families else None
         blocks = {family: [] for family in families}
         for channel in self.channels_:
             values = _Channel(pix.values(self._channel_index(channel)), pix)
@@ -681,9 +740,7 @@ class Intensity(CellFeatureTransformer):
             if "mass" in blocks:
                 blocks["mass"].append(_mass(values, pix))
             if "radial" in blocks:
-                blocks["radial"].append(
-                    np.column_stack(_radial_features(values.v, pix, *radial, self.n_rings))
-                )
+                blocks["radial"].append(np.column_stack(radial.features(values.v)))
         return np.hstack([block for family in families for block in blocks[family]])
 
 
@@ -701,8 +758,36 @@ class _Channel:
     @property
     def ordered(self):
         if self._ordered is None:
-            self._ordered = sort_within_cells(self.raw, self._pix.obj)
+            self._ordered = _sort_cells(self.raw, self._pix)
         return self._ordered
+
+
+_BIG_CELL = 512  # pixels: sorted on its own (32-bit sort) rather than by 64-bit keys
+
+
+def _sort_cells(values, pix):
+    """:func:`sort_within_cells` for the pixels of ``pix``, with the same result.
+
+    Large cells are sorted one by one as float32, several times faster per
+    value than the packed 64-bit keys (which remain best for many small
+    cells); ``-0.0`` is folded onto ``+0.0`` as the keys do for non-negative
+    values.
+    """
+    large = pix.counts >= _BIG_CELL
+    if not large.any():
+        return sort_within_cells(values, pix.obj)
+    out = np.empty_like(values)
+    if not large.all():
+        keep = ~pix.spread(large)
+        out[keep] = sort_within_cells(values[keep], pix.obj[keep])
+    non_negative = values.min() >= 0
+    for start, count in zip(pix.starts[large].tolist(), pix.counts[large].tolist()):
+        segment = out[start : start + count]
+        segment[...] = values[start : start + count]
+        segment.sort()
+        if non_negative:
+            segment += np.float32(0.0)  # -0.0 -> +0.0
+    return out
 
 
 def _whole_object(values, pix, method):
