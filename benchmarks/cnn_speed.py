@@ -122,6 +122,7 @@ def bench_size(cells, size, args, run_torch, torch_label):
             embedding.transform(cells)
         finally:
             del session.run  # back to the class method for the bare loop
+
     batches = [x[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
 
     def bare():

@@ -144,7 +144,11 @@ def _linear_taps(n_in, n_out, size, n_pad):
     below = centres.astype(np.intp)  # centres >= 0: truncation is floor
     weight = np.where(inside, centres - below, 0.0).astype(np.float32)
     pad = np.asarray(n_pad)[:, None]
-    return np.where(inside, below, pad), np.where(inside, np.minimum(below + 1, n_in - 1), pad), weight
+    return (
+        np.where(inside, below, pad),
+        np.where(inside, np.minimum(below + 1, n_in - 1), pad),
+        weight,
+    )
 
 
 def _gather_rows(planes, below, above, weight):
@@ -745,7 +749,7 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
                 values, offsets[rows], counts[rows], self.percentiles, positions
             )
             crops = []
-            for i, b in zip(rows.tolist(), range(len(rows))):
+            for b, i in enumerate(rows.tolist()):
                 crop = values[:, starts[i] : starts[i + 1]].reshape(-1, *shapes[i])
                 if self.mask_background:  # the background becomes black
                     crop = np.where(cells.mask(i), crop, low[b, :, None, None])
@@ -772,8 +776,12 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
                 chunk = parts[first : first + self.batch_size]
                 yield (
                     np.full(len(chunk), m),
-                    _fit_batch(chunk, np.tile(low, (len(chunk), 1)),
-                               np.tile(scale, (len(chunk), 1)), self.input_size_),
+                    _fit_batch(
+                        chunk,
+                        np.tile(low, (len(chunk), 1)),
+                        np.tile(scale, (len(chunk), 1)),
+                        self.input_size_,
+                    ),
                 )
 
     # ------------------------------------------------------------------ inference

@@ -181,7 +181,9 @@ def test_fit_batch_resizes_keeping_aspect_ratio():
 
 
 def test_fit_batch_gives_each_crop_what_it_gives_alone():
-    crops = [RNG.random((2, h, w)).astype(np.float32) for h, w in [(7, 30), (64, 64), (90, 41), (3, 3)]]
+    crops = [
+        RNG.random((2, h, w)).astype(np.float32) for h, w in [(7, 30), (64, 64), (90, 41), (3, 3)]
+    ]
     low = RNG.random((4, 2)).astype(np.float32) * 0.2
     gain = 1 + RNG.random((4, 2)).astype(np.float32)
     together = cnn._fit_batch(crops, low, gain, 48)
