@@ -213,9 +213,12 @@ def test_border_object_edge_matches_whole_image_outline():
     assert_allclose(Intensity(features="edge").fit_transform(tight)[:2], got[:2])
 
 
-def test_order_statistics_helpers_match_numpy():
+@pytest.mark.parametrize("big", [False, True])
+def test_order_statistics_helpers_match_numpy(big):
     rng = np.random.default_rng(3)
     counts = rng.integers(1, 40, 30)
+    if big:  # cells of >= 512 pixels take the one-by-one sort
+        counts[[0, 7, 29]] = [600, 512, 1500]
     obj = np.repeat(np.arange(30), counts)
     values = (rng.integers(-20, 20, obj.size) / 7).astype(np.float32)
     starts = np.cumsum(counts) - counts

@@ -184,15 +184,37 @@ def cell_keys(values, obj):
     return (obj.astype(np.uint64) << np.uint64(32)) | _float_keys(values)
 
 
+_BIG_CELL = 512  # pixels: such a cell is sorted on its own (a 32-bit sort)
+
+
 def sort_within_cells(values, obj):
     """Sort float32 ``values`` within each cell; ``obj`` must be ascending.
 
-    One ``np.sort`` of packed ``(cell, value)`` 64-bit keys: much faster than
-    ``np.lexsort((values, obj))``, with the same result.
+    Small cells: one ``np.sort`` of packed ``(cell, value)`` 64-bit keys, much
+    faster than ``np.lexsort((values, obj))`` with the same result. Cells of
+    at least 512 pixels are sorted one by one as float32, several times faster
+    per value than the keys. ``-0.0`` is folded onto ``+0.0`` when no value is
+    negative, as the keys do.
     """
-    keys = cell_keys(values, obj)
-    keys.sort()
-    return _keys_to_float(keys, not values.size or values.min() >= 0)
+    counts = np.bincount(obj) if obj.size else np.zeros(0, np.intp)
+    large = counts >= _BIG_CELL
+    non_negative = not values.size or values.min() >= 0
+    if not large.any():
+        keys = cell_keys(values, obj)
+        keys.sort()
+        return _keys_to_float(keys, non_negative)
+    out = np.empty_like(values)
+    if not large.all():
+        keep = ~np.repeat(large, counts)
+        out[keep] = sort_within_cells(values[keep], obj[keep])
+    starts = np.cumsum(counts) - counts
+    for start, count in zip(starts[large].tolist(), counts[large].tolist(), strict=True):
+        segment = out[start : start + count]
+        segment[...] = values[start : start + count]
+        segment.sort()
+        if non_negative:
+            segment += np.float32(0.0)  # -0.0 -> +0.0
+    return out
 
 
 def _quantile_positions(counts, q, method):
@@ -758,36 +780,8 @@ class _Channel:
     @property
     def ordered(self):
         if self._ordered is None:
-            self._ordered = _sort_cells(self.raw, self._pix)
+            self._ordered = sort_within_cells(self.raw, self._pix.obj)
         return self._ordered
-
-
-_BIG_CELL = 512  # pixels: sorted on its own (32-bit sort) rather than by 64-bit keys
-
-
-def _sort_cells(values, pix):
-    """:func:`sort_within_cells` for the pixels of ``pix``, with the same result.
-
-    Large cells are sorted one by one as float32, several times faster per
-    value than the packed 64-bit keys (which remain best for many small
-    cells); ``-0.0`` is folded onto ``+0.0`` as the keys do for non-negative
-    values.
-    """
-    large = pix.counts >= _BIG_CELL
-    if not large.any():
-        return sort_within_cells(values, pix.obj)
-    out = np.empty_like(values)
-    if not large.all():
-        keep = ~pix.spread(large)
-        out[keep] = sort_within_cells(values[keep], pix.obj[keep])
-    non_negative = values.min() >= 0
-    for start, count in zip(pix.starts[large].tolist(), pix.counts[large].tolist()):
-        segment = out[start : start + count]
-        segment[...] = values[start : start + count]
-        segment.sort()
-        if non_negative:
-            segment += np.float32(0.0)  # -0.0 -> +0.0
-    return out
 
 
 def _whole_object(values, pix, method):
