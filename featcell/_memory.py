@@ -3,10 +3,11 @@
 Measuring cells allocates and frees arrays of a few hundred kilobytes to tens of
 megabytes per image. With glibc's defaults a process returns the top of its heap
 to the operating system after each image and faults the same pages in again for
-the next one. In fresh joblib workers this cost about 550,000 page faults and
-1.9 s of system time per worker on 67 Coelho images, and the two-process
-speed-up of :func:`featcell.batch.score_images` fell from 1.8 to 1.4; in one
-process, feature extraction spent about 20 % of its time in page faults.
+the next one. In fresh joblib workers the two-process speed-up of
+:func:`featcell.batch.score_images` fell to about 1.4 (1.8-1.9 with this
+tuning; ``benchmarks/batch_speed.py``); in one process, feature extraction
+runs 10-20 % faster with it (``benchmarks/feature_speed.py
+--keep-freed-memory`` against a run without).
 
 :func:`keep_freed_memory` is called only in processes featcell starts or runs
 (joblib/Dask workers, the ``featcell`` command), never at import: in a user's
@@ -50,6 +51,8 @@ def keep_freed_memory():
     )
 
 
-def in_worker(caller_pid):
-    """Whether this code runs in another process than ``caller_pid`` (a joblib/Dask worker)."""
-    return caller_pid is not None and os.getpid() != caller_pid
+def keep_freed_memory_in_worker(caller_pid):
+    """:func:`keep_freed_memory` when this code runs in another process than ``caller_pid``
+    (a joblib/Dask worker), never in the caller's own process."""
+    if caller_pid is not None and os.getpid() != caller_pid:
+        keep_freed_memory()

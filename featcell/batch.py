@@ -50,7 +50,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from ._memory import in_worker, keep_freed_memory
+from ._memory import keep_freed_memory_in_worker
 from .io import file_sha256, iter_cells, list_images
 
 try:  # joblib >= 1.6 depends on cloudpickle, older versions vendor it
@@ -354,8 +354,7 @@ def _check_model(model, include_features):
 # ---------------------------------------------------------------------- worker side
 def _score_image(model, path, labels, read_kwargs, include_features, caller_pid=None):
     """Read and score one image: ``(record, arrow table or None)``."""
-    if in_worker(caller_pid):  # glibc keeps freed memory for the next image
-        keep_freed_memory()
+    keep_freed_memory_in_worker(caller_pid)
     record = {"path": path, "image_id": os.path.basename(path)}
     try:
         # images are the unit of parallelism: the model runs sequentially in the task (on

@@ -357,10 +357,10 @@ def test_invalid_models_and_inputs(dataset, tmp_path):
 
 
 def test_worker_processes_keep_freed_memory_the_caller_does_not(monkeypatch, tmp_path):
-    from featcell import batch
+    from featcell import _memory, batch
 
     calls = []
-    monkeypatch.setattr(batch, "keep_freed_memory", lambda: calls.append(os.getpid()))
+    monkeypatch.setattr(_memory, "keep_freed_memory", lambda: calls.append(os.getpid()))
     missing = str(tmp_path / "missing.png")
     record, _ = batch._score_image(None, missing, None, {}, False, caller_pid=os.getpid())
     assert calls == [] and record["status"] == "error"

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from .._memory import in_worker, keep_freed_memory
+from .._memory import keep_freed_memory_in_worker
 from ..cells import CellSet
 
 __all__ = ["CellFeatureTransformer"]
@@ -197,6 +197,5 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
 
 def _compute_chunk(transformer, cells, caller_pid):
     """``transformer._compute(cells)`` in a joblib worker, whose allocator keeps freed memory."""
-    if in_worker(caller_pid):
-        keep_freed_memory()
+    keep_freed_memory_in_worker(caller_pid)
     return transformer._compute(cells)
