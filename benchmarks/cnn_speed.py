@@ -21,6 +21,9 @@ Methods are timed in interleaved rounds: the table shows each method's best roun
   both from the same call, so a machine whose speed drifts between calls (a shared
   VM) does not blur it.
 
+A last line per size gives the cells/s of featcell's preprocessing alone: the pace it
+sets when the network is faster than one CPU core (a GPU, a many-core CPU).
+
 Run from the repository root::
 
     python benchmarks/cnn_speed.py [--input-size 96 128 160] [--n-cells 256] [--threads 2]
@@ -176,6 +179,21 @@ def bench_size(cells, size, args, run_torch, torch_label):
     print(
         f"{size:>5}  session.run time inside transform vs bare loop: median {np.median(slower):.1f} %"
     )
+    print(
+        f"{size:>5}  featcell preprocessing alone (no network): "
+        f"{prep_rate(embedding, cells, args.rounds):.0f} cells/s"
+    )
+
+
+def prep_rate(embedding, cells, rounds):
+    """Cells/s of CNNEmbedding's preprocessing alone (best round): the most cells/s it can
+    feed a network that is faster than itself (a GPU, many CPU cores)."""
+
+    def prepare():
+        for _ in embedding._cell_inputs(cells):
+            pass
+
+    return len(cells) / min(seconds(prepare) for _ in range(rounds))
 
 
 def main(argv=None):
