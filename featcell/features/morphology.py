@@ -337,16 +337,18 @@ def _mask_runs(cells):
         last = np.append(last, len(mask) - 1)
     # a run must not continue from the end of one crop row to the start of the next
     h, w = flat.shapes[:, 0], flat.shapes[:, 1]
-    row_start = np.repeat(_starts(h * w) - _starts(h) * w, h) + np.arange(h.sum()) * np.repeat(w, h)
+    crop_start = _starts(h * w)
+    row_start = np.repeat(crop_start - _starts(h) * w, h) + np.arange(h.sum()) * np.repeat(w, h)
     row_start = row_start[row_start > 0]
     split = row_start[mask[row_start] & mask[row_start - 1]]
     if split.size:
         first = np.sort(np.concatenate([first, split]))
         last = np.sort(np.concatenate([last, split - 1]))
-    obj = flat.obj[first]
+    # cell and crop coordinates of the run ends only (a run never leaves its crop row)
+    obj = np.searchsorted(crop_start, first, side="right") - 1
+    row, col = np.divmod(first - crop_start[obj], w[obj])
     origin = cells.crop_origins[obj]
-    col = flat.col
-    return obj, flat.row[first] + origin[:, 0], col[first] + origin[:, 1], col[last] + origin[:, 1]
+    return obj, row + origin[:, 0], col + origin[:, 1], col + (last - first) + origin[:, 1]
 
 
 class _Shape:
