@@ -2,13 +2,13 @@
 and MeasureGranularity, plus local binary patterns and Gabor filter energies,
 vectorised across cells.
 
-*Haralick.* The co-occurrence matrices of all cells and directions come from
-one ``np.bincount`` (or, when the matrices would be mostly empty, one sort) of
-packed ``(direction, cell, level, level)`` keys, built with array slices of a
-canvas of all cells' bounding boxes; the angular second moment and entropy
-are sums over the non-empty matrix entries, every other feature comes from
-the marginal histograms, for all cells at once (in batches of about 65k
-pixels, to keep the arrays in cache).
+*Haralick.* The symmetric co-occurrence matrices of all cells come from one
+``np.bincount`` per direction (or, when the matrices would be mostly empty,
+one sort) of packed ``(cell, min level, max level)`` upper-triangle keys,
+built with array slices of a canvas of all cells' bounding boxes (in batches
+of about 65k pixels, to keep the arrays in cache); the angular second moment
+and entropy are sums over the non-empty matrix entries, every other feature
+comes from the marginal histograms, for all cells at once.
 
 *Granularity.* CellProfiler's granular spectrum (subsampling, background
 subtraction by a grey opening, then erosions and reconstructions) runs on a
@@ -100,21 +100,15 @@ def quantize(values, gray_levels=256):
 
 
 def _count_keys(keys, n_bins):
-    """Sorted distinct ``keys``, their counts, and a lookup of the count of any key.
+    """Sorted distinct ``keys`` and their counts.
 
     A dense ``np.bincount`` when the key range is small enough, else one sort.
     """
     if n_bins <= 4 * keys.size + 65536:
         counts = np.bincount(keys, minlength=n_bins)
         present = np.flatnonzero(counts)
-        return present, counts[present], lambda k: counts[k]
-    present, found = np.unique(keys, return_counts=True)
-
-    def lookup(k):
-        pos = np.minimum(np.searchsorted(present, k), present.size - 1)
-        return np.where(present[pos] == k, found[pos], 0)
-
-    return present, found, lookup
+        return present, counts[present]
+    return np.unique(keys, return_counts=True)
 
 
 def _segment_sum(values, starts, n_segments):
@@ -126,27 +120,21 @@ def _segment_sum(values, starts, n_segments):
     return out
 
 
-def _aggregate(keys, weights, bounds):
-    """Sums of ``weights`` per distinct key, for keys of group ``g`` in ``[bounds[g], bounds[g+1])``.
-
-    Returns the sums in key order, the position of each group's first sum,
-    and each sum's key relative to its group's first slot (a dense
-    ``np.bincount`` over all slots when they are few enough, else only the
-    keys present, after one sort).
-    """
-    if bounds[-1] <= 4 * keys.size + 4096:
-        sums = np.bincount(keys, weights=weights, minlength=bounds[-1])
-        local = np.arange(bounds[-1]) - np.repeat(bounds[:-1], np.diff(bounds))
-        return sums, bounds[:-1], local.astype(np.float64)
-    present, inverse = np.unique(keys, return_inverse=True)
-    starts = np.searchsorted(present, bounds[:-1])
-    local = present - np.repeat(bounds[:-1], np.diff(np.append(starts, present.size)))
-    return np.bincount(inverse, weights=weights), starts, local.astype(np.float64)
+def _entropy(p):
+    """Entropy in bits of each row of ``p``, with ``0 log 0 = 0`` (mahotas' convention)."""
+    log = np.zeros_like(p)
+    np.log2(p, out=log, where=p > 0)
+    return -np.einsum("ij,ij->i", p, log)
 
 
-def _entropy_terms(p):
-    """``-p * log2(p)`` with ``0 log 0 = 0`` (mahotas' convention)."""
-    return -p * np.log2(np.where(p > 0, p, 1.0))
+def _triangle_tables(n):
+    """Row ``r`` and column ``c`` of each slot ``c (c + 1) / 2 + r`` (``r <= c < n``)."""
+    col = np.repeat(np.arange(n), np.arange(1, n + 1))
+    row = np.arange(col.size) - col * (col + 1) // 2
+    return row.astype(np.uint8), col.astype(np.uint8)
+
+
+_TRIANGLE_ROW, _TRIANGLE_COL = _triangle_tables(256)
 
 
 class _BoxCanvas:
@@ -175,14 +163,19 @@ class _BoxCanvas:
 
 
 class _CoOccurrence:
-    """Co-occurrence counting and Haralick features of all cells for one channel.
+    """Symmetric co-occurrence counting of all cells of a batch, for one channel.
 
-    Levels are shifted by each cell's lowest level (``r = q - qmin``) and
-    every pixel carries the start of its row in the cell's ``(K x K)``
-    co-occurrence block (``K = qmax - qmin + 1``), so that the key of a pixel
-    pair is one addition, ``row_start[first] + r[second]``. Pixels of level
-    0 hold a large negative value, which makes the key of any pair touching
-    them negative.
+    Levels are shifted by each cell's lowest level (``r = q - qmin``). The
+    symmetric co-occurrence matrix of a cell (``K x K``, ``K = qmax - qmin +
+    1``) keeps its upper triangle only, ``K (K + 1) / 2`` slots, entry ``(r,
+    c)`` (``r <= c``) in slot ``c (c + 1) / 2 + r`` after the cell's first
+    slot. Every pixel carries ``col_start``, the slot of its level's column
+    ``c = r``, so that the key of a pixel pair ``(a, b)`` is the larger of
+    ``col_start[a] + r[b]`` and ``col_start[b] + r[a]`` (the right one,
+    ``max(r) (max(r) + 1) / 2 + min(r)``; the other is never larger): pairs
+    ``(a, b)`` and ``(b, a)`` land in one slot. Pixels of level 0 (and the
+    canvas outside the cells) hold a large negative value, which makes the
+    key of any pair touching them negative.
     """
 
     _NONE = -(2**30)
@@ -202,131 +195,121 @@ class _CoOccurrence:
         qmin = np.minimum(qmin, qmax)  # cells without a non-zero level: K = 1, no pairs
         self.qmin, self.qmax = qmin, qmax
         self.K = qmax - qmin + 1
-        base = np.concatenate([[0], np.cumsum(self.K * self.K)])
-        self.base, self.block = base[:-1], int(base[-1])  # block: the bins of one direction
-        self.n_bins = len(_DIRECTIONS) * self.block
-        key_type = np.int32 if self.n_bins < 2**30 else np.int64
+        base = np.concatenate([[0], np.cumsum(self.K * (self.K + 1) // 2)])
+        self.base, self.block = base[:-1], int(base[-1])  # block: the slots of one direction
+        key_type = np.int32 if len(_DIRECTIONS) * self.block < 2**30 else np.int64
         shifted = levels.astype(key_type) - np.repeat(qmin.astype(key_type), counts)
-        row_start = np.repeat(self.base.astype(key_type), counts)
-        row_start += shifted * np.repeat(self.K.astype(key_type), counts)
+        col_start = (shifted * (shifted + 1)) >> 1
+        col_start += np.repeat(self.base.astype(key_type), counts)
         none = key_type(self._NONE) if key_type is np.int32 else key_type(-(2**62))
         self.shifted = canvas.scatter(np.where(valid, shifted, none), none)
-        self.row_start = canvas.scatter(np.where(valid, row_start, none), none)
+        self.col_start = canvas.scatter(np.where(valid, col_start, none), none)
 
-    def haralick(self, scale):
-        """The 13 Haralick features, (n_cells, 4, 13), at one scale (see :class:`Texture`)."""
-        n, n_dir = self.n, len(_DIRECTIONS)
-        out = np.full((n, n_dir, len(HARALICK_FEATURES)), np.nan)
+    def entries(self, scale):
+        """The non-empty upper-triangle entries of all co-occurrence matrices at one scale.
+
+        Returns ``size``, the number of entries of each ``(direction, cell)``
+        group (direction-major), then the entries' rows ``r <= c``, columns
+        ``c`` (levels relative to the cell's lowest, uint8) and ``count``
+        (pairs ``(r, c)`` plus pairs ``(c, r)``), sorted by group.
+        """
+        n_dir = len(_DIRECTIONS)
         H, W = self.shifted.shape
-        keys = []
+        present, found = [np.empty(0, np.intp)], [np.empty(0, np.intp)]
         for a, (dy, dx) in enumerate(_DIRECTIONS):
             dy, dx = dy * scale, dx * scale
             if dy >= H or abs(dx) >= W:
                 continue
             first = (slice(0, H - dy), slice(max(0, -dx), W - max(0, dx)))
             second = (slice(dy, H), slice(max(0, dx), W + min(0, dx)))
-            key = self.row_start[first] + self.shifted[second]
-            key = key[key >= 0]
-            if a:
-                key += a * self.block
-            keys.append(key)
-        key = np.concatenate(keys, dtype=np.intp) if keys else np.empty(0, np.intp)
-        if key.size == 0:
-            return out
-        key, count, lookup = _count_keys(key, self.n_bins)
+            key = self.col_start[first] + self.shifted[second]
+            np.maximum(key, self.col_start[second] + self.shifted[first], out=key)
+            key, count = _count_keys(key[key >= 0], self.block)  # one direction at a time
+            present.append(key + a * self.block)
+            found.append(count)
+        key, count = np.concatenate(present), np.concatenate(found)
+        group_base = (np.arange(n_dir)[:, None] * self.block + self.base).ravel()
+        size = np.diff(np.append(np.searchsorted(key, group_base), key.size))
+        local = key - np.repeat(group_base, size)
+        return size, _TRIANGLE_ROW[local], _TRIANGLE_COL[local], count
 
-        # decode (direction, cell) segments of the sorted keys, then rows r and columns c
-        seg_base = (np.arange(n_dir)[:, None] * self.block + self.base).ravel()
-        seg_start = np.searchsorted(key, seg_base)
-        seg_size = np.diff(np.append(seg_start, key.size))
-        K = np.repeat(np.tile(self.K, n_dir).astype(np.float64), seg_size)
-        local = (key - np.repeat(seg_base, seg_size)).astype(np.float64)
-        r = np.floor((local + 0.5) / K)
-        c = local - r * K
-        transposed = lookup(key - ((r - c) * (K - 1)).astype(np.intp))
-        keep = (r <= c) | (transposed == 0)
-        count = np.where(r < c, count + transposed, count)[keep].astype(np.float64)
-        r, c = np.minimum(r, c)[keep], np.maximum(r, c)[keep]
-        cumulative = np.concatenate([[0], np.cumsum(keep)])
-        kept = cumulative[seg_start + seg_size] - cumulative[seg_start]
-        self._features(kept, r, c, count, out)
-        return out
 
-    def _features(self, size, r, c, count, out):
-        """Fill ``out`` from the upper-triangle entries ``(r <= c, count)``.
+def _haralick_features(size, r, c, count, K, qmin, qmax):
+    """The 13 Haralick features of groups of upper-triangle co-occurrence entries.
 
-        Entries (all with ``count > 0``) are sorted by group (direction-major,
-        then cell); ``size`` is the number of entries of each group; ``r`` and
-        ``c`` are float levels relative to the cell's lowest. Only the angular
-        second moment and the entropy need the entries; every other feature
-        comes from the marginals ``p_x``, ``p_{x+y}`` and ``p_{|x-y|}``.
-        """
-        n, n_dir = self.n, len(_DIRECTIONS)
-        n_groups = n * n_dir
-        starts = np.cumsum(size) - size
-        total = 2.0 * _segment_sum(count, starts, n_groups)
-        off = (r != c).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = (2.0 - off) * count / np.repeat(total, size)
-        mp = (1.0 + off) * p  # entry (r, c) also stands for (c, r)
-        terms = np.empty((2, p.size))
-        np.multiply(mp, p, out=terms[0])
-        np.multiply(mp, -np.log2(p), out=terms[1])
-        asm, entropy = _segment_sum(terms, starts, n_groups)
+    ``size`` is the number of entries of each group (one co-occurrence
+    matrix), ``r <= c`` and ``count`` the entries (all with ``count > 0``),
+    sorted by group, levels relative to the group's ``qmin``; ``K``, ``qmin``
+    and ``qmax`` are per group. Only the angular second moment and the
+    entropy need the entries; every other feature comes from the marginals
+    ``p_x``, ``p_{x+y}`` and ``p_{|x-y|}``, counted on one dense
+    ``(groups, max K)`` (``2 max K`` for ``p_{x+y}``) array. Returns the
+    features, (n_groups, 13), and whether each group has a pair.
+    """
+    n_groups = size.size
+    starts = np.cumsum(size) - size
+    count = count.astype(np.float64)
+    pairs = _segment_sum(count, starts, n_groups)
+    total = 2.0 * pairs
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h = count / np.repeat(total, size)  # p of an off-diagonal entry (and of its transpose)
+    p = np.where(r == c, h + h, h)
+    terms = np.empty((2, p.size))
+    np.multiply(h, p, out=terms[0])
+    np.log2(p, out=terms[1])
+    terms[1] *= h
+    asm, entropy = _segment_sum(terms, starts, n_groups)
+    asm *= 2.0  # entry (r, c) also stands for (c, r): weight 2 h
+    entropy *= -2.0
 
-        # marginals p_x (K slots), p_{x+y} (2K - 1 slots), p_{|x-y|} (K slots) of every group
-        k_group = np.tile(self.K, n_dir)
-        k_bounds = np.concatenate([[0], np.cumsum(k_group)])
-        s_bounds = np.concatenate([[0], np.cumsum(2 * k_group - 1)])
-        k_first = np.repeat(k_bounds[:-1], size).astype(np.float64)
-        px, px_starts, k = _aggregate(
-            np.concatenate([k_first + r, k_first + c]).astype(np.intp),
-            np.concatenate([p, p * off]),
-            k_bounds,
-        )
-        s_first = np.repeat(s_bounds[:-1], size).astype(np.float64)
-        pxpy, pxpy_starts, ks = _aggregate((s_first + r + c).astype(np.intp), mp, s_bounds)
-        pxmy, pxmy_starts, kd = _aggregate((k_first + c - r).astype(np.intp), mp, k_bounds)
-        kd2 = kd * kd
-        mean, square, hx = _segment_sum(
-            np.stack([k * px, k * k * px, _entropy_terms(px)]), px_starts, n_groups
-        )
-        sum_mean, sum_square, sum_entropy = _segment_sum(
-            np.stack([ks * pxpy, ks * ks * pxpy, _entropy_terms(pxpy)]), pxpy_starts, n_groups
-        )
-        contrast, idm, diff_entropy, diff_square = _segment_sum(
-            np.stack([kd2 * pxmy, pxmy / (1.0 + kd2), _entropy_terms(pxmy), pxmy * pxmy]),
-            pxmy_starts,
-            n_groups,
-        )
-        cross = (sum_square - 2 * square) / 2  # E[i j] = (E[(i + j)^2] - 2 E[i^2]) / 2
+    # marginals of every group, as counts of pairs, on dense (groups, slots) arrays
+    m = int(K.max()) if n_groups else 1
+    group = np.repeat(np.arange(n_groups) * m, size)
+    row, col = group + r, group + c
+    px = np.bincount(row, count, n_groups * m) + np.bincount(col, count, n_groups * m)
+    pxmy = np.bincount(col - r, count, n_groups * m)
+    pxpy = np.bincount(row + group + c, count, n_groups * 2 * m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        px = px.reshape(n_groups, m) / total[:, None]
+        pxmy = pxmy.reshape(n_groups, m) / pairs[:, None]
+        pxpy = pxpy.reshape(n_groups, 2 * m) / pairs[:, None]
+    k = np.arange(m, dtype=np.float64)
+    ks = np.arange(2 * m, dtype=np.float64)
+    k2 = k * k
+    mean, square = px @ k, px @ k2
+    hx = _entropy(px)
+    sum_mean, sum_square = pxpy @ ks, pxpy @ (ks * ks)
+    sum_entropy = _entropy(pxpy)
+    contrast, idm = pxmy @ k2, pxmy @ (1.0 / (1.0 + k2))
+    diff_entropy = _entropy(pxmy)
+    diff_square = np.einsum("ij,ij->i", pxmy, pxmy)
+    cross = (sum_square - 2 * square) / 2  # E[i j] = (E[(i + j)^2] - 2 E[i^2]) / 2
 
-        variance = square - mean * mean
-        fm1 = np.tile(self.qmax + 1, n_dir).astype(np.float64)  # mahotas' matrix size
-        with np.errstate(invalid="ignore", divide="ignore"):
-            correlation = np.where(variance > 0, (cross - mean * mean) / variance, 1.0)
-            info1 = np.where(hx > 0, (entropy - 2 * hx) / hx, entropy - 2 * hx)
-        info2 = np.sqrt(np.maximum(0.0, 1.0 - np.exp(-2.0 * (2 * hx - entropy))))
-        features = np.stack(
-            [
-                asm,
-                contrast,
-                correlation,
-                variance,
-                idm,
-                sum_mean + 2 * np.tile(self.qmin, n_dir),
-                sum_square - sum_mean * sum_mean,
-                sum_entropy,
-                entropy,
-                diff_square / fm1 - 1.0 / (fm1 * fm1),
-                diff_entropy,
-                info1,
-                info2,
-            ],
-            axis=-1,
-        ).reshape(n_dir, n, -1)
-        complete = (total.reshape(n_dir, n) > 0).all(axis=0)
-        out[complete] = features.transpose(1, 0, 2)[complete]
+    variance = square - mean * mean
+    fm1 = (qmax + 1).astype(np.float64)  # mahotas' matrix size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.where(variance > 0, (cross - mean * mean) / variance, 1.0)
+        info1 = np.where(hx > 0, (entropy - 2 * hx) / hx, entropy - 2 * hx)
+    info2 = np.sqrt(np.maximum(0.0, 1.0 - np.exp(-2.0 * (2 * hx - entropy))))
+    features = np.stack(
+        [
+            asm,
+            contrast,
+            correlation,
+            variance,
+            idm,
+            sum_mean + 2 * qmin,
+            sum_square - sum_mean * sum_mean,
+            sum_entropy,
+            entropy,
+            diff_square / fm1 - 1.0 / (fm1 * fm1),
+            diff_entropy,
+            info1,
+            info2,
+        ],
+        axis=-1,
+    )
+    return features, total > 0
 
 
 # ---------------------------------------------------------------------- Gabor
@@ -608,23 +591,24 @@ def _shelf_pack(heights, widths, gap):
     side = np.sqrt(float(((heights + gap) * (widths + gap)).sum()))
     candidates = [side] if n > 64 else [side, 1.5 * side, 2 * side, 3 * side, sum(w) + gap * n]
     best = None
+    widest = max(w)
     for limit in candidates:
-        width = max(max(w), int(np.ceil(limit)))
-        offsets = np.zeros((n, 2), np.intp)
+        width = max(widest, int(np.ceil(limit)))
+        ys, xs = [0] * n, [0] * n
         y = x = gap
         shelf = right = 0
-        for i in order:
+        for i in order:  # plain Python numbers: a few operations per box
             if x > gap and x + w[i] > width + gap:
                 y += shelf + gap
                 x, shelf = gap, 0
-            offsets[i] = (y, x)
+            ys[i], xs[i] = y, x
             x += w[i] + gap
             shelf = max(shelf, h[i])
             right = max(right, x)
         shape = (y + shelf + gap, right)
         if best is None or shape[0] * shape[1] < best[1][0] * best[1][1]:
-            best = (offsets, shape)
-    return best
+            best = ((ys, xs), shape)
+    return np.array(best[0], dtype=np.intp).T.reshape(n, 2), best[1]
 
 
 def _grid(shapes):
@@ -990,11 +974,15 @@ class _MaskPixels:
         self.flat = flat
         self.n = len(cells)
         self.index = np.flatnonzero(flat.mask)
-        self.obj = flat.obj[self.index]
-        self.row_int = flat.row[self.index]
-        self.col_int = flat.col[self.index]
-        self.counts = np.bincount(self.obj, minlength=self.n)
-        self.starts = np.cumsum(self.counts) - self.counts
+        # cell, row and column of the mask pixels only (not of every crop pixel)
+        h, w = flat.shapes[:, 0], flat.shapes[:, 1]
+        crop_starts = np.concatenate([[0], np.cumsum(h * w)])
+        bounds = np.searchsorted(self.index, crop_starts)
+        self.counts = np.diff(bounds)
+        self.starts = bounds[:-1]
+        self.obj = np.repeat(np.arange(self.n), self.counts)
+        local = self.index - np.repeat(crop_starts[:-1], self.counts)
+        self.row_int, self.col_int = np.divmod(local, np.repeat(w, self.counts))
         self.has = self.counts > 0
 
     def cells_range(self, lo, hi):
@@ -1348,16 +1336,32 @@ class Texture(CellFeatureTransformer):
         return np.hstack(blocks) if blocks else np.empty((n, 0))
 
     def _haralick(self, pixels, levels):
-        # batches of cells with about _HARALICK_PIXELS pixels keep the arrays cache-sized
-        out = np.empty((pixels.n, len(self.scales_), len(_DIRECTIONS) * len(HARALICK_FEATURES)))
+        # co-occurrences are counted in batches of cells with about _HARALICK_PIXELS pixels
+        # (cache-sized arrays); the features of all cells come at once, per scale
+        n, n_dir, n_scales = pixels.n, len(_DIRECTIONS), len(self.scales_)
+        entries = [[] for _ in self.scales_]
+        groups = []  # per batch: each (direction, cell) group's cell, direction, K, qmin, qmax
         for lo, hi in pixels.batches(_HARALICK_PIXELS):
             part = pixels.cells_range(lo, hi)
             first = pixels.starts[lo]
             box = _BoxCanvas(part, max(self.scales_))
             counter = _CoOccurrence(part, box, levels[first : first + part.counts.sum()])
             for k, s in enumerate(self.scales_):
-                out[lo:hi, k] = counter.haralick(s).reshape(hi - lo, -1)
-        return out.reshape(pixels.n, -1)
+                entries[k].append(counter.entries(s))
+            groups.append(
+                [np.tile(np.arange(lo, hi), n_dir), np.repeat(np.arange(n_dir), hi - lo)]
+                + [np.tile(v, n_dir) for v in (counter.K, counter.qmin, counter.qmax)]
+            )
+        out = np.full((n, n_scales, n_dir, len(HARALICK_FEATURES)), np.nan)
+        if not groups:
+            return out.reshape(n, -1)
+        cell, direction, K, qmin, qmax = (np.concatenate(g) for g in zip(*groups))
+        for k in range(n_scales):
+            size, r, c, count = (np.concatenate(e) for e in zip(*entries[k]))
+            features, has_pairs = _haralick_features(size, r, c, count, K, qmin, qmax)
+            out[cell, k, direction] = features
+            out[cell[~has_pairs], k] = np.nan  # a direction without pairs: NaN at this scale
+        return out.reshape(n, -1)
 
     def _lbp(self, image, owner, n):
         codes = local_binary_pattern(image, self.lbp_points, self.lbp_radius)
