@@ -81,6 +81,35 @@ class FlatCells:
         width = self._row_width
         return np.arange(len(self.mask), dtype=np.intp) - np.repeat(np.cumsum(width) - width, width)
 
+    def mask_pixels(self, dtype=np.intp):
+        """The mask pixels, cell after cell, and where each one lies.
+
+        Cheaper than indexing ``obj``, ``row`` and ``col``: only mask pixels
+        are visited.
+
+        Parameters
+        ----------
+        dtype : numpy integer dtype, default=np.intp
+            Type of the cell, row and column arrays.
+
+        Returns
+        -------
+        index : (M,) ndarray of intp
+            Positions of the mask pixels in the flat arrays.
+        counts : (N,) ndarray of intp
+            Mask pixels of each cell.
+        obj, row, col : (M,) ndarrays of ``dtype``
+            Cell of each mask pixel, and its coordinates inside the cell's crop.
+        """
+        h, w = self.shapes[:, 0], self.shapes[:, 1]
+        crop_starts = np.concatenate([[0], np.cumsum(h * w)]).astype(np.intp)
+        index = np.flatnonzero(self.mask)
+        counts = np.diff(np.searchsorted(index, crop_starts))
+        obj = np.repeat(np.arange(len(self.shapes), dtype=dtype), counts)
+        local = (index - np.repeat(crop_starts[:-1], counts)).astype(dtype, copy=False)
+        row, col = np.divmod(local, np.repeat(w.astype(dtype), counts))
+        return index, counts, obj, row, col
+
 
 def _check_channel_names(channels, n_channels):
     if channels is None:

@@ -85,6 +85,11 @@ def test_flat_and_mosaic_cover_every_pixel(two_objects):
         sel = flat.obj == i
         np.testing.assert_array_equal(cells.crop(i)[:, flat.row[sel], flat.col[sel]],
                                       flat.values[:, sel])
+    index, counts, obj, row, col = flat.mask_pixels(np.int32)
+    np.testing.assert_array_equal(index, np.flatnonzero(flat.mask))
+    assert counts.tolist() == [36, 80] and obj.dtype == row.dtype == col.dtype == np.int32
+    for name, got in (("obj", obj), ("row", row), ("col", col)):
+        np.testing.assert_array_equal(got, getattr(flat, name)[index])
     canvas, mosaic_labels, offsets = cells.mosaic()
     assert np.bincount(mosaic_labels.ravel()).tolist()[1:] == [36, 80]
     y, x = offsets[1]

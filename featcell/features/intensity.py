@@ -130,22 +130,9 @@ class _Pixels(_Segments):
         flat = cells.flat()
         self.flat = flat
         self.shapes = flat.shapes
-        height, width = flat.shapes[:, 0], flat.shapes[:, 1]
-        crop_starts = np.cumsum(height * width) - height * width
-        counts = np.zeros(len(cells), dtype=np.intp)
-        if len(cells):
-            counts = np.add.reduceat(flat.mask.view(np.uint8), crop_starts, dtype=np.intp)
+        # crop coordinates as int32: they run over every mask pixel of every cell
+        self.index, counts, self.obj, self.row, self.col = flat.mask_pixels(np.int32)
         super().__init__(counts)
-        self.index = np.flatnonzero(flat.mask)
-        self.obj = np.repeat(np.arange(self.n, dtype=np.int32), self.counts)
-        # crop coordinates, int32 and in place: this runs over every pixel of every cell
-        offset = self.spread(crop_starts)
-        np.subtract(self.index, offset, out=offset)
-        offset = offset.astype(np.int32)
-        pixel_width = self.spread(width.astype(np.int32))
-        self.row = offset // pixel_width
-        self.col = offset
-        self.col -= np.multiply(self.row, pixel_width, out=pixel_width)
         with np.errstate(invalid="ignore", divide="ignore"):
             self.centroid_y = self.sum(self.row) / self.counts
             self.centroid_x = self.sum(self.col) / self.counts

@@ -182,7 +182,6 @@ class _CoOccurrence:
 
     def __init__(self, pixels, canvas, levels):
         n = pixels.n
-        self.n = n
         counts = pixels.counts
         has = pixels.has
         valid = levels > 0
@@ -973,16 +972,8 @@ class _MaskPixels:
         flat = cells.flat()
         self.flat = flat
         self.n = len(cells)
-        self.index = np.flatnonzero(flat.mask)
-        # cell, row and column of the mask pixels only (not of every crop pixel)
-        h, w = flat.shapes[:, 0], flat.shapes[:, 1]
-        crop_starts = np.concatenate([[0], np.cumsum(h * w)])
-        bounds = np.searchsorted(self.index, crop_starts)
-        self.counts = np.diff(bounds)
-        self.starts = bounds[:-1]
-        self.obj = np.repeat(np.arange(self.n), self.counts)
-        local = self.index - np.repeat(crop_starts[:-1], self.counts)
-        self.row_int, self.col_int = np.divmod(local, np.repeat(w, self.counts))
+        self.index, self.counts, self.obj, self.row_int, self.col_int = flat.mask_pixels()
+        self.starts = np.cumsum(self.counts) - self.counts
         self.has = self.counts > 0
 
     def cells_range(self, lo, hi):
