@@ -22,6 +22,7 @@ binary patterns), reduced per cell with ``np.bincount``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import pairwise
 from numbers import Integral, Real
 from typing import ClassVar
@@ -691,13 +692,20 @@ def _bilinear(cell, y, x, starts, strides, shapes):
     return index, weight
 
 
+@lru_cache(maxsize=16)
+def _disk_half_widths(radius):
+    """Half width of each row of ``skimage.morphology.disk(radius)`` (read-only)."""
+    half = disk(radius).astype(bool).sum(axis=1) // 2
+    half.flags.writeable = False
+    return half
+
+
 def _disk_filter(image, radius, erode):
     """Grey erosion/dilation by ``skimage.morphology.disk(radius)``, ignoring pixels off the canvas.
 
     Decomposed into one 1-D filter per distinct row width of the disk.
     """
-    footprint = disk(radius).astype(bool)
-    half = footprint.sum(axis=1) // 2
+    half = _disk_half_widths(radius)
     fill = np.inf if erode else -np.inf
     filter1d = ndi.minimum_filter1d if erode else ndi.maximum_filter1d
     combine = np.minimum if erode else np.maximum
