@@ -852,6 +852,9 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
                 sums[key[first]] += np.add.reduceat(features[order], first, axis=0)
                 counts[key[first]] += np.diff(np.append(first, len(key)))
 
+        def collect(future, key):  # the padding rows of a short last batch are dropped
+            add(future.result()[: len(key)], key)
+
         running = None  # (future, key) of the batch on the accelerator
         with ThreadPoolExecutor(1) if accelerator else nullcontext() as pool:
             batches = _batches(self._network_inputs(inputs), self.batch_size)
@@ -868,10 +871,10 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
                     add(self._run(session, batch[:n], path), key)
                     continue
                 if running is not None:  # its buffer is refilled next time round
-                    add(running[0].result()[: len(running[1])], running[1])
+                    collect(*running)
                 running = (pool.submit(self._run, session, batch, path), key)
             if running is not None:
-                add(running[0].result()[: len(running[1])], running[1])
+                collect(*running)
         return (sums / counts[:, None]).reshape(n_rows, -1).astype(np.float32)
 
     def _network_inputs(self, inputs):

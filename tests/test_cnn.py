@@ -414,6 +414,14 @@ def test_cuda_libraries_preloaded_once_before_a_cuda_session(monkeypatch):
         cnn._preload_cuda_libraries.cache_clear()
     assert calls == [1]
 
+    def fail():
+        raise OSError("libcudnn.so.9: cannot open shared object file")
+
+    monkeypatch.setattr(cnn.ort, "preload_dlls", fail, raising=False)
+    with pytest.warns(RuntimeWarning, match="libcudnn.so.9.*system library path"):
+        cnn._preload_cuda_libraries()
+    cnn._preload_cuda_libraries.cache_clear()
+
 
 def test_sklearn_api_checks():
     name = "CNNEmbedding"
