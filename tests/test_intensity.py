@@ -318,3 +318,22 @@ def test_matches_cp_measure_on_real_nuclei():
     labels = read_labels(root / "labels" / name).astype(np.int32)
     assert labels.max() == len(np.unique(labels)) - 1  # contiguous, as cp_measure needs
     assert _check_against_cp_measure(image, labels) == 31
+
+
+def test_segment_mad_about_any_centre():
+    # a centre that is not the segment's median takes the binary-search split
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 30, 20)
+    obj = np.repeat(np.arange(20), counts)
+    values = (rng.integers(-9, 9, obj.size) / 3).astype(np.float32)
+    starts = np.cumsum(counts) - counts
+    ordered = sort_within_cells(values, obj)
+    centre = segment_quantile(ordered, starts, counts, 0.5, "cellprofiler")
+    centre[::2] += rng.normal(0, 2, centre[::2].size)
+    mad = segment_mad(ordered, starts, counts, centre, "cellprofiler")
+    for i in range(20):
+        dev = np.sort(np.abs(ordered[starts[i] : starts[i] + counts[i]].astype(float) - centre[i]))
+        p = counts[i] * 0.5
+        lo = min(int(p), counts[i] - 1)
+        hi = min(lo + 1, counts[i] - 1)
+        assert mad[i] == dev[lo] * (1 - (p - lo)) + dev[hi] * (p - lo)

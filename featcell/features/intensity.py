@@ -252,10 +252,31 @@ def _kth_deviation(x, starts, counts, n_below, centre, k):
     return np.maximum(from_a, from_b)
 
 
+def _count_below(sorted_values, starts, counts, thresholds):
+    """Per segment, how many of its (sorted) values are below ``thresholds``: a lockstep
+    binary search, one gather per step for all segments (no pass over every value)."""
+    lo, hi = starts.astype(np.intp), (starts + counts).astype(np.intp)
+    active = np.flatnonzero(lo < hi)
+    while active.size:
+        mid = (lo[active] + hi[active]) >> 1
+        below = sorted_values[mid] < thresholds[active]
+        lo[active] = np.where(below, mid + 1, lo[active])
+        hi[active] = np.where(below, hi[active], mid)
+        active = active[lo[active] < hi[active]]
+    return lo - starts
+
+
 def segment_mad(sorted_values, starts, counts, median, method):
     """Per-cell median of ``|x - median|``, interpolated as :func:`segment_quantile`."""
     lo, hi, frac = _quantile_positions(counts, 0.5, method)
-    n_below = np.add.reduceat(sorted_values < np.repeat(median, counts), starts)
+    # Any split with the values <= median before it and >= median after it gives the
+    # same deviations: where the median lies between the two values it interpolates
+    # (always, short of NaN or infinite values), the split is just after the lower one.
+    n_below = lo + 1
+    x_lo, x_next = sorted_values[starts + lo], sorted_values[starts + hi]
+    bad = ~((x_lo <= median) & ((median <= x_next) | (n_below == counts)))
+    if bad.any():
+        n_below[bad] = _count_below(sorted_values, starts[bad], counts[bad], median[bad])
     twice = [np.concatenate([a, a]) for a in (starts, counts, n_below, median)]
     both = _kth_deviation(sorted_values, *twice, np.concatenate([lo, hi]))
     return both[: lo.size] * (1.0 - frac) + both[lo.size :] * frac
@@ -266,22 +287,37 @@ _SQRT2 = np.sqrt(2.0)
 _STEPS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b]
 
 
-def _pack(heights, widths):
-    """Shelf-pack boxes, tallest first, one background pixel apart and from the rim.
-
-    Returns each box's top-left corner and the canvas shape.
-    """
-    area = ((heights + 1) * (widths + 1)).sum()
-    width = int(max(widths.max() + 2, np.ceil(np.sqrt(area) * 1.1)))
-    corners = np.zeros((heights.size, 2), dtype=np.intp)
+def _shelves(order, heights, widths, width):
+    """Shelf placement of boxes (lists) in ``order`` on a canvas ``width`` wide."""
+    corners = [None] * len(heights)
     x, y, shelf = 1, 1, 0
-    for i in np.argsort(-heights, kind="stable"):  # O(n) placement, no per-pixel work
+    for i in order:  # O(n) placement, no per-pixel work
         if x + widths[i] + 1 > width:
             x, y, shelf = 1, y + shelf + 1, 0
         corners[i] = (y, x)
         x += widths[i] + 1
         shelf = max(shelf, heights[i])
-    return corners, (int(y + shelf + 1), width)
+    return corners, (y + shelf + 1, width)
+
+
+def _pack(heights, widths):
+    """Shelf-pack boxes, tallest first, one background pixel apart and from the rim.
+
+    A few canvas widths around the square one are tried and the smallest canvas
+    kept (the distance transform's cost grows with its area). Returns each box's
+    top-left corner and the canvas shape.
+    """
+    area = ((heights + 1) * (widths + 1)).sum()
+    order = np.argsort(-heights, kind="stable").tolist()
+    h, w = heights.tolist(), widths.tolist()
+    best = None
+    for factor in (0.9, 1.0, 1.05, 1.1, 1.2, 1.3):
+        width = int(max(widths.max() + 2, np.ceil(np.sqrt(area) * factor)))
+        corners, shape = _shelves(order, h, w, width)
+        if best is None or shape[0] * shape[1] < best[1][0] * best[1][1]:
+            best = corners, shape
+    corners, shape = best
+    return np.array(corners, dtype=np.intp).reshape(-1, 2), (int(shape[0]), int(shape[1]))
 
 
 class _Canvas:
@@ -365,7 +401,7 @@ class _Canvas:
 
 
 # ---------------------------------------------------------------------- radial geometry
-def _geodesic_distance(pix, canvas, centre, offsets):
+def _geodesic_distance(pix, canvas, centre, offsets, quadrant, steep):
     """8-connected geodesic distance (steps 1 and sqrt 2) inside each object from its centre.
 
     This is what centrosome's ``propagate`` computes for CellProfiler. The
@@ -375,13 +411,15 @@ def _geodesic_distance(pix, canvas, centre, offsets):
     pixels at once (diagonal runs from each centre; for the straight part,
     along rows the pixels of a cell are consecutive in mask order exactly
     when their canvas indices are, and along columns a cumulative sum over
-    the transposed canvas counts them). The few pixels left (behind
+    the canvas columns counts them). The few pixels left (behind
     concavities, or on fragments that cannot be reached from the centre:
     infinite) get a Dijkstra (``scipy.sparse.csgraph``) seeded from their
     exact neighbours.
 
     ``centre`` holds, per cell, the mask-pixel index of its centre;
-    ``offsets`` the ``(di, dj, adi, adj)`` of every mask pixel from it.
+    ``offsets`` the ``(di, dj, adi, adj)`` of every mask pixel from it,
+    ``quadrant`` its ``2 (dj > 0) + (di > 0)`` (uint8) and ``steep`` its
+    ``adi > adj``.
     """
     image, lin, width = canvas.image, canvas.lin, canvas.width
     di, dj, adi, adj = offsets
@@ -394,19 +432,17 @@ def _geodesic_distance(pix, canvas, centre, offsets):
     # diagonal part: consecutive object pixels from the centre along each diagonal
     cr, cc = np.divmod(lin[centre], width)
     steps = np.arange(1, int(canvas.box[:, 2:].max()) + 1)
-    # (the four directions (-1, -1), (-1, 1), (1, -1), (1, 1) in one gather, a False
-    # appended to every ray)
-    a = np.array([-1, -1, 1, 1])[None, :, None]
-    b = np.array([-1, 1, -1, 1])[None, :, None]
+    # (the four directions (-1, -1), (1, -1), (-1, 1), (1, 1), indexed by ``quadrant``,
+    # in one gather, a False appended to every ray)
+    a = np.array([-1, 1, -1, 1])[None, :, None]
+    b = np.array([-1, -1, 1, 1])[None, :, None]
     ray_r = np.clip(cr[:, None, None] + a * steps, 0, image.shape[0] - 1)
     ray_c = np.clip(cc[:, None, None] + b * steps, 0, image.shape[1] - 1)
     rays = np.zeros((pix.n, 4, steps.size + 1), dtype=bool)
     rays[:, :, :-1] = image.ravel()[ray_r * image.shape[1] + ray_c]
     runs = np.argmin(rays, axis=2).astype(np.int32)
-    direction = pix.obj << 1
-    direction += di > 0
-    direction <<= 1
-    direction += dj > 0
+    direction = pix.obj.astype(np.intp) << 2  # (an intp index gathers fastest)
+    direction += quadrant
     exact = runs.ravel()[direction] >= near
 
     # straight part, from the diagonal's end (``s`` pixels back towards the centre)
@@ -422,16 +458,14 @@ def _geodesic_distance(pix, canvas, centre, offsets):
         inside = (k >= 0) & (k < lin.size)
         np.clip(k, 0, lin.size - 1, out=k)
         exact[p] = inside & (lin[k] == lin[p] - s)
-    # along a column: prefix sums along rows of the transposed canvas (contiguous
-    # there; cumsum along a strided axis is several times slower)
-    p = np.flatnonzero((adi > adj) & exact)
+    # along a column: prefix sums down the columns of the canvas count them
+    p = np.flatnonzero(steep & exact)
     if p.size:
-        total = np.cumsum(np.ascontiguousarray(image.T), axis=1, dtype=np.int32).ravel()
-        r, c = np.divmod(lin[p], width)
-        at = c * image.shape[0] + r  # position on the transposed canvas
+        total = np.cumsum(image, axis=0, dtype=np.int32).ravel()
+        at = lin[p]
         s = far[p]
         np.negative(s, out=s, where=di[p] < 0)
-        exact[p] = total[at] - total[at - s] == s
+        exact[p] = total[at] - total[at - s * width] == s
 
     hard = np.flatnonzero(~exact)
     if hard.size:  # (infinite where unreachable; the Dijkstra reads only exact octiles)
@@ -464,33 +498,37 @@ def _dijkstra_from_exact(pix, canvas, exact, octile, hard):
     """
     width, lin = canvas.width, canvas.lin
     obj = pix.obj[hard]
-    first = pix.starts[obj]
-    stop = first + pix.counts[obj]
+    # an 8-neighbour in the object is at most a box row (plus one) away in mask order
+    reach = canvas.box[obj, 3] + 1
+    first = np.maximum(pix.starts[obj], hard - reach)
+    stop = np.minimum(pix.starts[obj] + pix.counts[obj], hard + reach + 1)
     moves = np.array([a * width + b for a, b in _STEPS], dtype=np.intp)
+    steps = np.array([_SQRT2 if a and b else 1.0 for a, b in _STEPS])
     targets = (lin[hard][None, :] + moves[:, None]).ravel()
-    neighbours = _find_in_cells(
-        lin, np.tile(first, len(_STEPS)), np.tile(stop, len(_STEPS)), targets
-    ).reshape(len(_STEPS), hard.size)
-    seed = np.full(hard.size, np.inf)
-    src, dst, weight = [], [], []
-    for (a, b), neighbour in zip(_STEPS, neighbours):
-        step = _SQRT2 if a and b else 1.0
-        known = neighbour >= 0
-        known[known] = exact[neighbour[known]]
-        seed[known] = np.minimum(seed[known], octile[neighbour[known]] + step)
-        linked = np.flatnonzero((neighbour >= 0) & ~known)
-        src.append(np.searchsorted(hard, neighbour[linked]))
-        dst.append(linked)
-        weight.append(np.full(linked.size, step))
+    n_steps = len(_STEPS)
+    neighbours = _find_in_cells(lin, np.tile(first, n_steps), np.tile(stop, n_steps), targets)
+    # (all eight directions at once, direction-major as the edges are listed)
+    found = neighbours >= 0
+    known = found.copy()
+    known[found] = exact[neighbours[found]]
+    via = np.where(known, octile[np.where(known, neighbours, 0)], np.inf).reshape(n_steps, -1)
+    via += steps[:, None]
+    seed = via.min(axis=0)
+    linked = np.flatnonzero(found & ~known)
+    src = [np.searchsorted(hard, neighbours[linked])]
+    dst = [linked % hard.size]
+    weight = [steps[linked // hard.size]]
     seeded = np.flatnonzero(np.isfinite(seed))
     src = np.concatenate(src + [np.full(seeded.size, hard.size)])
     dst = np.concatenate(dst + [seeded])
     weight = np.concatenate(weight + [seed[seeded]])
     # CSR directly (rows by source, stable): much cheaper than from COO for small graphs
     order = np.argsort(src, kind="stable")
-    indptr = np.zeros(hard.size + 2, dtype=np.intp)
+    # (int32 indices, as csgraph wants them: no conversion)
+    indptr = np.zeros(hard.size + 2, dtype=np.int32)
     np.cumsum(np.bincount(src, minlength=hard.size + 1), out=indptr[1:])
-    graph = csr_matrix((weight[order], dst[order], indptr), shape=(hard.size + 1, hard.size + 1))
+    dst = dst[order].astype(np.int32)
+    graph = csr_matrix((weight[order], dst, indptr), shape=(hard.size + 1, hard.size + 1))
     return dijkstra(graph, directed=True, indices=hard.size)[:-1]
 
 
@@ -508,12 +546,15 @@ def _radial_geometry(pix, canvas, n_rings):
     di = pix.row - pix.spread(pix.row[centre])
     dj = pix.col - pix.spread(pix.col[centre])
     adi, adj = np.abs(di), np.abs(dj)
-    d_centre = _geodesic_distance(pix, canvas, centre, (di, dj, adi, adj))
+    quadrant = (dj > 0).view(np.uint8) << np.uint8(1)
+    quadrant |= di > 0
+    steep = adi > adj
+    d_centre = _geodesic_distance(pix, canvas, centre, (di, dj, adi, adj), quadrant, steep)
     d_edge += d_centre
     d_edge += 0.001
     with np.errstate(invalid="ignore"):
         normalised = np.divide(d_centre, d_edge, out=d_centre)
-    return _RadialBins(pix, normalised, (di, dj, adi, adj), n_rings)
+    return _RadialBins(pix, normalised, quadrant, steep, n_rings)
 
 
 class _RadialBins:
@@ -524,14 +565,11 @@ class _RadialBins:
     diagonal? Ring totals are sums over the wedges.
     """
 
-    def __init__(self, pix, normalised, offsets, n_rings):
-        di, dj, adi, adj = offsets
+    def __init__(self, pix, normalised, quadrant, steep, n_rings):
         self.n_rings = n_rings
         self.shape = (pix.n, n_rings + 1, _N_WEDGES)
-        wedge = (adi > adj).view(np.uint8) << np.uint8(1)
-        wedge |= dj > 0
-        wedge <<= np.uint8(1)
-        wedge |= di > 0
+        wedge = steep.view(np.uint8) << np.uint8(2)
+        wedge |= quadrant
         good = np.isfinite(normalised)
         self.good = None if good.all() else good
         with np.errstate(invalid="ignore"):  # (NaN where unreachable: dropped below)
