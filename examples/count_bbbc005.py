@@ -11,7 +11,7 @@ Both use 5-fold ``GroupKFold``; the MAE is reported per blur level, pooled over 
 
 Counters:
 
-- ``segmentation``: objects of :func:`featcell.segment.segment` with its defaults, raw
+- ``segmentation``: objects of :func:`featcell.segmentation.segment` with its defaults, raw
   and linearly calibrated on the training folds (what ``SegmentationCounter.fit``
   does), counting objects or, with ``count_by="area"``, each object as its area over
   the typical nucleus area;

@@ -6,7 +6,7 @@ at random, test on the other 68, repeat for 5 draws, report the mean absolute er
 
 Counters (:func:`featcell.make_counter`):
 
-- ``segmentation``: objects of :func:`featcell.segment.segment` (Otsu, watershed),
+- ``segmentation``: objects of :func:`featcell.segmentation.segment` (Otsu, watershed),
   raw and with the linear calibration ``count = a + b * objects`` that
   ``SegmentationCounter.fit`` learns on the 32 training images; also
   ``count_by="area"`` (each object counts as its area over the typical nucleus area);

@@ -1,6 +1,6 @@
 """Classical nucleus segmentation on DSB2018 (stage 1 train, fixed labels), per modality.
 
-Every image is segmented by :func:`featcell.segment.segment` with its defaults (Otsu
+Every image is segmented by :func:`featcell.segmentation.segment` with its defaults (Otsu
 threshold, hole filling, objects under 16 pixels dropped, distance-transform watershed
 with seeds half a typical nucleus radius apart, dark-on-bright images inverted
 automatically) and scored against the hand-made instance labels with F1 at IoU > 0.5, the
@@ -37,7 +37,7 @@ from skimage.io import imread
 from sklearn.utils.parallel import Parallel, delayed
 
 from featcell.metrics import segmentation_summary
-from featcell.segment import segment
+from featcell.segmentation import segment
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "segmentation" / "dsb2018"
 

@@ -8,7 +8,7 @@ from .batch import BatchResult, score_images
 from .cells import CellSet
 from .cnn import CNNEmbedding, make_cnn_pipeline
 from .counting import ImageFeatures, make_counter
-from .evaluate import ComparisonResult, EvaluationResult, compare, evaluate
+from .evaluation import ComparisonResult, EvaluationResult, compare, evaluate
 from .features.cell_features import CellFeatures
 from .features.colocalization import Colocalization
 from .features.intensity import Intensity
@@ -20,7 +20,7 @@ from .io import iter_cells, read_cells, read_image, read_labels, read_voc
 from .metrics import bootstrap_ci
 from .persist import load_model, save_model
 from .report import write_report
-from .segment import segment
+from .segmentation import segment
 from .tasks import make_cell_classifier, predict_per_image
 
 __version__ = "0.1.0"

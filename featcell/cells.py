@@ -402,7 +402,7 @@ class CellSet:
         CellSet
             One cell per box, in the order given, so per-box labels line up.
             The mask is the dominant object inside the box, told from the
-            background around the box (:func:`featcell.segment.segment_object`);
+            background around the box (:func:`featcell.segmentation.segment_object`);
             keep ``margin > 0`` for tight, hand-drawn boxes.
 
         Examples
@@ -415,7 +415,7 @@ class CellSet:
         >>> bool(abs(int(cells.mask(0).sum()) - 100) <= 3)
         True
         """
-        from .segment import segment_object
+        from .segmentation import segment_object
 
         stack = _channels_first(image, None, channel_axis)
         stack = _as_float(stack, rescale, "image")
@@ -479,7 +479,7 @@ class CellSet:
             One crop per cell, channels first.
         masks : (N, H, W) array-like of bool, or list of (h, w) arrays, optional
             The cell in each crop. Without masks, the dominant object in every
-            crop is segmented (:func:`featcell.segment.segment_object`).
+            crop is segmented (:func:`featcell.segmentation.segment_object`).
         channels, rescale
             As in :meth:`from_labels`.
         image_id : str or array-like of str, optional
@@ -503,7 +503,7 @@ class CellSet:
         >>> len(cells), cells.n_channels
         (3, 2)
         """
-        from .segment import segment_object
+        from .segmentation import segment_object
 
         if isinstance(crops, np.ndarray) or not isinstance(crops, (list, tuple)):
             arr = np.asarray(crops)

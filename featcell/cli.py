@@ -980,7 +980,7 @@ def _cmd_train(args, console):
     groups, groups_text = _groups(metadata, args.group_by, len(y))
     rest = _classifier_rest(head, args.n_jobs, args.seed)
     console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text})")
-    from featcell.evaluate import evaluate
+    from featcell.evaluation import evaluate
     result = evaluate(rest, X.to_numpy(), y, groups, cv=args.cv, random_state=args.seed,
                       n_jobs=args.n_jobs)
     _describe_groups(result, groups_text)
@@ -1144,7 +1144,7 @@ def _train_counter(args, console):
     y = y.to_numpy(float)
     groups, groups_text = _groups(meta, args.group_by, len(y))
     console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text})")
-    from featcell.evaluate import evaluate
+    from featcell.evaluation import evaluate
 
     result = evaluate(estimator, samples, y, groups, cv=args.cv, task="regression",
                       random_state=args.seed, n_jobs=args.n_jobs)
@@ -1326,7 +1326,7 @@ def _compare_and_report(args, console, data, title, families, dataset=None, note
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-    from featcell.evaluate import compare
+    from featcell.evaluation import compare
     from featcell.importance import family_importance
     from featcell.report import write_report
 

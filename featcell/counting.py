@@ -20,7 +20,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
 from .heads import make_head
-from .segment import _to_grey, _typical_area, segment
+from .segmentation import _to_grey, _typical_area, segment
 
 __all__ = ["ImageFeatures", "SegmentationCounter", "make_counter"]
 
@@ -107,9 +107,9 @@ class SegmentationCounter(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     channel : int, optional
-        Channel to segment in (M, N, C) images; see :func:`featcell.segment.segment`.
+        Channel to segment in (M, N, C) images; see :func:`featcell.segmentation.segment`.
     method, sigma, min_size, min_distance, invert, seed :
-        Passed to :func:`featcell.segment.segment`.
+        Passed to :func:`featcell.segmentation.segment`.
     count_by : {"objects", "area"}, default="objects"
         ``"objects"`` counts labelled objects; ``"area"`` counts each object as
         its area divided by the typical single-object area (rounded, at least 1),
@@ -347,7 +347,7 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
       ``sigmas``: its positive sum, the area above each of ``thresholds``, the
       number of its local maxima above each of ``thresholds`` and above 10, 25
       and 50 % of the highest;
-    - ``"segmentation"``: statistics of :func:`featcell.segment.segment` (object
+    - ``"segmentation"``: statistics of :func:`featcell.segmentation.segment` (object
       count, total, mean and typical area, a clump-corrected count, a histogram
       of areas relative to the typical one).
 
@@ -372,7 +372,7 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
     levels : sequence of float, default=(0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48, 0.64)
         Intensities above the local background, for images scaled to [0, 1].
     segment_params : dict, optional
-        Keyword arguments of :func:`featcell.segment.segment` for the
+        Keyword arguments of :func:`featcell.segmentation.segment` for the
         ``"segmentation"`` family.
     n_jobs : int, default=None
         Number of jobs to run in parallel over images. ``None`` means 1 unless in

@@ -122,7 +122,7 @@ def family_importance(
     cv : int, splitter or iterable of (train, test), default=5
         Folds; an int gives ``StratifiedGroupKFold``/``GroupKFold`` with groups
         (``StratifiedKFold``/``KFold`` without), shuffled with `random_state`. Pass
-        ``result.splits`` of an :class:`~featcell.evaluate.EvaluationResult` to use the
+        ``result.splits`` of an :class:`~featcell.evaluation.EvaluationResult` to use the
         folds of an earlier evaluation.
     scoring : str, callable or None, default=None
         A scikit-learn scorer (higher is better). ``None``: ``"balanced_accuracy"``

@@ -339,7 +339,7 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
     if labels is not None:
         label_image = read_labels(find_label_file(path, labels))
     else:
-        from .segment import segment
+        from .segmentation import segment
 
         label_image = segment(image, **(segment_kwargs or {}))
     try:

@@ -1,7 +1,7 @@
 """Reports of cross-validated results that can go into a lab notebook or a paper.
 
-:func:`write_report` turns an :class:`~featcell.evaluate.EvaluationResult` or a
-:class:`~featcell.evaluate.ComparisonResult` into a self-contained HTML page (figures
+:func:`write_report` turns an :class:`~featcell.evaluation.EvaluationResult` or a
+:class:`~featcell.evaluation.ComparisonResult` into a self-contained HTML page (figures
 embedded, nothing to fetch from a server) and a Markdown file with the same content, next
 to a ``figures/`` folder of PNG files. The report states the data, the preprocessing, the
 cross-validation protocol (how folds were grouped, so that a reader can judge the scores),
@@ -57,7 +57,7 @@ def write_report(
     Parameters
     ----------
     result : EvaluationResult or ComparisonResult
-        From :func:`featcell.evaluate.evaluate` or :func:`featcell.evaluate.compare`.
+        From :func:`featcell.evaluation.evaluate` or :func:`featcell.evaluation.compare`.
     folder : str or path-like
         Output folder, created if missing. It receives ``report.html``, ``report.md``
         and ``figures/*.png``.
@@ -107,7 +107,7 @@ def write_report(
     >>> import tempfile
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from featcell.evaluate import evaluate
+    >>> from featcell.evaluation import evaluate
     >>> from featcell.report import write_report
     >>> rng = np.random.default_rng(0)
     >>> image = np.repeat(np.arange(12), 10)

@@ -1,6 +1,7 @@
 """The public API: __all__ is sorted and complete, and the estimators follow scikit-learn's contract."""
 
 import inspect
+import pkgutil
 
 import pytest
 from sklearn.utils.estimator_checks import (
@@ -26,6 +27,15 @@ def test_every_public_name_is_listed():
     public = {n for n, v in vars(featcell).items()
               if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))}
     assert public <= set(featcell.__all__)
+
+
+def test_no_public_name_shadows_a_submodule():
+    # ``import featcell.evaluate as m`` must not hand back a function: a public name that is
+    # also a module of the package is that module (``featcell.metrics``)
+    modules = {m.name for m in pkgutil.iter_modules(featcell.__path__)}
+    for name in modules & set(featcell.__all__):
+        assert inspect.ismodule(getattr(featcell, name)), name
+    assert {"evaluation", "segmentation"} <= modules
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS, ids=lambda e: e.__name__)

@@ -1,7 +1,6 @@
-"""featcell.evaluate: grouped folds, warnings, identical folds in compare, CIs, errors."""
+"""featcell.evaluation (featcell.evaluate, featcell.compare): grouped folds, warnings, identical folds in compare, CIs, errors."""
 
 import doctest
-import importlib
 import warnings
 
 import numpy as np
@@ -17,9 +16,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
-fe = importlib.import_module("featcell.evaluate")  # the module; featcell.evaluate is also the function
+import featcell.evaluation as fe
 from featcell import metrics as fm
-from featcell.evaluate import compare, evaluate
+from featcell.evaluation import compare, evaluate
 
 N_IMAGES, PER_IMAGE = 24, 6
 

@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from featcell import CellSet
-from featcell.evaluate import compare, evaluate
+from featcell.evaluation import compare, evaluate
 from featcell.importance import family_importance
 from featcell.report import write_report
 

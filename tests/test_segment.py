@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from featcell.segment import segment, segment_object
+from featcell.segmentation import segment, segment_object
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 

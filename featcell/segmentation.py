@@ -180,7 +180,7 @@ def segment(
     Examples
     --------
     >>> import numpy as np
-    >>> from featcell.segment import segment
+    >>> from featcell.segmentation import segment
     >>> yy, xx = np.mgrid[:64, :64]
     >>> image = ((yy - 20) ** 2 + (xx - 20) ** 2 < 64) | ((yy - 44) ** 2 + (xx - 40) ** 2 < 81)
     >>> labels = segment(image.astype(float))
@@ -303,7 +303,7 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
     Examples
     --------
     >>> import numpy as np
-    >>> from featcell.segment import segment_object
+    >>> from featcell.segmentation import segment_object
     >>> yy, xx = np.mgrid[:40, :40]
     >>> cell = (yy - 20) ** 2 + (xx - 18) ** 2 < 100
     >>> window = 100.0 - 30.0 * cell + np.random.default_rng(0).normal(0, 2, cell.shape)
