@@ -889,40 +889,47 @@ def granularity(
         counts = pixels.counts[ok]
         index, row, col = pixels.index[keep], pixels.row_int[keep], pixels.col_int[keep]
     raw = values[index]
-    # pixels are grouped by cell: per-cell factors are repeated, not gathered
+    # A pixel at (y, x) = (row sy, col sx) of the subsampled grid spreads over the four grid
+    # pixels around it with the bilinear weights; they factor into a row part (gy, fy) and a
+    # column part (gx, fx). The column parts of consecutive mask pixels of one cell, one row
+    # and one grid column are summed first (about 1 / sx pixels each), then spread by rows.
     sy = (small[:, 0] - 1) / (shapes_ok[:, 0] - 1)
     sx = (small[:, 1] - 1) / (shapes_ok[:, 1] - 1)
-    y = row * np.repeat(sy, counts)
-    x = col * np.repeat(sx, counts)
-    y0 = y.astype(np.intp)  # coordinates are >= 0: truncation is floor
-    x0 = x.astype(np.intp)
-    fy = y - y0
+    x = col * np.repeat(sx, counts)  # pixels are grouped by cell: factors repeated, not gathered
+    x0 = x.astype(np.intp)  # coordinates are >= 0: truncation is floor
     fx = x - x0
-    # only a cell's last row (column) can land past its subsampled grid, by rounding
-    if ((shapes_ok[:, 0] - 1) * sy > small[:, 0] - 1).any() or (
-        (shapes_ok[:, 1] - 1) * sx > small[:, 1] - 1
-    ).any():
-        inside = (y <= np.repeat(small[:, 0] - 1, counts)) & (
-            x <= np.repeat(small[:, 1] - 1, counts)
-        )
-    else:
-        inside = None
-    top_left = y0 * W
-    top_left += x0
-    top_left += np.repeat(corner, counts)
-    gy = 1 - fy
     gx = 1 - fx
-    if inside is not None:
-        fy *= inside
-        fx *= inside
-        gy *= inside
-    # np.add.at accumulates in the same order as one bincount of the four corners concatenated
-    # (bit-identical sums) without the 4x-sized temporaries
+    # only a cell's last row (column) can land past its subsampled grid, by rounding: no weight
+    if ((shapes_ok[:, 1] - 1) * sx > small[:, 1] - 1).any():
+        past = x > np.repeat(small[:, 1] - 1, counts)
+        fx[past] = 0.0
+        gx[past] = 0.0
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    cut = np.empty(len(x0), bool)
+    cut[0] = True
+    np.not_equal(x0[1:], x0[:-1], out=cut[1:])
+    cut[1:] |= row[1:] != row[:-1]
+    cut[first] = True
+    segment = np.flatnonzero(cut)
+    sum_gx = np.add.reduceat(gx, segment)
+    sum_fx = np.add.reduceat(fx, segment)
+    segment_cell = np.repeat(np.arange(m), np.add.reduceat(cut, first))
+    y = row[segment] * sy[segment_cell]
+    y0 = y.astype(np.intp)
+    fy = y - y0
+    gy = 1 - fy
+    if ((shapes_ok[:, 0] - 1) * sy > small[:, 0] - 1).any():
+        past = y > small[segment_cell, 0] - 1
+        fy[past] = 0.0
+        gy[past] = 0.0
+    top_left = y0 * W
+    top_left += x0[segment]
+    top_left += corner[segment_cell]
     pixel_weight = np.zeros(H * W)
-    np.add.at(pixel_weight, top_left, gy * gx)
-    np.add.at(pixel_weight[1:], top_left, gy * fx)
-    np.add.at(pixel_weight[W:], top_left, fy * gx)
-    np.add.at(pixel_weight[W + 1 :], top_left, fy * fx)
+    np.add.at(pixel_weight, top_left, gy * sum_gx)
+    np.add.at(pixel_weight[1:], top_left, gy * sum_fx)
+    np.add.at(pixel_weight[W:], top_left, fy * sum_gx)
+    np.add.at(pixel_weight[W + 1 :], top_left, fy * sum_fx)
     pixel_weight = pixel_weight[where]
     current = np.bincount(np.repeat(np.arange(m), counts), weights=raw, minlength=m)
     counts = counts.astype(np.float64)
@@ -933,13 +940,15 @@ def granularity(
     if levels[0] != 0:
         levels = np.concatenate([[0.0], levels])
         inverse += 1
-    rank = np.zeros(H * W, np.intp)
+    top = len(levels)
+    rank_type = np.uint16 if top < 2**16 else np.intp  # small ranks: faster erosions
+    rank = np.zeros(H * W, rank_type)
     rank[where] = inverse
     rank = rank.reshape(H, W)
     gaps = np.ones(H * W, dtype=bool)
     gaps[where] = False
     gaps = gaps.reshape(H, W)
-    top = len(levels)
+    top = rank_type(top)
     eroded = np.where(gaps, top, rank)
     start = np.maximum(current, np.finfo(float).eps)
     # canvas pixels of zero weight add exact zeros to the means (unless some level is not
@@ -959,7 +968,7 @@ def granularity(
             # cells are walled off by rank-0 gaps and one whose seed is all 0 rebuilds to 0:
             # the canvas is rebuilt down to the first all-gap row below the last live seed
             cut = gap_rows[np.searchsorted(gap_rows, alive[-1])] + 1
-            rebuilt = _reconstruct(seed[:cut], rank[:cut], top).ravel()
+            rebuilt = _reconstruct(seed[:cut], rank[:cut], int(top)).ravel()
             if cut < H:
                 rebuilt = np.concatenate([rebuilt, np.zeros((H - cut) * W, rebuilt.dtype)])
             rebuilt = levels[rebuilt[used_where]]
