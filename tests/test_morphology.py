@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from joblib import parallel_config
 from numpy.testing import assert_allclose, assert_array_equal
+from pandas.testing import assert_frame_equal
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -319,6 +320,35 @@ def test_convex_hull_features_match_scikit_image():
     assert_array_equal(table["EulerNumber"], props["euler_number"])
     assert_allclose(table["Perimeter"], props["perimeter"])
     assert_allclose(table["PerimeterCrofton"], props["perimeter_crofton"])
+
+
+@pytest.mark.parametrize("n", [3, 40])  # few objects with holes (box by box), and many
+def test_filled_area_and_radii_match_scipy(n):
+    from scipy import ndimage as ndi
+
+    labels = _many_objects(n, seed=5)
+    table = _table(labels, features="sizeshape")
+    eight = np.ones((3, 3), dtype=bool)
+    for k in range(n):
+        mask = labels == k + 1
+        assert table["FilledArea"][k] == ndi.binary_fill_holes(mask, structure=eight).sum()
+        radii = ndi.distance_transform_edt(mask)[mask]
+        assert_allclose(
+            table.iloc[k][["MaximumRadius", "MeanRadius", "MedianRadius"]].to_numpy(float),
+            [radii.max(), radii.mean(), np.median(radii)],
+            rtol=1e-12,
+        )
+
+
+def test_public_distance_transform_gives_the_same_radii(monkeypatch):
+    from featcell.features import morphology
+
+    labels = _many_objects(12, seed=7)
+    fast = _table(labels, features="sizeshape")
+    monkeypatch.setattr(
+        morphology, "_squared_distance_in_place", morphology._public_squared_distance
+    )
+    assert_frame_equal(_table(labels, features="sizeshape"), fast)
 
 
 def test_matches_cp_measure():

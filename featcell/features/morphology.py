@@ -12,7 +12,8 @@ horizontal runs of mask pixels (first and last column of every run):
   exactly as CellProfiler's ``centrosome`` runs it) and the convex area (an
   exact lattice-point count) follow from the hulls;
 * perimeter, Euler number, Crofton perimeter, holes and the distance-transform
-  radii from one canvas holding every mask, one background pixel apart.
+  radii from one canvas holding every mask, one background pixel apart (holes
+  and distances box by box where that skips work).
 
 All of them reproduce CellProfiler's values (cp_measure) to round-off.
 """
@@ -30,6 +31,18 @@ from scipy import ndimage as ndi
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
+
+
+def _public_squared_distance(view, _):
+    """``mahotas.distance`` into ``view`` (non-zero: foreground), as its in-place kernel does."""
+    view[...] = mahotas.distance(view != 0)
+
+
+try:  # mahotas.distance's in-place kernel, run on views of one canvas
+    from mahotas._distance import dt as _squared_distance_in_place
+except ImportError:  # pragma: no cover - private mahotas API moved; public equivalent
+    _squared_distance_in_place = _public_squared_distance
+
 
 __all__ = ["Morphology", "zernike_indices"]
 
@@ -283,7 +296,6 @@ class Morphology(CellFeatureTransformer):
         self.compartment = compartment
         self.n_jobs = n_jobs
 
-
     def _feature_names(self):
         names = []
         for family in self.families_:
@@ -382,21 +394,29 @@ class _Shape:
         self._cache = {}
 
     # ------------------------------------------------------------------ building blocks
-    def _power_sums(self, y, x_mid, step, order):
+    def _power_sums(self, y, x_mid, step, order, triangle=False):
         """``M[o, p, q]``: sum over the pixels of object o of ``y**p x**q``.
 
         Per run, ``y`` is constant and ``x`` runs from ``x_mid - (L-1)/2 step``
         to ``x_mid + (L-1)/2 step``; the run's sums of ``x**q`` come in closed
         form from centred power sums (all terms of one sign: no cancellation).
+        With ``triangle``, only ``p + q <= order`` is summed (the rest is 0).
         """
         half = _centred_power_sums(int(self.length.max()), order)  # (order+1, Lmax+1)
         mid = _powers(x_mid, order)
         x_sums = np.zeros((order + 1, len(x_mid)))
         for i in range(0, order + 1, 2):
-            spread = step**i * half[i, self.length]
-            for q in range(i, order + 1):
-                x_sums[q] += _BINOMIAL[q, i] * mid[q - i] * spread
-        terms = _powers(y, order)[:, None, :] * x_sums[None, :, :]
+            spread = step**i * half[i].take(self.length)
+            # x_sums[q] += C(q, i) * mid[q - i] * spread for q = i..order
+            x_sums[i:] += _BINOMIAL[i : order + 1, i, None] * mid[: order + 1 - i] * spread
+        y_powers = _powers(y, order)
+        if triangle:
+            out = np.zeros((self.n, order + 1, order + 1))
+            for p in range(order + 1):
+                terms = y_powers[p] * x_sums[: order + 1 - p]
+                out[:, p, : order + 1 - p] = np.add.reduceat(terms, self.obj_run_start, axis=1).T
+            return out
+        terms = y_powers[:, None, :] * x_sums[None, :, :]
         return np.moveaxis(np.add.reduceat(terms, self.obj_run_start, axis=2), 2, 0)
 
     def _central(self):
@@ -413,7 +433,7 @@ class _Shape:
         return self._cache["central"]
 
     def _chains(self):
-        """Convex chains of every object, all found in one vectorised pass.
+        """Convex chains of every object, all found in two vectorised passes.
 
         Returns four ``(object, y, x)`` vertex lists, sorted by object and y:
         the left and the mirrored (``-x``) right chain of the pixel centres,
@@ -421,28 +441,32 @@ class _Shape:
         ``(r, c)`` has edge midpoints ``(2r +- 1, 2c)`` and ``(2r, 2c +- 1)``).
         """
         if "chains" not in self._cache:
-            obj, y = self.row_obj, self.row_y
-            mid_obj = np.repeat(obj, 3)
-            mid_y = (2 * y[:, None] + np.array([-1, 0, 1])).ravel()
+            n = self.n
+            # chain k of object o is group k * n + o: blocks stay sorted by (group, y)
+            group = np.concatenate([self.row_obj, self.row_obj + n])
+            ys = np.concatenate([self.row_y, self.row_y])
+            xs = np.concatenate([self.row_cmin, -self.row_cmax])
+            vertex = _convex_chain(group, ys, xs)
+            group, ys, xs = group[vertex], ys[vertex], xs[vertex]
+            # the hull of the edge midpoints is that of the pixel centres plus the
+            # diamond of a pixel's midpoints, so the vertices' midpoints suffice
+            mid_group = np.repeat(group + 2 * n, 3)
+            mid_y = (2 * ys[:, None] + np.array([-1, 0, 1])).ravel()
+            mid_x = (2 * xs[:, None] - np.array([0, 1, 0])).ravel()
             # rows r and r + 1 both give a point at 2r + 1: keep the outermost
-            dup = np.flatnonzero((mid_obj[1:] == mid_obj[:-1]) & (mid_y[1:] == mid_y[:-1]))
+            dup = np.flatnonzero((mid_group[1:] == mid_group[:-1]) & (mid_y[1:] == mid_y[:-1]))
+            mid_x[dup] = np.minimum(mid_x[dup], mid_x[dup + 1])
             keep = np.ones(len(mid_y), dtype=bool)
             keep[dup + 1] = False
-            mids = []
-            for x in (2 * self.row_cmin, -2 * self.row_cmax):
-                x = (x[:, None] - np.array([0, 1, 0])).ravel()
-                x[dup] = np.minimum(x[dup], x[dup + 1])
-                mids.append(x[keep])
-            mid_obj, mid_y = mid_obj[keep], mid_y[keep]
-            # chain k of object o is group k * n + o: blocks stay sorted by (group, y)
-            group = np.concatenate([obj, obj + self.n, mid_obj + 2 * self.n, mid_obj + 3 * self.n])
-            ys = np.concatenate([y, y, mid_y, mid_y])
-            xs = np.concatenate([self.row_cmin, -self.row_cmax, mids[0], mids[1]])
-            vertex = _convex_chain(group, ys, xs)
-            kind = group[vertex] // self.n
+            mid_group, mid_y, mid_x = mid_group[keep], mid_y[keep], mid_x[keep]
+            vertex = _convex_chain(mid_group, mid_y, mid_x)
+            group = np.concatenate([group, mid_group[vertex]])
+            ys = np.concatenate([ys, mid_y[vertex]])
+            xs = np.concatenate([xs, mid_x[vertex]])
+            bounds = np.searchsorted(group, np.arange(n, 4 * n, n))
             self._cache["chains"] = [
-                (group[v] - k * self.n, ys[v], xs[v])
-                for k, v in enumerate(np.split(vertex, np.searchsorted(kind, [1, 2, 3])))
+                (g - k * n, y, x)
+                for k, (g, y, x) in enumerate(zip(*(np.split(a, bounds) for a in (group, ys, xs))))
             ]
         return self._cache["chains"]
 
@@ -522,12 +546,12 @@ class _Shape:
         area = self.area
         bbox_area = (self.r1 - self.r0 + 1.0) * (self.c1 - self.c0 + 1.0)
         convex_area = self._convex_area()
-        labels, _ = self._canvas()
+        labels, boxes = self._canvas()
         foreground = labels > 0
         perimeter = self._perimeter(labels, foreground)
         euler, crofton = self._euler_crofton(labels, foreground)
         filled = area + self._hole_area()
-        max_r, mean_r, median_r = self._radii(labels, foreground)
+        max_r, mean_r, median_r = self._radii(labels, foreground, boxes)
         major, minor, eccentricity, orientation = _ellipse(self._central()[1])
         with np.errstate(divide="ignore", invalid="ignore"):
             form_factor = np.where(perimeter > 0, 4 * np.pi * area / perimeter**2, np.nan)
@@ -569,9 +593,11 @@ class _Shape:
         if polygon.any():
             nxt = np.arange(len(v_obj)) + 1
             nxt[v_start + v_count - 1] = v_start  # edge i -> i + 1, wrapping
-            ey, ex = (v_y[nxt] - v_y)[i], (v_x[nxt] - v_x)[i]
+            ey, ex = v_y[nxt] - v_y, v_x[nxt] - v_x
+            length = np.hypot(ey, ex)[i]
+            ey, ex = ey[i], ex[i]
             with np.errstate(divide="ignore", invalid="ignore"):
-                distance = np.abs(ey * dx - ex * dy) / np.hypot(ey, ex)
+                distance = np.abs(ey * dx - ex * dy) / length
             width = np.maximum.reduceat(distance, pair_start)  # per edge: its antipode
             min_feret = np.where(polygon, np.minimum.reduceat(width, v_start), 0.0)
         return np.column_stack([min_feret, np.sqrt(max_sq)])
@@ -582,7 +608,8 @@ class _Shape:
         scale = np.where(radius > 0, radius, 1.0)
         y = (self.row - centre_y[self.obj]) / scale[self.obj]
         x = ((self.a + self.b) / 2 - centre_x[self.obj]) / scale[self.obj]
-        sums = self._power_sums(y, x, 1 / scale[self.obj], order)
+        # Zernike polynomials up to order n have no monomial with p + q > n
+        sums = self._power_sums(y, x, 1 / scale[self.obj], order, triangle=True)
         # centrosome drops pixels with r**2 > 1: on the circle, round-off decides. Only
         # hull vertices can lie on it; repeat its arithmetic there and drop the same ones.
         vy = (v_y - centre_y[v_obj]) / scale[v_obj]
@@ -599,20 +626,23 @@ class _Shape:
 
     def moments(self):
         raw, central = self._central()
+        n = len(central)
+        # normalised moment (p, q): central (p, q) / mu00 ** ((p + q) / 2 + 1), p + q >= 2
         mu00 = central[:, 0, 0]
-        normalized = np.full_like(central, np.nan)
-        for p in range(4):
-            for q in range(4):
-                if p + q >= 2:
-                    normalized[:, p, q] = central[:, p, q] / mu00 ** ((p + q) / 2 + 1)
+        powers = np.stack([mu00 ** (k / 2 + 1) if k >= 2 else mu00 for k in range(7)], axis=1)
+        normalized = central / powers[:, _ORDER]
         hu = _hu(normalized)
         it00, it01, it11, eig0, eig1 = _inertia(central)
-        columns = [raw[:, p, q] for p in range(3) for q in range(4)]
-        columns += [central[:, p, q] for p in range(3) for q in range(4)]
-        columns += [normalized[:, p, q] for p in range(4) for q in range(4) if p + q >= 2]
-        columns += [hu[:, k] for k in range(7)]
-        columns += [it00, it01, it01, it11, eig0, eig1]
-        return np.column_stack(columns)
+        return np.concatenate(
+            [
+                raw[:, :3].reshape(n, -1),
+                central[:, :3].reshape(n, -1),
+                normalized.reshape(n, -1)[:, _NORMALIZED_COLUMNS],
+                hu,
+                np.column_stack([it00, it01, it01, it11, eig0, eig1]),
+            ],
+            axis=1,
+        )
 
     # ------------------------------------------------------------------ measurements
     def _convex_area(self):
@@ -682,30 +712,51 @@ class _Shape:
         # a hole needs a row that crosses the object twice: look at those objects only
         candidates = np.flatnonzero(self.multi_run)
         holes = np.zeros(self.n)
-        if candidates.size:
+        eight = np.ones((3, 3), dtype=bool)
+        if len(candidates) <= 32:  # few: label the background of each box of the canvas
+            labels, (y_off, x_off, box_h, box_w, _) = self._canvas()
+            for o in candidates.tolist():
+                y, x = int(y_off[o]), int(x_off[o])
+                box = labels[y : y + int(box_h[o]) + 1, x : x + int(box_w[o]) + 1]
+                background, _ = ndi.label(box == 0, structure=eight)
+                # the ring round the box is background, all of it outside
+                holes[o] = np.count_nonzero(background > background[0, 0])
+        else:
             labels, (y_off, x_off, _, box_w, objects) = self._canvas(candidates)
-            background, _ = ndi.label(labels == 0, structure=np.ones((3, 3), dtype=bool))
+            background, _ = ndi.label(labels == 0, structure=eight)
             hy, hx = np.nonzero((background != background[0, 0]) & (background > 0))
             owner = objects[_box_owner(hy, hx, y_off, x_off, box_w)]
             holes += np.bincount(owner, minlength=self.n)
         return holes
 
-    def _radii(self, labels, foreground):
+    def _radii(self, labels, foreground, boxes):
         """Max, mean and median distance from each pixel to the nearest background pixel."""
+        # squared Euclidean distance transform (mahotas.distance), in place, of
+        # "infinity" on the foreground and 0 elsewhere; every box with the
+        # background ring round it on its own, to skip the canvas' empty space
+        squared = np.multiply(foreground, float(2 * max(foreground.shape) ** 2 + 1))
+        y_off, x_off, box_h, box_w, _ = boxes
+        for y, x, y_end, x_end in zip(
+            y_off.tolist(),
+            x_off.tolist(),
+            (y_off + box_h + 1).tolist(),
+            (x_off + box_w + 1).tolist(),
+        ):
+            _squared_distance_in_place(squared[y:y_end, x:x_end], None)
         index = np.flatnonzero(foreground)
         obj = labels.ravel()[index] - 1
-        squared = mahotas.distance(foreground).ravel()[index].astype(np.int64)
+        squared = squared.ravel()[index].astype(np.int64)
         span = int(squared.max()) + 1
         count = self.area.astype(np.int64)
         low_rank, high_rank = (count - 1) // 2, count // 2
         if self.n * span <= 4 * len(index) + 100_000:  # histogram of squared distances
-            hist = np.bincount(obj * span + squared, minlength=self.n * span).reshape(self.n, span)
+            hist = np.bincount(obj * span + squared, minlength=self.n * span)
             values = np.sqrt(np.arange(span))
-            mean_r = (hist * values).sum(axis=1) / count
-            cum = np.cumsum(hist, axis=1)
-            low = values[(cum <= low_rank[:, None]).sum(axis=1)]
-            high = values[(cum <= high_rank[:, None]).sum(axis=1)]
-            max_r = values[span - 1 - np.argmax(hist[:, ::-1] > 0, axis=1)]
+            mean_r = (hist.reshape(self.n, span) * values).sum(axis=1) / count
+            # bins holding the pixels of ranks low, high and count - 1 of every object
+            rank = _starts(count) + np.stack([low_rank, high_rank, count - 1])
+            bins = np.searchsorted(np.cumsum(hist), rank, side="right") - np.arange(self.n) * span
+            low, high, max_r = values[bins]
         else:  # one sort of all pixels by (object, distance)
             keys = np.sort(obj * span + squared)
             start = _starts(count)
@@ -717,6 +768,8 @@ class _Shape:
         return max_r, mean_r, (low + high) / 2
 
 
+_ORDER = np.add.outer(np.arange(4), np.arange(4))  # p + q
+_NORMALIZED_COLUMNS = [4 * p + q for p in range(4) for q in range(4) if p + q >= 2]
 _BINOMIAL = np.array(
     [[float(comb(q, i)) for i in range(_MAX_ORDER + 1)] for q in range(_MAX_ORDER + 1)]
 )
@@ -770,14 +823,17 @@ def _convex_chain(group, y, x):
     """
     idx = np.arange(len(y))
     while len(idx) > 2:
-        a, b, c = idx[:-2], idx[1:-1], idx[2:]
-        cross = (x[b] - x[a]) * (y[c] - y[a]) - (x[c] - x[a]) * (y[b] - y[a])
-        drop = (group[a] == group[c]) & (cross >= 0)
+        # cross product of the steps a -> b and b -> c (that of b - a and c - a)
+        dx, dy = np.diff(x), np.diff(y)
+        cross = dx[:-1] * dy[1:]
+        cross -= dx[1:] * dy[:-1]
+        drop = cross >= 0
+        drop &= group[:-2] == group[2:]
         if not drop.any():
             break
         keep = np.ones(len(idx), dtype=bool)
         keep[1:-1] = ~drop
-        idx = idx[keep]
+        idx, group, y, x = idx[keep], group[keep], y[keep], x[keep]
     return idx
 
 
@@ -830,54 +886,83 @@ def _chrystal(v_obj, v_y, v_x, v_start, v_count):
     centre_y[two] = (v_y[p0] + v_y[p1]) / 2
     centre_x[two] = (v_x[p0] + v_x[p1]) / 2
     radius[two] = np.sqrt((centre_y[two] - v_y[p0]) ** 2 + (centre_x[two] - v_x[p0]) ** 2)
-    s0, s1 = v_start.copy(), v_start + 1
-    vi = np.flatnonzero(v_count[v_obj] >= 3)  # vertices of the polygons still running
+    # the side S of object o: its end S1 at side[o], its start S0 at side[n + o]
+    side = np.concatenate([v_start + 1, v_start])
+    running = np.flatnonzero(v_count >= 3)  # objects still running, ...
+    size = v_count[running]
+    vi = np.flatnonzero(v_count[v_obj] >= 3)  # ... all their vertices, ...
+    start = np.cumsum(size) - size  # ... by object
     right = np.pi / 2
-    for _ in range(4 * int(v_count.max()) + 8):
-        if not vi.size:
-            break
-        o = v_obj[vi]
-        candidate = (vi != s0[o]) & (vi != s1[o])
-        c, o = vi[candidate], o[candidate]
-        a0, a1 = s0[o], s1[o]
-        s01y, s01x = v_y[a0] - v_y[a1], v_x[a0] - v_x[a1]
-        vs0y, vs0x = v_y[c] - v_y[a0], v_x[c] - v_x[a0]
-        vs1y, vs1x = v_y[c] - v_y[a1], v_x[c] - v_x[a1]
-        s01_sq = s01y**2 + s01x**2
-        at_s1 = np.abs(
-            np.arccos((s01y * vs1y + s01x * vs1x) / np.sqrt(s01_sq * (vs1y**2 + vs1x**2)))
-        )
-        at_s0 = np.abs(
-            np.arccos((-s01y * vs0y - s01x * vs0x) / np.sqrt(s01_sq * (vs0y**2 + vs0x**2)))
-        )
-        at_v = np.pi - at_s1 - at_s0
-        order = at_v.argsort()  # not stable: ties resolve as in centrosome
-        objs, first = np.unique(o[order], return_index=True)
-        first = order[first]
-        v, smallest = c[first], at_v[first]
-        at_s0, at_s1 = at_s0[first], at_s1[first]
-        q0, q1 = s0[objs], s1[objs]
-        diameter = smallest >= right
-        acute = ~diameter & (at_s1 <= right) & (at_s0 <= right)
-        done, d0, d1 = objs[diameter], q0[diameter], q1[diameter]
+    diameters, circles = [], []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(4 * int(v_count.max()) + 8):
+            if not vi.size:
+                break
+            # angles at S1 and S0 (rows 0 and 1) and at V of every vertex V; S0 and
+            # S1 themselves get NaN, which the minimum skips
+            o = v_obj[vi]
+            ends = side[np.concatenate([o, o + n])].reshape(2, -1)
+            end_y, end_x = v_y[ends], v_x[ends]
+            s01y, s01x = end_y[1] - end_y[0], end_x[1] - end_x[0]
+            vs_y, vs_x = v_y[vi] - end_y, v_x[vi] - end_x
+            s01_sq = s01y * s01y + s01x * s01x
+            cosine = s01y * vs_y
+            cosine += s01x * vs_x
+            np.negative(cosine[1], out=cosine[1])
+            norm = vs_y * vs_y
+            norm += vs_x * vs_x
+            norm *= s01_sq
+            cosine /= np.sqrt(norm, out=norm)
+            angle = np.abs(np.arccos(cosine, out=cosine), out=cosine)
+            at_v = np.pi - angle[0] - angle[1]
+            # smallest angle of every object; centrosome's argsort only matters for ties
+            smallest = np.fmin.reduceat(at_v, start)
+            is_min = at_v == np.repeat(smallest, size)
+            if (np.add.reduceat(is_min, start) == 1).all():
+                first = np.flatnonzero(is_min)
+            else:
+                first = _first_minimum(vi, at_v, ends, start)
+            v = vi[first]
+            smallest = at_v[first]
+            at_s1, at_s0 = angle[0][first], angle[1][first]
+            diameter = smallest >= right
+            acute = ~diameter & (at_s1 <= right) & (at_s0 <= right)
+            step = ~diameter & ~acute
+            # V replaces S0 if the angle at S0 is obtuse, else S1
+            moved = np.flatnonzero(step)
+            side[running[moved] + n * (at_s0[moved] > right)] = v[moved]
+            if len(moved) < len(step):
+                q1, q0 = ends[0][start], ends[1][start]
+                diameters.append((running[diameter], q0[diameter], q1[diameter]))
+                circles.append((running[acute], q0[acute], q1[acute], v[acute]))
+                vi = vi[np.repeat(step, size)]
+                running, size = running[moved], size[moved]
+                start = np.cumsum(size) - size
+        else:  # pragma: no cover - Chrystal's algorithm terminates
+            raise RuntimeError("minimum enclosing circle did not converge")
+    if diameters:
+        done, d0, d1 = (np.concatenate(part) for part in zip(*diameters))
         centre_y[done] = (v_y[d0] + v_y[d1]) / 2
         centre_x[done] = (v_x[d0] + v_x[d1]) / 2
         radius[done] = np.sqrt((v_y[d0] - v_y[d1]) ** 2 + (v_x[d0] - v_x[d1]) ** 2) / 2
-        done, d0, d1, d2 = objs[acute], q0[acute], q1[acute], v[acute]
+        done, d0, d1, d2 = (np.concatenate(part) for part in zip(*circles))
         cy, cx = _circumcentre(v_y[d0], v_x[d0], v_y[d1], v_x[d1], v_y[d2], v_x[d2])
         centre_y[done], centre_x[done] = cy, cx
         radius[done] = np.sqrt((v_y[d0] - cy) ** 2 + (v_x[d0] - cx) ** 2)
-        step = ~diameter & ~acute
-        replace_s0 = step & (at_s0 > right)
-        replace_s1 = step & ~replace_s0
-        s0[objs[replace_s0]] = v[replace_s0]
-        s1[objs[replace_s1]] = v[replace_s1]
-        running = np.zeros(n, dtype=bool)
-        running[objs[step]] = True
-        vi = vi[running[v_obj[vi]]]
-    else:  # pragma: no cover - Chrystal's algorithm terminates
-        raise RuntimeError("minimum enclosing circle did not converge")
     return centre_y, centre_x, radius
+
+
+def _first_minimum(vi, at_v, ends, start):
+    """Per object, the candidate centrosome picks: the first of one ``argsort``.
+
+    Candidates are the vertices ``vi`` other than the side's ends (``ends``),
+    in order, ``size - 2`` per object from ``start``; returns positions in ``vi``.
+    """
+    candidate = np.flatnonzero((vi != ends[0]) & (vi != ends[1]))
+    order = at_v[candidate].argsort()  # not stable: ties resolve as in centrosome
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return candidate[order[np.minimum.reduceat(rank, start - 2 * np.arange(len(start)))]]
 
 
 def _circumcentre(ay, ax, by, bx, cy, cx):
