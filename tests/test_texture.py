@@ -259,6 +259,53 @@ def test_granularity_of_tiny_crops_is_nan():
     assert np.isnan(table).all()  # a 4x4 crop subsamples to 1x1
 
 
+def _shelf_pack_by_box(heights, widths, gap, width):
+    """Shelf packing placed box by box (the reference for ``_shelf_pack``)."""
+    ys, xs = [0] * len(heights), [0] * len(heights)
+    y = x = gap
+    shelf = right = 0
+    for i in np.argsort(-heights, kind="stable"):
+        if x > gap and x + widths[i] > width + gap:
+            y, x, shelf = y + shelf + gap, gap, 0
+        ys[i], xs[i] = y, x
+        x += widths[i] + gap
+        shelf, right = max(shelf, heights[i]), max(right, x)
+    return np.array([ys, xs]).T, (y + shelf + gap, right)
+
+
+@pytest.mark.parametrize("n", [1, 7, 40, 150])
+def test_shelf_pack_places_boxes_on_shelves(n):
+    rng = np.random.default_rng(n)
+    heights, widths = rng.integers(1, 30, n), rng.integers(1, 30, n)
+    heights[: n // 3] = heights[0]  # ties
+    for gap in (0, 1, 10):
+        corners, shape = texture._shelf_pack(heights, widths, gap)
+        side = np.sqrt(float(((heights + gap) * (widths + gap)).sum()))
+        limits = (
+            [side] if n > 64 else [side, 1.5 * side, 2 * side, 3 * side, widths.sum() + gap * n]
+        )
+        candidates = [
+            _shelf_pack_by_box(heights, widths, gap, max(widths.max(), int(np.ceil(limit))))
+            for limit in limits
+        ]
+        expected = min(candidates, key=lambda c: c[1][0] * c[1][1])  # the first smallest
+        assert shape == expected[1]
+        assert_array_equal(corners, expected[0])
+
+
+def test_disk_filter_of_a_stack_filters_each_plane():
+    rng = np.random.default_rng(0)
+    stack = rng.random((5, 6, 9))
+    stack[rng.random(stack.shape) < 0.3] = np.inf
+    for erode, morphology in ((True, ndi.grey_erosion), (False, ndi.grey_dilation)):
+        ours = texture._disk_filter(stack if erode else -stack, 4, erode=erode)
+        fill = np.inf if erode else -np.inf
+        for plane, result in zip(stack if erode else -stack, ours):
+            padded = np.pad(plane, 4, constant_values=fill)
+            expected = morphology(padded, footprint=texture.disk(4).astype(bool))[4:-4, 4:-4]
+            assert_array_equal(result, expected)
+
+
 def test_reconstruction_fallback_gives_the_same_spectrum(monkeypatch):
     image, labels = _field()
     cells = _cells(image, labels)

@@ -22,8 +22,10 @@ binary patterns), reduced per cell with ``np.bincount``.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from functools import lru_cache
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -107,7 +109,7 @@ def _count_keys(keys, n_bins):
     """
     if n_bins <= 4 * keys.size + 65536:
         counts = np.bincount(keys, minlength=n_bins)
-        present = np.flatnonzero(counts)
+        present = np.flatnonzero(counts > 0)  # much faster on booleans than on integers
         return present, counts[present]
     return np.unique(keys, return_counts=True)
 
@@ -581,34 +583,48 @@ def _shelf_pack(heights, widths, gap):
 
     Returns the corners, in input order, and the canvas shape. A few canvas
     widths are tried when there are few boxes (the square one wastes most
-    then); placement is O(n) bookkeeping, no per-pixel work.
+    then). Boxes fill a shelf left to right until the next one would pass the
+    width; a shelf is as tall as its first box, so each shelf costs one binary
+    search of the running widths: no per-box or per-pixel work.
     """
     n = len(heights)
     if n == 0:
         return np.zeros((0, 2), np.intp), (gap, gap)
-    order = np.argsort(-heights, kind="stable").tolist()
     h, w = heights.tolist(), widths.tolist()
-    side = np.sqrt(float(((heights + gap) * (widths + gap)).sum()))
+    order = sorted(range(n), key=lambda i: -h[i])  # stable: tallest first, ties in input order
+    run = [
+        0,
+        *accumulate(w[i] + gap for i in order),
+    ]  # run[k]: the boxes before the k-th, gaps included
+    side = math.sqrt(float(sum((a + gap) * (b + gap) for a, b in zip(h, w))))
     candidates = [side] if n > 64 else [side, 1.5 * side, 2 * side, 3 * side, sum(w) + gap * n]
-    best = None
     widest = max(w)
+    best = None
     for limit in candidates:
-        width = max(widest, int(np.ceil(limit)))
-        ys, xs = [0] * n, [0] * n
-        y = x = gap
-        shelf = right = 0
-        for i in order:  # plain Python numbers: a few operations per box
-            if x > gap and x + w[i] > width + gap:
-                y += shelf + gap
-                x, shelf = gap, 0
-            ys[i], xs[i] = y, x
-            x += w[i] + gap
-            shelf = max(shelf, h[i])
-            right = max(right, x)
-        shape = (y + shelf + gap, right)
-        if best is None or shape[0] * shape[1] < best[1][0] * best[1][1]:
-            best = ((ys, xs), shape)
-    return np.array(best[0], dtype=np.intp).T.reshape(n, 2), best[1]
+        width = max(widest, math.ceil(limit))
+        firsts, tops = [], []  # first box and top row of each shelf
+        y, s, right = gap, 0, 0
+        while True:
+            firsts.append(s)
+            tops.append(y)
+            # the next shelf starts at the first box k > s with run[k + 1] - run[s] - gap > width
+            k = max(bisect_right(run, run[s] + width + gap) - 1, s + 1)
+            right = max(right, gap + run[min(k, n)] - run[s])
+            if k >= n:
+                break
+            y += h[order[s]] + gap
+            s = k
+        shape = (y + h[order[s]] + gap, right)
+        if best is None or shape[0] * shape[1] < best[2][0] * best[2][1]:
+            best = (firsts, tops, shape)
+    firsts, tops, shape = best
+    sizes = np.diff(firsts + [n])
+    order = np.array(order)
+    run = np.array(run)
+    corners = np.empty((n, 2), np.intp)
+    corners[order, 0] = np.repeat(tops, sizes)
+    corners[order, 1] = gap + run[:-1] - np.repeat(run[firsts], sizes)
+    return corners, shape
 
 
 def _grid(shapes):
@@ -701,9 +717,11 @@ def _disk_half_widths(radius):
 
 
 def _disk_filter(image, radius, erode):
-    """Grey erosion/dilation by ``skimage.morphology.disk(radius)``, ignoring pixels off the canvas.
+    """Grey erosion/dilation by ``skimage.morphology.disk(radius)``, ignoring pixels off the image.
 
-    Decomposed into one 1-D filter per distinct row width of the disk.
+    Filters the last two axes of ``image`` (a canvas, or a stack of planes).
+    Decomposed into one 1-D filter per distinct row width of the disk (a row
+    at least as wide as the image spans it from any pixel: one filter).
     """
     half = _disk_half_widths(radius)
     fill = np.inf if erode else -np.inf
@@ -711,16 +729,17 @@ def _disk_filter(image, radius, erode):
     combine = np.minimum if erode else np.maximum
     rows = {}
     out = np.full_like(image, fill)
-    H = image.shape[0]
+    H, W = image.shape[-2:]
     for dy, hw in zip(range(-radius, radius + 1), half):
-        if hw not in rows:
-            rows[hw] = filter1d(image, 2 * int(hw) + 1, axis=1, mode="constant", cval=fill)
         if abs(dy) >= H:
             continue
+        hw = min(int(hw), W - 1)
+        if hw not in rows:
+            rows[hw] = filter1d(image, 2 * hw + 1, axis=-1, mode="constant", cval=fill)
         if dy >= 0:
-            combine(out[: H - dy], rows[hw][dy:], out=out[: H - dy])
+            combine(out[..., : H - dy, :], rows[hw][..., dy:, :], out=out[..., : H - dy, :])
         else:
-            combine(out[-dy:], rows[hw][: H + dy], out=out[-dy:])
+            combine(out[..., -dy:, :], rows[hw][..., : H + dy, :], out=out[..., -dy:, :])
     return out
 
 
@@ -852,7 +871,6 @@ def granularity(
         back_shape = small
     flat_patch = np.zeros(H * W)
     flat_patch[where] = patch
-    back_offsets, (BH, BW) = _shelf_pack(back_shape[:, 0], back_shape[:, 1], element_size)
     bcell, bi, bj = _grid(back_shape)
     step = 1.0 / image_sample_size if image_sample_size < 1 else 1.0
     sampled = _sample_integral(
@@ -861,22 +879,27 @@ def granularity(
     if sampled is None:
         index, weight = _bilinear(bcell, bi * step, bj * step, corner, np.full(m, W), small)
         sampled = (flat_patch[index] * weight).sum(axis=0)
-    back = np.full(BH * BW, np.inf)
-    back_where = (back_offsets[bcell, 0] + bi) * BW + back_offsets[bcell, 1] + bj
+    # each cell's background on its own plane of a stack (no gaps needed), unless padding
+    # all to the largest shape costs more than a canvas with element_size gaps
+    bh, bw = (int(v) for v in back_shape.max(axis=0))
+    if m * bh * bw <= (back_shape + element_size).prod(axis=1).sum():
+        layout, back_starts, back_stride = (m, bh, bw), np.arange(m) * (bh * bw), bw
+    else:
+        back_offsets, (BH, BW) = _shelf_pack(back_shape[:, 0], back_shape[:, 1], element_size)
+        layout, back_stride = (BH, BW), BW
+        back_starts = back_offsets[:, 0] * BW + back_offsets[:, 1]
+    size = int(np.prod(layout))
+    back = np.full(size, np.inf)
+    back_where = back_starts[bcell] + bi * back_stride + bj
     back[back_where] = sampled
-    back = _disk_filter(back.reshape(BH, BW), element_size, erode=True).ravel()
-    opened = np.full(BH * BW, -np.inf)
+    back = _disk_filter(back.reshape(layout), element_size, erode=True).ravel()
+    opened = np.full(size, -np.inf)
     opened[back_where] = back[back_where]
-    back = _disk_filter(opened.reshape(BH, BW), element_size, erode=False).ravel()
+    back = _disk_filter(opened.reshape(layout), element_size, erode=False).ravel()
     up_y = (back_size[:, 0] - 1) / (small[:, 0] - 1)
     up_x = (back_size[:, 1] - 1) / (small[:, 1] - 1)
     index, weight = _bilinear(
-        cell,
-        i * up_y[cell],
-        j * up_x[cell],
-        back_offsets[:, 0] * BW + back_offsets[:, 1],
-        np.full(m, BW),
-        back_shape,
+        cell, i * up_y[cell], j * up_x[cell], back_starts, np.full(m, back_stride), back_shape
     )
     patch = np.maximum(patch - (back[index] * weight).sum(axis=0), 0.0)
 
@@ -931,7 +954,8 @@ def granularity(
     np.add.at(pixel_weight[W:], top_left, fy * sum_gx)
     np.add.at(pixel_weight[W + 1 :], top_left, fy * sum_fx)
     pixel_weight = pixel_weight[where]
-    current = np.bincount(np.repeat(np.arange(m), counts), weights=raw, minlength=m)
+    owner = pixels.obj if m == n else np.repeat(np.arange(m), counts)
+    current = np.bincount(owner, weights=raw, minlength=m)
     counts = counts.astype(np.float64)
     current /= counts
 
@@ -949,30 +973,39 @@ def granularity(
     gaps[where] = False
     gaps = gaps.reshape(H, W)
     top = rank_type(top)
-    eroded = np.where(gaps, top, rank)
+    # eroded images hold top (above every rank) in the gaps, seeds 0: max / min with these
+    gap_top = np.where(gaps, top, rank_type(0))
+    seed_cap = np.where(gaps, rank_type(0), top)
+    eroded = np.maximum(rank, gap_top)  # rank is 0 in the gaps
     start = np.maximum(current, np.finfo(float).eps)
     # canvas pixels of zero weight add exact zeros to the means (unless some level is not
     # finite: 0 * inf is NaN): left out of the loop
     used = np.flatnonzero(pixel_weight) if np.isfinite(levels).all() else np.arange(len(where))
+    # in canvas order (each cell's pixels keep their order, so do its sums): the pixels of
+    # the rebuilt rows are a prefix
+    used = used[np.argsort(where[used], kind="stable")]
     used_where, used_cell, used_weight = where[used], cell[used], pixel_weight[used]
     gap_rows = np.flatnonzero(gaps.all(axis=1))  # the frame's last row among them
     spectrum = np.empty((m, length))
     for k in range(length):
+        # eroded is 0 off the gaps below its last row, an all-gap row: those rows stay as they are
         eroded = _erode_cross(eroded)
-        eroded[gaps] = top
-        seed = np.where(gaps, 0, eroded)
-        alive = np.flatnonzero(seed.any(axis=1))
+        np.maximum(eroded, gap_top[: len(eroded)], out=eroded)
+        seed = np.minimum(eroded, seed_cap[: len(eroded)])
+        alive = np.flatnonzero(seed.max(axis=1))
         if alive.size == 0:  # all eroded away: the reconstruction is 0 everywhere
             new = np.zeros(m)
+            eroded = eroded[:0]
         else:
             # cells are walled off by rank-0 gaps and one whose seed is all 0 rebuilds to 0:
             # the canvas is rebuilt down to the first all-gap row below the last live seed
             cut = gap_rows[np.searchsorted(gap_rows, alive[-1])] + 1
             rebuilt = _reconstruct(seed[:cut], rank[:cut], int(top)).ravel()
-            if cut < H:
-                rebuilt = np.concatenate([rebuilt, np.zeros((H - cut) * W, rebuilt.dtype)])
-            rebuilt = levels[rebuilt[used_where]]
-            new = np.bincount(used_cell, weights=used_weight * rebuilt, minlength=m) / counts
+            live = np.searchsorted(used_where, cut * W)  # pixels below rebuild to 0
+            rebuilt = levels[rebuilt[used_where[:live]]]
+            new = np.bincount(used_cell[:live], weights=used_weight[:live] * rebuilt, minlength=m)
+            new /= counts
+            eroded = eroded[:cut]
         spectrum[:, k] = (current - new) * 100 / start
         current = new
     out[ok] = spectrum
