@@ -819,7 +819,9 @@ def _gather_windows(stack, labels, ids, origins, ends):
         values[:, window] = stack[:, y0:y1, x0:x1].reshape(stack.shape[0], -1)
         inside = labels[y0:y1, x0:x1] == ids[k]
         mask[window] = inside.ravel()
-        rr, cc = np.nonzero(inside)
-        centroid[k] = rr.mean() + y0, cc.mean() + x0
+        # centroid from the row and column counts (whole-number sums: exact)
+        rows, cols = inside.sum(axis=1), inside.sum(axis=0)
+        count = rows.sum()
+        centroid[k] = rows @ np.arange(y1 - y0) / count + y0, cols @ np.arange(x1 - x0) / count + x0
     return values, mask, shapes, centroid
 
