@@ -11,6 +11,8 @@ object.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from numbers import Integral
 from typing import ClassVar
 
@@ -112,7 +114,8 @@ class _Segments:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / self.counts
             centred = values - self.spread(mean)
-            return mean, np.sqrt(self.sum(centred * centred) / self.counts)
+            squared = np.multiply(centred, centred, out=centred)
+            return mean, np.sqrt(self.sum(squared) / self.counts)
 
 
 class _Pixels(_Segments):
@@ -174,16 +177,18 @@ def cell_keys(values, obj):
 _BIG_CELL = 512  # pixels: such a cell is sorted on its own (a 32-bit sort)
 
 
-def sort_within_cells(values, obj):
+def sort_within_cells(values, obj, counts=None):
     """Sort float32 ``values`` within each cell; ``obj`` must be ascending.
 
     Small cells: one ``np.sort`` of packed ``(cell, value)`` 64-bit keys, much
     faster than ``np.lexsort((values, obj))`` with the same result. Cells of
     at least 512 pixels are sorted one by one as float32, several times faster
     per value than the keys. ``-0.0`` is folded onto ``+0.0`` when no value is
-    negative, as the keys do.
+    negative, as the keys do. ``counts`` (values per cell, ``np.bincount(obj)``
+    possibly with trailing zeros) saves counting them.
     """
-    counts = np.bincount(obj) if obj.size else np.zeros(0, np.intp)
+    if counts is None:
+        counts = np.bincount(obj) if obj.size else np.zeros(0, np.intp)
     large = counts >= _BIG_CELL
     non_negative = not values.size or values.min() >= 0
     if not large.any():
@@ -193,14 +198,15 @@ def sort_within_cells(values, obj):
     out = np.empty_like(values)
     if not large.all():
         keep = ~np.repeat(large, counts)
-        out[keep] = sort_within_cells(values[keep], obj[keep])
+        out[keep] = sort_within_cells(values[keep], obj[keep], np.where(large, 0, counts))
     starts = np.cumsum(counts) - counts
     for start, count in zip(starts[large].tolist(), counts[large].tolist(), strict=True):
         segment = out[start : start + count]
-        segment[...] = values[start : start + count]
+        if non_negative:  # copied with -0.0 -> +0.0 (then the sort cannot tell them apart)
+            np.add(values[start : start + count], np.float32(0.0), out=segment)
+        else:
+            segment[...] = values[start : start + count]
         segment.sort()
-        if non_negative:
-            segment += np.float32(0.0)  # -0.0 -> +0.0
     return out
 
 
@@ -287,37 +293,55 @@ _SQRT2 = np.sqrt(2.0)
 _STEPS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b]
 
 
-def _shelves(order, heights, widths, width):
-    """Shelf placement of boxes (lists) in ``order`` on a canvas ``width`` wide."""
-    corners = [None] * len(heights)
-    x, y, shelf = 1, 1, 0
-    for i in order:  # O(n) placement, no per-pixel work
-        if x + widths[i] + 1 > width:
-            x, y, shelf = 1, y + shelf + 1, 0
-        corners[i] = (y, x)
-        x += widths[i] + 1
-        shelf = max(shelf, heights[i])
-    return corners, (y + shelf + 1, width)
+# canvas widths tried by :func:`_pack`, as multiples of the side of a square canvas
+_PACK_FACTORS = tuple(np.geomspace(0.7, 2.0, 32).tolist())
+
+
+def _shelf_starts(ends, heights, width):
+    """First box of each shelf and the canvas height, boxes placed in order on a canvas
+    ``width`` wide (``ends``: cumulative widths of the boxes plus their gaps)."""
+    starts, y, used, i = [], 1, 0, 0
+    while i < len(ends):  # one binary search per shelf: no per-box work
+        starts.append(i)
+        y += heights[i] + 1  # (the first box of a shelf is its tallest)
+        i = bisect_right(ends, used + width - 1)
+        used = ends[i - 1]
+    return starts, y
 
 
 def _pack(heights, widths):
     """Shelf-pack boxes, tallest first, one background pixel apart and from the rim.
 
-    A few canvas widths around the square one are tried and the smallest canvas
-    kept (the distance transform's cost grows with its area). Returns each box's
+    Canvas widths from 0.7 to 2 times the side of a square canvas (multiples
+    of 4, for :func:`_column_counts`) are tried and the smallest canvas kept
+    (the distance transform's cost grows with its area). Returns each box's
     top-left corner and the canvas shape.
     """
-    area = ((heights + 1) * (widths + 1)).sum()
-    order = np.argsort(-heights, kind="stable").tolist()
-    h, w = heights.tolist(), widths.tolist()
+    order = np.argsort(-heights, kind="stable")
+    tall = heights[order]
+    span = widths[order] + 1  # a box and the gap after it
+    ends = np.cumsum(span)
+    ends_list, tall_list = ends.tolist(), tall.tolist()
+    side = math.sqrt(int(((heights + 1) * (widths + 1)).sum()))
+    narrowest = int(widths.max()) + 2
     best = None
-    for factor in (0.9, 1.0, 1.05, 1.1, 1.2, 1.3):
-        width = int(max(widths.max() + 2, np.ceil(np.sqrt(area) * factor)))
-        corners, shape = _shelves(order, h, w, width)
-        if best is None or shape[0] * shape[1] < best[1][0] * best[1][1]:
-            best = corners, shape
-    corners, shape = best
-    return np.array(corners, dtype=np.intp).reshape(-1, 2), (int(shape[0]), int(shape[1]))
+    for factor in _PACK_FACTORS:
+        width = max(narrowest, math.ceil(side * factor))
+        width += -width % 4
+        starts, height = _shelf_starts(ends_list, tall_list, width)
+        if best is None or height * width < best[1] * best[2]:
+            best = starts, height, width
+    starts, height, width = best
+    shelf = np.zeros(len(ends), dtype=np.intp)  # shelf of each (sorted) box
+    shelf[starts[1:]] = 1
+    np.cumsum(shelf, out=shelf)
+    first = np.array(starts, dtype=np.intp)
+    tops = np.cumsum(tall[first] + 1) - tall[first]
+    before = ends - span  # room taken by the boxes before, gaps included
+    corners = np.empty((len(ends), 2), dtype=np.intp)
+    corners[order, 0] = tops[shelf]
+    corners[order, 1] = 1 + before - before[first][shelf]
+    return corners, (height, width)
 
 
 class _Canvas:
@@ -441,7 +465,7 @@ def _geodesic_distance(pix, canvas, centre, offsets, quadrant, steep):
     rays = np.zeros((pix.n, 4, steps.size + 1), dtype=bool)
     rays[:, :, :-1] = image.ravel()[ray_r * image.shape[1] + ray_c]
     runs = np.argmin(rays, axis=2).astype(np.int32)
-    direction = pix.obj.astype(np.intp) << 2  # (an intp index gathers fastest)
+    direction = pix.spread(np.arange(0, 4 * pix.n, 4, dtype=np.intp))  # (intp gathers fastest)
     direction += quadrant
     exact = runs.ravel()[direction] >= near
 
@@ -461,7 +485,7 @@ def _geodesic_distance(pix, canvas, centre, offsets, quadrant, steep):
     # along a column: prefix sums down the columns of the canvas count them
     p = np.flatnonzero(steep & exact)
     if p.size:
-        total = np.cumsum(image, axis=0, dtype=np.int32).ravel()
+        total = _column_counts(image).ravel()
         at = lin[p]
         s = far[p]
         np.negative(s, out=s, where=di[p] < 0)
@@ -471,6 +495,21 @@ def _geodesic_distance(pix, canvas, centre, offsets, quadrant, steep):
     if hard.size:  # (infinite where unreachable; the Dijkstra reads only exact octiles)
         octile[hard] = _dijkstra_from_exact(pix, canvas, exact, octile, hard)
     return octile
+
+
+def _column_counts(image):
+    """``np.cumsum(image, axis=0)``, fast: four 16-bit column counts per 64-bit word.
+
+    numpy accumulates down the columns one element at a time; summing 64-bit
+    words that each hold four columns' counts (none reaches 2**15, so no lane
+    carries into the next, and int16 differences of counts are exact) does
+    four at once. Needs a width divisible by four (see :func:`_pack`);
+    otherwise, or on a canvas 2**15 rows tall, a plain int32 cumulative sum.
+    """
+    if image.shape[1] % 4 or image.shape[0] >= 1 << 15:
+        return np.cumsum(image, axis=0, dtype=np.int32)
+    lanes = image.view(np.uint8).astype(np.int16)
+    return np.cumsum(lanes.view(np.uint64), axis=0).view(np.int16)
 
 
 def _find_in_cells(lin, first, stop, targets):
@@ -568,16 +607,20 @@ class _RadialBins:
     def __init__(self, pix, normalised, quadrant, steep, n_rings):
         self.n_rings = n_rings
         self.shape = (pix.n, n_rings + 1, _N_WEDGES)
-        wedge = steep.view(np.uint8) << np.uint8(2)
-        wedge |= quadrant
         good = np.isfinite(normalised)
         self.good = None if good.all() else good
+        # ring and wedge of a pixel in one small integer, 8 ring + wedge, then the cell's
+        # offset (n_rings + 1) * 8 * cell added once in intp
+        small = np.uint8 if 8 * n_rings + 7 <= 0xFF else np.intp
         with np.errstate(invalid="ignore"):  # (NaN where unreachable: dropped below)
-            slot = np.multiply(normalised, n_rings, out=normalised).astype(np.intp)
-        np.minimum(slot, n_rings, out=slot)
-        slot += pix.spread(np.arange(0, pix.n * (n_rings + 1), n_rings + 1, dtype=np.intp))
-        slot <<= 3  # * _N_WEDGES
-        slot += wedge
+            ring = np.multiply(normalised, n_rings, out=normalised).astype(small)
+        np.minimum(ring, n_rings, out=ring)
+        ring <<= 3  # * _N_WEDGES
+        ring |= steep.view(np.uint8) << np.uint8(2)
+        ring |= quadrant
+        cell_slots = (n_rings + 1) * _N_WEDGES
+        slot = pix.spread(np.arange(0, pix.n * cell_slots, cell_slots, dtype=np.intp))
+        slot += ring
         self.slot = slot if self.good is None else slot[good]
         size = int(np.prod(self.shape))
         self.w_count = np.bincount(self.slot, minlength=size).reshape(self.shape)
@@ -805,7 +848,7 @@ class _Channel:
     @property
     def ordered(self):
         if self._ordered is None:
-            self._ordered = sort_within_cells(self.raw, self._pix.obj)
+            self._ordered = sort_within_cells(self.raw, self._pix.obj, self._pix.counts)
         return self._ordered
 
 
