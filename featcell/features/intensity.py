@@ -12,7 +12,6 @@ object.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from numbers import Integral
 from typing import ClassVar
 
@@ -23,6 +22,7 @@ from scipy.sparse.csgraph import dijkstra
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import CellFeatureTransformer
+from ._packing import ShelfPacking
 
 __all__ = ["Intensity"]
 
@@ -297,18 +297,6 @@ _STEPS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b]
 _PACK_FACTORS = tuple(np.geomspace(0.7, 2.0, 32).tolist())
 
 
-def _shelf_starts(ends, heights, width):
-    """First box of each shelf and the canvas height, boxes placed in order on a canvas
-    ``width`` wide (``ends``: cumulative widths of the boxes plus their gaps)."""
-    starts, y, used, i = [], 1, 0, 0
-    while i < len(ends):  # one binary search per shelf: no per-box work
-        starts.append(i)
-        y += heights[i] + 1  # (the first box of a shelf is its tallest)
-        i = bisect_right(ends, used + width - 1)
-        used = ends[i - 1]
-    return starts, y
-
-
 def _pack(heights, widths):
     """Shelf-pack boxes, tallest first, one background pixel apart and from the rim.
 
@@ -317,31 +305,18 @@ def _pack(heights, widths):
     (the distance transform's cost grows with its area). Returns each box's
     top-left corner and the canvas shape.
     """
-    order = np.argsort(-heights, kind="stable")
-    tall = heights[order]
-    span = widths[order] + 1  # a box and the gap after it
-    ends = np.cumsum(span)
-    ends_list, tall_list = ends.tolist(), tall.tolist()
+    packing = ShelfPacking(heights, widths, 1)
     side = math.sqrt(int(((heights + 1) * (widths + 1)).sum()))
     narrowest = int(widths.max()) + 2
     best = None
     for factor in _PACK_FACTORS:
         width = max(narrowest, math.ceil(side * factor))
         width += -width % 4
-        starts, height = _shelf_starts(ends_list, tall_list, width)
+        firsts, (height, _) = packing.shelves(width - 2)  # boxes within the rim gaps
         if best is None or height * width < best[1] * best[2]:
-            best = starts, height, width
-    starts, height, width = best
-    shelf = np.zeros(len(ends), dtype=np.intp)  # shelf of each (sorted) box
-    shelf[starts[1:]] = 1
-    np.cumsum(shelf, out=shelf)
-    first = np.array(starts, dtype=np.intp)
-    tops = np.cumsum(tall[first] + 1) - tall[first]
-    before = ends - span  # room taken by the boxes before, gaps included
-    corners = np.empty((len(ends), 2), dtype=np.intp)
-    corners[order, 0] = tops[shelf]
-    corners[order, 1] = 1 + before - before[first][shelf]
-    return corners, (height, width)
+            best = firsts, height, width
+    firsts, height, width = best
+    return packing.corners(firsts), (height, width)
 
 
 class _Canvas:

@@ -23,9 +23,8 @@ binary patterns), reduced per cell with ``np.bincount``.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from functools import lru_cache
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -35,6 +34,7 @@ from skimage.morphology import disk, reconstruction
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
+from ._packing import ShelfPacking
 
 try:  # the inner loop of skimage.morphology.reconstruction, fed with our own ranking
     from skimage.morphology._grayreconstruct import reconstruction_loop as _reconstruction_loop
@@ -583,48 +583,21 @@ def _shelf_pack(heights, widths, gap):
 
     Returns the corners, in input order, and the canvas shape. A few canvas
     widths are tried when there are few boxes (the square one wastes most
-    then). Boxes fill a shelf left to right until the next one would pass the
-    width; a shelf is as tall as its first box, so each shelf costs one binary
-    search of the running widths: no per-box or per-pixel work.
+    then) and the smallest canvas kept.
     """
     n = len(heights)
+    packing = ShelfPacking(heights, widths, gap)
     if n == 0:
-        return np.zeros((0, 2), np.intp), (gap, gap)
-    h, w = heights.tolist(), widths.tolist()
-    order = sorted(range(n), key=lambda i: -h[i])  # stable: tallest first, ties in input order
-    run = [
-        0,
-        *accumulate(w[i] + gap for i in order),
-    ]  # run[k]: the boxes before the k-th, gaps included
-    side = math.sqrt(float(sum((a + gap) * (b + gap) for a, b in zip(h, w))))
-    candidates = [side] if n > 64 else [side, 1.5 * side, 2 * side, 3 * side, sum(w) + gap * n]
-    widest = max(w)
+        return packing.corners([]), packing.shelves(0)[1]
+    side = math.sqrt(float(((heights + gap) * (widths + gap)).sum()))
+    limits = [side] if n > 64 else [side, 1.5 * side, 2 * side, 3 * side, widths.sum() + gap * n]
+    widest = int(widths.max())
     best = None
-    for limit in candidates:
-        width = max(widest, math.ceil(limit))
-        firsts, tops = [], []  # first box and top row of each shelf
-        y, s, right = gap, 0, 0
-        while True:
-            firsts.append(s)
-            tops.append(y)
-            # the next shelf starts at the first box k > s with run[k + 1] - run[s] - gap > width
-            k = max(bisect_right(run, run[s] + width + gap) - 1, s + 1)
-            right = max(right, gap + run[min(k, n)] - run[s])
-            if k >= n:
-                break
-            y += h[order[s]] + gap
-            s = k
-        shape = (y + h[order[s]] + gap, right)
-        if best is None or shape[0] * shape[1] < best[2][0] * best[2][1]:
-            best = (firsts, tops, shape)
-    firsts, tops, shape = best
-    sizes = np.diff(firsts + [n])
-    order = np.array(order)
-    run = np.array(run)
-    corners = np.empty((n, 2), np.intp)
-    corners[order, 0] = np.repeat(tops, sizes)
-    corners[order, 1] = gap + run[:-1] - np.repeat(run[firsts], sizes)
-    return corners, shape
+    for limit in limits:
+        firsts, shape = packing.shelves(max(widest, math.ceil(limit)))
+        if best is None or shape[0] * shape[1] < best[1][0] * best[1][1]:
+            best = firsts, shape
+    return packing.corners(best[0]), best[1]
 
 
 def _grid(shapes):
