@@ -258,18 +258,18 @@ def _kth_deviation(x, starts, counts, n_below, centre, k):
     return np.maximum(from_a, from_b)
 
 
-def _count_below(sorted_values, starts, counts, thresholds):
-    """Per segment, how many of its (sorted) values are below ``thresholds``: a lockstep
-    binary search, one gather per step for all segments (no pass over every value)."""
-    lo, hi = starts.astype(np.intp), (starts + counts).astype(np.intp)
+def _lockstep_search(values, lo, hi, targets):
+    """Per query, the first position in ``values[lo:hi]`` (ascending) not below its target:
+    a binary search of all queries in lockstep, one gather per step (no pass over every
+    value). ``lo`` and ``hi`` are overwritten."""
     active = np.flatnonzero(lo < hi)
     while active.size:
         mid = (lo[active] + hi[active]) >> 1
-        below = sorted_values[mid] < thresholds[active]
+        below = values[mid] < targets[active]
         lo[active] = np.where(below, mid + 1, lo[active])
         hi[active] = np.where(below, hi[active], mid)
         active = active[lo[active] < hi[active]]
-    return lo - starts
+    return lo
 
 
 def segment_mad(sorted_values, starts, counts, median, method):
@@ -282,7 +282,9 @@ def segment_mad(sorted_values, starts, counts, median, method):
     x_lo, x_next = sorted_values[starts + lo], sorted_values[starts + hi]
     bad = ~((x_lo <= median) & ((median <= x_next) | (n_below == counts)))
     if bad.any():
-        n_below[bad] = _count_below(sorted_values, starts[bad], counts[bad], median[bad])
+        lo_bad = starts[bad].astype(np.intp)
+        hi_bad = lo_bad + counts[bad]
+        n_below[bad] = _lockstep_search(sorted_values, lo_bad, hi_bad, median[bad]) - starts[bad]
     twice = [np.concatenate([a, a]) for a in (starts, counts, n_below, median)]
     both = _kth_deviation(sorted_values, *twice, np.concatenate([lo, hi]))
     return both[: lo.size] * (1.0 - frac) + both[lo.size :] * frac
@@ -488,16 +490,9 @@ def _column_counts(image):
 
 
 def _find_in_cells(lin, first, stop, targets):
-    """Index of each ``targets`` in ``lin[first:stop]`` (ascending), or -1; a lockstep
-    binary search, for a few queries (no canvas-sized lookup table)."""
-    lo, hi = first.copy(), stop.copy()
-    active = np.flatnonzero(lo < hi)
-    while active.size:
-        mid = (lo[active] + hi[active]) >> 1
-        below = lin[mid] < targets[active]
-        lo[active] = np.where(below, mid + 1, lo[active])
-        hi[active] = np.where(below, hi[active], mid)
-        active = active[lo[active] < hi[active]]
+    """Index of each ``targets`` in ``lin[first:stop]`` (ascending), or -1 (for a few
+    queries: no canvas-sized lookup table)."""
+    lo = _lockstep_search(lin, first.copy(), stop.copy(), targets)
     found = lo < stop
     found[found] = lin[lo[found]] == targets[found]
     return np.where(found, lo, -1)
