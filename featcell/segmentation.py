@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import filters, segmentation
+from skimage import filters, morphology, segmentation
 from skimage.feature import peak_local_max
 
 __all__ = ["segment", "segment_object"]
@@ -20,6 +20,7 @@ __all__ = ["segment", "segment_object"]
 _METHODS = ("otsu", "multiotsu", "li", "triangle", "local")
 _SEEDS = ("distance", "intensity")
 _LUMINANCE = np.array([0.2125, 0.7154, 0.0721])  # as skimage.color.rgb2gray
+_MIN_SOLIDITY = 0.8  # segment_object: below this, an object is an open rim and gets its hull
 
 
 def _check_finite(image, name):
@@ -275,8 +276,11 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
     bright-field where a cell can be darker or brighter than its surroundings:
     each channel is compared with the median of the background (the window's
     border, or everything outside ``box``) in units of the background's robust
-    spread, the channels' deviations are combined, Otsu-thresholded, holes are
-    filled and the component nearest the centre is kept.
+    spread, the channels' deviations are combined and Otsu-thresholded (with the
+    deviation capped so that a bright spot does not hide a darker rim), gaps in the
+    rim are closed with a disk scaled to the box, holes are filled and the component
+    nearest the centre is kept; a component far from convex (a rim open on one
+    side) is replaced by its convex hull.
 
     Parameters
     ----------
@@ -350,8 +354,18 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
     if score[inside].max() < min_contrast:
         return _ellipse((h, w), box)
 
-    mask = score > max(filters.threshold_otsu(score), min_contrast)
-    mask = ndi.binary_closing(mask, structure=np.ones((3, 3)), border_value=0) | mask
+    # Otsu on the score capped at a high percentile of the cell's pixels: uncapped, a very
+    # bright spot (the lensing centre of a round bright-field cell) pulls the threshold far
+    # above a dark rim that still stands tens of noise units off the background, the rim is
+    # lost and the mask shrinks to the spot; a uniform cell sits at its plateau anyway
+    cap = np.percentile(score[inside & (score >= min_contrast)], 70)
+    level = filters.threshold_otsu(np.minimum(score, cap))
+    mask = score > max(level, min_contrast)
+    # close gaps in a broken rim with a disk scaled to the box, so that holes can be filled;
+    # the padding keeps the closing from eroding objects at the window's edge
+    r = max(1, round(min(y1 - y0, x1 - x0) / 12))
+    padded = np.pad(mask & inside, r + 1)
+    mask |= ndi.binary_closing(padded, structure=morphology.disk(r))[r + 1 : -r - 1, r + 1 : -r - 1]
     mask = ndi.binary_fill_holes(mask & inside)
     labels, n = ndi.label(mask)
     if n == 0:
@@ -367,4 +381,9 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
         nearest[areas < 0.1 * areas.max()] = np.inf
         best = np.lexsort((-areas, np.round(nearest)))[0] + 1
         mask = labels == best
+    # a rim open on one side (a crescent) has no hole to fill: take its convex hull when
+    # the object is far from convex (a whole cell, even a kidney-shaped one, is not)
+    hull = morphology.convex_hull_image(mask) & inside
+    if mask.sum() < _MIN_SOLIDITY * hull.sum():
+        mask = hull
     return mask

@@ -133,6 +133,26 @@ def test_segment_object_ring_is_filled_and_channels_combine():
     assert _iou(mask, radius <= 12) > 0.85
 
 
+@pytest.mark.parametrize("gaps", ["open_side", "broken"])
+def test_segment_object_covers_an_open_or_broken_ring(gaps):
+    # a dead cell in bright-field: a dark rim 3 px thick, background-like inside, either
+    # open on one side (a crescent, no hole to fill) or broken into arcs by narrow gaps
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:48, :48]
+    radius = np.hypot(yy - 24, xx - 24)
+    angle = np.degrees(np.arctan2(yy - 24, xx - 24)) % 360
+    rim = (radius > 9) & (radius <= 12)
+    if gaps == "open_side":
+        rim &= (angle < 20) | (angle > 80)  # a 60-degree opening
+    else:
+        rim &= np.abs((angle + 22.5) % 90 - 45) > 12  # four gaps of about 4 px
+    window = 100.0 - 40.0 * rim + rng.normal(0, 1, rim.shape)
+    disk = radius <= 12
+    for mask in (segment_object(window), segment_object(window, box=(10, 10, 39, 39))):
+        assert abs(int(mask.sum()) - int(disk.sum())) < 0.15 * disk.sum()
+        assert _iou(mask, disk) > 0.8
+
+
 def test_segment_object_box_with_context():
     # a bright-field cell (dark rim, grey inside) whose box touches its edge on every side
     rng = np.random.default_rng(3)
