@@ -775,6 +775,16 @@ def _sample_integral(values, cell, i, j, step, starts, strides, shapes, grid):
     return values[index]
 
 
+def _resample(values, cell, i, j, step, starts, strides, shapes, grid):
+    """``values`` at ``(i * step, j * step)`` of each cell's 2-D array, bilinearly interpolated
+    (``map_coordinates(order=1)``): read directly when the points are whole pixels."""
+    sampled = _sample_integral(values, cell, i, j, step, starts, strides, shapes, grid)
+    if sampled is None:
+        index, weight = _bilinear(cell, i * step, j * step, starts, strides, shapes)
+        sampled = (values[index] * weight).sum(axis=0)
+    return sampled
+
+
 def granularity(
     values, pixels, length=16, subsample_size=0.25, image_sample_size=0.25, element_size=10
 ):
@@ -826,12 +836,7 @@ def granularity(
     offsets, (H, W) = _shelf_pack(small[:, 0], small[:, 1], 1)
     cell, i, j = _grid(small)
     step = 1.0 / subsample_size if subsample_size < 1 else 1.0
-    patch = _sample_integral(
-        values, cell, i, j, step, starts[ok], shapes_ok[:, 1], shapes_ok, small
-    )
-    if patch is None:
-        index, weight = _bilinear(cell, i * step, j * step, starts[ok], shapes_ok[:, 1], shapes_ok)
-        patch = (values[index] * weight).sum(axis=0)
+    patch = _resample(values, cell, i, j, step, starts[ok], shapes_ok[:, 1], shapes_ok, small)
     corner = offsets[:, 0] * W + offsets[:, 1]
     where = corner[cell] + i * W + j
 
@@ -846,12 +851,7 @@ def granularity(
     flat_patch[where] = patch
     bcell, bi, bj = _grid(back_shape)
     step = 1.0 / image_sample_size if image_sample_size < 1 else 1.0
-    sampled = _sample_integral(
-        flat_patch, bcell, bi, bj, step, corner, np.full(m, W), small, back_shape
-    )
-    if sampled is None:
-        index, weight = _bilinear(bcell, bi * step, bj * step, corner, np.full(m, W), small)
-        sampled = (flat_patch[index] * weight).sum(axis=0)
+    sampled = _resample(flat_patch, bcell, bi, bj, step, corner, np.full(m, W), small, back_shape)
     # each cell's background on its own plane of a stack (no gaps needed), unless padding
     # all to the largest shape costs more than a canvas with element_size gaps
     bh, bw = (int(v) for v in back_shape.max(axis=0))
