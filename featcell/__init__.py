@@ -1,61 +1,62 @@
 """featcell: per-cell features and honest models for microscopy images.
 
-The public API is re-exported here; see the README for examples.
+The public API is re-exported here and imported lazily: ``import featcell`` loads no
+submodule until one of its names is used, so the command line and every worker start fast.
+See the README for examples.
 """
 
-from . import metrics
-from .batch import BatchResult, score_images
-from .cells import CellSet
-from .cnn import CNNEmbedding, make_cnn_pipeline
-from .counting import ImageFeatures, make_counter
-from .evaluation import ComparisonResult, EvaluationResult, compare, evaluate
-from .features.cell_features import CellFeatures
-from .features.colocalization import Colocalization
-from .features.intensity import Intensity
-from .features.morphology import Morphology
-from .features.texture import Texture
-from .heads import make_head
-from .importance import family_importance
-from .io import iter_cells, read_cells, read_image, read_labels, read_voc
-from .metrics import bootstrap_ci
-from .persist import load_model, save_model
-from .report import write_report
-from .segmentation import segment
-from .tasks import make_cell_classifier, predict_per_image
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BatchResult",
-    "CNNEmbedding",
-    "CellFeatures",
-    "CellSet",
-    "Colocalization",
-    "ComparisonResult",
-    "EvaluationResult",
-    "ImageFeatures",
-    "Intensity",
-    "Morphology",
-    "Texture",
-    "__version__",
-    "bootstrap_ci",
-    "compare",
-    "evaluate",
-    "family_importance",
-    "iter_cells",
-    "load_model",
-    "make_cell_classifier",
-    "make_cnn_pipeline",
-    "make_counter",
-    "make_head",
-    "metrics",
-    "predict_per_image",
-    "read_cells",
-    "read_image",
-    "read_labels",
-    "read_voc",
-    "save_model",
-    "score_images",
-    "segment",
-    "write_report",
-]
+# public name -> the submodule that defines it (the one place that lists the public API)
+_EXPORTS = {
+    "BatchResult": "batch",
+    "CNNEmbedding": "cnn",
+    "CellFeatures": "features.cell_features",
+    "CellSet": "cells",
+    "Colocalization": "features.colocalization",
+    "ComparisonResult": "evaluation",
+    "EvaluationResult": "evaluation",
+    "ImageFeatures": "counting",
+    "Intensity": "features.intensity",
+    "Morphology": "features.morphology",
+    "Texture": "features.texture",
+    "bootstrap_ci": "metrics",
+    "compare": "evaluation",
+    "evaluate": "evaluation",
+    "family_importance": "importance",
+    "iter_cells": "io",
+    "load_model": "persist",
+    "make_cell_classifier": "tasks",
+    "make_cnn_pipeline": "cnn",
+    "make_counter": "counting",
+    "make_head": "heads",
+    "predict_per_image": "tasks",
+    "read_cells": "io",
+    "read_image": "io",
+    "read_labels": "io",
+    "read_voc": "io",
+    "save_model": "persist",
+    "score_images": "batch",
+    "segment": "segmentation",
+    "write_report": "report",
+}
+_SUBMODULES = {"metrics"}
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -24,9 +24,22 @@ def test_all_is_sorted_and_importable():
 
 
 def test_every_public_name_is_listed():
+    for name in featcell.__all__:
+        getattr(featcell, name)  # load everything lazily exported
     public = {n for n, v in vars(featcell).items()
               if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))}
     assert public <= set(featcell.__all__)
+
+
+def test_import_loads_no_submodule():
+    # the command line and every worker pay for what ``import featcell`` loads
+    import subprocess
+    import sys
+    code = ("import sys, featcell; "
+            "print(sorted(m for m in sys.modules if m.startswith(('featcell.', 'sklearn', "
+            "'skops', 'matplotlib', 'onnxruntime', 'pandas'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_no_public_name_shadows_a_submodule():
