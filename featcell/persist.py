@@ -34,7 +34,6 @@ hash is an error, never a silent change of features.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -46,18 +45,92 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import numpy as np
 import skops.io as sio
 from skops.io.exceptions import UntrustedTypesFoundException
 
 from .io import file_sha256
 
-__all__ = ["VersionMismatchWarning", "load_model", "read_manifest", "save_model"]
+__all__ = [
+    "VersionMismatchWarning",
+    "load_model",
+    "read_manifest",
+    "save_model",
+    "trusted_types",
+]
 
 FORMAT_VERSION = 1
 _MANIFEST = "manifest.json"
 _PAYLOAD = "model.skops"
-# packages whose classes load without an explicit ``trusted``
-_TRUSTED_PACKAGES = frozenset({"featcell", "sklearn", "numpy", "scipy", "xgboost"})
+# The types a model file may hold without ``trusted=``: exactly those in the pipelines
+# featcell builds, as listed by ``python tools/model_types.py`` (tests/test_persist.py
+# checks the list covers them). A module that adds an estimator adds its class name here.
+_FEATCELL_TYPES = (
+    "featcell.cnn.CNNEmbedding",
+    "featcell.counting.ImageFeatures",
+    "featcell.counting.SegmentationCounter",
+    "featcell.features.cell_features.CellFeatures",
+    "featcell.features.colocalization.Colocalization",
+    "featcell.features.intensity.Intensity",
+    "featcell.features.morphology.Morphology",
+    "featcell.features.texture.Texture",
+    "featcell.heads.BalancedClassifier",
+)
+_LIBRARY_TYPES = (
+    "builtins.bool",
+    "builtins.bytearray",
+    "builtins.bytes",
+    "builtins.dict",
+    "builtins.float",
+    "builtins.int",
+    "builtins.list",
+    "builtins.set",
+    "builtins.str",
+    "builtins.tuple",
+    "numpy.dtype",
+    "numpy.ndarray",
+    "numpy.random.mtrand.RandomState",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.compose._target.TransformedTargetRegressor",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.RandomForestRegressor",
+    "sklearn.impute._base.SimpleImputer",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._ridge.RidgeCV",
+    "sklearn.naive_bayes.GaussianNB",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neural_network._multilayer_perceptron.MLPRegressor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.pipeline.FeatureUnion",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._label.LabelBinarizer",
+    "sklearn.svm._classes.SVC",
+    "sklearn.svm._classes.SVR",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.tree._tree.Tree",  # node indices are bounds-checked after loading
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
+)
+# NumPy scalars of the plain numeric dtypes (arrays' own dtypes are checked by numpy)
+_NUMPY_SCALARS = tuple(
+    f"numpy.{name}" for name in (
+        "bool", "bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+        "uint64", "float16", "float32", "float64", "longlong", "ulonglong", "intc", "uintc",
+        "str_", "bytes_",
+    )
+)
+_TRUSTED = frozenset((*_FEATCELL_TYPES, *_LIBRARY_TYPES, *_NUMPY_SCALARS))
+# size limits of a model file's zip entries (checked on the declared sizes, before reading)
+_MAX_ENTRIES = 100_000
+_MAX_ENTRY_BYTES = 2 << 30  # 2 GiB: a trained network or a big forest fits well below
+_MAX_TOTAL_BYTES = 4 << 30
+_MAX_RATIO = 200  # deflate manages ~1000x on zeros; fitted arrays compress far less
+_RATIO_FLOOR_BYTES = 16 << 20  # small entries may compress as they like
 # distribution names recorded in the manifest and compared at load
 _RECORDED = ("featcell", "scikit-learn", "numpy", "scipy", "onnxruntime", "skops", "xgboost")
 
@@ -196,10 +269,16 @@ def load_model(path, *, trusted=None, cache_dir=None):
     """
     path = Path(path)
     manifest, payload = _read_archive(path)
-    untrusted = sio.get_untrusted_types(data=payload)
+    try:  # the schema is read as data: nothing it names is imported
+        types = _types_in_payload(payload)
+    except (zipfile.BadZipFile, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{str(path)!r}: {_PAYLOAD} is not a valid skops payload ({exc}); the file is "
+            "corrupted or was modified"
+        ) from exc
     # onnxruntime and XGBoost versions matter only to models that use them
     ignored = {"onnxruntime"} if not manifest["onnx"] else set()
-    if not any(name.startswith("xgboost.") for name in untrusted):
+    if not any(name.startswith("xgboost.") for name in types):
         ignored.add("xgboost")
     _warn_versions(manifest.get("versions", {}), path, ignored)
     if trusted is not True:
@@ -208,14 +287,40 @@ def load_model(path, *, trusted=None, cache_dir=None):
                 "trusted must be None, True or a list of type names such as "
                 f"['mymodule.MyTransformer'], got {trusted!r}"
             )
-        extra = set(trusted or ())
-        refused = sorted(t for t in untrusted if t not in extra and not _trusted_by_default(t))
+        extra = {t if isinstance(t, str) else f"{t.__module__}.{t.__qualname__}"
+                 for t in (trusted or ())}
+        refused = sorted(t for t in types if t not in extra and t not in trusted_types())
         if refused:
             raise _untrusted_error(refused, path)
-    model = sio.loads(payload, trusted=untrusted)
+    model = sio.loads(payload, trusted=sorted(types))
+    _check_trees(model, path)
     if manifest["onnx"]:
         _restore_networks(model, manifest["onnx"], path, cache_dir)
     return model
+
+
+def trusted_types():
+    """The types a model file may hold without ``trusted``: featcell's own pipelines.
+
+    An exact list of ``"module.Name"`` strings (never a whole package): the
+    estimators featcell builds (:func:`~featcell.make_cell_classifier`,
+    :func:`~featcell.make_counter`, :func:`~featcell.heads.make_head` and the
+    command line's pipelines), the scikit-learn and XGBoost classes inside them,
+    and NumPy arrays, dtypes and scalars. A class not on it, even in a trusted
+    package (``numpy.memmap`` opens and truncates the path it is given), is
+    refused unless listed in ``load_model(..., trusted=...)``.
+
+    Returns
+    -------
+    frozenset of str
+
+    Examples
+    --------
+    >>> from featcell.persist import trusted_types
+    >>> "sklearn.pipeline.Pipeline" in trusted_types(), "numpy.memmap" in trusted_types()
+    (True, False)
+    """
+    return _TRUSTED
 
 
 def read_manifest(path):
@@ -254,6 +359,7 @@ def _read_archive(path, payload=True):
         raise FileNotFoundError(f"no such model file: {str(path)!r}")
     try:
         with zipfile.ZipFile(path) as zf:
+            _check_entries(zf, repr(str(path)))
             manifest = json.loads(zf.read(_MANIFEST))
             data = zf.read(_PAYLOAD) if payload else None
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
@@ -274,6 +380,38 @@ def _read_archive(path, payload=True):
             "the file is corrupted or was modified"
         )
     return manifest, data
+
+
+def _check_entries(zf, what):
+    """Refuse a zip whose entries declare absurd sizes, before inflating any of them.
+
+    Only the zip's central directory is read. An entry larger than
+    ``_MAX_ENTRY_BYTES``, all entries together larger than ``_MAX_TOTAL_BYTES``, more
+    than ``_MAX_ENTRIES`` entries, or an entry of more than ``_RATIO_FLOOR_BYTES``
+    inflating more than ``_MAX_RATIO`` times (a zip bomb) is an error. Python's
+    zipfile never inflates an entry beyond its declared size, so the declared sizes
+    bound what reading the archive can allocate.
+    """
+    infos = zf.infolist()
+    if len(infos) > _MAX_ENTRIES:
+        raise ValueError(f"{what} has {len(infos)} entries (at most {_MAX_ENTRIES}); "
+                         "it is not a featcell model file")
+    total = 0
+    for info in infos:
+        size, packed = info.file_size, max(info.compress_size, 1)
+        total += size
+        if size > _MAX_ENTRY_BYTES or total > _MAX_TOTAL_BYTES:
+            raise ValueError(
+                f"{what}: entry {info.filename!r} declares {size / 2**20:,.0f} MiB "
+                f"uncompressed (limit {_MAX_ENTRY_BYTES / 2**20:,.0f} MiB per entry, "
+                f"{_MAX_TOTAL_BYTES / 2**20:,.0f} MiB in all); refused without reading it"
+            )
+        if size > _RATIO_FLOOR_BYTES and size / packed > _MAX_RATIO:
+            raise ValueError(
+                f"{what}: entry {info.filename!r} would inflate {size / packed:,.0f} times "
+                f"({packed:,} bytes to {size:,}; limit {_MAX_RATIO}x), as a zip bomb does; "
+                "refused without reading it"
+            )
 
 
 def _versions():
@@ -306,37 +444,94 @@ def _warn_versions(recorded, path, ignored):
         )
 
 
-def _trusted_by_default(name):
-    """Whether ``name`` is a class defined in one of the trusted packages."""
-    parts = name.split(".")
-    if parts[0] not in _TRUSTED_PACKAGES:
-        return False
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        try:
-            for attr in parts[split:]:
-                obj = getattr(obj, attr)
-        except AttributeError:
-            return False
-        # a class re-exported from another package (an alias) is not trusted
-        module = getattr(obj, "__module__", None) or ""
-        return isinstance(obj, type) and module.split(".")[0] in _TRUSTED_PACKAGES
-    return False
+def _types_in_payload(payload):
+    """Every type, function and method a skops payload names, without importing any.
+
+    The names come from the payload's JSON schema (every node's ``__module__`` and
+    ``__class__``) and from skops' own audit of the node tree (which adds methods and
+    numpy bit generators that a schema names in other fields); building that tree
+    reads the file but imports nothing and creates no object.
+    """
+    with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+        _check_entries(zf, _PAYLOAD)
+        schema = json.loads(zf.read("schema.json"))
+    found = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module, name = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    found |= set(sio.get_untrusted_types(data=payload))
+    return found
 
 
 def _untrusted_error(refused, path):
     error = UntrustedTypesFoundException(refused)
     error.args = (
         (
-            f"model file {str(path)!r} contains types that featcell does not trust by default: "
+            f"model file {str(path)!r} contains types that featcell does not trust: "
             f"{refused}. Loading them can run their code. If you trust the file's author, pass "
-            f"load_model(..., trusted={refused!r}) (or trusted=True)."
+            f"load_model(..., trusted={refused!r})."
         ),
     )
+    error.types, error.path = refused, path  # for the command line's own wording
     return error
+
+
+def _check_trees(model, path):
+    """Refuse decision trees whose node indices point outside their arrays.
+
+    scikit-learn follows a tree's child and feature indices without bounds checks,
+    so a crafted file could make ``predict`` read out of memory (see skops'
+    ``UNTRUSTED_TYPE_REASONS``); a fitted tree from ``fit`` always passes.
+    """
+    from sklearn.tree._tree import Tree
+
+    seen, stack = set(), [model]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or not hasattr(obj, "__dict__"):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Tree):
+            _check_tree(obj, path)
+            continue
+        for value in vars(obj).values():
+            if isinstance(value, (list, tuple)):
+                stack.extend(value)
+            elif isinstance(value, dict):
+                stack.extend(value.values())
+            elif isinstance(value, np.ndarray) and value.dtype == object:
+                stack.extend(value.ravel())
+            else:
+                stack.append(value)
+
+
+def _check_tree(tree, path):
+    state = tree.__getstate__()
+    nodes, n = state["nodes"], int(state["node_count"])
+    left, right, feature = (np.asarray(nodes[k]) for k in ("left_child", "right_child", "feature"))
+    leaf, index = left == -1, np.arange(len(nodes))
+    inner = ~leaf
+    ok = (
+        len(nodes) == n
+        and np.array_equal(leaf, right == -1)
+        # children come after their parent (as fit builds them): in range and no cycles
+        and np.all((left[inner] > index[inner]) & (left[inner] < n))
+        and np.all((right[inner] > index[inner]) & (right[inner] < n))
+        and np.all((feature[inner] >= 0) & (feature[inner] < tree.n_features))
+        and np.asarray(state["values"]).shape[0] == n
+    )
+    if not ok:
+        raise ValueError(
+            f"{str(path)!r} holds a decision tree whose node indices are out of range; the "
+            "file is corrupted or was crafted to crash the process"
+        )
 
 
 def _onnx_networks(model):
@@ -402,6 +597,7 @@ def _restore_networks(model, entries, path, cache_dir):
                     f"{actual[:12]}... but the file records {sha[:12]}...; the model file was "
                     "modified or corrupted"
                 )
+            _check_network(model, entry, data, path)
             if entry["bundled"]:
                 from .cnn import BUNDLED_MODEL as original
             else:
@@ -414,6 +610,42 @@ def _restore_networks(model, entries, path, cache_dir):
             updates[entry["param"]] = str(target)
     if updates:
         model.set_params(**updates)
+
+
+def _check_network(model, entry, data, path):
+    """Refuse a stored network that is not the one the estimator was fitted with, or no network.
+
+    The estimator records the SHA-256 of its network at ``fit`` (``model_sha256_``);
+    a file whose manifest and network were swapped together still disagrees with
+    it. A network that is not featcell's bundled one must also build an
+    onnxruntime session, so garbage fails here and not on every image later.
+    """
+    sha, param = entry["sha256"], entry["param"]
+    owner_key = param.rpartition("__")[0]
+    owner = model.get_params(deep=True)[owner_key] if owner_key else model
+    fitted = getattr(owner, "model_sha256_", None)
+    if fitted is not None and fitted != sha:
+        raise ValueError(
+            f"ONNX model of parameter {param!r} in {str(path)!r} has sha256 {sha[:12]}... but "
+            f"the estimator was fitted with {str(fitted)[:12]}...; the model file was modified "
+            "or corrupted"
+        )
+    from .cnn import BUNDLED_MODEL
+
+    if entry["bundled"] and BUNDLED_MODEL.is_file() and file_sha256(BUNDLED_MODEL) == sha:
+        return  # byte for byte featcell's own network
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the error below says it; onnxruntime's log would repeat it
+    try:
+        ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ValueError(
+            f"ONNX model of parameter {param!r} in {str(path)!r} is not a network onnxruntime "
+            f"can run ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); the model "
+            "file was modified or corrupted"
+        ) from None
 
 
 def _atomic_write(target, data):

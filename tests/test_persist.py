@@ -19,10 +19,10 @@ from featcell import CellSet
 from featcell.cnn import BUNDLED_MODEL, CNNEmbedding
 from featcell.persist import (
     VersionMismatchWarning,
-    _trusted_by_default,
     load_model,
     read_manifest,
     save_model,
+    trusted_types,
 )
 
 RNG = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def test_untrusted_type_is_refused(tmp_path):
     name = f"{__name__}.CropMean"
     with pytest.raises(UntrustedTypesFoundException, match=f"trusted=\\['{name}'\\]"):
         load_model(path)
-    for trusted in ([name], True):
+    for trusted in ([name], [CropMean], True):
         loaded = load_model(path, trusted=trusted)
         assert_array_equal(loaded.predict(CELLS), model.predict(CELLS))
     with pytest.raises(TypeError, match="trusted must be"):
@@ -120,15 +120,41 @@ def test_untrusted_type_is_refused(tmp_path):
     [
         ("sklearn.tree._tree.Tree", True),
         ("featcell.cnn.CNNEmbedding", True),
-        ("numpy.load", False),  # a function, not a class
+        ("sklearn.pipeline.Pipeline", True),
+        ("numpy.load", False),  # a function
+        ("numpy.memmap", False),  # a class of a trusted package that opens a path
+        ("scipy.io._netcdf.netcdf_file", False),
         ("posix.system", False),
-        ("sklearn.base.defaultdict", False),  # a foreign class imported into sklearn
-        ("sklearn.no_such_module.Thing", False),
+        ("sklearn.base.defaultdict", False),
+        ("sklearn.decomposition._pca.PCA", False),  # scikit-learn, but not in featcell's pipelines
         ("__main__.Anything", False),
     ],
 )
 def test_default_allowlist(name, trusted):
-    assert _trusted_by_default(name) is trusted
+    assert (name in trusted_types()) is trusted
+    assert not any(t.endswith("*") or t.count(".") < 1 for t in trusted_types())
+
+
+def test_allowlist_covers_every_pipeline_featcell_builds():
+    """Every type in featcell's own fitted pipelines is on the list (fast subset, no CNN).
+
+    A failure names the new types: add them to persist._FEATCELL_TYPES (see
+    tools/model_types.py, which also covers the CNN pipelines).
+    """
+    import importlib.util
+    from pathlib import Path
+
+    import skops.io as sio
+
+    from featcell.persist import _types_in_payload
+
+    spec = importlib.util.spec_from_file_location(
+        "model_types", Path(__file__).resolve().parents[1] / "tools" / "model_types.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for name, model in tool.fitted_models(fast=True).items():
+        missing = _types_in_payload(sio.dumps(model)) - trusted_types()
+        assert not missing, f"{name}: {sorted(missing)}"
 
 
 def test_user_onnx_travels_inside_the_file(tmp_path):
