@@ -340,6 +340,11 @@ def build_parser():
     p.add_argument("model", metavar="MODEL", help="a model file written by 'featcell train'")
     p.add_argument("input", metavar="IMAGES", help="folder or pattern of images, or a feature table")
     p.add_argument("-o", "--output", required=True, metavar="TABLE", help="predictions table, .parquet or .csv")
+    p.add_argument(
+        "--trust", action="append", default=[], metavar="TYPE",
+        help="also load this type from the model file (repeatable; the error of an untrusted "
+        "file lists them). Only for files whose author you trust: loading a type runs its code",
+    )
     _add_reading(p)
     for action in p._actions:  # reading settings default to the model's
         if action.dest in ("as_gray", "margin", "channels"):
@@ -496,6 +501,13 @@ def _is_user_error(exc):
 
 
 def _message(exc):
+    if getattr(exc, "types", None) and type(exc).__name__ == "UntrustedTypesFoundException":
+        options = " ".join(f"--trust {t}" for t in exc.types)
+        return (
+            f"model file {str(exc.path)!r} contains types that featcell does not trust: "
+            f"{', '.join(exc.types)}. Loading them can run their code. If you trust the file's "
+            f"author, run the command again with {options}"
+        )
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
@@ -1202,7 +1214,7 @@ def _cmd_score(args, console):
     manifest = read_manifest(args.model)
     info = manifest.get("metadata", {})
     kind = info.get("kind", "cells")
-    model = load_model(args.model)
+    model = load_model(args.model, trusted=list(args.trust) or None)
     console.say(
         f"featcell score: {info.get('task', 'model')} model ({manifest.get('estimator')}), "
         f"trained {manifest.get('created', '?')}"

@@ -495,11 +495,13 @@ def _check_trees(model, path):
     seen, stack = set(), [model]
     while stack:
         obj = stack.pop()
-        if id(obj) in seen or not hasattr(obj, "__dict__"):
+        if id(obj) in seen:
             continue
         seen.add(id(obj))
         if isinstance(obj, Tree):
             _check_tree(obj, path)
+            continue
+        if not hasattr(obj, "__dict__"):
             continue
         for value in vars(obj).values():
             if isinstance(value, (list, tuple)):

@@ -1,0 +1,267 @@
+"""featcell against hostile and faulty files: crafted model files, image bombs, bad folders.
+
+Every hostile file is built inside the test's own ``tmp_path``; nothing is written
+anywhere else (ONNX caches go to ``tmp_path`` through ``FEATCELL_CACHE_DIR``).
+"""
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+import tifffile
+from skops.io.exceptions import UntrustedTypesFoundException
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+import featcell
+from featcell.cli import main
+from featcell.persist import load_model, save_model
+
+DATA = Path(featcell.__file__).parent / "data"
+LIVE_DEAD = DATA / "live_dead"
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATCELL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- model files
+def _payload(schema, entries=None):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("schema.json", json.dumps({**schema, "protocol": 2}))
+        for name, data in (entries or {}).items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _model_file(path, payload, onnx=(), metadata=None, extra=None):
+    """A featcell model file around ``payload``, with a manifest that matches it."""
+    manifest = {
+        "format": "featcell-model", "format_version": 1, "created": "2026-01-01T00:00:00+00:00",
+        "versions": {}, "estimator": "x", "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "onnx": list(onnx), "metadata": metadata or {},
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(manifest))
+        zf.writestr("model.skops", payload)
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return path
+
+
+def _object_schema(module, name):
+    return {"__class__": name, "__module__": module, "__loader__": "ObjectNode",
+            "content": json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps({}))).read("schema.json"))}
+
+
+def _side_effect_module(folder, name):
+    """A module that, when imported, writes a marker file next to itself."""
+    marker = folder / f"{name}.imported"
+    (folder / f"{name}.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nclass Thing:\n    pass\n")
+    return marker
+
+
+def test_a_module_named_by_the_file_is_not_imported(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    marker = _side_effect_module(tmp_path, "fc_evil_top")
+    path = _model_file(tmp_path / "evil.featcell", _payload(_object_schema("fc_evil_top", "Thing")))
+    with pytest.raises(UntrustedTypesFoundException, match="fc_evil_top.Thing"):
+        load_model(path)
+    assert not marker.exists() and "fc_evil_top" not in sys.modules
+
+
+def test_a_module_inside_a_trusted_package_is_not_imported(tmp_path, monkeypatch):
+    # a module the user's environment has inside featcell's own package: once imported,
+    # because the file named a class of "featcell"
+    monkeypatch.setattr(featcell, "__path__", [*featcell.__path__, str(tmp_path)])
+    marker = _side_effect_module(tmp_path, "fc_evil_inner")
+    path = _model_file(tmp_path / "evil.featcell",
+                       _payload(_object_schema("featcell.fc_evil_inner", "Thing")))
+    with pytest.raises(UntrustedTypesFoundException, match="featcell.fc_evil_inner.Thing"):
+        load_model(path)
+    assert not marker.exists() and "featcell.fc_evil_inner" not in sys.modules
+
+
+def _memmap_file(path, victim):
+    """A model file whose only object is ``numpy.memmap(victim, mode="w+")``: it truncates."""
+    args = json.loads(zipfile.ZipFile(io.BytesIO(
+        sio.dumps((str(victim), "uint8", "w+", 0, (4,))))).read("schema.json"))
+    empty = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps({}))).read("schema.json"))
+    schema = {"__class__": "memmap", "__module__": "numpy", "__loader__": "LossNode",
+              "__reduce__": {"args": args}, "content": empty}
+    return _model_file(path, _payload(schema))
+
+
+def test_a_class_of_a_trusted_package_that_opens_a_path_is_refused(tmp_path, capsys):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("a week of results")
+    path = _memmap_file(tmp_path / "memmap.featcell", victim)
+    with pytest.raises(UntrustedTypesFoundException, match="numpy.memmap"):
+        load_model(path)
+    (tmp_path / "img").mkdir()
+    code, _, err = run(capsys, "score", path, tmp_path / "img", "-o", tmp_path / "out.csv")
+    assert code == 2
+    assert "--trust numpy.memmap" in err and "trusted=" not in err
+    assert victim.read_text() == "a week of results"
+
+
+def test_cli_trust_option_loads_a_reviewed_type(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(20, 3)), columns=["a", "b", "c"])
+    y = np.array(["x", "y"] * 10)
+    model = make_pipeline(PCA(2), LogisticRegression()).fit(X.to_numpy(), y)
+    path = save_model(model, tmp_path / "pca.featcell",
+                      metadata={"kind": "table", "feature_columns": ["a", "b", "c"]})
+    X.to_csv(tmp_path / "table.csv", index=False)
+    code, _, err = run(capsys, "score", path, tmp_path / "table.csv", "-o", tmp_path / "p.csv")
+    assert code == 2 and "--trust sklearn.decomposition._pca.PCA" in err
+    code, _, err = run(capsys, "score", path, tmp_path / "table.csv", "-o", tmp_path / "p.csv",
+                       "--trust", "sklearn.decomposition._pca.PCA")
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 20
+
+
+def _set_sizes(path, name, size):
+    """Rewrite the declared uncompressed size of entry ``name`` (a header lie)."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    encoded = name.encode()
+    for signature, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            name_at = start + (46 if signature == b"PK\x01\x02" else 30)
+            if data[name_at:name_at + len(encoded)] == encoded:
+                data[start + offset:start + offset + 4] = size.to_bytes(4, "little")
+            start += 4
+    assert info.file_size != size
+    path.write_bytes(bytes(data))
+
+
+def test_model_file_entry_declaring_gigabytes_is_refused_without_reading(tmp_path):
+    path = save_model(LogisticRegression(), tmp_path / "lr.featcell")
+    _set_sizes(path, "model.skops", 0xFFFF0000)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="declares .* MiB uncompressed"):
+        load_model(path)
+    assert time.monotonic() - start < 5
+
+
+def _write_bomb(zf, name, mib=96):
+    """An entry of ``mib`` MiB of zeros, about 1000 times smaller once deflated."""
+    with zf.open(name, "w", force_zip64=True) as f:
+        block = bytes(1 << 20)
+        for _ in range(mib):
+            f.write(block)
+
+
+@pytest.mark.parametrize("where", ["outer", "inner"])
+def test_zip_bomb_in_a_model_file_is_refused_within_seconds(tmp_path, where):
+    valid = save_model(LogisticRegression(), tmp_path / "lr.featcell")
+    path = tmp_path / "bomb.featcell"
+    if where == "outer":  # a bomb entry next to a valid manifest and payload
+        shutil.copy(valid, path)
+        with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf:
+            _write_bomb(zf, "onnx/bomb.onnx")
+    else:  # a bomb array inside the skops payload
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("schema.json", json.dumps(
+                {**_object_schema("sklearn.pipeline", "Pipeline"), "protocol": 2}))
+            _write_bomb(zf, "1.npy")
+        _model_file(path, buffer.getvalue())
+    assert path.stat().st_size < 2 << 20
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="would inflate .* times"):
+        load_model(path)
+    assert time.monotonic() - start < 5
+
+
+def test_crafted_tree_with_out_of_range_children_is_refused(tmp_path):
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, X[:, 0] > 0)
+    path = save_model(tree, tmp_path / "tree.featcell")
+    with zipfile.ZipFile(path) as zf:
+        manifest, payload = json.loads(zf.read("manifest.json")), zf.read("model.skops")
+    inner = {}
+    with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+        for name in zf.namelist():
+            inner[name] = zf.read(name)
+    # the node array is the .npy whose record dtype names left_child
+    for name, data in inner.items():
+        if name.endswith(".npy") and b"left_child" in data[:400]:
+            nodes = np.load(io.BytesIO(data))
+            nodes["left_child"][0] = 10_000  # points far outside the array
+            buffer = io.BytesIO()
+            np.save(buffer, nodes)
+            inner[name] = buffer.getvalue()
+    schema = json.loads(inner.pop("schema.json"))
+    schema.pop("protocol")
+    _model_file(path, _payload(schema, inner))
+    with pytest.raises(ValueError, match="out of range"):
+        load_model(path)
+
+
+def _cnn_model_file(tmp_path):
+    from featcell import CellSet
+    from featcell.cnn import CNNEmbedding
+
+    crops = np.random.default_rng(0).integers(0, 4000, (6, 1, 36, 36), dtype=np.uint16)
+    cells = CellSet.from_crops(crops, channels=["DNA"])
+    model = make_pipeline(CNNEmbedding(input_size=32), LogisticRegression()).fit(
+        cells, ["a", "b"] * 3)
+    return save_model(model, tmp_path / "cnn.featcell", metadata={"kind": "cells"})
+
+
+def _swap_network(path, network, patch_payload):
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        payload = zf.read("model.skops")
+    old = manifest["onnx"][0]["sha256"]
+    new = hashlib.sha256(network).hexdigest()
+    if patch_payload:  # the estimator's fitted hash too: only the session check is left
+        inner = {}
+        with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+            for name in zf.namelist():
+                inner[name] = zf.read(name).replace(old.encode(), new.encode())
+        schema = json.loads(inner.pop("schema.json"))
+        schema.pop("protocol")
+        payload = _payload(schema, inner)
+    entry = {**manifest["onnx"][0], "sha256": new, "bundled": False, "path": "/nonexistent.onnx"}
+    return _model_file(path, payload, onnx=[entry], metadata=manifest["metadata"],
+                       extra={f"onnx/{new}.onnx": network})
+
+
+@pytest.mark.parametrize("patch_payload", [False, True])
+def test_swapped_or_garbage_onnx_network_is_refused_at_load(tmp_path, capsys, patch_payload):
+    path = _swap_network(_cnn_model_file(tmp_path), b"not a network" * 100, patch_payload)
+    expected = "is not a network onnxruntime can run" if patch_payload else "fitted with"
+    with pytest.raises(ValueError, match=expected):
+        load_model(path)
+    (tmp_path / "img").mkdir()
+    tifffile.imwrite(tmp_path / "img" / "a.tif", np.zeros((32, 32), np.uint8))
+    code, _, err = run(capsys, "score", path, tmp_path / "img", "-o", tmp_path / "o.csv")
+    assert code == 2 and "modified or corrupted" in err
+    assert not (tmp_path / "o.csv").exists()
