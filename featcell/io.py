@@ -31,11 +31,15 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+# images declaring more pixels (height x width x planes) are refused before decoding, as
+# Pillow's MAX_IMAGE_PIXELS does: 2**28 is a 16384 x 16384 plane (512 MiB at 16 bits)
+MAX_IMAGE_PIXELS = 2**28
+_MAX_VOC_COORDINATE = 1e7  # beyond any real image
 # suffixes that label files commonly carry: Cellpose, StarDist, CellProfiler, DSB-style folders
 _LABEL_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask", "_cp_masks", "_seg", "_objects")
 
 
-def read_image(path, *, as_gray=False, channel_axis=None):
+def read_image(path, *, as_gray=False, channel_axis=None, max_pixels=None):
     """Read one microscopy image into an array in its stored dtype.
 
     Parameters
@@ -49,6 +53,10 @@ def read_image(path, *, as_gray=False, channel_axis=None):
         For multi-page TIFFs, the axis that holds channels; it is moved last so
         the result is ``(H, W, C)``. By default a 3-D TIFF with at most 8 pages
         is taken as channels-first and moved last.
+    max_pixels : int, optional
+        Refuse a file whose header declares more pixels (height x width x planes)
+        than this, before decoding it (a decompression bomb). Default
+        :data:`MAX_IMAGE_PIXELS` (2**28).
 
     Returns
     -------
@@ -59,7 +67,8 @@ def read_image(path, *, as_gray=False, channel_axis=None):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file cannot be decoded as an image.
+        If the file cannot be decoded as an image, or declares more than
+        ``max_pixels`` pixels.
 
     Examples
     --------
@@ -71,6 +80,7 @@ def read_image(path, *, as_gray=False, channel_axis=None):
     (16, 16, 2)
     """
     path = _check_path(path)
+    limit = _check_image_size(path, max_pixels)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -81,10 +91,8 @@ def read_image(path, *, as_gray=False, channel_axis=None):
                 axis = channel_axis if channel_axis is not None else (0 if image.shape[0] <= 8 else -1)
                 image = np.moveaxis(image, axis, -1)
         else:
-            from skimage import io as skio
-
-            image = skio.imread(path)
-    except (OSError, ValueError, SyntaxError, RuntimeError) as exc:  # decoder errors vary
+            image = _read_pillow(path, limit)
+    except (OSError, ValueError, SyntaxError, RuntimeError, MemoryError) as exc:  # decoders vary
         raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 4 and path.suffix.lower() in (".png", ".jpg", ".jpeg"):
@@ -100,7 +108,78 @@ def read_image(path, *, as_gray=False, channel_axis=None):
     return image
 
 
-def read_labels(path):
+def _check_image_size(path, max_pixels):
+    """Refuse a file whose header declares more than ``max_pixels`` pixels; return the limit.
+
+    Only the header is read (tifffile's page tags, Pillow's lazy open), so a
+    decompression bomb is refused before anything is inflated.
+    """
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape, pixels = None, 0
+                for page in tif.pages:
+                    plane = (page.imagelength, page.imagewidth)
+                    shape = shape or plane
+                    pixels += plane[0] * plane[1] * max(page.imagedepth, 1)
+                    if pixels > limit:
+                        break
+            planes = f" in {len(tif.pages)} pages" if len(tif.pages) > 1 else ""
+        else:
+            from PIL import Image
+
+            with _pillow_limit(None), Image.open(path) as im:
+                shape = (im.size[1], im.size[0])
+                pixels = shape[0] * shape[1] * max(getattr(im, "n_frames", 1), 1)
+                planes = ""
+    except Exception:  # noqa: BLE001 - an unreadable header: the decoder will say why
+        return limit
+    if pixels > limit:
+        raise ValueError(
+            f"image {str(path)!r} declares {shape[0]} x {shape[1]} pixels{planes} "
+            f"({pixels:,} in all), more than the limit of {limit:,} (a decompression bomb?); "
+            "if the image is genuine, raise the limit (max_pixels=, or --max-pixels on the "
+            "command line)"
+        )
+    return limit
+
+
+class _pillow_limit:
+    """Set Pillow's own decompression-bomb limit for the duration of a read."""
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def __enter__(self):
+        from PIL import Image
+
+        self.saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = self.limit
+
+    def __exit__(self, *exc):
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = self.saved
+
+
+def _read_pillow(path, limit):
+    """A PNG, JPEG or BMP decoded by Pillow (never another of imageio's plugins).
+
+    imageio would otherwise try every plugin on a corrupt file and end with advice
+    to install video codecs; Pillow's own message is the useful one.
+    """
+    import imageio.v3 as iio
+
+    with _pillow_limit(limit):
+        return iio.imread(path, plugin="pillow")
+
+
+def read_labels(path, *, max_pixels=None):
     """Read an instance label image (0 = background) as an integer array.
 
     Colour-coded label PNGs (one RGB colour per object) are converted to ids.
@@ -108,6 +187,8 @@ def read_labels(path):
     Parameters
     ----------
     path : str or path-like
+    max_pixels : int, optional
+        As in :func:`read_image`.
 
     Returns
     -------
@@ -122,7 +203,7 @@ def read_labels(path):
     >>> read_labels(path).max()
     np.int32(3)
     """
-    labels = read_image(path)
+    labels = read_image(path, max_pixels=max_pixels)
     if labels.ndim == 3:
         if np.all(labels == labels[..., :1]):
             labels = labels[..., 0]
@@ -183,10 +264,30 @@ def read_voc(path):
             xmin, ymin, xmax, ymax = (float(box.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax"))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"object {k} in {str(path)!r} has no valid <bndbox>") from exc
+        name = (obj.findtext("name") or "").strip()
+        _check_voc_object(path, k, name, (xmin, ymin, xmax, ymax))
         boxes.append([xmin - 1, ymin - 1, xmax, ymax])
-        names.append((obj.findtext("name") or "").strip())
+        names.append(name)
     filename = root.findtext("filename")
     return np.asarray(boxes, dtype=float).reshape(-1, 4), names, filename
+
+
+def _check_voc_object(path, k, name, box):
+    """A clear error for a VOC object without a name or with a box no image can hold."""
+    if not name:
+        raise ValueError(f"object {k} in {str(path)!r} has no <name>; every box needs its class")
+    coords = dict(zip(("xmin", "ymin", "xmax", "ymax"), box))
+    bad = [f"{t}={v!r}" for t, v in coords.items()
+           if not np.isfinite(v) or abs(v) > _MAX_VOC_COORDINATE]
+    if bad:
+        raise ValueError(
+            f"object {k} ({name!r}) in {str(path)!r} has box coordinates {', '.join(bad)}; "
+            "expected finite pixel positions inside the image"
+        )
+    if coords["xmax"] < coords["xmin"] or coords["ymax"] < coords["ymin"]:
+        raise ValueError(
+            f"object {k} ({name!r}) in {str(path)!r} has xmax < xmin or ymax < ymin: {box}"
+        )
 
 
 def list_images(source):
@@ -212,16 +313,20 @@ def list_images(source):
         return [Path(p) for p in source]
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in source.iterdir() if _is_image_file(p))
     elif any(ch in str(source) for ch in "*?["):
-        files = sorted(
-            Path(p) for p in glob.glob(str(source)) if Path(p).suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = sorted(Path(p) for p in glob.glob(str(source)) if _is_image_file(Path(p)))
     elif source.exists():
         files = [source]
     else:
         raise FileNotFoundError(f"no such file, folder or pattern: {str(source)!r}")
     return files
+
+
+def _is_image_file(path):
+    """An image file of a folder: not a folder named like one, not a macOS ``._`` sidecar."""
+    return (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
+            and path.is_file())
 
 
 def find_label_file(image_path, labels):
@@ -253,7 +358,8 @@ def find_label_file(image_path, labels):
 
 
 def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
-               exclude_border=False, segment_kwargs=None, metadata=None) -> Iterator[CellSet]:
+               exclude_border=False, segment_kwargs=None, metadata=None,
+               max_pixels=None) -> Iterator[CellSet]:
     """Stream one :class:`CellSet` per image file, never holding the whole set.
 
     Parameters
@@ -276,6 +382,9 @@ def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
     metadata : pandas.DataFrame, optional
         Per-image metadata indexed by image file name; its columns are copied
         to every cell as ``Metadata_<column>``.
+    max_pixels : int, optional
+        Refuse images and label images declaring more pixels than this (see
+        :func:`read_image`; default :data:`MAX_IMAGE_PIXELS`).
 
     Yields
     ------
@@ -285,7 +394,7 @@ def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
     for path in list_images(images):
         yield _read_one(path, labels, channels=channels, as_gray=as_gray, margin=margin,
                         exclude_border=exclude_border, segment_kwargs=segment_kwargs,
-                        metadata=metadata)
+                        metadata=metadata, max_pixels=max_pixels)
 
 
 def read_cells(images, labels=None, **kwargs):
@@ -319,9 +428,12 @@ def read_cells(images, labels=None, **kwargs):
 
 
 def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segment_kwargs,
-              metadata):
+              metadata, max_pixels=None):
     path = Path(path)
-    image = read_image(path, as_gray=as_gray)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder, not an image file")
+    image = read_image(path, as_gray=as_gray, max_pixels=max_pixels)
+    _check_planes(path, image)
     extra = {}
     if metadata is not None:
         if path.name not in metadata.index:
@@ -337,7 +449,7 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
             metadata={**extra, "Class": names},
         )
     if labels is not None:
-        label_image = read_labels(find_label_file(path, labels))
+        label_image = read_labels(find_label_file(path, labels), max_pixels=max_pixels)
     else:
         from .segmentation import segment
 
@@ -349,6 +461,17 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
         )
     except ValueError as exc:
         raise ValueError(f"{path.name}: {exc}") from exc
+
+
+def _check_planes(path, image):
+    """A clear error for a stack of many planes (z or time) read as (H, W, C)."""
+    if image.ndim == 3 and image.shape[-1] > 8:
+        raise ValueError(
+            f"{path.name}: read as {image.shape[0]} x {image.shape[1]} pixels with "
+            f"{image.shape[-1]} channels, which looks like a z-stack or time series; featcell "
+            "measures 2-D images of up to 8 channels: split the stack into 2-D planes or "
+            "project it (e.g. a maximum projection) first"
+        )
 
 
 def file_sha256(path):
