@@ -131,6 +131,7 @@ class BatchResult:
         "read_kwargs": [dict, None],
         "format": [StrOptions({"parquet", "csv"}), None],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
+        "keep_parts": ["boolean"],
     },
     prefer_skip_nested_validation=True,
 )
@@ -148,6 +149,7 @@ def score_images(
     read_kwargs=None,
     format=None,
     chunk_size=16,
+    keep_parts=False,
 ):
     """Score every cell of many image files, streaming results to Parquet or CSV.
 
@@ -206,6 +208,10 @@ def score_images(
         ``output``, else Parquet. The parts are always Parquet.
     chunk_size : int, default=16
         Images per part file: the most work an interruption can lose.
+    keep_parts : bool, default=False
+        Keep the parts folder after a run in which every image was scored. By
+        default it is removed then; it is always kept when some images failed,
+        so that a second call retries only those.
 
     Returns
     -------
@@ -217,6 +223,9 @@ def score_images(
     ValueError
         If ``output`` holds results of a different model or settings and
         ``resume`` is not ``False``, or an argument is invalid.
+    OSError
+        If the output cannot be written (checked before any image is read) or
+        the disk fills up; no ``*.tmp`` file is left and a second call resumes.
 
     Warns
     -----
@@ -287,10 +296,10 @@ def score_images(
     todo = [p for p in paths if p not in done]
 
     bar = _Progress(len(paths), len(done), enabled=progress)
-    tasks = (
+    tasks = [
         delayed(_score_image)(model, p, labels, read_kwargs, include_features, os.getpid())
         for p in todo
-    )
+    ]
     buffer, last_flush = [], time.monotonic()
     try:
         for record, table in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
@@ -300,6 +309,9 @@ def score_images(
             if len(buffer) >= chunk_size or time.monotonic() - last_flush > _FLUSH_SECONDS:
                 layout.write_part(seq, buffer)
                 seq, buffer, last_flush = seq + 1, [], time.monotonic()
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no worker outlives the call
+        stop_workers()
+        raise
     finally:  # keep finished images, also on Ctrl-C or a failing worker
         if buffer:
             layout.write_part(seq, buffer)
@@ -307,6 +319,8 @@ def score_images(
 
     classes = getattr(model, "classes_", None) if predicts else None
     n_images, n_cells, n_errors = layout.finalize(paths, keys, per_image, classes)
+    if not n_errors and not keep_parts:
+        layout.remove_parts()
     if n_errors:
         warnings.warn(
             f"{n_errors} of {len(paths)} images could not be scored; see {str(layout.errors)!r}",
@@ -359,7 +373,9 @@ def _score_image(model, path, labels, read_kwargs, include_features, caller_pid=
     try:
         # images are the unit of parallelism: the model runs sequentially in the task (on
         # Dask, a FeatureUnion would otherwise ship every image's cells to other workers)
-        with joblib.parallel_config(backend="sequential"):
+        # a library's warnings (unclosed files, deprecations, overflow) are not the user's
+        with joblib.parallel_config(backend="sequential"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             cells = next(iter_cells([path], labels, **read_kwargs))
             table = _cell_table(model, cells, include_features) if len(cells) else None
     except Exception as exc:  # noqa: BLE001 - a failure of one file must not stop the batch
@@ -449,20 +465,29 @@ class _Layout:
     def prepare(self, fingerprint, resume):
         """Create the parts folder, check it belongs to this run; return the next part number."""
         self.parts.mkdir(parents=True, exist_ok=True)
-        for stale in self.parts.glob("*.tmp"):  # left by an interrupted write
-            stale.unlink()
+        for stale in [*self.parts.glob("*.tmp"), *self.cells.parent.glob("*.tmp")]:
+            if stale.name.startswith(tuple(p.name for p in (self.cells, self.images,
+                                                             self.errors))) or \
+                    stale.parent == self.parts:  # left by an interrupted write
+                stale.unlink(missing_ok=True)
+        _check_writable(self.parts)
         run_file = self.parts / _RUN_FILE
         if resume is False:
             for old in [*self.part_files(), run_file, self.cells, self.images, self.errors]:
                 old.unlink(missing_ok=True)
         elif run_file.exists():
-            previous = json.loads(run_file.read_text()).get("fingerprint")
+            try:
+                previous = json.loads(run_file.read_text()).get("fingerprint")
+            except (ValueError, AttributeError):
+                previous = None
             if previous != fingerprint:
-                raise ValueError(
-                    f"output {str(self.parts.parent)!r} holds results of a different model, "
-                    "labels or read_kwargs; pass resume=False to overwrite them or choose "
+                error = ValueError(
+                    f"the parts folder {str(self.parts)!r} holds results of a different model, "
+                    "labels or read settings; pass resume=False to overwrite them, or choose "
                     "another output"
                 )
+                error.parts = self.parts  # the command line names its --overwrite
+                raise error
         _atomic_write_text(run_file, json.dumps({"fingerprint": fingerprint}))
         numbers = [int(p.stem.split("-")[1]) for p in self.part_files()]
         return max(numbers, default=0) + 1
@@ -479,10 +504,19 @@ class _Layout:
         schema = schema.with_metadata({_PART_META: json.dumps(records)})
         target = self.parts / f"part-{seq:06d}.parquet"
         tmp = target.with_name(target.name + ".tmp")
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with _removed_on_error(tmp), pq.ParquetWriter(tmp, schema) as writer:
             for table in tables:  # one row group per image
                 writer.write_table(_conform(table, schema))
         os.replace(tmp, target)
+
+    def remove_parts(self):
+        """Delete the parts folder (the final tables hold everything)."""
+        for part in [*self.part_files(), self.parts / _RUN_FILE]:
+            part.unlink(missing_ok=True)
+        try:
+            self.parts.rmdir()
+        except OSError:  # the user put other files there: leave them
+            pass
 
     def records(self, keys):
         """``{path: (part file, record)}`` of the current images, an ok record winning."""
@@ -593,8 +627,8 @@ class _TableWriter:
             self.writer = pq.ParquetWriter(self.tmp, self.schema)
         elif len(self.schema):
             self.writer = pa_csv.CSVWriter(self.tmp, self.schema)
-        else:  # no cells at all: an empty CSV
-            self.tmp.write_text("")
+        else:  # no cells at all: a header pandas can read, never a 0-byte file
+            self.tmp.write_text("Metadata_ImageID\n")
             self.writer = None
         return self
 
@@ -602,36 +636,75 @@ class _TableWriter:
         self.writer.write_table(table)
 
     def __exit__(self, exc_type, exc, tb):
-        if self.writer is not None:
-            self.writer.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        with _removed_on_error(self.tmp):
+            if self.writer is not None:
+                self.writer.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        self.tmp.unlink(missing_ok=True)
 
 
 def _write_frame(frame, path, format):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    if format == "parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with _removed_on_error(tmp):
+        if format == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
 
 
 def _read_table(path, columns=None):
     if path.suffix == ".csv":
-        if path.stat().st_size == 0:
-            return pd.DataFrame()
         return pd.read_csv(path, usecols=columns)
     return pd.read_parquet(path, columns=columns)
 
 
 def _atomic_write_text(path, text):
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with _removed_on_error(tmp):
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+class _removed_on_error:
+    """Delete ``path`` if the block fails (a full disk must leave no ``*.tmp`` behind)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _check_writable(folder):
+    """Fail before any work if nothing can be written in ``folder``."""
+    probe = folder / f".featcell-write-test-{os.getpid()}.tmp"
+    try:
+        probe.write_bytes(b"featcell")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def stop_workers():
+    """Shut down joblib's reusable process pool (loky), killing its idle workers.
+
+    joblib keeps worker processes alive for minutes after a parallel call so that the
+    next one starts fast; a command that ends, or is interrupted, must not leave them
+    behind. Does nothing if no pool was started.
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
 
 
 # ---------------------------------------------------------------------- progress

@@ -171,22 +171,23 @@ def test_bad_files_are_logged_and_retried(dataset, tmp_path):
 
 def test_resume_skips_unchanged_files(dataset, tmp_path):
     root, model, _ = dataset
-    first = score(model, root, tmp_path / "out")
+    first = score(model, root, tmp_path / "out", keep_parts=True)
     assert first.n_resumed == 0
     touched = root / "images" / "field03.tif"
     os.utime(touched, ns=(time.time_ns(), time.time_ns() + 10**9))
-    second = score(model, root, tmp_path / "out")
+    second = score(model, root, tmp_path / "out", keep_parts=True)
     assert second.n_resumed == 9
     assert_frame_equal(second.read_cells(), first.read_cells())
-    third = score(model, root, tmp_path / "out", resume="content")
+    third = score(model, root, tmp_path / "out", resume="content", keep_parts=True)
     assert third.n_resumed == 0  # content keys differ from stat keys: everything again
     assert score(model, root, tmp_path / "out", resume="content").n_resumed == 10
+    assert not (tmp_path / "out" / "parts").exists()  # removed after a complete run
     assert score(model, root, tmp_path / "out", resume=False).n_resumed == 0
 
 
 def test_resume_refuses_another_model(dataset, tmp_path):
     root, model, _ = dataset
-    score(model, root, tmp_path / "out")
+    score(model, root, tmp_path / "out", keep_parts=True)
     with pytest.raises(ValueError, match="different model"):
         score(model[0], root, tmp_path / "out")
     assert score(model[0], root, tmp_path / "out", resume=False).n_images == 10
