@@ -168,6 +168,14 @@ def _add_reading(parser, labels_help=None):
         metavar="PIXELS",
         help="context pixels kept around each cell (default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse images declaring more pixels than N before decoding them (default: "
+        "2**28, a 16384 x 16384 plane); raise it for genuinely larger images",
+    )
 
 
 def _add_common(parser):
@@ -258,6 +266,7 @@ def build_parser():
         ),
     )
     _add_reading(p)
+    _add_resume(p)
     _add_common(p)
     p.set_defaults(run=_cmd_extract)
 
@@ -350,6 +359,7 @@ def build_parser():
         if action.dest in ("as_gray", "margin", "channels"):
             action.default = None
             action.help = action.help.replace("%(default)s", "as for the training images")
+    _add_resume(p)
     _add_common(p)
     p.set_defaults(run=_cmd_score)
 
@@ -461,19 +471,26 @@ def main(argv=None):
     shown = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if not console.quiet:
+        # featcell's own warnings only: a library's (unclosed files, deprecations,
+        # joblib's notes, numpy overflow) say nothing the user can act on
+        if not console.quiet and _is_featcell_warning(category, filename):
             print(f"featcell: warning: {message}", file=sys.stderr, flush=True)
 
     warnings.showwarning = show
+    environment = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = "ignore"  # worker processes started by this command
+    previous_handler = _handle_sigterm()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = show
             args.run(args, console)
         return 0
-    except KeyboardInterrupt:
-        print("\nfeatcell: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"\nfeatcell: {'terminated' if terminated else 'interrupted'}; finished images "
+              "are kept: run the same command again to resume", file=sys.stderr)
+        return 128 + (15 if terminated else 2)
     except Exception as exc:
         if args.debug:
             raise
@@ -491,11 +508,54 @@ def main(argv=None):
         return 1
     finally:
         warnings.showwarning = shown
+        _restore_sigterm(previous_handler)
+        if environment is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = environment
+        if "joblib.externals.loky.reusable_executor" in sys.modules:
+            from featcell.batch import stop_workers
+
+            stop_workers()  # no idle worker process outlives the command
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's scheduler, ``kill``), handled as Ctrl-C is."""
+
+
+def _handle_sigterm():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _restore_sigterm(previous):
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _is_featcell_warning(category, filename):
+    package = str(Path(__file__).resolve().parent)
+    return issubclass(category, UserWarning) and str(filename).startswith(package)
 
 
 def _is_user_error(exc):
+    import errno
+
     if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError,
                         PermissionError, ValueError, KeyError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS,
+                                                  errno.EACCES, errno.EFBIG):
         return True
     return type(exc).__name__ == "UntrustedTypesFoundException"
 
@@ -512,6 +572,11 @@ def _message(exc):
         return str(exc.args[0])
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.strerror}: {exc.filename!r}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (nothing half-written is kept; run the command again to resume)"
+    if getattr(exc, "parts", None) is not None:
+        return (f"the parts folder {str(exc.parts)!r} holds results of other settings or "
+                "another model; add --overwrite to replace them, or choose another -o")
     return str(exc)
 
 
@@ -528,9 +593,30 @@ def _read_kwargs(args):
         if args.margin < 0:
             raise UserError(f"--margin must be 0 or more pixels, got {args.margin}")
         kwargs["margin"] = args.margin
+    if getattr(args, "max_pixels", None) is not None:
+        if args.max_pixels < 1:
+            raise UserError(f"--max-pixels must be a positive number, got {args.max_pixels}")
+        kwargs["max_pixels"] = args.max_pixels
     if getattr(args, "metadata", None):
         kwargs["metadata"] = _read_image_table(args.metadata)
     return kwargs
+
+
+def _saved_read(read_kwargs):
+    """The reading settings stored with a table or model (not the per-run ones)."""
+    return {k: v for k, v in read_kwargs.items() if k not in ("metadata", "max_pixels")}
+
+
+def _add_resume(parser):
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="discard the finished images of an earlier run with other settings (by default "
+        "a run resumes where the same command stopped)",
+    )
+    parser.add_argument(
+        "--keep-parts", action="store_true",
+        help="keep the folder of per-chunk parts after a complete run (removed by default)",
+    )
 
 
 def _read_image_table(path):
@@ -599,7 +685,24 @@ def _check_output_table(path):
     suffix = Path(path).suffix.lower()
     if suffix not in _TABLE_SUFFIXES:
         raise UserError(f"-o {path!r}: the output table must end with .parquet or .csv")
-    Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(Path(path).resolve().parent, f"-o {str(path)!r}")
+
+
+def _check_writable(folder, what):
+    """Fail in a second, before any measuring or cross-validation, if ``folder`` is read-only."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".featcell-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise UserError(
+            f"{what}: cannot write in {str(folder)!r} ({exc.strerror or exc}); choose "
+            "another output"
+        ) from None
 
 
 def _read_cells(files, labels, read_kwargs, console):
@@ -617,22 +720,35 @@ def _read_cells(files, labels, read_kwargs, console):
                 f"--metadata has no row for {len(missing)} image(s), e.g. {missing[0]!r}"
             )
     bar = console.bar(len(files), "reading images", "images")
-    parts = []
+    parts, failed = [], []
     for path in files:
-        try:
-            cells = next(iter_cells([path], labels, **read_kwargs))
-        except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{path.name}: {_message(exc)}") from exc
-        parts.append(cells)
+        try:  # a bad image is skipped and named, as extract and score do
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cells = next(iter_cells([path], labels, **read_kwargs))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
+            failed.append(path)
+            console.say(f"skipped {path.name}: {_message(exc)}")
+        else:
+            parts.append(cells)
         bar.update(1)
-    channels = {tuple(p.channel_names) for p in parts}
+    if not parts:
+        raise UserError(f"none of the {len(files)} images could be read (see above)")
+    channels = {}
+    for part in parts:
+        channels.setdefault(tuple(part.channel_names), []).append(part)
     if len(channels) > 1:
+        described = "; ".join(
+            f"{len(names)} channel(s) in {len(group)} images such as "
+            f"{group[0].metadata['Metadata_ImageID'].iloc[0] if len(group[0]) else '?'!r}"
+            for names, group in sorted(channels.items()))
         raise UserError(
-            f"the images do not all have the same channels ({sorted(channels)}); use "
-            "--as-gray for a folder that mixes grey and colour files, or --channels"
+            f"the images do not all have the same channels ({described}); add --as-gray to "
+            "read every image as one grey channel, or measure the folders separately"
         )
     cells = CellSet.concat(parts)
-    bar.close(f"read {len(files)} images, {len(cells)} cells")
+    bar.close(f"read {len(parts)} images, {len(cells)} cells"
+              + (f"; skipped {len(failed)} that could not be read" if failed else ""))
     if len(cells) == 0:
         raise UserError("no cells found in the images")
     return cells
@@ -797,7 +913,6 @@ def _settings_path(output):
 
 def _cmd_extract(args, console):
     from featcell.batch import score_images
-    from featcell.io import iter_cells
 
     files = _check_images_source(args.images)
     if files is None:
@@ -810,33 +925,33 @@ def _cmd_extract(args, console):
     if args.labels is not None and not Path(args.labels).is_dir():
         raise UserError(f"--labels {args.labels!r} is not a folder")
     console.say(f"featcell extract: {len(files)} images, families {' '.join(args.families)}")
-    try:
-        first = next(iter_cells([files[0]], args.labels, **read_kwargs))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{files[0].name}: {_message(exc)}") from exc
-    step.fit(first)
+    channels = _settle_channels(files, read_kwargs, console, n_jobs)
+    step.fit(_probe_cells(channels))  # no image decides the fitted settings
     names = list(step.get_feature_names_out())
     if not names:
         raise UserError(
             f"nothing to measure with --families {' '.join(args.families)} on images with "
-            f"channels {list(first.channel_names)} (colocalization needs two or more channels)"
+            f"channels {list(channels)} (colocalization needs two or more channels)"
         )
-    console.say(f"{len(names)} features per cell, channels {', '.join(first.channel_names)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        result = score_images(
-            step, [str(f) for f in files], args.labels, args.output, n_jobs=n_jobs,
-            per_image=False, progress=not console.quiet, read_kwargs=read_kwargs,
+    console.say(f"{len(names)} features per cell, channels {', '.join(channels)}")
+    result = score_images(
+        step, [str(f) for f in files], args.labels, args.output, n_jobs=n_jobs,
+        per_image=False, progress=not console.quiet, read_kwargs=read_kwargs,
+        resume=not args.overwrite, keep_parts=args.keep_parts,
+    )
+    if not result.n_images:
+        raise UserError(
+            f"none of the {len(files)} images could be measured; see {result.errors_path}"
         )
     settings = {
         "featcell": _version(),
         "families": list(args.families),
-        "channel_names": list(first.channel_names),
-        "read": {k: v for k, v in read_kwargs.items() if k != "metadata"},
+        "channel_names": list(channels),
+        "read": _saved_read(read_kwargs),
         "labels": _labels_kind(args.labels),
         "feature_names": names,
     }
-    _settings_path(args.output).write_text(json.dumps(settings, indent=2))
+    _write_text(_settings_path(args.output), json.dumps(settings, indent=2))
     console.say(
         f"wrote {result.n_cells} cells x {len(names)} features from {result.n_images} images "
         f"to {args.output}"
@@ -845,6 +960,89 @@ def _cmd_extract(args, console):
     if result.n_errors:
         console.say(f"{result.n_errors} images failed: see {result.errors_path}")
     print(Path(args.output))
+
+
+def _image_channels(path, as_gray, max_pixels):
+    """``(number of channels, None)`` of one image file, or ``(None, error message)``."""
+    from featcell.io import _check_planes, read_image
+
+    try:
+        if Path(path).is_dir():
+            raise ValueError("a folder, not an image file")
+        image = read_image(path, as_gray=as_gray, max_pixels=max_pixels)
+        _check_planes(Path(path), image)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed image
+        return None, f"{type(exc).__name__}: {exc}"
+    return (1 if image.ndim == 2 else int(image.shape[-1])), None
+
+
+def _settle_channels(files, read_kwargs, console, n_jobs=None):
+    """The channel names of a folder, from every image that can be read.
+
+    Either all readable images have the same number of channels, or this fails before
+    any measuring with a message naming --as-gray. Unreadable images are reported
+    here and recorded, one by one, in the errors table later.
+    """
+    from sklearn.utils.parallel import Parallel, delayed
+
+    as_gray, max_pixels = read_kwargs.get("as_gray", False), read_kwargs.get("max_pixels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = Parallel(n_jobs=n_jobs)(
+            delayed(_image_channels)(str(f), as_gray, max_pixels) for f in files)
+    counts = {}
+    failed = []
+    for path, (n, error) in zip(files, found):
+        if n is None:
+            failed.append((path, error))
+        else:
+            counts.setdefault(n, []).append(path.name)
+    if failed:
+        console.say(f"{len(failed)} of {len(files)} images cannot be read and will be "
+                    f"skipped, e.g. {failed[0][0].name}: {failed[0][1]}")
+    if not counts:
+        raise UserError(
+            f"none of the {len(files)} images can be read, e.g. {failed[0][0].name}: "
+            f"{failed[0][1]}"
+        )
+    if len(counts) > 1:
+        described = "; ".join(f"{n} channel(s): {len(names)} images such as {names[0]!r}"
+                              for n, names in sorted(counts.items()))
+        raise UserError(
+            f"the images do not all have the same channels ({described}); add --as-gray to "
+            "read every image as one grey channel, or measure the folders separately"
+        )
+    n = next(iter(counts))
+    if read_kwargs.get("channels"):
+        if len(read_kwargs["channels"]) != n:
+            raise UserError(
+                f"--channels names {len(read_kwargs['channels'])} channels but the images "
+                f"have {n}" + ("" if n == 1 else "; add --as-gray to read them as one grey "
+                               "channel")
+            )
+        return tuple(read_kwargs["channels"])
+    return tuple(f"Ch{i + 1}" for i in range(n))
+
+
+def _probe_cells(channels):
+    """One blank cell with these channels: what a feature step is fitted on."""
+    import numpy as np
+
+    from featcell.cells import CellSet
+
+    return CellSet.from_crops(np.zeros((1, len(channels), 16, 16), np.float32),
+                              channels=list(channels))
+
+
+def _write_text(path, text):
+    """Write a small text file whole or not at all."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _labels_kind(labels):
@@ -896,7 +1094,7 @@ def _load_data(args, console, families):
     settings = {
         "families": list(families),
         "channel_names": list(cells.channel_names),
-        "read": {k: v for k, v in read_kwargs.items() if k != "metadata"},
+        "read": _saved_read(read_kwargs),
         "labels": _labels_kind(args.labels),
     }
     return _Data(features, cells.metadata, cells, step, settings, source=str(args.input))
@@ -963,6 +1161,9 @@ def _cmd_train(args, console):
     out = Path(args.output)
     if out.suffix.lower() in (*_TABLE_SUFFIXES, ".png", ".tif"):
         raise UserError(f"-o {args.output!r} should be a model file such as model.featcell")
+    _check_writable(out.resolve().parent, f"-o {args.output!r}")
+    if args.report:
+        _check_writable(args.report, f"--report {args.report!r}")
     if args.task == "counting":
         return _train_counter(args, console)
     if args.model == "segmentation":
@@ -1125,6 +1326,7 @@ def _train_counter(args, console):
                 f"image file names and a {args.target!r} column"
             )
         table = _read_image_table(args.metadata)
+        files = _readable_images(files, console, args.max_pixels)
         missing = [f.name for f in files if f.name not in table.index]
         if missing:
             raise UserError(f"--metadata has no row for {len(missing)} image(s), e.g. "
@@ -1187,6 +1389,20 @@ def _train_counter(args, console):
     })
     console.say(f"saved the model to {args.output}")
     print(args.output)
+
+
+def _readable_images(files, console, max_pixels=None):
+    """The image files that can be decoded; the others are named and skipped."""
+    readable = []
+    for path in files:
+        n, error = _image_channels(str(path), False, max_pixels)
+        if n is None:
+            console.say(f"skipped {path.name}: {error}")
+        else:
+            readable.append(path)
+    if not readable:
+        raise UserError(f"none of the {len(files)} images could be read (see above)")
+    return readable
 
 
 def _image_step(args):
@@ -1257,19 +1473,7 @@ def _cmd_score(args, console):
     read = dict(info.get("features", {}).get("read", {}))
     read.update(_read_kwargs(args))
     if kind == "images":
-        paths = [str(f) for f in files]
-        bar = console.bar(len(paths), "counting", "images")
-        predictions = []
-        for start in range(0, len(paths), 8):
-            predictions.append(np.asarray(model.predict(paths[start:start + 8]), float))
-            bar.update(len(predictions[-1]))
-        bar.close(f"counted cells in {len(paths)} images")
-        out = pd.DataFrame({"Metadata_ImageID": [f.name for f in files],
-                            "Metadata_Path": paths,
-                            "Prediction": np.concatenate(predictions)})
-        _write_table(out, args.output)
-        print(out[["Metadata_ImageID", "Prediction"]].to_string(index=False, max_rows=20))
-        print(args.output)
+        _score_counts(model, files, args, console, read.get("max_pixels"))
         return
     from featcell.batch import score_images
 
@@ -1277,8 +1481,13 @@ def _cmd_score(args, console):
         raise UserError(f"--labels {args.labels!r} is not a folder")
     result = score_images(
         model, [str(f) for f in files], args.labels, args.output, n_jobs=args.n_jobs,
-        progress=not console.quiet, read_kwargs=read,
+        progress=not console.quiet, read_kwargs=read, resume=not args.overwrite,
+        keep_parts=args.keep_parts,
     )
+    if not result.n_images:
+        raise UserError(
+            f"none of the {len(files)} images could be scored; see {result.errors_path}"
+        )
     console.say(
         f"scored {result.n_cells} cells in {result.n_images} images"
         + (f" ({result.n_resumed} resumed)" if result.n_resumed else "")
@@ -1293,11 +1502,74 @@ def _cmd_score(args, console):
     print(result.cells_path)
 
 
+def _score_counts(model, files, args, console, max_pixels=None):
+    """Count the cells of every image with a counting model; a bad image is one error row."""
+    import numpy as np
+    import pandas as pd
+
+    from featcell.io import _check_image_size
+
+    def count(paths):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(model.predict([str(p) for p in paths]), float)
+
+    bar = console.bar(len(files), "counting", "images")
+    rows, errors = [], []
+    def failed(path, exc):
+        errors.append([str(path), type(exc).__name__, f"{path.name}: {exc}"])
+
+    for start in range(0, len(files), 8):
+        batch = []
+        for path in files[start:start + 8]:
+            try:  # folders and image bombs never reach the model
+                if path.is_dir():
+                    raise ValueError("a folder, not an image file")
+                _check_image_size(path, max_pixels)
+                batch.append(path)
+            except Exception as exc:  # noqa: BLE001
+                failed(path, exc)
+        try:  # eight at a time (the model's n_jobs applies), one by one if one fails
+            counts = list(count(batch)) if batch else []
+        except Exception:  # noqa: BLE001
+            counts = []
+            for path in batch:
+                try:
+                    counts.append(float(count([path])[0]))
+                except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+                    counts.append(None)
+                    failed(path, exc)
+        rows += [[p.name, str(p), float(c)] for p, c in zip(batch, counts) if c is not None]
+        bar.update(len(files[start:start + 8]))
+    bar.close(f"counted cells in {len(rows)} images" + (f", {len(errors)} failed" if errors
+                                                         else ""))
+    output = Path(args.output)
+    errors_path = output.with_name(f"{output.stem}_errors{output.suffix}")
+    if errors:
+        table = pd.DataFrame(errors, columns=["path", "error_type", "message"])
+        _write_table(table, errors_path)
+        console.say(f"{len(errors)} images could not be counted, e.g. {errors[0][2]}; see "
+                    f"{errors_path}")
+    if not rows:
+        raise UserError(f"none of the {len(files)} images could be counted; see {errors_path}")
+    out = pd.DataFrame(rows, columns=["Metadata_ImageID", "Metadata_Path", "Prediction"])
+    _write_table(out, output)
+    print(out[["Metadata_ImageID", "Prediction"]].to_string(index=False, max_rows=20))
+    print(args.output)
+
+
 def _write_table(frame, path):
-    if Path(path).suffix.lower() == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+    """Write a table whole or not at all (a temporary file renamed when complete)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _print_prediction_summary(frame):
@@ -1319,6 +1591,7 @@ def _candidate_columns(features, names):
 def _cmd_compare(args, console):
     if Path(args.output).suffix.lower() in (*_TABLE_SUFFIXES, ".html", ".md"):
         raise UserError(f"-o {args.output!r} should be a folder for the report")
+    _check_writable(args.output, f"-o {args.output!r}")
     families = list(args.families)
     if any(c in ("cnn", "both") for c in args.candidates):
         families.append("cnn")
@@ -1420,6 +1693,7 @@ def _cmd_demo(args, console):
     root = _DATA / "live_dead"
     if not (root / "images").is_dir():
         raise UserError(f"the bundled demo data are missing from {root}; reinstall featcell")
+    _check_writable(args.output, f"-o {args.output!r}")
     import numpy as np
 
     from featcell.io import list_images

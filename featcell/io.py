@@ -85,7 +85,8 @@ def read_image(path, *, as_gray=False, channel_axis=None, max_pixels=None):
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            image = tifffile.imread(path)
+            with _quiet_tifffile():
+                image = tifffile.imread(path)
             image = np.squeeze(image)
             if image.ndim == 3:
                 axis = channel_axis if channel_axis is not None else (0 if image.shape[0] <= 8 else -1)
@@ -121,15 +122,16 @@ def _check_image_size(path, max_pixels):
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
-                shape, pixels = None, 0
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+                shape, pixels, n_pages = None, 0, 0
                 for page in tif.pages:
                     plane = (page.imagelength, page.imagewidth)
                     shape = shape or plane
                     pixels += plane[0] * plane[1] * max(page.imagedepth, 1)
+                    n_pages += 1
                     if pixels > limit:
                         break
-            planes = f" in {len(tif.pages)} pages" if len(tif.pages) > 1 else ""
+            planes = f" in {n_pages}+ pages" if n_pages > 1 else ""
         else:
             from PIL import Image
 
@@ -147,6 +149,20 @@ def _check_image_size(path, max_pixels):
             "command line)"
         )
     return limit
+
+
+class _quiet_tifffile:
+    """tifffile logs what it repairs in a damaged file; the error we raise says enough."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger("tifffile")
+        self.saved = self.logger.level
+        self.logger.setLevel(logging.CRITICAL)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.saved)
 
 
 class _pillow_limit:

@@ -265,3 +265,164 @@ def test_swapped_or_garbage_onnx_network_is_refused_at_load(tmp_path, capsys, pa
     code, _, err = run(capsys, "score", path, tmp_path / "img", "-o", tmp_path / "o.csv")
     assert code == 2 and "modified or corrupted" in err
     assert not (tmp_path / "o.csv").exists()
+
+
+# --------------------------------------------------------------------------- folders
+def _live_dead(root, n=3):
+    """``n`` bundled colour PNGs with their VOC boxes, in ``root/images`` and ``root/boxes``."""
+    (root / "images").mkdir(parents=True)
+    (root / "boxes").mkdir()
+    for image in sorted((LIVE_DEAD / "images").iterdir())[:n]:
+        shutil.copy(image, root / "images" / f"z{image.name}")
+        shutil.copy(LIVE_DEAD / "annotations" / f"{image.stem}.xml",
+                    root / "boxes" / f"z{image.stem}.xml")
+    return root
+
+
+def _png_bomb(path, side=60_000):
+    """A PNG whose header declares side x side pixels: a few hundred bytes on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (side + 1) * 4)  # the start of an all-black image
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _tiff_bomb(path, side=60_000):
+    """A TIFF whose tags declare side x side pixels over a 16 x 16 strip."""
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8))
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        offsets = [tags[name].valueoffset for name in ("ImageWidth", "ImageLength")]
+        kinds = [tags[name].dtype for name in ("ImageWidth", "ImageLength")]
+    for offset, kind in zip(offsets, kinds):
+        size = 2 if int(kind) == 3 else 4
+        data[offset:offset + size] = side.to_bytes(size, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def hostile_folder(tmp_path):
+    """Three good images, and before them in sorted order everything that once stopped a run."""
+    root = _live_dead(tmp_path / "data")
+    images = root / "images"
+    (images / "0corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    (images / "._zb_1857.png").write_bytes(b"\0\5\26\7AppleDouble sidecar")
+    (images / "00folder.png").mkdir()
+    first = sorted(images.glob("z*.png"))[0]
+    shutil.copy(first, images / "0nolabel.png")  # no 0nolabel.xml in boxes/
+    _png_bomb(images / "0bomb.png")
+    _tiff_bomb(images / "0bomb.tif")
+    return root
+
+
+def test_extract_no_file_decides_the_run(hostile_folder, tmp_path, capsys):
+    out = tmp_path / "features.csv"
+    code, _, err = run(capsys, "extract", hostile_folder / "images", "--labels",
+                       hostile_folder / "boxes", "--families", "morphology", "-o", out)
+    assert code == 0, err
+    cells = pd.read_csv(out)
+    assert sorted(cells["Metadata_ImageID"].unique()) == sorted(
+        p.name for p in (hostile_folder / "images").glob("z*.png"))
+    errors = pd.read_csv(tmp_path / "features_errors.csv")
+    # every failure names its file; the sidecar and the folder are not images at all
+    assert sorted(Path(p).name for p in errors["path"]) == [
+        "0bomb.png", "0bomb.tif", "0corrupt.png", "0nolabel.png"]
+    bombs = errors[errors["path"].str.contains("bomb")]
+    assert bombs["message"].str.contains("--max-pixels").all()
+    assert not errors["message"].str.contains("ffmpeg|pyav|video|codec", case=False).any()
+    assert "Traceback" not in err and "Warning" not in err
+
+
+def test_bomb_anywhere_is_one_failed_image_and_the_limit_can_be_raised(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "a.tif", np.zeros((64, 64), np.uint8))
+    _tiff_bomb(images / "b.tif")
+    tifffile.imwrite(images / "c.tif", np.zeros((64, 64), np.uint8))
+    from featcell.io import read_image
+
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="declares 60000 x 60000 pixels"):
+        read_image(images / "b.tif")
+    with pytest.raises(ValueError, match="limit of 1,000"):
+        read_image(images / "a.tif", max_pixels=1000)
+    assert time.monotonic() - start < 2
+    assert read_image(images / "a.tif", max_pixels=64 * 64).shape == (64, 64)
+    code, _, err = run(capsys, "extract", images, "--families", "intensity", "-o",
+                       tmp_path / "f.parquet", "--max-pixels", "5000")
+    assert code == 0, err  # 64 x 64 = 4096 pixels pass, the bomb fails alone
+    errors = pd.read_parquet(tmp_path / "f_errors.parquet")
+    assert [Path(p).name for p in errors["path"]] == ["b.tif"]
+
+
+def test_grey_first_among_colour_fails_before_work_naming_as_gray(tmp_path, capsys):
+    root = _live_dead(tmp_path / "data")
+    from PIL import Image
+
+    Image.open(sorted((root / "images").glob("*.png"))[0]).convert("L").save(
+        root / "images" / "0grey.png")
+    (root / "boxes" / "0grey.xml").write_bytes(
+        sorted((root / "boxes").glob("*.xml"))[0].read_bytes())
+    out = tmp_path / "f.parquet"
+    code, _, err = run(capsys, "extract", root / "images", "--labels", root / "boxes",
+                       "--families", "intensity", "-o", out)
+    assert code == 2 and "--as-gray" in err
+    assert not out.exists() and not (tmp_path / "f_parts").exists()
+    code, _, err = run(capsys, "extract", root / "images", "--labels", root / "boxes",
+                       "--families", "intensity", "--as-gray", "-o", out)
+    assert code == 0, err
+    assert pd.read_parquet(out)["Metadata_ImageID"].nunique() == 4
+
+
+def test_cnn_extract_survives_an_empty_first_image(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "a_empty.tif", np.zeros((64, 64), np.uint8))  # no cell at all
+    blob = np.zeros((64, 64), np.uint8)
+    blob[20:40, 20:40] = 200
+    tifffile.imwrite(images / "b_cell.tif", blob)
+    code, _, err = run(capsys, "extract", images, "--families", "cnn", "-o",
+                       tmp_path / "emb.parquet")
+    assert code == 0, err
+    table = pd.read_parquet(tmp_path / "emb.parquet")
+    assert set(table["Metadata_ImageID"]) == {"b_cell.tif"}
+
+
+def test_nothing_extracted_or_scored_exits_non_zero(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"not a png")
+    (images / "b.tif").write_bytes(b"not a tiff")
+    out = tmp_path / "f.csv"
+    code, _, err = run(capsys, "extract", images, "-o", out)
+    assert code == 2 and "none of the 2 images" in err
+    assert not out.exists() or out.stat().st_size > 0
+    model = _cnn_model_file(tmp_path)
+    code, _, err = run(capsys, "score", model, images, "-o", tmp_path / "p.csv")
+    assert code == 2 and "could be scored" in err
+
+
+def test_csv_outputs_are_never_empty_files(tmp_path):
+    from sklearn.preprocessing import FunctionTransformer
+
+    from featcell.batch import score_images
+
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "blank.tif", np.zeros((32, 32), np.uint8))  # no cells
+    step = FunctionTransformer(lambda cells: np.ones((len(cells), 1))).fit(None)
+    result = score_images(step, images, None, tmp_path / "out.csv", progress=False)
+    for path in (result.cells_path, result.images_path, result.errors_path):
+        assert path.stat().st_size > 0
+        pd.read_csv(path)  # pandas reads each
+    assert result.n_images == 1 and result.n_cells == 0
