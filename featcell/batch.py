@@ -289,7 +289,9 @@ def score_images(
             )
         labels = os.path.abspath(labels)
 
-    fingerprint = _fingerprint((model, labels, read_kwargs, include_features))
+    # the pixel limit decides only whether a file is read, not what is measured
+    settings = {k: v for k, v in read_kwargs.items() if k != "max_pixels"}
+    fingerprint = _fingerprint((model, labels, settings, include_features))
     seq = layout.prepare(fingerprint, resume)
     keys = {p: _file_key(p, resume) for p in paths}
     done = {p for p, (_, record) in layout.records(keys).items() if record["status"] == "ok"}

@@ -1355,6 +1355,9 @@ def _train_counter(args, console):
     if y.isna().any():
         raise UserError(f"--target {args.target!r} has {int(y.isna().sum())} missing or "
                         "non-numeric values; counting needs a number per image")
+    if (y < 0).any():
+        raise UserError(f"--target {args.target!r} has {int((y < 0).sum())} negative counts "
+                        f"(e.g. {float(y[y < 0].iloc[0]):g}); a cell count is 0 or more")
     y = y.to_numpy(float)
     groups, groups_text = _groups(meta, args.group_by, len(y))
     console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text})")

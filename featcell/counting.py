@@ -83,6 +83,12 @@ def _check_counts(counts, n_images):
         )
     if not np.isfinite(counts).all():
         raise ValueError("counts contains NaN or infinite values")
+    if (counts < 0).any():
+        first = int(np.argmax(counts < 0))
+        raise ValueError(
+            f"counts has {int((counts < 0).sum())} negative values (first: {counts[first]:g} "
+            f"for image {first}); a cell count is 0 or more"
+        )
     return counts
 
 

@@ -629,6 +629,17 @@ def _check_y(y, n):
             f"y has {int(missing.sum())} missing values (first at sample "
             f"{int(np.argmax(missing))}); drop those samples or fill them in"
         )
+    if y.dtype.kind == "O":
+        kinds = {}
+        for i, value in enumerate(y):  # numbers of any type are one kind, strings another
+            kind = "number" if isinstance(value, (numbers.Number, np.number)) else type(value).__name__
+            kinds.setdefault(kind, i)
+        if len(kinds) > 1:
+            examples = ", ".join(f"{y[i]!r} (sample {i})" for i in kinds.values())
+            raise ValueError(
+                f"y mixes labels of different types: {examples}; give every label the same "
+                "type (e.g. all strings: y.astype(str))"
+            )
     return y
 
 

@@ -6,8 +6,12 @@ settings that suit a few hundred to a few hundred thousand rows of image feature
 
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
@@ -176,6 +180,36 @@ class BalancedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
+class _RareClassCalibration(CalibratedClassifierCV):
+    """``CalibratedClassifierCV`` whose folds adapt to the rarest class.
+
+    With ``cv=3`` scikit-learn refuses a class of fewer than 3 rows. Here the
+    number of folds drops to the size of the rarest class (at least 2); a class of a
+    single row is calibrated on the training decision values of one classifier fitted
+    on every row (the only choice, and a reasonable one for such a class).
+    """
+
+    def fit(self, X, y, sample_weight=None, **fit_params):
+        counts = np.unique(np.asarray(y), return_counts=True)[1]
+        folds = self.cv if isinstance(self.cv, numbers.Integral) else None
+        if folds is None or len(counts) < 2 or counts.min() >= folds:
+            return super().fit(X, y, sample_weight=sample_weight, **fit_params)
+        params = self.get_params(deep=False)
+        if counts.min() >= 2:
+            inner = CalibratedClassifierCV(**{**params, "cv": int(counts.min())})
+        else:
+            from sklearn.frozen import FrozenEstimator
+
+            fitted = clone(self.estimator).fit(X, y, sample_weight=sample_weight, **fit_params)
+            inner = CalibratedClassifierCV(
+                FrozenEstimator(fitted), method=self.method, ensemble=self.ensemble)
+        with warnings.catch_warnings():  # the frozen classifier's folds do not refit it
+            warnings.filterwarnings("ignore", message="The least populated class")
+            inner.fit(X, y, sample_weight=sample_weight, **fit_params)
+        self.__dict__.update({k: v for k, v in vars(inner).items() if k.endswith("_")})
+        return self
+
+
 def _xgb(task, random_state, n_jobs):
     from xgboost import XGBClassifier, XGBRegressor
 
@@ -209,8 +243,8 @@ def make_head(name, task="classification", *, class_weight="balanced", random_st
     ----------
     name : {"svm", "rf", "lr", "gnb", "xgb", "mlp"}
         ``"svm"``: RBF support-vector machine (``SVC`` with Platt-scaled
-        probabilities from 3-fold ``CalibratedClassifierCV``, so every class needs
-        at least 3 training rows; or ``SVR`` on the standardised target);
+        probabilities from 3-fold ``CalibratedClassifierCV``, fewer folds when a
+        class has fewer than 3 rows; or ``SVR`` on the standardised target);
         ``"rf"``: random forest of 300 trees; ``"lr"``: logistic regression, or
         ridge regression with the penalty chosen by efficient leave-one-out CV;
         ``"gnb"``: Gaussian naive Bayes (classification only); ``"xgb"``: gradient
@@ -262,12 +296,11 @@ def make_head(name, task="classification", *, class_weight="balanced", random_st
 
         if regression:
             return _standardised_target(SVR(C=10.0, epsilon=0.01))
-        from sklearn.calibration import CalibratedClassifierCV
-
         # Platt scaling on 3-fold out-of-fold decision values, one SVC refitted on all rows
-        # (SVC(probability=True) is deprecated since scikit-learn 1.9)
+        # (SVC(probability=True) is deprecated since scikit-learn 1.9); fewer folds for a
+        # class of fewer than 3 rows
         svc = SVC(C=1.0, class_weight=class_weight, random_state=random_state)
-        return CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False)
+        return _RareClassCalibration(svc, method="sigmoid", cv=3, ensemble=False)
     if name == "rf":
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 

@@ -75,6 +75,7 @@ _FEATCELL_TYPES = (
     "featcell.features.morphology.Morphology",
     "featcell.features.texture.Texture",
     "featcell.heads.BalancedClassifier",
+    "featcell.heads._RareClassCalibration",
 )
 _LIBRARY_TYPES = (
     "builtins.bool",
@@ -96,6 +97,7 @@ _LIBRARY_TYPES = (
     "sklearn.compose._target.TransformedTargetRegressor",
     "sklearn.ensemble._forest.RandomForestClassifier",
     "sklearn.ensemble._forest.RandomForestRegressor",
+    "sklearn.frozen._frozen.FrozenEstimator",  # svm calibration of a one-row class
     "sklearn.impute._base.SimpleImputer",
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.linear_model._ridge.RidgeCV",

@@ -79,3 +79,21 @@ def test_unknown_head_and_task():
 )
 def test_balanced_classifier_follows_sklearn_api(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("rare", [1, 2])
+def test_default_svm_fits_a_rare_class(rare):
+    """The calibration split of the default head must not fail on a class of 1 or 2 rows."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (20, 3)), rng.normal(4, 1, (20, 3)),
+                   rng.normal(-4, 1, (rare, 3))])
+    y = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * rare)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = make_head("svm").fit(X, y)
+    proba = model.predict_proba(X)
+    assert model.classes_.tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (model.predict(X[:40]) == y[:40]).mean() > 0.9
