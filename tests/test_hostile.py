@@ -426,3 +426,285 @@ def test_csv_outputs_are_never_empty_files(tmp_path):
         assert path.stat().st_size > 0
         pd.read_csv(path)  # pandas reads each
     assert result.n_images == 1 and result.n_cells == 0
+
+
+# --------------------------------------------------------------------------- every command
+@pytest.fixture
+def labelled_with_bad_files(tmp_path):
+    """Four good images with boxes, plus a corrupt PNG and an image without boxes first."""
+    root = _live_dead(tmp_path / "data", n=4)
+    (root / "images" / "0corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    shutil.copy(sorted((root / "images").glob("z*.png"))[0], root / "images" / "0nolabel.png")
+    return root
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_train_and_compare_skip_and_name_bad_images(labelled_with_bad_files, tmp_path, capsys,
+                                                     command):
+    root = labelled_with_bad_files
+    argv = [command, root / "images", "--labels", root / "boxes", "--target", "Class",
+            "--families", "morphology", "--model", "lr", "--cv", "2", "--as-gray"]
+    if command == "train":
+        argv += ["-o", tmp_path / "m.featcell"]
+    else:
+        argv += ["--candidates", "classical", "--no-importance", "-o", tmp_path / "report"]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "skipped 0corrupt.png" in err and "skipped 0nolabel.png" in err
+    assert "read 4 images" in err
+
+
+def test_score_with_a_counting_model_survives_bad_images(tmp_path, capsys):
+    from featcell.counting import make_counter
+
+    images = sorted((DATA / "bbbc005" / "images").iterdir())[:6]
+    counts = pd.read_csv(DATA / "bbbc005" / "counts.csv").set_index("image")["count"]
+    model = make_counter("segmentation").fit([str(p) for p in images],
+                                             counts.loc[[p.name for p in images]].to_numpy())
+    path = save_model(model, tmp_path / "counter.featcell",
+                      metadata={"kind": "images", "task": "counting"})
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for image in images[:3]:
+        shutil.copy(image, folder / image.name)
+    (folder / "0corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    _png_bomb(folder / "0bomb.png")
+    out = tmp_path / "counts.csv"
+    code, _, err = run(capsys, "score", path, folder, "-o", out)
+    assert code == 0, err
+    assert sorted(pd.read_csv(out)["Metadata_ImageID"]) == sorted(p.name for p in images[:3])
+    errors = pd.read_csv(tmp_path / "counts_errors.csv")
+    assert sorted(Path(p).name for p in errors["path"]) == ["0bomb.png", "0corrupt.png"]
+    assert errors["message"].str.startswith(("0bomb.png", "0corrupt.png")).all()
+    assert "internal error" not in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- fail early
+def _tiny_folder(root, n=3):
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        image = (rng.random((48, 48)) * 30).astype(np.uint8)
+        image[10:20, 10:20] += 180
+        image[28:40, 26:38] += 150
+        tifffile.imwrite(root / f"img{i:02d}.tif", image)
+    return root
+
+
+@pytest.mark.parametrize("command", ["extract", "train", "compare"])
+def test_unwritable_output_fails_before_any_work(tmp_path, capsys, command):
+    images = _tiny_folder(tmp_path / "images")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    output = {"extract": blocker / "f.parquet", "train": blocker / "m.featcell",
+              "compare": blocker / "report"}[command]
+    argv = [command, images, "-o", output]
+    if command != "extract":
+        argv += ["--target", "ImageID"]
+    start = time.monotonic()
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "cannot write" in err
+    assert "reading images" not in err and "cross-validating" not in err
+    assert time.monotonic() - start < 10
+
+
+def test_full_disk_leaves_no_tmp_and_a_rerun_resumes(tmp_path, monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq
+    from sklearn.preprocessing import FunctionTransformer
+
+    from featcell.batch import score_images
+
+    images = _tiny_folder(tmp_path / "images", n=4)
+    step = FunctionTransformer(lambda cells: np.ones((len(cells), 1))).fit(None)
+    original, calls = pq.ParquetWriter.write_table, {"n": 0}
+
+    def full_after_one(self, table, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_after_one)
+    with pytest.raises(OSError, match="No space left"):
+        score_images(step, images, None, tmp_path / "out", progress=False, chunk_size=1)
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", original)
+    again = score_images(step, images, None, tmp_path / "out", progress=False, chunk_size=1)
+    assert again.n_resumed == 1 and again.n_images == 4
+    assert not (tmp_path / "out" / "parts").exists()  # removed after the complete run
+
+
+def test_full_disk_on_the_command_line_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    images = _tiny_folder(tmp_path / "images")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    code, _, err = run(capsys, "extract", images, "--families", "intensity", "-q",
+                       "-o", tmp_path / "f.parquet")
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("featcell: error: No space left")
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_other_settings_name_the_parts_folder_and_overwrite(tmp_path, capsys):
+    images = _tiny_folder(tmp_path / "images")
+    out = tmp_path / "f.parquet"
+    code, _, err = run(capsys, "extract", images, "--families", "intensity", "-o", out,
+                       "--keep-parts", "-q")
+    assert code == 0 and (tmp_path / "f_parts").is_dir()
+    code, _, err = run(capsys, "extract", images, "--families", "morphology", "-o", out, "-q")
+    assert code == 2 and "f_parts" in err and "--overwrite" in err and "resume=" not in err
+    code, _, err = run(capsys, "extract", images, "--families", "morphology", "-o", out,
+                       "--overwrite", "-q")
+    assert code == 0, err
+    assert "AreaShape_Area" in pd.read_parquet(out).columns
+    assert not (tmp_path / "f_parts").exists()  # removed after success without --keep-parts
+
+
+# --------------------------------------------------------------------------- signals, warnings
+def _many_images(folder, n):
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        image = (rng.random((160, 160)) * 40).astype(np.uint8)
+        for y, x in rng.integers(10, 140, (12, 2)):
+            image[y:y + 12, x:x + 12] += 150
+        tifffile.imwrite(folder / f"f{i:03d}.tif", image)
+    return folder
+
+
+def test_sigterm_writes_the_finished_chunk_and_leaves_no_worker(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    images = _many_images(tmp_path / "images", 80)
+    out = tmp_path / "f.parquet"
+    command = [sys.executable, "-m", "featcell.cli", "extract", str(images), "-o", str(out),
+               "--families", "texture", "--n-jobs", "2"]
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, cwd=root, stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / "f_parts"
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        assert process.poll() is None, process.stderr.read()
+    workers = psutil.Process(process.pid).children(recursive=True)
+    assert workers, "expected joblib worker processes"
+    process.terminate()  # SIGTERM
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers left behind: {[p.pid for p in alive]}"
+    assert list(parts.glob("part-*.parquet")) and not list(parts.glob("*.tmp"))
+    done = subprocess.run([*command, "-q"], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert pd.read_parquet(out)["Metadata_ImageID"].nunique() == 80
+
+
+def _absurd_voc(path, name="cell"):
+    path.write_text(
+        "<annotation><object><name>" + name + "</name><bndbox><xmin>1e300</xmin>"
+        "<ymin>1</ymin><xmax>1e308</xmax><ymax>5</ymax></bndbox></object></annotation>")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_no_library_warning_reaches_the_user_even_from_workers(hostile_folder, tmp_path, quiet):
+    _absurd_voc(hostile_folder / "boxes" / "zb_1857.xml")  # a box at 1e300 pixels
+    command = [sys.executable, "-X", "dev", "-m", "featcell.cli", "extract",
+               str(hostile_folder / "images"), "--labels", str(hostile_folder / "boxes"),
+               "--families", "intensity", "--n-jobs", "2", "-o", str(tmp_path / "f.csv")]
+    done = subprocess.run(command + (["-q"] if quiet else []), capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr
+    for word in ("Warning", "warning:", "unclosed", "DICOM", "overflow", "iterator"):
+        assert word not in done.stderr, done.stderr
+    errors = pd.read_csv(tmp_path / "f_errors.csv")
+    assert errors["path"].str.endswith("zb_1857.png").any()
+
+
+# --------------------------------------------------------------------------- clear errors
+def test_corrupt_png_is_not_answered_with_video_codecs(tmp_path):
+    from featcell.io import read_image
+
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(ValueError, match="broken.png") as info:
+        read_image(path)
+    assert not any(word in str(info.value).lower()
+                   for word in ("ffmpeg", "pyav", "video", "codec", "plugin"))
+
+
+def test_z_stack_gets_an_actionable_message(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "stack.tif", np.zeros((20, 48, 48), np.uint16))
+    tifffile.imwrite(images / "plane.tif", np.zeros((48, 48), np.uint16))
+    (tmp_path / "labels").mkdir()
+    for name in ("stack.tif", "plane.tif"):
+        labels = np.zeros((48, 48), np.uint16)
+        labels[10:20, 10:20] = 1
+        tifffile.imwrite(tmp_path / "labels" / name, labels)
+    code, _, err = run(capsys, "extract", images, "--labels", tmp_path / "labels",
+                       "--families", "intensity", "-o", tmp_path / "f.csv")
+    assert code == 0, err
+    message = pd.read_csv(tmp_path / "f_errors.csv")["message"].iloc[0]
+    assert "z-stack" in message and "channel_axis" not in message
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ("<name>cell</name><bndbox><xmin>nan</xmin><ymin>1</ymin><xmax>4</xmax>"
+         "<ymax>5</ymax></bndbox>", "xmin=nan"),
+        ("<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>4</xmax><ymax>5</ymax></bndbox>",
+         "has no <name>"),
+        ("<name>cell</name><bndbox><xmin>1e300</xmin><ymin>1</ymin><xmax>1e308</xmax>"
+         "<ymax>5</ymax></bndbox>", "expected finite pixel positions"),
+    ],
+)
+def test_voc_objects_without_name_or_with_bad_boxes(tmp_path, obj, expected):
+    from featcell.io import read_voc
+
+    path = tmp_path / "a.xml"
+    path.write_text(f"<annotation><object>{obj}</object></annotation>")
+    with pytest.raises(ValueError, match=expected) as info:
+        read_voc(path)
+    assert "a.xml" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("y", "expected"),
+    [
+        (np.array(["live", None] * 10, dtype=object), "missing values"),
+        (np.array(["live", 1] * 10, dtype=object), "mixes labels of different types"),
+    ],
+)
+def test_labels_of_none_or_mixed_types(y, expected):
+    from featcell.evaluation import evaluate
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=expected):
+        evaluate(LogisticRegression(), X, y, np.repeat(np.arange(10), 2), cv=2)
+
+
+def test_negative_counts_are_refused(tmp_path, capsys):
+    from featcell.counting import SegmentationCounter
+
+    images = [np.zeros((32, 32)) for _ in range(3)]
+    with pytest.raises(ValueError, match="negative"):
+        SegmentationCounter().fit(images, [1, -2, 3])
+    folder = _tiny_folder(tmp_path / "images")
+    pd.DataFrame({"image": [p.name for p in sorted(folder.iterdir())],
+                  "count": [2, -1, 2]}).to_csv(tmp_path / "counts.csv", index=False)
+    code, _, err = run(capsys, "train", folder, "--metadata", tmp_path / "counts.csv",
+                       "--target", "count", "--task", "counting", "-o", tmp_path / "c.featcell")
+    assert code == 2 and "negative" in err
