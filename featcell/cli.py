@@ -27,6 +27,7 @@ _TASKS = ("viability", "phenotype", "counting")
 _CANDIDATES = ("classical", "cnn", "both")
 _TABLE_SUFFIXES = (".parquet", ".csv")
 _DATA = Path(__file__).resolve().parent / "data"
+_FAILED_IMAGES = r"\d+ of \d+ images could not be scored"  # score_images' warning
 
 _EPILOG = """\
 examples:
@@ -934,11 +935,13 @@ def _cmd_extract(args, console):
             f"channels {list(channels)} (colocalization needs two or more channels)"
         )
     console.say(f"{len(names)} features per cell, channels {', '.join(channels)}")
-    result = score_images(
-        step, [str(f) for f in files], args.labels, args.output, n_jobs=n_jobs,
-        per_image=False, progress=not console.quiet, read_kwargs=read_kwargs,
-        resume=not args.overwrite, keep_parts=args.keep_parts,
-    )
+    with warnings.catch_warnings():  # the failed images are reported below
+        warnings.filterwarnings("ignore", message=_FAILED_IMAGES)
+        result = score_images(
+            step, [str(f) for f in files], args.labels, args.output, n_jobs=n_jobs,
+            per_image=False, progress=not console.quiet, read_kwargs=read_kwargs,
+            resume=not args.overwrite, keep_parts=args.keep_parts,
+        )
     if not result.n_images:
         raise UserError(
             f"none of the {len(files)} images could be measured; see {result.errors_path}"
@@ -1482,11 +1485,13 @@ def _cmd_score(args, console):
 
     if args.labels is not None and not Path(args.labels).is_dir():
         raise UserError(f"--labels {args.labels!r} is not a folder")
-    result = score_images(
-        model, [str(f) for f in files], args.labels, args.output, n_jobs=args.n_jobs,
-        progress=not console.quiet, read_kwargs=read, resume=not args.overwrite,
-        keep_parts=args.keep_parts,
-    )
+    with warnings.catch_warnings():  # the failed images are reported below
+        warnings.filterwarnings("ignore", message=_FAILED_IMAGES)
+        result = score_images(
+            model, [str(f) for f in files], args.labels, args.output, n_jobs=args.n_jobs,
+            progress=not console.quiet, read_kwargs=read, resume=not args.overwrite,
+            keep_parts=args.keep_parts,
+        )
     if not result.n_images:
         raise UserError(
             f"none of the {len(files)} images could be scored; see {result.errors_path}"
