@@ -244,10 +244,12 @@ def test_bioio_ome_zarr_round_trip(tmp_path):
     path.parent.mkdir()
     writer = writers.OMEZarrWriter(
         store=str(path), level_shapes=[data.shape], dtype=data.dtype,
-        axes_names=["t", "c", "z", "y", "x"], axes_types=["time", "channel", "space", "space",
-                                                         "space"],
-        channel_names=["DAPI-405", "GFP"], physical_pixel_size=[1.0, 1.0, 2.0, 0.5, 0.5],
+        axes_names=["t", "c", "z", "y", "x"],
+        axes_types=["time", "channel", "space", "space", "space"],
         axes_units=[None, None, "micrometer", "micrometer", "micrometer"],
+        physical_pixel_size=[1.0, 1.0, 2.0, 0.5, 0.5],
+        channels=[writers.Channel(label="DAPI-405", color="0000FF"),
+                  writers.Channel(label="GFP", color="00FF00")],
     )
     writer.write_full_volume(data)
     info = read_image_metadata(path)
