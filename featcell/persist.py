@@ -46,8 +46,6 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from .io import file_sha256
 
@@ -113,6 +111,8 @@ def save_model(model, path, *, metadata=None):
     except TypeError as exc:
         raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
     networks = _onnx_networks(model)
+    import skops.io as sio  # imported when used: skops (and what it imports) is slow
+
     payload = sio.dumps(model, compression=zipfile.ZIP_DEFLATED)
     manifest = {
         "format": "featcell-model",
@@ -196,6 +196,8 @@ def load_model(path, *, trusted=None, cache_dir=None):
     """
     path = Path(path)
     manifest, payload = _read_archive(path)
+    import skops.io as sio
+
     untrusted = sio.get_untrusted_types(data=payload)
     # onnxruntime and XGBoost versions matter only to models that use them
     ignored = {"onnxruntime"} if not manifest["onnx"] else set()
@@ -328,6 +330,8 @@ def _trusted_by_default(name):
 
 
 def _untrusted_error(refused, path):
+    from skops.io.exceptions import UntrustedTypesFoundException
+
     error = UntrustedTypesFoundException(refused)
     error.args = (
         (
