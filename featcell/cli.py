@@ -200,6 +200,9 @@ def _add_scheduler(parser):
     )
 
 
+_SCHEDULER_TIMEOUT = 30  # seconds to reach the Dask scheduler
+
+
 def _cluster(address, console):
     """joblib's Dask backend on the Dask scheduler at ``address`` (a context manager)."""
     import contextlib
@@ -215,7 +218,7 @@ def _cluster(address, console):
             "--scheduler needs Dask's distributed scheduler: pip install 'featcell[dask]'"
         ) from None
     try:
-        client = stack.enter_context(Client(address, timeout=30))
+        client = stack.enter_context(Client(address, timeout=_SCHEDULER_TIMEOUT))
     except (OSError, TimeoutError, ValueError) as exc:
         raise UserError(f"--scheduler {address!r}: could not connect ({exc})") from exc
     stack.enter_context(joblib.parallel_config(backend="dask"))

@@ -92,8 +92,10 @@ def test_cli_scheduler_runs_on_the_cluster(folder, tmp_path, capsys, local_clust
     assert_frame_equal(pd.read_parquet(out_dask), pd.read_parquet(out_local))
 
 
-def test_cli_scheduler_that_cannot_be_reached_is_one_clear_error(folder, tmp_path, capsys):
+def test_cli_scheduler_that_cannot_be_reached_is_one_clear_error(folder, tmp_path, capsys,
+                                                                 monkeypatch):
     pytest.importorskip("distributed")
+    monkeypatch.setattr("featcell.cli._SCHEDULER_TIMEOUT", 1)
     status = main(["extract", str(folder / "img"), "--labels", str(folder / "lab"),
                    "-o", str(tmp_path / "x.parquet"), "--scheduler", "tcp://127.0.0.1:9"])
     assert status == 2
