@@ -50,5 +50,7 @@ def progress_bar(total, *, desc, unit, initial=0, disable=False, leave=True):
         leave=leave,
         mininterval=0.2 if interactive else 10.0,
         dynamic_ncols=True,
-        bar_format=f"{{desc}} |{{bar}}| {{n_fmt}}/{{total_fmt}} {unit}{{postfix}} | ETA {{remaining}}",
+        bar_format=(
+            f"{{desc}} |{{bar}}| {{n_fmt}}/{{total_fmt}} {unit}{{postfix}} | ETA {{remaining}}"
+        ),
     )

@@ -226,7 +226,9 @@ def _check_reduction(channel_axis, z_project, timepoint):
     ):
         raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
     if z_project is not None and z_project not in _Z_PROJECTIONS:
-        raise ValueError(f"z_project must be one of {list(_Z_PROJECTIONS)} or None, got {z_project!r}")
+        raise ValueError(
+            f"z_project must be one of {list(_Z_PROJECTIONS)} or None, got {z_project!r}"
+        )
     if timepoint is not None and (
         isinstance(timepoint, bool) or not isinstance(timepoint, (int, np.integer)) or timepoint < 0
     ):
