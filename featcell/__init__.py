@@ -35,6 +35,7 @@ _EXPORTS = {
     "predict_per_image": "tasks",
     "read_cells": "io",
     "read_image": "io",
+    "read_image_metadata": "io",
     "read_labels": "io",
     "read_voc": "io",
     "save_model": "persist",

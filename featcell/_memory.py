@@ -9,10 +9,12 @@ tuning; ``benchmarks/batch_speed.py``); in one process, feature extraction
 runs 10-20 % faster with it (``benchmarks/feature_speed.py
 --keep-freed-memory`` against a run without).
 
-:func:`keep_freed_memory` is called only in processes featcell starts or runs
-(joblib/Dask workers, the ``featcell`` command), never at import: in a user's
-own interpreter it would change memory behaviour behind their back. Users get
-the same effect in their scripts with the environment variables
+:func:`keep_freed_memory` is called only in processes featcell starts (the
+``featcell`` command, and the loky or multiprocessing workers that joblib starts
+for featcell's own parallel loops), never at import and never in workers that
+someone else runs: in a user's own interpreter, or a Dask or Ray worker serving
+other work, it would change memory behaviour behind their back. Users get the
+same effect in their scripts and clusters with the environment variables
 ``MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=33554432``.
 """
 
@@ -51,8 +53,34 @@ def keep_freed_memory():
     )
 
 
-def keep_freed_memory_in_worker(caller_pid):
-    """:func:`keep_freed_memory` when this code runs in another process than ``caller_pid``
-    (a joblib/Dask worker), never in the caller's own process."""
-    if caller_pid is not None and os.getpid() != caller_pid:
+# joblib backends whose worker processes joblib itself starts for the caller
+_OWN_WORKER_BACKENDS = ("LokyBackend", "MultiprocessingBackend")
+
+
+def tuning_token():
+    """What the caller passes to its tasks so that :func:`keep_freed_memory_in_worker`
+    tunes only workers that joblib starts for featcell.
+
+    Returns
+    -------
+    int or None
+        The caller's process id when joblib's active backend is loky or
+        multiprocessing (worker processes started for this interpreter);
+        ``None`` for any other backend (Dask, Ray, threads, sequential), whose
+        workers featcell did not start.
+    """
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    return os.getpid() if type(backend).__name__ in _OWN_WORKER_BACKENDS else None
+
+
+def keep_freed_memory_in_worker(token):
+    """:func:`keep_freed_memory` in a worker process started for featcell.
+
+    ``token`` comes from :func:`tuning_token` in the caller: ``None`` (a worker
+    featcell did not start) and the caller's own process (a sequential run)
+    are left alone.
+    """
+    if token is not None and os.getpid() != token:
         keep_freed_memory()

@@ -10,8 +10,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from featcell import metrics
@@ -43,7 +41,16 @@ def _slug(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "model"
 
 
+def _figure(**kwargs):
+    """A matplotlib Figure (matplotlib is imported only when a figure is drawn)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _save(fig, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=120)
     return path
@@ -56,7 +63,7 @@ def _confusion(result, name):
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = counts / counts.sum(axis=1, keepdims=True)
     size = 2.5 + 0.6 * len(classes)
-    fig = Figure(figsize=(size + 1, size), layout="constrained")
+    fig = _figure(figsize=(size + 1, size), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(np.nan_to_num(rates), cmap="Blues", vmin=0, vmax=1)
     for (i, j), n in np.ndenumerate(counts):
@@ -75,7 +82,7 @@ def _confusion(result, name):
 
 
 def _roc_axes(title):
-    fig = Figure(figsize=(5, 5), layout="constrained")
+    fig = _figure(figsize=(5, 5), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
     ax.set(
@@ -120,7 +127,7 @@ def _roc_ovr(result, name):
 def _scatter(result, name):
     y_true = result.predictions["y_true"].to_numpy(float)
     y_pred = result.predictions["y_pred"].to_numpy(float)
-    fig = Figure(figsize=(5, 5), layout="constrained")
+    fig = _figure(figsize=(5, 5), layout="constrained")
     ax = fig.add_subplot()
     low, high = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
     ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)

@@ -50,7 +50,8 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from ._memory import keep_freed_memory_in_worker
+from ._memory import keep_freed_memory_in_worker, tuning_token
+from ._progress import progress_bar
 from .io import file_sha256, iter_cells, list_images
 
 try:  # joblib >= 1.6 depends on cloudpickle, older versions vendor it
@@ -192,7 +193,8 @@ def score_images(
         For a predictor pipeline, also write the output of its first step (the
         measured features), named by its ``get_feature_names_out``.
     progress : bool, default=True
-        Show a progress bar (images done, cells/s, ETA) on stderr.
+        Show a progress bar (images done, cells/s, ETA) on stderr; in a
+        notebook, a widget (:mod:`tqdm.auto`).
     resume : bool or "content", default=True
         Skip images already written to ``output`` by an earlier call with the
         same model and settings. ``True`` recognises an image by its path,
@@ -297,9 +299,11 @@ def score_images(
     done = {p for p, (_, record) in layout.records(keys).items() if record["status"] == "ok"}
     todo = [p for p in paths if p not in done]
 
-    bar = _Progress(len(paths), len(done), enabled=progress)
+    bar = progress_bar(len(paths), desc="featcell", unit="images", initial=len(done),
+                       disable=not progress)
+    n_cells_seen, n_failed = 0, 0
     tasks = [
-        delayed(_score_image)(model, p, labels, read_kwargs, include_features, os.getpid())
+        delayed(_score_image)(model, p, labels, read_kwargs, include_features, tuning_token())
         for p in todo
     ]
     buffer, last_flush = [], time.monotonic()
@@ -307,7 +311,12 @@ def score_images(
         for record, table in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
             record["key"] = keys[record["path"]]
             buffer.append((record, table))
-            bar.update(record.get("n_cells", 0), record["status"] == "error")
+            n_cells_seen += record.get("n_cells", 0)
+            n_failed += record["status"] == "error"
+            rate = n_cells_seen / max(time.monotonic() - start, 1e-9)
+            bar.set_postfix_str(f"{rate:,.1f} cells/s" + (f", {n_failed} errors" if n_failed
+                                                          else ""), refresh=False)
+            bar.update()
             if len(buffer) >= chunk_size or time.monotonic() - last_flush > _FLUSH_SECONDS:
                 layout.write_part(seq, buffer)
                 seq, buffer, last_flush = seq + 1, [], time.monotonic()
@@ -707,59 +716,3 @@ def stop_workers():
     executor = getattr(module, "_executor", None)
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=True)
-
-
-# ---------------------------------------------------------------------- progress
-class _Progress:
-    """A one-line progress bar on stderr: images done, cells/s, ETA."""
-
-    def __init__(self, total, done, enabled, stream=None):
-        self.total, self.done, self.enabled = total, done, enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.scored = self.cells = self.errors = 0
-        self.start = self.last = time.monotonic()
-        if enabled and self.tty:
-            self._draw(force=True)
-
-    def update(self, cells, error):
-        self.done += 1
-        self.scored += 1
-        self.cells += cells
-        self.errors += bool(error)
-        self._draw()
-
-    def close(self):
-        if self.enabled:
-            self._draw(force=True)
-            if self.tty:
-                self.stream.write("\n")
-            self.stream.flush()
-
-    def _draw(self, force=False):
-        now = time.monotonic()
-        # redraw a terminal 5 times a second; a log file gets a line every 10 s
-        if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 10.0)):
-            return
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.scored / elapsed
-        left = self.total - self.done
-        eta = _clock(left / rate) if rate > 0 else "--:--"
-        width = 20
-        filled = int(width * self.done / self.total) if self.total else width
-        line = (
-            f"featcell [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} images"
-            f" | {self.cells / elapsed:,.1f} cells/s | ETA {eta}"
-        )
-        if self.errors:
-            line += f" | {self.errors} errors"
-        self.stream.write(f"\r{line}" if self.tty else f"{line}\n")
-        self.stream.flush()
-
-
-def _clock(seconds):
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes = f"{rest // 60:02d}:{rest % 60:02d}"
-    return f"{hours}:{minutes}" if hours else minutes

@@ -70,40 +70,28 @@ class _Console:
 
 
 class _Bar:
-    """A minimal progress bar: redrawn in place on a terminal, one line otherwise."""
+    """featcell's progress bar (tqdm.auto) for one step on a terminal, then a summary line."""
 
     def __init__(self, console, total, label, unit):
+        from featcell._progress import progress_bar
+
         self.console, self.total, self.label, self.unit = console, total, label, unit
         self.done = 0
         self.start = time.monotonic()
-        self.last = 0.0
-        self.extra = ""
+        self.bar = progress_bar(total, desc=label, unit=unit, leave=False,
+                                disable=console.quiet or not console.tty)
 
     def update(self, n=1, extra=""):
         self.done += n
-        self.extra = extra
-        now = time.monotonic()
-        if self.console.quiet or not self.console.tty:
-            return
-        if now - self.last < 0.1 and self.done < self.total:
-            return
-        self.last = now
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        elapsed = now - self.start
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0
-        line = (
-            f"\r{self.label} |{'█' * filled}{'·' * (width - filled)}| {self.done}/{self.total} "
-            f"{self.unit} {elapsed:5.1f} s (ETA {eta:4.0f} s){self.extra}"
-        )
-        print(line, end="", file=sys.stderr, flush=True)
+        if extra:
+            self.bar.set_postfix_str(extra.strip(" ,;"), refresh=False)
+        self.bar.update(n)
 
     def close(self, summary=None):
         elapsed = time.monotonic() - self.start
+        self.bar.close()
         if self.console.quiet:
             return
-        if self.console.tty:
-            print("\r\033[K", end="", file=sys.stderr)
         text = summary or f"{self.label}: {self.done} {self.unit}"
         print(f"{text} ({elapsed:.1f} s)", file=sys.stderr, flush=True)
 
@@ -177,6 +165,28 @@ def _add_reading(parser, labels_help=None):
         help="refuse images declaring more pixels than N before decoding them (default: "
         "2**28, a 16384 x 16384 plane); raise it for genuinely larger images",
     )
+    parser.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        metavar="AXIS",
+        help="the axis of the stored image that holds the channels (e.g. 0 for an ImageJ "
+        "stack whose channels were saved as slices); default: from the file's metadata",
+    )
+    parser.add_argument(
+        "--z-project",
+        choices=("max", "mean"),
+        default=None,
+        help="project z-stacks to one plane by their maximum or mean (a z-stack is "
+        "refused otherwise)",
+    )
+    parser.add_argument(
+        "--timepoint",
+        type=int,
+        default=None,
+        metavar="K",
+        help="take time point K (from 0) of time series (a time series is refused otherwise)",
+    )
 
 
 def _add_common(parser):
@@ -188,6 +198,42 @@ def _add_common(parser):
         help="CPU cores to use (-1: all; default: 1)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+def _add_scheduler(parser):
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the images on a Dask cluster: the address of its scheduler, e.g. "
+        "tcp://10.0.0.5:8786 (needs featcell[dask]; workers must reach the image files)",
+    )
+
+
+_SCHEDULER_TIMEOUT = 30  # seconds to reach the Dask scheduler
+
+
+def _cluster(address, console):
+    """joblib's Dask backend on the Dask scheduler at ``address`` (a context manager)."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    if address is None:
+        return stack
+    try:
+        import joblib
+        from distributed import Client
+    except ImportError:
+        raise UserError(
+            "--scheduler needs Dask's distributed scheduler: pip install 'featcell[dask]'"
+        ) from None
+    try:
+        client = stack.enter_context(Client(address, timeout=_SCHEDULER_TIMEOUT))
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UserError(f"--scheduler {address!r}: could not connect ({exc})") from exc
+    stack.enter_context(joblib.parallel_config(backend="dask"))
+    n_workers = len(client.scheduler_info().get("workers", {}))
+    console.say(f"running on the Dask cluster at {address} ({n_workers} workers)")
+    return stack
 
 
 def _add_cv(parser):
@@ -269,6 +315,7 @@ def build_parser():
     _add_reading(p)
     _add_resume(p)
     _add_common(p)
+    _add_scheduler(p)
     p.set_defaults(run=_cmd_extract)
 
     # train -----------------------------------------------------------------------------
@@ -362,6 +409,7 @@ def build_parser():
             action.help = action.help.replace("%(default)s", "as for the training images")
     _add_resume(p)
     _add_common(p)
+    _add_scheduler(p)
     p.set_defaults(run=_cmd_score)
 
     # compare ---------------------------------------------------------------------------
@@ -485,7 +533,8 @@ def main(argv=None):
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = show
-            args.run(args, console)
+            with _cluster(getattr(args, "scheduler", None), console):
+                args.run(args, console)
         return 0
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, _Terminated)
@@ -600,6 +649,11 @@ def _read_kwargs(args):
         kwargs["max_pixels"] = args.max_pixels
     if getattr(args, "metadata", None):
         kwargs["metadata"] = _read_image_table(args.metadata)
+    for name in ("channel_axis", "z_project", "timepoint"):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
+    if kwargs.get("timepoint", 0) < 0:
+        raise UserError(f"--timepoint must be 0 or more, got {kwargs['timepoint']}")
     return kwargs
 
 
@@ -965,15 +1019,20 @@ def _cmd_extract(args, console):
     print(Path(args.output))
 
 
-def _image_channels(path, as_gray, max_pixels):
-    """``(number of channels, None)`` of one image file, or ``(None, error message)``."""
-    from featcell.io import _check_planes, read_image
+_PROBE_KEYS = ("as_gray", "max_pixels", "channel_axis", "z_project", "timepoint")
+
+
+def _image_channels(path, read_kwargs):
+    """``(number of channels, None)`` of one image file, or ``(None, error message)``.
+
+    The file is read with the run's own reading settings (axes, projection, size limit).
+    """
+    from featcell.io import read_image
 
     try:
-        if Path(path).is_dir():
+        if Path(path).is_dir() and Path(path).suffix.lower() != ".zarr":
             raise ValueError("a folder, not an image file")
-        image = read_image(path, as_gray=as_gray, max_pixels=max_pixels)
-        _check_planes(Path(path), image)
+        image = read_image(path, **{k: v for k, v in read_kwargs.items() if k in _PROBE_KEYS})
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed image
         return None, f"{type(exc).__name__}: {exc}"
     return (1 if image.ndim == 2 else int(image.shape[-1])), None
@@ -988,11 +1047,10 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
     """
     from sklearn.utils.parallel import Parallel, delayed
 
-    as_gray, max_pixels = read_kwargs.get("as_gray", False), read_kwargs.get("max_pixels")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         found = Parallel(n_jobs=n_jobs)(
-            delayed(_image_channels)(str(f), as_gray, max_pixels) for f in files)
+            delayed(_image_channels)(str(f), read_kwargs) for f in files)
     counts = {}
     failed = []
     for path, (n, error) in zip(files, found):
@@ -1401,7 +1459,7 @@ def _readable_images(files, console, max_pixels=None):
     """The image files that can be decoded; the others are named and skipped."""
     readable = []
     for path in files:
-        n, error = _image_channels(str(path), False, max_pixels)
+        n, error = _image_channels(str(path), {"max_pixels": max_pixels})
         if n is None:
             console.say(f"skipped {path.name}: {error}")
         else:

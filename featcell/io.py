@@ -2,15 +2,19 @@
 
 Images come in as numpy arrays in their own dtype (so that :class:`CellSet`
 can rescale by the dtype range, as CellProfiler does). TIFF is read with
-tifffile (multi-page and OME-TIFF included); PNG, JPEG and BMP with
-scikit-image's imageio plugin.
+tifffile (multi-page, OME-TIFF and ImageJ hyperstacks, with their axes,
+channel names and pixel size); PNG, JPEG and BMP with scikit-image's imageio
+plugin; CZI, ND2, LIF and OME-Zarr with bioio when the optional
+``featcell[formats]`` extra is installed.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +30,13 @@ __all__ = [
     "list_images",
     "read_cells",
     "read_image",
+    "read_image_metadata",
     "read_labels",
     "read_voc",
 ]
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".czi", ".nd2", ".lif",
+                  ".zarr")
 # images declaring more pixels (height x width x planes) are refused before decoding, as
 # Pillow's MAX_IMAGE_PIXELS does: 2**28 is a 16384 x 16384 plane (512 MiB at 16 bits)
 MAX_IMAGE_PIXELS = 2**28
@@ -39,20 +45,40 @@ _MAX_VOC_COORDINATE = 1e7  # beyond any real image
 _LABEL_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask", "_cp_masks", "_seg", "_objects")
 
 
-def read_image(path, *, as_gray=False, channel_axis=None, max_pixels=None):
+def read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timepoint=None,
+               max_pixels=None):
     """Read one microscopy image into an array in its stored dtype.
+
+    The axes come from the file's own metadata: OME-TIFF (``axes``, channel
+    names, pixel size), ImageJ hyperstacks, and, through the optional
+    ``featcell[formats]`` extra (bioio), CZI, ND2, LIF and OME-Zarr. A Z or T
+    axis is never taken as channels: it is refused, naming the axis, unless
+    ``z_project`` or ``timepoint`` says how to reduce it.
 
     Parameters
     ----------
     path : str or path-like
-        A TIFF (incl. multi-page/OME), PNG, JPEG or BMP file.
+        A TIFF (incl. multi-page, OME-TIFF and ImageJ hyperstacks), PNG, JPEG
+        or BMP file; with ``featcell[formats]`` installed also ``.czi``,
+        ``.nd2``, ``.lif`` and ``.zarr`` (OME-Zarr).
     as_gray : bool, default=False
         Average colour channels to one grey plane (keeping the dtype range);
         an alpha channel is dropped first.
     channel_axis : int, optional
-        For multi-page TIFFs, the axis that holds channels; it is moved last so
-        the result is ``(H, W, C)``. By default a 3-D TIFF with at most 8 pages
-        is taken as channels-first and moved last.
+        The axis that holds channels, counted in the stored array after axes
+        of length 1 are dropped; it is moved last so the result is ``(H, W, C)``.
+        It overrides the file's metadata (for example an ImageJ stack whose
+        channels were saved as slices). By default the channels are the
+        file's ``C`` (or RGB ``S``) axis; a file without axis metadata (a plain
+        multi-page TIFF) has its pages as channels, or its last axis when that
+        is the smallest (an ``(H, W, C)`` array saved as it was).
+    z_project : {"max", "mean"}, optional
+        Project a Z axis (a z-stack) to one plane by its maximum or mean (the
+        mean is rounded back to the stored integer dtype). Without it a file
+        with several Z planes is refused.
+    timepoint : int, optional
+        Take this time point (0-based) of a T axis. Without it a file with
+        several time points is refused.
     max_pixels : int, optional
         Refuse a file whose header declares more pixels (height x width x planes)
         than this, before decoding it (a decompression bomb). Default
@@ -67,36 +93,121 @@ def read_image(path, *, as_gray=False, channel_axis=None, max_pixels=None):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file cannot be decoded as an image, or declares more than
-        ``max_pixels`` pixels.
+        If the file cannot be decoded as an image, has a Z, T or other axis
+        that is not reduced, or declares more than ``max_pixels`` pixels.
+    ImportError
+        For CZI, ND2, LIF or OME-Zarr files when ``featcell[formats]`` is not
+        installed.
+
+    See Also
+    --------
+    read_image_metadata : the channel names and pixel size stored in the file.
 
     Examples
     --------
     >>> import numpy as np, tifffile, tempfile, os
     >>> from featcell.io import read_image
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.tif")
-    >>> tifffile.imwrite(path, np.zeros((2, 16, 16), np.uint16))
-    >>> read_image(path).shape
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.ome.tif")
+    >>> tifffile.imwrite(path, np.zeros((5, 2, 16, 16), np.uint16), metadata={"axes": "ZCYX"})
+    >>> read_image(path, z_project="max").shape
     (16, 16, 2)
     """
-    path = _check_path(path)
-    limit = _check_image_size(path, max_pixels)
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+    image, _ = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
+                           z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
+    return image
 
-            with _quiet_tifffile():
-                image = tifffile.imread(path)
-            image = np.squeeze(image)
-            if image.ndim == 3:
-                axis = channel_axis if channel_axis is not None else (0 if image.shape[0] <= 8 else -1)
-                image = np.moveaxis(image, axis, -1)
-        else:
-            image = _read_pillow(path, limit)
-    except (OSError, ValueError, SyntaxError, RuntimeError, MemoryError) as exc:  # decoders vary
-        raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 4 and path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+
+def read_image_metadata(path):
+    """The channel names and pixel size that a microscopy file stores.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An image file, as in :func:`read_image`.
+
+    Returns
+    -------
+    dict
+        ``axes`` (the file's axes, e.g. ``"ZCYX"``; ``Q`` or ``I`` where the
+        file does not say), ``shape``, ``channel_names`` (the names stored in the
+        file, or None) and ``pixel_size`` (``(x, y)`` in micrometres, or None).
+
+    Examples
+    --------
+    >>> import numpy as np, tifffile, tempfile, os
+    >>> from featcell.io import read_image_metadata
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.ome.tif")
+    >>> tifffile.imwrite(path, np.zeros((2, 16, 16), np.uint16), metadata={
+    ...     "axes": "CYX", "Channel": {"Name": ["DAPI", "GFP"]}, "PhysicalSizeX": 0.65,
+    ...     "PhysicalSizeY": 0.65})
+    >>> info = read_image_metadata(path)
+    >>> info["axes"], info["channel_names"], info["pixel_size"]
+    ('CYX', ['DAPI', 'GFP'], (0.65, 0.65))
+    """
+    path = _check_path(path)
+    suffix = _suffix(path)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return {"axes": series.axes, "shape": tuple(series.shape),
+                        **_tiff_metadata(tif, series)}
+        except (OSError, ValueError, IndexError, KeyError, RuntimeError) as exc:
+            raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
+    if suffix in _BIOIO_SUFFIXES:
+        _, info = _read_bioio(path)
+        return info
+    image = read_image(path)
+    return {"axes": "YXS"[: image.ndim], "shape": image.shape, "channel_names": None,
+            "pixel_size": None}
+
+
+# file suffixes read through bioio (the featcell[formats] extra); OME-Zarr is a folder
+_BIOIO_SUFFIXES = (".czi", ".nd2", ".lif", ".zarr")
+_Z_PROJECTIONS = ("max", "mean")
+# axes that tifffile gives when the file does not say what its planes are
+_UNKNOWN_AXES = ("Q", "I")
+# micrometres per unit of the OME and ImageJ length units
+_MICROMETRES = {"µm": 1.0, "\u00b5m": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0,
+                "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4,
+                "m": 1e6, "pm": 1e-6, "Å": 1e-4}
+
+
+def _read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timepoint=None,
+                max_pixels=None):
+    """:func:`read_image` and what the file says about it: ``(image, info)``."""
+    path = _check_path(path)
+    _check_reduction(channel_axis, z_project, timepoint)
+    suffix = _suffix(path)
+    limit = _check_image_size(path, max_pixels)
+    info = {"channel_names": None, "pixel_size": None}
+    if suffix in _BIOIO_SUFFIXES:
+        (data, axes), info = _read_bioio(path, with_data=True)
+        image, names_kept = _arrange_axes(data, axes, path, channel_axis, z_project, timepoint)
+    else:
+        try:
+            if suffix in (".tif", ".tiff"):
+                import tifffile
+
+                with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+                    series = tif.series[0]
+                    data, axes = series.asarray(), series.axes
+                    info = {"axes": axes, "shape": tuple(series.shape),
+                            **_tiff_metadata(tif, series)}
+                image, names_kept = _arrange_axes(data, axes, path, channel_axis, z_project,
+                                                  timepoint)
+            else:
+                image, names_kept = np.asarray(_read_pillow(path, limit)), False
+        except (OSError, ValueError, SyntaxError, RuntimeError, IndexError, KeyError,
+                MemoryError) as exc:  # decoder errors vary
+            if isinstance(exc, _AxisError):
+                raise
+            raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
+    if not names_kept:
+        info["channel_names"] = None
+    if image.ndim == 3 and image.shape[-1] == 4 and suffix in (".png", ".jpg", ".jpeg"):
         image = image[..., :3]  # alpha carries no signal in microscopy PNGs
     if image.ndim not in (2, 3):
         raise ValueError(
@@ -106,7 +217,311 @@ def read_image(path, *, as_gray=False, channel_axis=None, max_pixels=None):
     if as_gray and image.ndim == 3:
         gray = image.mean(axis=-1)
         image = gray.astype(image.dtype) if np.issubdtype(image.dtype, np.integer) else gray
-    return image
+        info["channel_names"] = None
+    return image, info
+
+
+def _check_image_size(path, max_pixels):
+    """Refuse a file whose header declares more than ``max_pixels`` pixels; return the limit.
+
+    Only the header is read (tifffile's page tags, Pillow's lazy open), so a
+    decompression bomb is refused before anything is inflated.
+    """
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+                shape, pixels, n_pages = None, 0, 0
+                for page in tif.pages:
+                    plane = (page.imagelength, page.imagewidth)
+                    shape = shape or plane
+                    pixels += plane[0] * plane[1] * max(page.imagedepth, 1)
+                    n_pages += 1
+                    if pixels > limit:
+                        break
+            planes = f" in {n_pages}+ pages" if n_pages > 1 else ""
+        else:
+            from PIL import Image
+
+            with _pillow_limit(None), Image.open(path) as im:
+                shape = (im.size[1], im.size[0])
+                pixels = shape[0] * shape[1] * max(getattr(im, "n_frames", 1), 1)
+                planes = ""
+    except Exception:  # noqa: BLE001 - an unreadable header: the decoder will say why
+        return limit
+    if pixels > limit:
+        raise ValueError(
+            f"image {str(path)!r} declares {shape[0]} x {shape[1]} pixels{planes} "
+            f"({pixels:,} in all), more than the limit of {limit:,} (a decompression bomb?); "
+            "if the image is genuine, raise the limit (max_pixels=, or --max-pixels on the "
+            "command line)"
+        )
+    return limit
+
+
+class _quiet_tifffile:
+    """tifffile logs what it repairs in a damaged file; the error we raise says enough."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger("tifffile")
+        self.saved = self.logger.level
+        self.logger.setLevel(logging.CRITICAL)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.saved)
+
+
+class _pillow_limit:
+    """Set Pillow's own decompression-bomb limit for the duration of a read."""
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def __enter__(self):
+        from PIL import Image
+
+        self.saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = self.limit
+
+    def __exit__(self, *exc):
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = self.saved
+
+
+def _read_pillow(path, limit):
+    """A PNG, JPEG or BMP decoded by Pillow (never another of imageio's plugins).
+
+    imageio would otherwise try every plugin on a corrupt file and end with advice
+    to install video codecs; Pillow's own message is the useful one.
+    """
+    import imageio.v3 as iio
+
+    with _pillow_limit(limit):
+        return iio.imread(path, plugin="pillow")
+
+
+class _AxisError(ValueError):
+    """A file whose axes featcell will not guess (a Z or T axis, an unknown axis)."""
+
+
+def _suffix(path):
+    return path.suffix.lower()
+
+
+def _check_reduction(channel_axis, z_project, timepoint):
+    if channel_axis is not None and (
+        isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer))
+    ):
+        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+    if z_project is not None and z_project not in _Z_PROJECTIONS:
+        raise ValueError(
+            f"z_project must be one of {list(_Z_PROJECTIONS)} or None, got {z_project!r}"
+        )
+    if timepoint is not None and (
+        isinstance(timepoint, bool) or not isinstance(timepoint, (int, np.integer)) or timepoint < 0
+    ):
+        raise ValueError(f"timepoint must be an int >= 0 or None, got {timepoint!r}")
+
+
+def _arrange_axes(data, axes, path, channel_axis, z_project, timepoint):
+    """``data`` with labelled ``axes`` as ``(H, W)`` or ``(H, W, C)``.
+
+    Returns the image and whether its channels are the file's own ``C`` axis
+    (so that the file's channel names apply).
+    """
+    data = np.asarray(data)
+    axes = str(axes).upper()
+    if len(axes) != data.ndim:
+        raise ValueError(f"axes {axes!r} do not match the data's shape {data.shape}")
+    shown = f"axes {axes!r}, shape {data.shape}"
+    keep = [i for i, (a, n) in enumerate(zip(axes, data.shape)) if n > 1 or a in "YX"]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = [axes[i] for i in keep]
+    own_channels = "C" in axes
+    if channel_axis is not None and data.ndim > 2:  # a grey image has no channel axis
+        if not -data.ndim <= channel_axis < data.ndim:
+            raise _AxisError(
+                f"channel_axis={channel_axis} is out of range for image {str(path)!r} with "
+                f"{data.ndim} axes of length > 1 ({shown})"
+            )
+        k = channel_axis % data.ndim
+        if axes[k] != "C":  # the caller knows better than the file (e.g. channels as slices)
+            own_channels = False
+            rest = [i for i in range(data.ndim) if i != k]
+            if axes[k] in "YX":  # the image plane is then the last two other axes
+                for i in rest:
+                    axes[i] = "Q" if axes[i] in "YX" else axes[i]
+                axes[rest[-2]], axes[rest[-1]] = "Y", "X"
+            axes = ["Q" if a == "C" else a for a in axes]
+            axes[k] = "C"
+    if "S" in axes:  # RGB samples are channels; with a C axis too, C x S channels
+        data = np.moveaxis(data, axes.index("S"), -1)
+        axes = [a for a in axes if a != "S"]
+        if "C" in axes:
+            c = axes.index("C")
+            data = np.moveaxis(data, -1, c + 1)
+            data = data.reshape(data.shape[:c] + (-1,) + data.shape[c + 2:])
+            own_channels = False
+        else:
+            axes.append("C")
+    if "T" in axes:
+        t = axes.index("T")
+        n = data.shape[t]
+        if timepoint is None:
+            raise _AxisError(
+                f"image {str(path)!r} has a time axis T of {n} time points ({shown}); "
+                "featcell measures one 2-D image at a time: pass timepoint=K (--timepoint K) "
+                "to take one, or channel_axis (--channel-axis) if these planes are channels"
+            )
+        if timepoint >= n:
+            raise _AxisError(f"timepoint={timepoint} but image {str(path)!r} has {n} time points")
+        data = np.take(data, timepoint, axis=t)
+        axes.pop(t)
+    if "Z" in axes:
+        z = axes.index("Z")
+        if z_project is None:
+            raise _AxisError(
+                f"image {str(path)!r} is a z-stack: its Z axis has {data.shape[z]} planes "
+                f"({shown}); pass z_project='max' or 'mean' (--z-project max|mean) to project "
+                "it to one plane, or channel_axis (--channel-axis) if these planes are channels"
+            )
+        data = _project(data, z, z_project)
+        axes.pop(z)
+    unknown = [i for i, a in enumerate(axes) if a not in "YXC"]
+    if unknown and "C" not in axes and len(unknown) == 1 and axes[unknown[0]] in _UNKNOWN_AXES:
+        i = unknown[0]
+        if len(axes) == 3 and i == 0 and data.shape[2] < min(data.shape[:2]):
+            # an (H, W, C) array saved without axes: tifffile calls its axes QYX
+            axes = ["Y", "X", "C"]
+        else:
+            axes[i] = "C"
+        unknown = []
+    if unknown:
+        names = ", ".join(f"{axes[i]} ({data.shape[i]})" for i in unknown)
+        raise _AxisError(
+            f"image {str(path)!r} has axes featcell does not take as channels: {names} "
+            f"({shown}); pass channel_axis (--channel-axis) to say which axis holds the channels"
+        )
+    order = [axes.index(a) for a in "YXC" if a in axes]
+    return np.transpose(data, order), own_channels
+
+
+def _project(data, axis, how):
+    if how == "max":
+        return data.max(axis=axis)
+    mean = data.mean(axis=axis)
+    if np.issubdtype(data.dtype, np.integer):
+        return np.rint(mean).astype(data.dtype)
+    return mean.astype(data.dtype, copy=False)
+
+
+def _tiff_metadata(tif, series):
+    """Channel names and pixel size (micrometres) of an OME-TIFF or ImageJ file."""
+    names, pixel_size = None, None
+    if tif.is_ome and tif.ome_metadata:
+        names, pixel_size = _ome_metadata(tif.ome_metadata)
+    elif tif.is_imagej and tif.imagej_metadata:
+        meta = tif.imagej_metadata
+        labels, n_channels = meta.get("Labels"), int(meta.get("channels", 1) or 1)
+        if isinstance(labels, (list, tuple)) and len(labels) >= n_channels > 1:
+            names = [str(v) for v in labels[:n_channels]]  # ImageJ planes run C fastest
+        unit = _MICROMETRES.get(str(meta.get("unit", "")).strip().lower())
+        tags = series.pages[0].tags if series.pages and series.pages[0] is not None else {}
+        if unit is not None and "XResolution" in tags and "YResolution" in tags:
+            x, y = (tags[t].value for t in ("XResolution", "YResolution"))
+            if x[0] > 0 and y[0] > 0:
+                pixel_size = (unit * x[1] / x[0], unit * y[1] / y[0])
+    if names is not None and (not any(names) or len(names) != _channel_count(series)):
+        names = None
+    return {"channel_names": names, "pixel_size": pixel_size}
+
+
+def _channel_count(series):
+    axes, shape = series.axes, series.shape
+    return shape[axes.index("C")] if "C" in axes else 1
+
+
+def _ome_metadata(xml):
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None, None
+    image = root.find("{*}Image")  # tifffile's first series is the first OME Image
+    pixels = image.find("{*}Pixels") if image is not None else None
+    if pixels is None:
+        return None, None
+    names = [c.get("Name") or "" for c in pixels.findall("{*}Channel")]
+    names = names if any(names) else None  # unnamed channels among named ones get Ch<k>
+    pixel_size = None
+    try:
+        x, y = float(pixels.get("PhysicalSizeX")), float(pixels.get("PhysicalSizeY"))
+        ux = _MICROMETRES.get(pixels.get("PhysicalSizeXUnit", "µm"))
+        uy = _MICROMETRES.get(pixels.get("PhysicalSizeYUnit", "µm"))
+        if ux is not None and uy is not None and x > 0 and y > 0:
+            pixel_size = (x * ux, y * uy)
+    except (TypeError, ValueError):
+        pass
+    return names, pixel_size
+
+
+def _read_bioio(path, with_data=False):
+    """Read a CZI, ND2, LIF or OME-Zarr file through bioio (first scene)."""
+    try:
+        from bioio import BioImage
+    except ImportError as exc:
+        raise ImportError(
+            f"reading {path.suffix} files such as {str(path)!r} needs bioio and its plugins: "
+            "pip install 'featcell[formats]'"
+        ) from exc
+    try:
+        image = BioImage(path)
+        axes = "".join(image.dims.order)
+        names = [str(c) for c in image.channel_names] if "C" in axes else None
+        sizes = image.physical_pixel_sizes
+        pixel_size = (sizes.X, sizes.Y) if sizes.X and sizes.Y else None
+        shape = tuple(image.shape)
+        data = image.data if with_data else None
+    except Exception as exc:  # noqa: BLE001 - plugins raise many kinds
+        if type(exc).__name__ == "UnsupportedFileFormatError":
+            raise ImportError(
+                f"no bioio plugin reads {str(path)!r}: pip install 'featcell[formats]' "
+                "(bioio-czi, bioio-nd2, bioio-lif, bioio-ome-zarr)"
+            ) from exc
+        raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
+    if names is not None and len(names) != shape[axes.index("C")]:
+        names = None
+    info = {"axes": axes, "shape": shape, "channel_names": names, "pixel_size": pixel_size}
+    return ((np.asarray(data), axes), info) if with_data else (None, info)
+
+
+def _valid_channel_names(names):
+    """The file's channel names as valid featcell names: ``(names, {new: old})``.
+
+    Characters other than letters and digits are dropped ("DAPI-405" ->
+    "DAPI405"), a name starting with a digit gets a ``Ch`` prefix, an empty one
+    becomes ``Ch<k>``, and repeats get a number.
+    """
+    valid, renamed = [], {}
+    for k, name in enumerate(names):
+        new = "".join(ch for ch in str(name) if ch.isascii() and ch.isalnum())
+        if not new:
+            new = f"Ch{k + 1}"
+        elif not new[0].isalpha():
+            new = f"Ch{new}"
+        base, n = new, 2
+        while new in valid:
+            new, n = f"{base}{n}", n + 1
+        valid.append(new)
+        if new != name:
+            renamed[new] = str(name)
+    return valid, renamed
 
 
 def _check_image_size(path, max_pixels):
@@ -328,7 +743,7 @@ def list_images(source):
     if isinstance(source, (list, tuple)):
         return [Path(p) for p in source]
     source = Path(source)
-    if source.is_dir():
+    if source.is_dir() and source.suffix.lower() != ".zarr":  # an OME-Zarr image is a folder
         files = sorted(p for p in source.iterdir() if _is_image_file(p))
     elif any(ch in str(source) for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(str(source)) if _is_image_file(Path(p)))
@@ -340,15 +755,18 @@ def list_images(source):
 
 
 def _is_image_file(path):
-    """An image file of a folder: not a folder named like one, not a macOS ``._`` sidecar."""
-    return (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
-            and path.is_file())
+    """An image file of a folder: not a folder named like one (but an OME-Zarr folder), not a
+    macOS ``._`` sidecar."""
+    suffix = path.suffix.lower()
+    return (suffix in IMAGE_SUFFIXES and not path.name.startswith("._")
+            and (path.is_file() or (suffix == ".zarr" and path.is_dir())))
 
 
 def find_label_file(image_path, labels):
     """Find the label image that matches ``image_path`` in the folder ``labels``.
 
-    The label file has the image's stem, optionally followed by one of
+    The label file has the image's stem (without ``.ome`` for OME files), optionally
+    followed by one of
     ``_labels``, ``_label``, ``_masks``, ``_mask``, ``_cp_masks``, ``_seg``,
     ``_objects``, with any image extension.
 
@@ -362,11 +780,15 @@ def find_label_file(image_path, labels):
         If no matching file exists.
     """
     image_path, labels = Path(image_path), Path(labels)
-    for suffix in _LABEL_SUFFIXES:
-        for ext in (image_path.suffix, *IMAGE_SUFFIXES):
-            candidate = labels / f"{image_path.stem}{suffix}{ext}"
-            if candidate.exists() and candidate != image_path:
-                return candidate
+    stems = [image_path.stem]
+    if image_path.stem.lower().endswith(".ome"):  # a.ome.tif, a.ome.zarr: also a_masks.tif
+        stems.append(image_path.stem[:-4])
+    for stem in stems:
+        for suffix in _LABEL_SUFFIXES:
+            for ext in (image_path.suffix, *IMAGE_SUFFIXES):
+                candidate = labels / f"{stem}{suffix}{ext}"
+                if candidate.exists() and candidate != image_path:
+                    return candidate
     raise FileNotFoundError(
         f"no label image for {image_path.name!r} in {str(labels)!r} (looked for "
         f"{image_path.stem}{{{','.join(s for s in _LABEL_SUFFIXES if s)}}}.<ext>)"
@@ -374,8 +796,8 @@ def find_label_file(image_path, labels):
 
 
 def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
-               exclude_border=False, segment_kwargs=None, metadata=None,
-               max_pixels=None) -> Iterator[CellSet]:
+               exclude_border=False, segment_kwargs=None, metadata=None, channel_axis=None,
+               z_project=None, timepoint=None, max_pixels=None) -> Iterator[CellSet]:
     """Stream one :class:`CellSet` per image file, never holding the whole set.
 
     Parameters
@@ -388,16 +810,23 @@ def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
         boxes (the box names go to ``Metadata_Class``). Without labels, nuclei
         are segmented with :func:`featcell.segment`.
     channels : list of str, optional
-        Channel names.
+        Channel names. By default the names stored in the file (OME-TIFF,
+        ImageJ, bioio formats), made valid (letters and digits only:
+        ``"DAPI-405"`` becomes ``"DAPI405"``, with a warning, and the map in
+        ``Metadata_ChannelNames``), else ``Ch1``, ``Ch2``, ...
     as_gray : bool, default=False
         Read colour images as grey.
+    channel_axis, z_project, timepoint
+        How to read each file's axes, as in :func:`read_image`.
     margin, exclude_border
         As in :meth:`CellSet.from_labels`.
     segment_kwargs : dict, optional
         Parameters of :func:`featcell.segment` when ``labels`` is None.
     metadata : pandas.DataFrame, optional
         Per-image metadata indexed by image file name; its columns are copied
-        to every cell as ``Metadata_<column>``.
+        to every cell as ``Metadata_<column>``. The pixel size stored in the
+        file, if any, is copied as ``Metadata_PixelSizeX`` and
+        ``Metadata_PixelSizeY`` (micrometres).
     max_pixels : int, optional
         Refuse images and label images declaring more pixels than this (see
         :func:`read_image`; default :data:`MAX_IMAGE_PIXELS`).
@@ -410,7 +839,8 @@ def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
     for path in list_images(images):
         yield _read_one(path, labels, channels=channels, as_gray=as_gray, margin=margin,
                         exclude_border=exclude_border, segment_kwargs=segment_kwargs,
-                        metadata=metadata, max_pixels=max_pixels)
+                        metadata=metadata, channel_axis=channel_axis, z_project=z_project,
+                        timepoint=timepoint, max_pixels=max_pixels)
 
 
 def read_cells(images, labels=None, **kwargs):
@@ -444,19 +874,24 @@ def read_cells(images, labels=None, **kwargs):
 
 
 def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segment_kwargs,
-              metadata, max_pixels=None):
+              metadata, channel_axis=None, z_project=None, timepoint=None, max_pixels=None):
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and _suffix(path) != ".zarr":
         raise ValueError(f"{str(path)!r} is a folder, not an image file")
-    image = read_image(path, as_gray=as_gray, max_pixels=max_pixels)
-    _check_planes(path, image)
-    extra = {}
+    image, info = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
+                              z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
+    extra = _file_metadata(info)
     if metadata is not None:
         if path.name not in metadata.index:
             raise KeyError(f"metadata has no row for image {path.name!r}")
-        extra = metadata.loc[path.name].to_dict()
+        extra.update(metadata.loc[path.name].to_dict())
     if channels is None and image.ndim == 3:
         channels = [f"Ch{i + 1}" for i in range(image.shape[-1])]
+        if info["channel_names"] is not None:
+            channels, renamed = _valid_channel_names(info["channel_names"])
+            if renamed:
+                _warn_renamed(renamed)
+                extra["ChannelNames"] = json.dumps(renamed)
     voc = Path(labels) / f"{path.stem}.xml" if labels is not None else None
     if voc is not None and voc.exists():
         boxes, names, _ = read_voc(voc)
@@ -479,15 +914,23 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
         raise ValueError(f"{path.name}: {exc}") from exc
 
 
-def _check_planes(path, image):
-    """A clear error for a stack of many planes (z or time) read as (H, W, C)."""
-    if image.ndim == 3 and image.shape[-1] > 8:
-        raise ValueError(
-            f"{path.name}: read as {image.shape[0]} x {image.shape[1]} pixels with "
-            f"{image.shape[-1]} channels, which looks like a z-stack or time series; featcell "
-            "measures 2-D images of up to 8 channels: split the stack into 2-D planes or "
-            "project it (e.g. a maximum projection) first"
-        )
+def _file_metadata(info):
+    """``Metadata_*`` values that the file itself stores (its pixel size)."""
+    if info.get("pixel_size") is None:
+        return {}
+    x, y = info["pixel_size"]
+    return {"PixelSizeX": float(x), "PixelSizeY": float(y)}
+
+
+def _warn_renamed(renamed):
+    pairs = ", ".join(f"{old!r} -> {new!r}" for new, old in renamed.items())
+    warnings.warn(
+        f"channel names from the image files are not valid feature names (letters and digits "
+        f"only) and were renamed: {pairs}; the map is kept in Metadata_ChannelNames, or pass "
+        "channels=[...] (--channels) to name them yourself",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def file_sha256(path):

@@ -46,8 +46,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
-import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from .io import file_sha256
 
@@ -188,6 +186,8 @@ def save_model(model, path, *, metadata=None):
     except TypeError as exc:
         raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
     networks = _onnx_networks(model)
+    import skops.io as sio  # imported when used: skops (and what it imports) is slow
+
     payload = sio.dumps(model, compression=zipfile.ZIP_DEFLATED)
     manifest = {
         "format": "featcell-model",
@@ -294,6 +294,8 @@ def load_model(path, *, trusted=None, cache_dir=None):
         refused = sorted(t for t in types if t not in extra and t not in trusted_types())
         if refused:
             raise _untrusted_error(refused, path)
+    import skops.io as sio  # imported when used: skops (and what it imports) is slow
+
     model = sio.loads(payload, trusted=sorted(types))
     _check_trees(model, path)
     if manifest["onnx"]:
@@ -468,11 +470,15 @@ def _types_in_payload(payload):
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+    import skops.io as sio
+
     found |= set(sio.get_untrusted_types(data=payload))
     return found
 
 
 def _untrusted_error(refused, path):
+    from skops.io.exceptions import UntrustedTypesFoundException
+
     error = UntrustedTypesFoundException(refused)
     error.args = (
         (

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 __all__ = ["write_report"]
 
@@ -611,9 +609,17 @@ def _free(value):
 
 
 def _save(fig, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=_DPI)
     return path
+
+
+def _figure(**kwargs):
+    from matplotlib.figure import Figure  # imported only when a figure is drawn
+
+    return Figure(**kwargs)
 
 
 def _caption_for(filename, view):
@@ -654,7 +660,7 @@ def _importance(importance, figdir):
     first = next(iter(importance.values()))
     scoring = first.attrs.get("scoring", "score")
     height = 1.3 + 0.3 * len(families) * len(importance)
-    fig = Figure(figsize=(6.4, height), layout="constrained")
+    fig = _figure(figsize=(6.4, height), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(importance)
     order = families[::-1]
@@ -759,7 +765,7 @@ def _embedding_map(features, per_sample, view, method, max_points, rng, figdir):
     else:
         ratio = pca.explained_variance_ratio_
         xlabel, ylabel = f"PC1 ({ratio[0]:.0%} of variance)", f"PC2 ({ratio[1]:.0%})"
-    fig = Figure(figsize=(6.4, 5.2), layout="constrained")
+    fig = _figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
     y = labels[known]
     wrong = np.zeros(len(known), bool)
@@ -831,7 +837,7 @@ def _gallery(cells, per_sample, view, n_examples, rng, figdir):
         idx = np.flatnonzero(known & (labels.astype(str) == c))
         picks[c] = np.sort(rng.choice(idx, min(n_examples, len(idx)), replace=False))
     ncol = max(len(v) for v in picks.values())
-    fig = Figure(figsize=(1.25 * ncol + 1.2, 1.45 * len(classes) + 0.4), layout="constrained")
+    fig = _figure(figsize=(1.25 * ncol + 1.2, 1.45 * len(classes) + 0.4), layout="constrained")
     axes = fig.subplots(len(classes), ncol, squeeze=False)
     pred = per_sample["y_pred"].to_numpy()
     for r, c in enumerate(classes):

@@ -646,7 +646,8 @@ def test_corrupt_png_is_not_answered_with_video_codecs(tmp_path):
 def test_z_stack_gets_an_actionable_message(tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
-    tifffile.imwrite(images / "stack.tif", np.zeros((20, 48, 48), np.uint16))
+    tifffile.imwrite(images / "stack.tif", np.zeros((20, 48, 48), np.uint16),
+                     metadata={"axes": "ZYX"})
     tifffile.imwrite(images / "plane.tif", np.zeros((48, 48), np.uint16))
     (tmp_path / "labels").mkdir()
     for name in ("stack.tif", "plane.tif"):
@@ -657,7 +658,8 @@ def test_z_stack_gets_an_actionable_message(tmp_path, capsys):
                        "--families", "intensity", "-o", tmp_path / "f.csv")
     assert code == 0, err
     message = pd.read_csv(tmp_path / "f_errors.csv")["message"].iloc[0]
-    assert "z-stack" in message and "channel_axis" not in message
+    # the hint names what the command line can do, not a "channels first?" guess
+    assert "z-stack" in message and "--z-project" in message and "--channel-axis" in message
 
 
 @pytest.mark.parametrize(

@@ -16,15 +16,13 @@ cells, empty inputs and pandas output (``set_output``).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from .._memory import keep_freed_memory_in_worker
+from .._memory import keep_freed_memory_in_worker, tuning_token
 from ..cells import CellSet
 
 __all__ = ["CellFeatureTransformer"]
@@ -116,7 +114,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
         else:
             chunks = (X[s : s + size] for s in range(0, len(X), size))
             parts = Parallel(n_jobs=n_jobs)(
-                delayed(_compute_chunk)(self, c, os.getpid()) for c in chunks
+                delayed(_compute_chunk)(self, c, tuning_token()) for c in chunks
             )
         out = np.vstack(parts).astype(np.float64, copy=False)
         if out.shape != (len(X), n_out):  # a broken subclass, not user input
