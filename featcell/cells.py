@@ -728,6 +728,24 @@ class CellSet:
             yield self.crop(i), self.mask(i)
 
     @property
+    def index(self):
+        """Cell ids ``"<image id>:<object number>"``, a :class:`pandas.Index`.
+
+        Feature tables from ``set_output(transform="pandas")`` carry it, so
+        tables of the same cells join by id, not by position.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from featcell import CellSet
+        >>> CellSet.from_crops(np.ones((2, 8, 8)), image_id="a").index.tolist()
+        ['a:1', 'a:2']
+        """
+        image = self.metadata["Metadata_ImageID"].astype(str)
+        number = self.metadata["Metadata_ObjectNumber"].astype(str)
+        return pd.Index((image + ":" + number).to_numpy(dtype=object), name="cell_id")
+
+    @property
     def crop_shapes(self):
         """(N, 2) array of crop shapes ``(h, w)``."""
         return self._shapes.copy()

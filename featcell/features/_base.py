@@ -21,6 +21,7 @@ import os
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
@@ -123,7 +124,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
             raise RuntimeError(
                 f"{type(self).__name__} computed {out.shape} values, expected {(len(X), n_out)}"
             )
-        return out
+        return indexed_output(self, out, X)
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names, CellProfiler style.
@@ -193,6 +194,16 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _compute(self, cells):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def indexed_output(estimator, values, cells):
+    """``values`` as a DataFrame indexed by ``cells.index`` under pandas output, else as is."""
+    if _get_output_config("transform", estimator)["dense"] != "pandas":
+        return values
+    import pandas as pd
+
+    names = estimator.get_feature_names_out()
+    return pd.DataFrame(values, index=cells.index, columns=names)
 
 
 def _compute_chunk(transformer, cells, caller_pid):

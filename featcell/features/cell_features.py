@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import check_cellset
+from ._base import check_cellset, indexed_output
 from .colocalization import Colocalization
 from .intensity import Intensity
 from .morphology import Morphology
@@ -134,7 +134,7 @@ class CellFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "transformers_")
         X = check_cellset(X)
         parts = [t.transform(X) for _, t in self.transformers_]
-        return np.hstack(parts) if parts else np.empty((len(X), 0))
+        return indexed_output(self, np.hstack(parts) if parts else np.empty((len(X), 0)), X)
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names, CellProfiler style.
