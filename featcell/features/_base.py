@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._memory import keep_freed_memory_in_worker
 from ..cells import CellSet
+from ..compartments import select_compartment
 
 __all__ = ["CellFeatureTransformer"]
 
@@ -101,7 +102,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
             One row per cell, columns named by ``get_feature_names_out()``.
         """
         check_is_fitted(self, "feature_names_out_")
-        X = check_cellset(X)
+        X = select_compartment(check_cellset(X), getattr(self, "compartment", None))
         if X.channel_names != self.channel_names_in_:
             raise ValueError(
                 f"X has channels {list(X.channel_names)} but the transformer was fitted on "
