@@ -297,6 +297,7 @@ def to_anndata(table, *, channels=None):
                 f"spatial_{compartment}")
             obsm[key] = table[[axes["X"], axes["Y"]]].to_numpy(np.float64)
     adata = anndata.AnnData(X=X, obs=obs_frame, var=var, obsm=obsm)
+    adata.strings_to_categoricals()  # as h5ad stores them, so a round trip changes nothing
     if cnn:
         adata.uns["cnn_features"] = list(cnn)
     return adata
