@@ -258,7 +258,8 @@ def to_anndata(table, *, channels=None):
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
     if table.columns.duplicated().any():
-        raise ValueError(f"table has repeated columns: {sorted(set(table.columns[table.columns.duplicated()]))}")
+        repeated = sorted(set(table.columns[table.columns.duplicated()]))
+        raise ValueError(f"table has repeated columns: {repeated}")
     table = table.rename(columns={c: str(c) for c in table.columns})
     if "Metadata_Location_Center_X" in table:  # featcell's names: CellProfiler's, as written
         stripped = [c.removeprefix(_METADATA) for c in table.columns]
@@ -364,7 +365,9 @@ def napari_features(table, image_id=None):
         if image_id is not None:
             rows = table[table["Metadata_ImageID"].astype(str) == os.path.basename(str(image_id))]
             if rows.empty:
-                raise ValueError(f"no rows for image_id {image_id!r}; the table has {list(images[:5])}")
+                raise ValueError(
+                    f"no rows for image_id {image_id!r}; the table has {list(images[:5])}"
+                )
     out = rows.drop(columns=[c for c in ("Metadata_ImageID",) if c in rows])
     out = out.rename(columns=lambda c: str(c).removeprefix(_METADATA))
     out = out.rename(columns={"ObjectNumber": "index"}).sort_values("index")

@@ -402,9 +402,9 @@ def segment_cells(image, nuclei, *, regularization=0.05, threshold="otsu", log_t
     spreads over the foreground of a cell stain along the shortest paths of a
     distance that combines, at each step between neighbouring pixels, the
     intensity change around them with ``regularization`` times the step
-    length (their root sum of squares). Cells therefore stop at dark gaps and at the bright-to-dim edges
-    between touching cells, and fall back to plain distance (a Voronoi split)
-    where the stain is flat. The foreground is the image above ``threshold``
+    length (their root sum of squares). Cells therefore stop at dark gaps
+    and at the bright-to-dim edges between touching cells, and fall back to
+    plain distance (a Voronoi split) where the stain is flat. The foreground is the image above ``threshold``
     (Otsu by default); holes enclosed by one cell are filled.
 
     Parameters
