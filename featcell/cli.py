@@ -986,6 +986,8 @@ def _save_labels_folder(args, output):
 def _table_columns(path):
     import pyarrow.parquet as pq
 
+    if not Path(path).is_file():  # every image failed: nothing was written
+        return []
     if Path(path).suffix.lower() == ".csv":
         import csv
 
@@ -996,9 +998,9 @@ def _table_columns(path):
 
 def _rename_table(path, mapping):
     """Rename columns of a written Parquet or CSV table in place, streaming."""
-    if not mapping:
-        return
     path = Path(path)
+    if not mapping or not path.is_file():
+        return
     tmp = path.with_name(f".{path.name}.renaming")
     if path.suffix.lower() == ".csv":
         import csv
