@@ -316,3 +316,33 @@ def test_extract_saves_the_labels_it_segments(plate, tmp_path):
     assert main(["extract", str(plate / "images"), "--channels", "DNA", "Actin",
                  "--families", "morphology", "--no-save-labels", "-o", str(quiet), "-q"]) == 0
     assert not (tmp_path / "none_labels").exists()
+
+
+def test_read_cells_with_compartments_metadata_and_saved_box_masks(tmp_path):
+    from featcell import iter_cells, read_cells
+
+    for folder in ("images", "nuclei", "cells", "boxes"):
+        (tmp_path / folder).mkdir()
+    name = "r01c02f03p01-ch1sk1fk1fl1.tif"  # Opera: well A02, site 3
+    image = (_image() * 1000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "images" / name, np.moveaxis(image, -1, 0))
+    tifffile.imwrite(tmp_path / "nuclei" / name, NUCLEI)
+    tifffile.imwrite(tmp_path / "cells" / name, CELLS)
+    cells = read_cells(tmp_path / "images", {"Nuclei": tmp_path / "nuclei",
+                                             "Cells": tmp_path / "cells"},
+                       channels=["DNA", "Actin"], metadata={"Plate": "P9", "Well": "H12"})
+    assert cells.compartment_names == ("Nuclei", "Cells", "Cytoplasm") and len(cells) == 4
+    assert set(cells.metadata["Metadata_Plate"]) == {"P9"}
+    assert set(cells.metadata["Metadata_Well"]) == {"H12"}  # given metadata wins
+    assert set(cells.metadata["Metadata_Site"]) == {3}  # the file name fills the rest
+    (tmp_path / "boxes" / name.replace(".tif", ".xml")).write_text(
+        "<annotation><object><name>live</name><bndbox><xmin>3</xmin><ymin>3</ymin>"
+        "<xmax>22</xmax><ymax>20</ymax></bndbox></object></annotation>"
+    )
+    boxed = next(iter_cells(tmp_path / "images", tmp_path / "boxes", channels=["DNA", "Actin"],
+                            save_labels=tmp_path / "masks"))
+    saved = tifffile.imread(tmp_path / "masks" / name.replace(".tif", "_labels.tif"))
+    assert saved.shape == CELLS.shape and saved.dtype == np.int32
+    assert set(np.unique(saved)) == {0, 1}
+    assert (saved > 0).sum() == boxed.mask(0).sum()
+    assert not saved[:2].any() and not saved[:, 22:].any()  # inside its box
