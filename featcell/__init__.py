@@ -32,6 +32,7 @@ _EXPORTS = {
     "make_cnn_pipeline": "cnn",
     "make_counter": "counting",
     "make_head": "heads",
+    "napari_features": "interop",
     "predict_per_image": "tasks",
     "read_cells": "io",
     "read_image": "io",
@@ -41,6 +42,8 @@ _EXPORTS = {
     "save_model": "persist",
     "score_images": "batch",
     "segment": "segmentation",
+    "segment_cells": "segmentation",
+    "to_anndata": "interop",
     "write_report": "report",
 }
 _SUBMODULES = {"metrics"}

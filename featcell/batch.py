@@ -122,7 +122,7 @@ class BatchResult:
     {
         "model": [HasMethods(["predict"]), HasMethods(["transform"])],
         "images": [str, os.PathLike, list, tuple],
-        "labels": [str, os.PathLike, None],
+        "labels": [str, os.PathLike, dict, None],
         "output": [str, os.PathLike],
         "n_jobs": [Integral, None],
         "per_image": ["boolean"],
@@ -172,9 +172,11 @@ def score_images(
     images : str, path-like or list
         Folder, glob pattern or list of image files (see
         :func:`featcell.io.list_images`).
-    labels : str or path-like, optional
+    labels : str, path-like or dict, optional
         Folder of matching label images or Pascal VOC ``.xml`` files (see
         :func:`featcell.io.iter_cells`). ``None`` segments nuclei on the fly.
+        A dict of compartment name to folder (``{"Nuclei": ..., "Cells":
+        ...}``) measures every cell in each compartment.
     output : str or path-like, default="featcell_results"
         A folder (gets ``cells.parquet``, ``images.parquet``, ``errors.parquet``
         and ``parts/``), or a file name ending in ``.parquet`` or ``.csv``
@@ -284,12 +286,10 @@ def score_images(
     repeated = sorted(p for p, count in Counter(paths).items() if count > 1)
     if repeated:
         raise ValueError(f"images lists these files more than once: {repeated[:5]}")
-    if labels is not None:
-        if not Path(labels).is_dir():
-            raise FileNotFoundError(
-                f"labels must be a folder of label images or VOC files; {str(labels)!r} is not"
-            )
-        labels = os.path.abspath(labels)
+    if isinstance(labels, dict):  # compartments: one folder of label images per name
+        labels = {name: _check_labels_folder(folder) for name, folder in labels.items()}
+    elif labels is not None:
+        labels = _check_labels_folder(labels)
 
     # the pixel limit decides only whether a file is read, not what is measured
     settings = {k: v for k, v in read_kwargs.items() if k != "max_pixels"}
@@ -361,6 +361,14 @@ def _check_read_kwargs(read_kwargs):
     if unknown:
         raise TypeError(f"read_kwargs has unknown keys {unknown}; iter_cells accepts {accepted}")
     return read_kwargs
+
+
+def _check_labels_folder(labels):
+    if not Path(labels).is_dir():
+        raise FileNotFoundError(
+            f"labels must be a folder of label images or VOC files; {str(labels)!r} is not"
+        )
+    return os.path.abspath(labels)
 
 
 def _check_model(model, include_features):

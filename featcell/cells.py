@@ -556,6 +556,44 @@ class CellSet:
         return cls._from_lists(crops, masks, frame, channel_names, np.zeros((n, 2), np.intp))
 
     @classmethod
+    def from_compartments(cls, image, labels, channels=None, image_id=None, **kwargs):
+        """Cells measured in several compartments (nuclei, cells, cytoplasm), one row per cell.
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, C) ndarray, or list of (H, W) ndarrays
+            Intensity image.
+        labels : dict of str to (H, W) ndarray of int
+            One label image per compartment, e.g. ``{"Nuclei": nuclei,
+            "Cells": cells}``.
+        channels, image_id
+            As in :meth:`from_labels`.
+        **kwargs
+            ``parent``, ``cytoplasm``, and the keywords of :meth:`from_labels`;
+            see :func:`featcell.compartments.cells_from_compartments`.
+
+        Returns
+        -------
+        featcell.compartments.CompartmentCellSet
+            A CellSet whose cells carry every compartment's mask; each
+            feature transformer measures the one named by its
+            ``compartment``, and :class:`~featcell.CellFeatures` all of them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from featcell import CellSet
+        >>> cells = np.zeros((20, 20), np.int32); cells[2:18, 2:18] = 1
+        >>> nuclei = np.zeros((20, 20), np.int32); nuclei[7:12, 7:12] = 1
+        >>> X = CellSet.from_compartments(np.ones((20, 20)), {"Nuclei": nuclei, "Cells": cells})
+        >>> X.compartment_names
+        ('Nuclei', 'Cells', 'Cytoplasm')
+        """
+        from .compartments import cells_from_compartments
+
+        return cells_from_compartments(image, labels, channels, image_id, **kwargs)
+
+    @classmethod
     def concat(cls, cellsets):
         """Concatenate CellSets with the same channels into one.
 
@@ -581,6 +619,9 @@ class CellSet:
         for c in cellsets:
             if not isinstance(c, CellSet):
                 raise TypeError(f"concat expects CellSet objects, got {type(c).__name__}")
+        kinds = {type(c) for c in cellsets}
+        if kinds != {cls} and any(k is not CellSet for k in kinds):  # cells with compartments
+            return next(k for k in kinds if k is not CellSet).concat(cellsets)
         names = cellsets[0].channel_names
         for c in cellsets[1:]:
             if c.channel_names != names:
@@ -726,6 +767,24 @@ class CellSet:
         """Yield ``(crop, mask)`` for every cell, in order."""
         for i in range(len(self)):
             yield self.crop(i), self.mask(i)
+
+    @property
+    def index(self):
+        """Cell ids ``"<image id>:<object number>"``, a :class:`pandas.Index`.
+
+        Feature tables from ``set_output(transform="pandas")`` carry it, so
+        tables of the same cells join by id, not by position.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from featcell import CellSet
+        >>> CellSet.from_crops(np.ones((2, 8, 8)), image_id="a").index.tolist()
+        ['a:1', 'a:2']
+        """
+        image = self.metadata["Metadata_ImageID"].astype(str)
+        number = self.metadata["Metadata_ObjectNumber"].astype(str)
+        return pd.Index((image + ":" + number).to_numpy(dtype=object), name="cell_id")
 
     @property
     def crop_shapes(self):

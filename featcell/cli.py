@@ -121,14 +121,57 @@ def _terminal_width():
     return columns if columns >= 60 else 100
 
 
+class _LabelsAction(argparse.Action):
+    """``--labels FOLDER`` (a str), or ``--labels Nuclei=DIR Cells=DIR`` (a dict)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) == 1 and "=" not in values[0]:
+            setattr(namespace, self.dest, values[0])
+            return
+        labels = {}
+        for item in values:
+            name, _, folder = item.partition("=")
+            if not folder or not name.isalnum() or not name[:1].isalpha() or name in labels:
+                parser.error(
+                    f"--labels takes one FOLDER, or NAME=FOLDER pairs with distinct names of "
+                    f"letters and digits (e.g. Nuclei=nuclei/ Cells=cells/); got {item!r}"
+                )
+            labels[name] = folder
+        setattr(namespace, self.dest, labels)
+
+
+class _MetadataAction(argparse.Action):
+    """``--metadata TABLE`` and/or ``KEY=VALUE``: the table in ``metadata``, the rest in
+    ``metadata_values``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        tables = [v for v in values if "=" not in v]
+        if len(tables) > 1:
+            parser.error(f"--metadata takes at most one table, got {tables}")
+        constants = {}
+        for item in values:
+            if "=" in item:
+                key, _, value = item.partition("=")
+                key = key.removeprefix("Metadata_")
+                if not key.isidentifier():
+                    parser.error(f"--metadata {item!r}: expected KEY=VALUE, e.g. Plate=P1")
+                constants[key] = value
+        setattr(namespace, self.dest, tables[0] if tables else None)
+        namespace.metadata_values = constants
+
+
 def _add_reading(parser, labels_help=None):
     parser.add_argument(
         "--labels",
         metavar="FOLDER",
+        nargs="+",
+        action=_LabelsAction,
         help=labels_help
         or (
             "folder of label images (same file name as each image, 0 = background) or of "
-            "Pascal VOC .xml box files; without it, nuclei are segmented automatically"
+            "Pascal VOC .xml box files; without it, nuclei are segmented automatically. "
+            "Several compartments: NAME=FOLDER pairs, e.g. Nuclei=nuclei/ Cells=cells/ "
+            "(each cell measured in its nucleus, cell and cytoplasm)"
         ),
     )
     parser.add_argument(
@@ -144,11 +187,27 @@ def _add_reading(parser, labels_help=None):
     )
     parser.add_argument(
         "--metadata",
-        metavar="CSV",
+        metavar="CSV_OR_KEY=VALUE",
+        nargs="+",
+        action=_MetadataAction,
         help=(
             "table with one row per image: a column of image file names (image, file or "
-            "filename) and columns such as cell_line or count, copied to every cell"
+            "filename) and columns such as cell_line or count, copied to every cell; "
+            "and/or KEY=VALUE for all images (e.g. Plate=P1). Plate, Well and Site also "
+            "come from plate-reader file names (Opera, ImageXpress, CellVoyager, Cellomics)"
         ),
+    )
+    parser.add_argument(
+        "--save-labels",
+        metavar="FOLDER",
+        help=(
+            "write the label image of every image featcell segmented itself (no --labels, "
+            "or boxes) as <image>_labels.tif, to check in napari; extract and score do it "
+            "by default, into <output>_labels/"
+        ),
+    )
+    parser.add_argument(
+        "--no-save-labels", action="store_true", help="do not write the segmented labels"
     )
     parser.add_argument(
         "--margin",
@@ -310,6 +369,23 @@ def build_parser():
             "what to measure: morphology (shape), intensity, texture, colocalization "
             "(between channels), cnn (a pretrained network's embedding); default: the four "
             "classical families"
+        ),
+    )
+    p.add_argument(
+        "--compartment",
+        metavar="NAME",
+        help=(
+            "prefix of every feature column, as CellProfiler and pycytominer name them "
+            "(Cells_AreaShape_Area); default Cells, or the name given in --labels NAME=FOLDER"
+        ),
+    )
+    p.add_argument(
+        "--format",
+        choices=("parquet", "csv", "h5ad"),
+        help=(
+            "table format (default: from the -o suffix); h5ad writes an AnnData file for "
+            "scanpy (features in X, metadata in obs, CNN embeddings and positions in obsm) "
+            "and keeps the Parquet table beside it, which makes the run resumable"
         ),
     )
     _add_reading(p)
@@ -647,8 +723,13 @@ def _read_kwargs(args):
         if args.max_pixels < 1:
             raise UserError(f"--max-pixels must be a positive number, got {args.max_pixels}")
         kwargs["max_pixels"] = args.max_pixels
+    constants = getattr(args, "metadata_values", None) or {}
     if getattr(args, "metadata", None):
         kwargs["metadata"] = _read_image_table(args.metadata)
+        for key, value in constants.items():
+            kwargs["metadata"][key] = value
+    elif constants:
+        kwargs["metadata"] = dict(constants)
     for name in ("channel_axis", "z_project", "timepoint"):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
@@ -659,7 +740,8 @@ def _read_kwargs(args):
 
 def _saved_read(read_kwargs):
     """The reading settings stored with a table or model (not the per-run ones)."""
-    return {k: v for k, v in read_kwargs.items() if k not in ("metadata", "max_pixels")}
+    return {k: v for k, v in read_kwargs.items()
+            if k not in ("metadata", "max_pixels", "save_labels")}
 
 
 def _add_resume(parser):
@@ -765,10 +847,9 @@ def _read_cells(files, labels, read_kwargs, console):
     from featcell.cells import CellSet
     from featcell.io import iter_cells
 
-    if labels is not None and not Path(labels).is_dir():
-        raise UserError(f"--labels {labels!r} is not a folder")
+    _check_labels_option(labels)
     metadata = read_kwargs.get("metadata")
-    if metadata is not None:
+    if metadata is not None and not isinstance(metadata, dict):
         missing = [f.name for f in files if f.name not in metadata.index]
         if missing:
             raise UserError(
@@ -809,7 +890,7 @@ def _read_cells(files, labels, read_kwargs, console):
     return cells
 
 
-def _feature_step(families, n_jobs=None, cnn_threads=None):
+def _feature_step(families, n_jobs=None, cnn_threads=None, compartment=None):
     """The (unfitted) transformer that measures the chosen families of every cell."""
     from sklearn.pipeline import FeatureUnion
 
@@ -818,7 +899,9 @@ def _feature_step(families, n_jobs=None, cnn_threads=None):
     classical = [f for f in families if f in _CLASSICAL]
     steps = []
     if classical:
-        steps.append(("classical", CellFeatures(classical, n_jobs=n_jobs)))
+        steps.append(
+            ("classical", CellFeatures(classical, compartment=compartment, n_jobs=n_jobs))
+        )
     if "cnn" in families:
         from featcell.cnn import CNNEmbedding
 
@@ -968,20 +1051,40 @@ def _settings_path(output):
 
 def _cmd_extract(args, console):
     from featcell.batch import score_images
+    from featcell.interop import cellprofiler_names
 
     files = _check_images_source(args.images)
     if files is None:
         raise UserError(f"{args.images!r} is a table; extract needs images")
-    _check_output_table(args.output)
+    output = Path(args.output)
+    fmt = args.format or {".csv": "csv", ".h5ad": "h5ad"}.get(output.suffix.lower(), "parquet")
+    if fmt == "h5ad":  # the Parquet table beside it is what a resumed run continues
+        Path(args.output).resolve().parent.mkdir(parents=True, exist_ok=True)
+        table_path = output.with_suffix(".parquet")
+    else:
+        _check_output_table(args.output)
+        if args.format and output.suffix.lower() != f".{args.format}":
+            raise UserError(f"-o {args.output!r} does not end with .{args.format} (--format)")
+        table_path = output
+    compartment = _extract_compartment(args)
     read_kwargs = _read_kwargs(args)
     n_jobs = args.n_jobs
     step = _feature_step(args.families, n_jobs=None,
-                         cnn_threads=1 if n_jobs not in (None, 1) else None)
-    if args.labels is not None and not Path(args.labels).is_dir():
-        raise UserError(f"--labels {args.labels!r} is not a folder")
+                         cnn_threads=1 if n_jobs not in (None, 1) else None,
+                         compartment=None if isinstance(args.labels, dict) else compartment)
+    _check_labels_option(args.labels)
+    save_labels = _save_labels_folder(args, table_path)
+    if save_labels is not None:
+        read_kwargs["save_labels"] = str(save_labels)
     console.say(f"featcell extract: {len(files)} images, families {' '.join(args.families)}")
     channels = _settle_channels(files, read_kwargs, console, n_jobs)
-    step.fit(_probe_cells(channels))  # no image decides the fitted settings
+    if isinstance(args.labels, dict):  # the label sets, and the cytoplasm derived from them
+        derived = ["Cytoplasm"] if len(args.labels) > 1 and "Cytoplasm" not in args.labels else []
+        compartments = [*args.labels, *derived]
+    else:
+        compartments = None
+    probe = _probe_cells(channels, compartments, compartment)
+    step.fit(probe)  # no image decides the fitted settings
     names = list(step.get_feature_names_out())
     if not names:
         raise UserError(
@@ -992,7 +1095,7 @@ def _cmd_extract(args, console):
     with warnings.catch_warnings():  # the failed images are reported below
         warnings.filterwarnings("ignore", message=_FAILED_IMAGES)
         result = score_images(
-            step, [str(f) for f in files], args.labels, args.output, n_jobs=n_jobs,
+            step, [str(f) for f in files], args.labels, table_path, n_jobs=n_jobs,
             per_image=False, progress=not console.quiet, read_kwargs=read_kwargs,
             resume=not args.overwrite, keep_parts=args.keep_parts,
         )
@@ -1000,15 +1103,28 @@ def _cmd_extract(args, console):
         raise UserError(
             f"none of the {len(files)} images could be measured; see {result.errors_path}"
         )
+    _rename_table(table_path, cellprofiler_names(_table_columns(table_path), compartment))
+    if fmt == "h5ad":
+        import pandas as pd
+
+        from featcell.interop import to_anndata
+
+        to_anndata(pd.read_parquet(table_path), channels=list(channels)).write_h5ad(
+            args.output, compression="gzip"
+        )
     settings = {
         "featcell": _version(),
         "families": list(args.families),
         "channel_names": list(channels),
         "read": _saved_read(read_kwargs),
         "labels": _labels_kind(args.labels),
+        "compartment": compartment,
+        "compartments": list(probe.compartment_names) if compartments else None,
         "feature_names": names,
     }
-    _write_text(_settings_path(args.output), json.dumps(settings, indent=2))
+    _write_text(_settings_path(table_path), json.dumps(settings, indent=2))
+    if save_labels is not None:
+        console.say(f"segmented labels in {save_labels}")
     console.say(
         f"wrote {result.n_cells} cells x {len(names)} features from {result.n_images} images "
         f"to {args.output}"
@@ -1017,6 +1133,85 @@ def _cmd_extract(args, console):
     if result.n_errors:
         console.say(f"{result.n_errors} images failed: see {result.errors_path}")
     print(Path(args.output))
+
+
+def _extract_compartment(args):
+    """The compartment of one row: --compartment, the parent of --labels NAME=..., or Cells."""
+    if isinstance(args.labels, dict):
+        if args.compartment is not None:
+            raise UserError(
+                "--compartment cannot be combined with --labels NAME=FOLDER: the "
+                "compartments are the names given there"
+            )
+        return "Cells" if "Cells" in args.labels else next(iter(args.labels))
+    compartment = "Cells" if args.compartment is None else args.compartment
+    if not compartment.isalnum() or not compartment[:1].isalpha():
+        raise UserError(
+            f"--compartment {compartment!r}: use letters and digits, e.g. Cells or Nuclei"
+        )
+    return compartment
+
+
+def _check_labels_option(labels):
+    folders = labels.values() if isinstance(labels, dict) else [labels]
+    for folder in folders:
+        if folder is not None and not Path(folder).is_dir():
+            raise UserError(f"--labels {folder!r} is not a folder")
+
+
+def _save_labels_folder(args, output):
+    """Where to write segmented labels: --save-labels, else <output>_labels/ when featcell
+    segments (no labels, or boxes), else nowhere."""
+    if getattr(args, "no_save_labels", False):
+        return None
+    if getattr(args, "save_labels", None):
+        return Path(args.save_labels)
+    labels = args.labels
+    segments = labels is None or (
+        not isinstance(labels, dict) and any(Path(labels).glob("*.xml"))
+    )
+    return Path(output).with_name(f"{Path(output).stem}_labels") if segments else None
+
+
+def _table_columns(path):
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_file():  # every image failed: nothing was written
+        return []
+    if Path(path).suffix.lower() == ".csv":
+        import csv
+
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    return pq.read_schema(path).names
+
+
+def _rename_table(path, mapping):
+    """Rename columns of a written Parquet or CSV table in place, streaming."""
+    path = Path(path)
+    if not mapping or not path.is_file():
+        return
+    tmp = path.with_name(f".{path.name}.renaming")
+    if path.suffix.lower() == ".csv":
+        import csv
+        import shutil
+
+        with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
+            header = next(csv.reader([src.readline()]))
+            csv.writer(dst, lineterminator="\n").writerow([mapping.get(c, c) for c in header])
+            shutil.copyfileobj(src, dst)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        source = pq.ParquetFile(path)
+        schema = source.schema_arrow
+        renamed = pa.schema([f.with_name(mapping.get(f.name, f.name)) for f in schema],
+                            metadata=schema.metadata)
+        with pq.ParquetWriter(tmp, renamed) as writer:
+            for batch in source.iter_batches():
+                writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=renamed))
+    os.replace(tmp, path)
 
 
 _PROBE_KEYS = ("as_gray", "max_pixels", "channel_axis", "z_project", "timepoint")
@@ -1085,14 +1280,28 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
     return tuple(f"Ch{i + 1}" for i in range(n))
 
 
-def _probe_cells(channels):
-    """One blank cell with these channels: what a feature step is fitted on."""
+def _probe_cells(channels, compartments=None, parent=None):
+    """One blank cell with these channels: what a feature step is fitted on.
+
+    With ``compartments`` (label-set names, e.g. from ``--labels Nuclei=... Cells=...``),
+    the cell has every compartment: nested squares, the ``parent`` holding the others,
+    and a derived ``Cytoplasm`` when it is named.
+    """
     import numpy as np
 
     from featcell.cells import CellSet
 
-    return CellSet.from_crops(np.zeros((1, len(channels), 16, 16), np.float32),
-                              channels=list(channels))
+    if not compartments:
+        return CellSet.from_crops(np.zeros((1, len(channels), 16, 16), np.float32),
+                                  channels=list(channels))
+    square = np.zeros((16, 16), np.int32)
+    square[2:14, 2:14] = 1
+    inner = np.pad(np.ones((4, 4), np.int32), 6)
+    labels = {c: square if c == parent else inner
+              for c in compartments if c != "Cytoplasm" or c == parent}
+    return CellSet.from_compartments(np.zeros((16, 16, len(channels)), np.float32), labels,
+                                     list(channels), parent=parent,
+                                     cytoplasm="Cytoplasm" in compartments)
 
 
 def _write_text(path, text):
@@ -1107,6 +1316,8 @@ def _write_text(path, text):
 
 
 def _labels_kind(labels):
+    if isinstance(labels, dict):
+        return f"label images per compartment ({', '.join(labels)})"
     if labels is None:
         return "segmented (featcell.segment)"
     if any(Path(labels).glob("*.xml")):
@@ -1164,7 +1375,10 @@ def _load_data(args, console, families):
 def _data_from_table(args, console, use_settings=True):
     import numpy as np
 
+    from featcell.interop import featcell_names
+
     table = _read_table(args.input)
+    table = table.rename(columns=featcell_names(table.columns))  # from CellProfiler's names
     meta_cols = [c for c in table.columns if str(c).startswith("Metadata_")]
     numeric = [
         c for c in table.columns
@@ -1193,16 +1407,12 @@ def _data_from_table(args, console, use_settings=True):
 
 def _step_from_settings(settings, features, console):
     """Rebuild the fitted feature step that produced a table from 'featcell extract'."""
-    import numpy as np
-
-    from featcell.cells import CellSet
-
     try:
         channels = settings["channel_names"]
-        step = _feature_step(settings["families"])
-        probe = CellSet.from_crops(np.zeros((1, len(channels), 16, 16), np.float32),
-                                   channels=channels)
-        step.fit(probe)
+        compartments = settings.get("compartments")
+        step = _feature_step(settings["families"],
+                             compartment=None if compartments else settings.get("compartment"))
+        step.fit(_probe_cells(channels, compartments, settings.get("compartment")))
     except (KeyError, TypeError, ValueError, OSError) as exc:  # old or edited settings file
         console.say(f"note: could not rebuild the feature extraction ({exc})")
         return None
@@ -1484,7 +1694,6 @@ def _image_step(args):
 
 def _cmd_score(args, console):
     import numpy as np
-    import pandas as pd
 
     if not Path(args.model).is_file():
         raise UserError(f"no such model file: {args.model!r}")
@@ -1500,7 +1709,10 @@ def _cmd_score(args, console):
         f"trained {manifest.get('created', '?')}"
     )
     if _is_table(args.input):
+        from featcell.interop import featcell_names
+
         table = _read_table(args.input)
+        table = table.rename(columns=featcell_names(table.columns))  # from CellProfiler's
         if kind == "images" and info.get("feature_columns") is None:
             raise UserError("this counting model scores images, not tables")
         if kind == "cells":
@@ -1541,8 +1753,10 @@ def _cmd_score(args, console):
         return
     from featcell.batch import score_images
 
-    if args.labels is not None and not Path(args.labels).is_dir():
-        raise UserError(f"--labels {args.labels!r} is not a folder")
+    _check_labels_option(args.labels)
+    save_labels = _save_labels_folder(args, args.output)
+    if save_labels is not None:
+        read["save_labels"] = str(save_labels)
     with warnings.catch_warnings():  # the failed images are reported below
         warnings.filterwarnings("ignore", message=_FAILED_IMAGES)
         result = score_images(

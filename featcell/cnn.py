@@ -33,6 +33,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .cells import CellSet
+from .features._base import indexed_output
 from .heads import make_head
 from .io import file_sha256, read_image
 
@@ -601,6 +602,7 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
                     f"{list(self.channel_names_in_)}"
                 )
             inputs, n_rows = self._cell_inputs(X), len(X)
+            return indexed_output(self, self._embed(inputs, n_rows), X)  # index by cell id
         else:
             images = self._check_images(X)
             inputs, n_rows = self._image_inputs(images), len(images)

@@ -28,6 +28,7 @@ __all__ = [
     "find_label_file",
     "iter_cells",
     "list_images",
+    "metadata_from_filename",
     "read_cells",
     "read_image",
     "read_image_metadata",
@@ -170,7 +171,7 @@ _Z_PROJECTIONS = ("max", "mean")
 # axes that tifffile gives when the file does not say what its planes are
 _UNKNOWN_AXES = ("Q", "I")
 # micrometres per unit of the OME and ImageJ length units
-_MICROMETRES = {"µm": 1.0, "\u00b5m": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0,
+_MICROMETRES = {"µm": 1.0, "\u03bcm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0,
                 "micrometer": 1.0, "micrometre": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4,
                 "m": 1e6, "pm": 1e-6, "Å": 1e-4}
 
@@ -797,18 +798,22 @@ def find_label_file(image_path, labels):
 
 def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
                exclude_border=False, segment_kwargs=None, metadata=None, channel_axis=None,
-               z_project=None, timepoint=None, max_pixels=None) -> Iterator[CellSet]:
+               z_project=None, timepoint=None, max_pixels=None,
+               save_labels=None) -> Iterator[CellSet]:
     """Stream one :class:`CellSet` per image file, never holding the whole set.
 
     Parameters
     ----------
     images : str, path-like or list
         Folder, glob or list of image files (see :func:`list_images`).
-    labels : str or path-like, optional
+    labels : str, path-like or dict, optional
         Folder of matching label images (see :func:`find_label_file`), or a
         folder of Pascal VOC ``.xml`` files with the image's stem, giving
         boxes (the box names go to ``Metadata_Class``). Without labels, nuclei
-        are segmented with :func:`featcell.segment`.
+        are segmented with :func:`featcell.segment`. A dict of compartment
+        name to folder, such as ``{"Nuclei": "nuclei/", "Cells": "cells/"}``,
+        measures every cell in each compartment
+        (:meth:`CellSet.from_compartments`).
     channels : list of str, optional
         Channel names. By default the names stored in the file (OME-TIFF,
         ImageJ, bioio formats), made valid (letters and digits only:
@@ -822,14 +827,22 @@ def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
         As in :meth:`CellSet.from_labels`.
     segment_kwargs : dict, optional
         Parameters of :func:`featcell.segment` when ``labels`` is None.
-    metadata : pandas.DataFrame, optional
-        Per-image metadata indexed by image file name; its columns are copied
-        to every cell as ``Metadata_<column>``. The pixel size stored in the
-        file, if any, is copied as ``Metadata_PixelSizeX`` and
-        ``Metadata_PixelSizeY`` (micrometres).
+    metadata : pandas.DataFrame or dict, optional
+        Per-image metadata indexed by image file name, or one dict for all
+        images (e.g. ``{"Plate": "P1"}``); copied to every cell as
+        ``Metadata_<column>``. Plate, well and site also come from file names
+        that plate readers write (:func:`metadata_from_filename`); given
+        metadata wins. The pixel size stored in the file, if any, is copied as
+        ``Metadata_PixelSizeX`` and ``Metadata_PixelSizeY`` (micrometres).
     max_pixels : int, optional
         Refuse images and label images declaring more pixels than this (see
         :func:`read_image`; default :data:`MAX_IMAGE_PIXELS`).
+    save_labels : str or path-like, optional
+        Folder where the label image of every image that featcell segmented
+        itself (no ``labels``, or VOC boxes) is written as
+        ``<image stem>_labels.tif`` (int32, 0 = background, ids =
+        ``Metadata_ObjectNumber``), for checking in napari or re-use with
+        ``labels=``.
 
     Yields
     ------
@@ -840,7 +853,7 @@ def iter_cells(images, labels=None, *, channels=None, as_gray=False, margin=8,
         yield _read_one(path, labels, channels=channels, as_gray=as_gray, margin=margin,
                         exclude_border=exclude_border, segment_kwargs=segment_kwargs,
                         metadata=metadata, channel_axis=channel_axis, z_project=z_project,
-                        timepoint=timepoint, max_pixels=max_pixels)
+                        timepoint=timepoint, max_pixels=max_pixels, save_labels=save_labels)
 
 
 def read_cells(images, labels=None, **kwargs):
@@ -874,14 +887,17 @@ def read_cells(images, labels=None, **kwargs):
 
 
 def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segment_kwargs,
-              metadata, channel_axis=None, z_project=None, timepoint=None, max_pixels=None):
+              metadata, channel_axis=None, z_project=None, timepoint=None, max_pixels=None,
+              save_labels=None):
     path = Path(path)
     if path.is_dir() and _suffix(path) != ".zarr":
         raise ValueError(f"{str(path)!r} is a folder, not an image file")
     image, info = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
                               z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
-    extra = _file_metadata(info)
-    if metadata is not None:
+    extra = {**metadata_from_filename(path.name), **_file_metadata(info)}
+    if isinstance(metadata, dict):
+        extra.update(metadata)
+    elif metadata is not None:
         if path.name not in metadata.index:
             raise KeyError(f"metadata has no row for image {path.name!r}")
         extra.update(metadata.loc[path.name].to_dict())
@@ -892,19 +908,38 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
             if renamed:
                 _warn_renamed(renamed)
                 extra["ChannelNames"] = json.dumps(renamed)
+    if isinstance(labels, dict):  # several compartments: one label image per name
+        label_images = {name: read_labels(find_label_file(path, folder), max_pixels=max_pixels)
+                        for name, folder in labels.items()}
+        try:
+            return CellSet.from_compartments(
+                image, label_images, channels, path.name, margin=margin,
+                exclude_border=exclude_border, metadata=extra,
+            )
+        except ValueError as exc:
+            raise ValueError(f"{path.name}: {exc}") from exc
     voc = Path(labels) / f"{path.stem}.xml" if labels is not None else None
     if voc is not None and voc.exists():
         boxes, names, _ = read_voc(voc)
-        return CellSet.from_boxes(
+        cells = CellSet.from_boxes(
             image, boxes, channels, path.name, margin=margin,
             metadata={**extra, "Class": names},
         )
+        if save_labels is not None:
+            from .interop import _write_labels, cells_to_labels
+
+            _write_labels(cells_to_labels(cells, image.shape[:2]), save_labels, path)
+        return cells
     if labels is not None:
         label_image = read_labels(find_label_file(path, labels), max_pixels=max_pixels)
     else:
         from .segmentation import segment
 
         label_image = segment(image, **(segment_kwargs or {}))
+        if save_labels is not None:
+            from .interop import _write_labels
+
+            _write_labels(label_image, save_labels, path)
     try:
         return CellSet.from_labels(
             image, label_image, channels, path.name, margin=margin,
@@ -931,6 +966,75 @@ def _warn_renamed(renamed):
         UserWarning,
         stacklevel=4,
     )
+
+
+# file names that plate readers and their software write; the stem must match in full
+_PLATE_PATTERNS = (
+    # PerkinElmer Opera / Operetta (Harmony): r02c03f01p01-ch1sk1fk1fl1
+    r"r(?P<Row>\d{2})c(?P<Column>\d{2})f(?P<Site>\d{2,3})p\d{2}(?:-.*)?",
+    # Yokogawa CellVoyager: <plate>_B03_T0001F001L01A01Z01C01
+    r"(?P<Plate>.+)_(?P<Well>[A-Pa-p]\d{2})_T\d{4}F(?P<Site>\d{3})L\d{2}A\d{2}Z\d{2}C\d{2}",
+    # Thermo Cellomics ArrayScan: <plate>_D03f00d0
+    r"(?P<Plate>.+)_(?P<Well>[A-Pa-p]\d{2})f(?P<Site>\d{2})d\d",
+    # Molecular Devices MetaXpress / ImageXpress: [<plate>_]A01_s1_w1<GUID>, A01_w2
+    r"(?:(?P<Plate>.+)_)?(?P<Well>[A-Pa-p]\d{2})(?:_s(?P<Site>\d+))?_w\d[0-9A-Fa-f-]*",
+    r"(?:(?P<Plate>.+)_)?(?P<Well>[A-Pa-p]\d{2})_s(?P<Site>\d+)",
+)
+
+
+def metadata_from_filename(name):
+    """Plate, well and site from a file name written by a plate reader.
+
+    Recognises PerkinElmer Opera/Operetta (``r02c03f01p01-ch1sk1fk1fl1.tiff``),
+    Yokogawa CellVoyager (``Plate_B03_T0001F001L01A01Z01C01.tif``), Thermo
+    Cellomics (``Plate_D03f00d0.tif``) and Molecular Devices
+    MetaXpress/ImageXpress (``Plate_A01_s1_w1.tif``) names. The well is
+    written as CellProfiler and pycytominer write it: row letter and two-digit
+    column, ``"B03"``.
+
+    Parameters
+    ----------
+    name : str or path-like
+        A file name (a folder part is ignored).
+
+    Returns
+    -------
+    dict
+        ``Well``, and ``Plate`` and ``Site`` where the name holds them; empty
+        when the name matches no known pattern.
+
+    Examples
+    --------
+    >>> from featcell.io import metadata_from_filename
+    >>> metadata_from_filename("r02c03f01p01-ch1sk1fk1fl1.tiff")
+    {'Well': 'B03', 'Site': 1}
+    >>> metadata_from_filename("AS_09125_050116030001_D03f00d0.tif")
+    {'Plate': 'AS_09125_050116030001', 'Well': 'D03', 'Site': 0}
+    >>> metadata_from_filename("cells.png")
+    {}
+    """
+    import re
+
+    stem = Path(name).name.split(".")[0]
+    for pattern in _PLATE_PATTERNS:
+        match = re.fullmatch(pattern, stem)
+        if match is None:
+            continue
+        found = match.groupdict()
+        out = {}
+        if found.get("Plate"):
+            out["Plate"] = found["Plate"]
+        if found.get("Row"):
+            row = int(found["Row"])
+            if not 1 <= row <= 26:
+                continue
+            out["Well"] = f"{chr(ord('A') + row - 1)}{int(found['Column']):02d}"
+        else:
+            out["Well"] = found["Well"].upper()
+        if found.get("Site") is not None:
+            out["Site"] = int(found["Site"])
+        return out
+    return {}
 
 
 def file_sha256(path):

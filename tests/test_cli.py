@@ -121,7 +121,8 @@ def test_argparse_mistakes_exit_2(capsys):
 def test_extract_writes_a_cellprofiler_style_table(extracted):
     table = pd.read_parquet(extracted)
     assert len(table) > 20
-    assert {"Metadata_ImageID", "Metadata_Class", "AreaShape_Area"} <= set(table.columns)
+    assert {"Metadata_ImageID", "Metadata_Class", "Cells_AreaShape_Area"} <= set(table.columns)
+    assert {"Cells_Location_Center_X", "Cells_Location_Center_Y"} <= set(table.columns)
     assert set(table["Metadata_Class"]) == {"Living Cell", "Dead Cell"}
     assert table["Metadata_ImageID"].nunique() == 10
     settings = json.loads((extracted.parent / "features_settings.json").read_text())

@@ -135,4 +135,4 @@ def test_cli_reads_z_stacks_with_z_project(tmp_path, capsys):
     assert "Z axis has 3 planes" in capsys.readouterr().err
     assert main([*argv, "--z-project", "max", "-o", str(tmp_path / "max.parquet")]) == 0
     table = pd.read_parquet(tmp_path / "max.parquet")
-    assert table["Intensity_MaxIntensity_Ch1"].iloc[0] == pytest.approx(300 / 65535)
+    assert table["Cells_Intensity_MaxIntensity_Ch1"].iloc[0] == pytest.approx(300 / 65535)

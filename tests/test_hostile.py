@@ -566,7 +566,7 @@ def test_other_settings_name_the_parts_folder_and_overwrite(tmp_path, capsys):
     code, _, err = run(capsys, "extract", images, "--families", "morphology", "-o", out,
                        "--overwrite", "-q")
     assert code == 0, err
-    assert "AreaShape_Area" in pd.read_parquet(out).columns
+    assert "Cells_AreaShape_Area" in pd.read_parquet(out).columns
     assert not (tmp_path / "f_parts").exists()  # removed after success without --keep-parts
 
 

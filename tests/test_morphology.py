@@ -331,7 +331,7 @@ def test_filled_area_and_radii_match_scipy(n):
     eight = np.ones((3, 3), dtype=bool)
     for k in range(n):
         mask = labels == k + 1
-        assert table["FilledArea"][k] == ndi.binary_fill_holes(mask, structure=eight).sum()
+        assert table["FilledArea"].iloc[k] == ndi.binary_fill_holes(mask, structure=eight).sum()
         radii = ndi.distance_transform_edt(mask)[mask]
         assert_allclose(
             table.iloc[k][["MaximumRadius", "MeanRadius", "MedianRadius"]].to_numpy(float),

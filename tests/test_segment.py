@@ -198,3 +198,91 @@ def test_segment_object_on_flow_cytometry_crops():
     areas = np.array([segment_object(im).sum() for im in images])
     # cells fill a good part of the 40 x 40 crop, never all of it
     assert np.median(areas) > 150 and areas.max() < 40 * 40 * 0.8
+
+
+# ---------------------------------------------------------------------- segment_cells
+def _blurred_field(seed, shape=(60, 70), n_seeds=6):
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage as ndi
+
+    image = ndi.gaussian_filter(rng.random(shape), 2)
+    nuclei = np.zeros(shape, np.int32)
+    for k, (y, x) in enumerate(rng.integers(3, min(shape) - 6, (n_seeds, 2))):
+        nuclei[y : y + 3, x : x + 3] = k + 1
+    return image, nuclei
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.05, 1.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_propagation_matches_centrosome(seed, weight):
+    """The grown labels equal CellProfiler's own propagation (centrosome), pixel for pixel."""
+    propagate = pytest.importorskip("centrosome.propagate").propagate
+    from featcell.segmentation import _propagate
+
+    image, nuclei = _blurred_field(seed)
+    mask = image > np.percentile(image, 30)
+    expected, _ = propagate(image, nuclei, mask, weight)
+    assert_array_equal(_propagate(image, nuclei, mask, weight), expected)
+
+
+def test_segment_cells_follows_the_stain_and_keeps_nucleus_ids():
+    from featcell.segmentation import segment_cells
+
+    # two touching cells of different brightness, nuclei off-centre: the border follows the
+    # intensity step (column 30, give or take the 3x3 window), not the mid-line (column 25)
+    image = np.zeros((40, 60))
+    image[5:35, 5:30] = 1.0
+    image[5:35, 30:55] = 0.5
+    image[15, 40] = 0.0  # a one-pixel hole inside cell 2, filled
+    nuclei = np.zeros(image.shape, np.int32)
+    nuclei[18:22, 8:12] = 4
+    nuclei[18:22, 38:42] = 9
+    cells = segment_cells(image, nuclei, regularization=0.01)
+    assert cells.dtype == np.int32
+    assert set(np.unique(cells)) == {0, 4, 9}
+    assert (cells[5:35, 5:29] == 4).all() and (cells[5:35, 31:55] == 9).all()
+    assert (cells[nuclei > 0] == nuclei[nuclei > 0]).all()
+    unfilled = segment_cells(image, nuclei, regularization=0.01, fill_holes=False)
+    assert unfilled[15, 40] == 0 and cells[15, 40] == 9
+    # a large regularization ignores the stain: equal-distance (Voronoi) border at column 25
+    voronoi = segment_cells(image, nuclei, regularization=100.0)
+    assert (voronoi[5:35, 26:29] == 9).all() and (voronoi[5:35, 5:24] == 4).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"nuclei": np.zeros((5, 5), np.int32)}, ValueError, "shape"),
+        ({"nuclei": np.zeros((8, 8), bool)}, TypeError, "integer label"),
+        ({"regularization": -1}, ValueError, "regularization"),
+        ({"threshold": "li"}, ValueError, "otsu"),
+    ],
+)
+def test_segment_cells_bad_input(kwargs, error, match):
+    from featcell.segmentation import segment_cells
+
+    args = {"image": np.ones((8, 8)), "nuclei": np.zeros((8, 8), np.int32), **kwargs}
+    with pytest.raises(error, match=match):
+        segment_cells(**args)
+
+
+def test_segment_cells_on_ht29(shared_data):
+    """Cells grown from the nuclei of the HT29 field cover their nuclei and the stained area."""
+    import tifffile
+
+    from featcell.segmentation import segment, segment_cells
+
+    folder = shared_data / "viability" / "ht29_ph3"
+    dna = tifffile.imread(folder / "AS_09125_050116030001_D03f00d0.tif")
+    stain = tifffile.imread(folder / "AS_09125_050116030001_D03f00d2.tif")
+    nuclei = segment(dna)
+    # a cortical stain, bright at the cell edge: plain Otsu keeps little more than the edges
+    cells = segment_cells(stain, nuclei, log_transform=True)
+    ids = np.unique(nuclei[nuclei > 0])
+    assert set(np.unique(cells[cells > 0])) == set(ids)
+    nucleus_area = np.bincount(nuclei.ravel())[ids]
+    cell_area = np.bincount(cells.ravel(), minlength=nuclei.max() + 1)[ids]
+    assert (cell_area >= nucleus_area).all()
+    assert np.median(cell_area / nucleus_area) > 3  # cells are larger than their nuclei
+    edges_only = segment_cells(stain, nuclei)
+    assert (edges_only > 0).sum() < 0.6 * (cells > 0).sum()

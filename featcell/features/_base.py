@@ -19,11 +19,13 @@ from __future__ import annotations
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
 from .._memory import keep_freed_memory_in_worker, tuning_token
 from ..cells import CellSet
+from ..compartments import select_compartment
 
 __all__ = ["CellFeatureTransformer"]
 
@@ -98,7 +100,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
             One row per cell, columns named by ``get_feature_names_out()``.
         """
         check_is_fitted(self, "feature_names_out_")
-        X = check_cellset(X)
+        X = select_compartment(check_cellset(X), getattr(self, "compartment", None))
         if X.channel_names != self.channel_names_in_:
             raise ValueError(
                 f"X has channels {list(X.channel_names)} but the transformer was fitted on "
@@ -121,7 +123,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
             raise RuntimeError(
                 f"{type(self).__name__} computed {out.shape} values, expected {(len(X), n_out)}"
             )
-        return out
+        return indexed_output(self, out, X)
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names, CellProfiler style.
@@ -191,6 +193,16 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
 
     def _compute(self, cells):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def indexed_output(estimator, values, cells):
+    """``values`` as a DataFrame indexed by ``cells.index`` under pandas output, else as is."""
+    if _get_output_config("transform", estimator)["dense"] != "pandas":
+        return values
+    import pandas as pd
+
+    names = estimator.get_feature_names_out()
+    return pd.DataFrame(values, index=cells.index, columns=names)
 
 
 def _compute_chunk(transformer, cells, caller_pid):

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import check_cellset
+from ._base import check_cellset, indexed_output
 from .colocalization import Colocalization
 from .intensity import Intensity
 from .morphology import Morphology
@@ -38,7 +38,10 @@ class CellFeatures(TransformerMixin, BaseEstimator):
     channels : list of str, default=None
         Channels to measure (all by default).
     compartment : str, default=None
-        Prefix such as ``"Nuclei"`` for pycytominer-style names.
+        Prefix such as ``"Nuclei"`` for pycytominer-style names. Cells with
+        compartments (:meth:`CellSet.from_compartments`) are measured in this
+        one; with ``None``, in every one (``Nuclei_*``, ``Cells_*``,
+        ``Cytoplasm_*`` columns).
     n_jobs : int, default=None
         Number of jobs to run in parallel. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context. ``-1`` means using all
@@ -101,13 +104,18 @@ class CellFeatures(TransformerMixin, BaseEstimator):
             else len([self.channels] if isinstance(self.channels, str) else self.channels)
         )
         self.transformers_ = []
-        for family in families:
-            if family == "colocalization" and n_channels < 2:
-                continue
-            params = {"compartment": self.compartment, "n_jobs": self.n_jobs}
-            if family != "morphology":
-                params["channels"] = self.channels
-            self.transformers_.append((family, FAMILIES[family](**params).fit(X)))
+        # cells with compartments (CellSet.from_compartments): every family in every one
+        compartments = getattr(X, "compartment_names", None)
+        for compartment in compartments if self.compartment is None and compartments else [
+            self.compartment
+        ]:
+            for family in families:
+                if family == "colocalization" and n_channels < 2:
+                    continue
+                params = {"compartment": compartment, "n_jobs": self.n_jobs}
+                if family != "morphology":
+                    params["channels"] = self.channels
+                self.transformers_.append((family, FAMILIES[family](**params).fit(X)))
         names = [t.get_feature_names_out() for _, t in self.transformers_]
         self.feature_names_out_ = np.concatenate(names) if names else np.empty(0, object)
         self.family_of_feature_ = (
@@ -134,7 +142,7 @@ class CellFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "transformers_")
         X = check_cellset(X)
         parts = [t.transform(X) for _, t in self.transformers_]
-        return np.hstack(parts) if parts else np.empty((len(X), 0))
+        return indexed_output(self, np.hstack(parts) if parts else np.empty((len(X), 0)), X)
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names, CellProfiler style.
