@@ -136,3 +136,15 @@ def test_cli_reads_z_stacks_with_z_project(tmp_path, capsys):
     assert main([*argv, "--z-project", "max", "-o", str(tmp_path / "max.parquet")]) == 0
     table = pd.read_parquet(tmp_path / "max.parquet")
     assert table["Cells_Intensity_MaxIntensity_Ch1"].iloc[0] == pytest.approx(300 / 65535)
+
+
+def test_scheduler_is_an_option_of_the_commands_that_process_folders():
+    from featcell.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["extract", "imgs", "-o", "x.parquet"], ["score", "m.featcell", "imgs", "-o",
+                                                         "x.parquet"]):
+        args = parser.parse_args([*argv, "--scheduler", "tcp://10.0.0.5:8786"])
+        assert args.scheduler == "tcp://10.0.0.5:8786"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "t.parquet", "--target", "y", "-o", "m", "--scheduler", "x"])
