@@ -1426,7 +1426,6 @@ def _image_step(args):
 
 def _cmd_score(args, console):
     import numpy as np
-    import pandas as pd
 
     if not Path(args.model).is_file():
         raise UserError(f"no such model file: {args.model!r}")
