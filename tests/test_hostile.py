@@ -708,3 +708,17 @@ def test_negative_counts_are_refused(tmp_path, capsys):
     code, _, err = run(capsys, "train", folder, "--metadata", tmp_path / "counts.csv",
                        "--target", "count", "--task", "counting", "-o", tmp_path / "c.featcell")
     assert code == 2 and "negative" in err
+
+
+def test_a_listed_class_called_with_the_files_arguments_is_refused(tmp_path):
+    # bytearray is on the list (featcell's models hold bytearrays) but calling it with a
+    # size from the file would allocate a terabyte
+    args = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps((10**12,)))).read("schema.json"))
+    empty = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps({}))).read("schema.json"))
+    schema = {"__class__": "bytearray", "__module__": "builtins", "__loader__": "LossNode",
+              "__reduce__": {"args": args}, "content": empty}
+    path = _model_file(tmp_path / "alloc.featcell", _payload(schema))
+    start = time.monotonic()
+    with pytest.raises(UntrustedTypesFoundException, match="builtins.bytearray"):
+        load_model(path)
+    assert time.monotonic() - start < 5
