@@ -125,6 +125,9 @@ _NUMPY_SCALARS = tuple(
     )
 )
 _TRUSTED = frozenset((*_FEATCELL_TYPES, *_LIBRARY_TYPES, *_NUMPY_SCALARS))
+# skops nodes that build an object by calling its class with arguments from the file
+# (featcell's own models never use them; sklearn's Tree has its own fixed constructor)
+_CALLING_LOADERS = frozenset({"LossNode", "ConstructorFromReduceNode", "QuantileForestNode"})
 # size limits of a model file's zip entries (checked on the declared sizes, before reading)
 _MAX_ENTRIES = 100_000
 _MAX_ENTRY_BYTES = 2 << 30  # 2 GiB: a trained network or a big forest fits well below
@@ -272,7 +275,7 @@ def load_model(path, *, trusted=None, cache_dir=None):
     path = Path(path)
     manifest, payload = _read_archive(path)
     try:  # the schema is read as data: nothing it names is imported
-        types = _types_in_payload(payload)
+        types, called = _schema_names(payload)
     except (zipfile.BadZipFile, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise ValueError(
             f"{str(path)!r}: {_PAYLOAD} is not a valid skops payload ({exc}); the file is "
@@ -292,6 +295,7 @@ def load_model(path, *, trusted=None, cache_dir=None):
         extra = {t if isinstance(t, str) else f"{t.__module__}.{t.__qualname__}"
                  for t in (trusted or ())}
         refused = sorted(t for t in types if t not in extra and t not in trusted_types())
+        refused += sorted(t for t in called if t not in extra and t not in refused)
         if refused:
             raise _untrusted_error(refused, path)
     import skops.io as sio  # imported when used: skops (and what it imports) is slow
@@ -449,17 +453,25 @@ def _warn_versions(recorded, path, ignored):
 
 
 def _types_in_payload(payload):
-    """Every type, function and method a skops payload names, without importing any.
+    """Every type, function and method a skops payload names, without importing any."""
+    return _schema_names(payload)[0]
+
+
+def _schema_names(payload):
+    """``(types, called)``: the names a skops payload uses, and those it would call.
 
     The names come from the payload's JSON schema (every node's ``__module__`` and
     ``__class__``) and from skops' own audit of the node tree (which adds methods and
     numpy bit generators that a schema names in other fields); building that tree
-    reads the file but imports nothing and creates no object.
+    reads the file but imports nothing and creates no object. ``called`` are the
+    classes the file would *call* with arguments of its own (skops' reduce-style
+    nodes): even a listed class is refused there unless trusted explicitly, since
+    ``bytearray(10**12)`` or a constructor that opens a path is harm enough.
     """
     with zipfile.ZipFile(io.BytesIO(payload)) as zf:
         _check_entries(zf, _PAYLOAD)
         schema = json.loads(zf.read("schema.json"))
-    found = set()
+    found, called = set(), set()
     stack = [schema]
     while stack:
         node = stack.pop()
@@ -467,13 +479,15 @@ def _types_in_payload(payload):
             module, name = node.get("__module__"), node.get("__class__")
             if isinstance(module, str) and isinstance(name, str):
                 found.add(f"{module}.{name}")
+                if node.get("__loader__") in _CALLING_LOADERS:
+                    called.add(f"{module}.{name}")
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
     import skops.io as sio
 
     found |= set(sio.get_untrusted_types(data=payload))
-    return found
+    return found, called
 
 
 def _untrusted_error(refused, path):
