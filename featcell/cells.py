@@ -82,33 +82,10 @@ class FlatCells:
         return np.arange(len(self.mask), dtype=np.intp) - np.repeat(np.cumsum(width) - width, width)
 
     def mask_pixels(self, dtype=np.intp):
-        """The mask pixels, cell after cell, and where each one lies.
+        """The mask pixels, cell after cell: :func:`featcell.features._pixels.mask_pixels`."""
+        from .features._pixels import mask_pixels
 
-        Cheaper than indexing ``obj``, ``row`` and ``col``: only mask pixels
-        are visited.
-
-        Parameters
-        ----------
-        dtype : numpy integer dtype, default=np.intp
-            Type of the cell, row and column arrays.
-
-        Returns
-        -------
-        index : (M,) ndarray of intp
-            Positions of the mask pixels in the flat arrays.
-        counts : (N,) ndarray of intp
-            Mask pixels of each cell.
-        obj, row, col : (M,) ndarrays of ``dtype``
-            Cell of each mask pixel, and its coordinates inside the cell's crop.
-        """
-        h, w = self.shapes[:, 0], self.shapes[:, 1]
-        crop_starts = np.concatenate([[0], np.cumsum(h * w)]).astype(np.intp)
-        index = np.flatnonzero(self.mask)
-        counts = np.diff(np.searchsorted(index, crop_starts))
-        obj = np.repeat(np.arange(len(self.shapes), dtype=dtype), counts)
-        local = (index - np.repeat(crop_starts[:-1], counts)).astype(dtype, copy=False)
-        row, col = np.divmod(local, np.repeat(w.astype(dtype), counts))
-        return index, counts, obj, row, col
+        return mask_pixels(self, dtype)
 
 
 def _check_channel_names(channels, n_channels):
@@ -749,7 +726,8 @@ class CellSet:
     def mosaic(self, gap=1):
         """Pack all crops into one canvas with a label image, for whole-image algorithms.
 
-        Crops are placed on shelves, ``gap`` background pixels apart, so any
+        Crops are placed on shelves, ``gap`` background pixels apart and from
+        the canvas rim (:func:`featcell.features._pixels.shelf_pack`), so any
         labelled-image routine (``regionprops``, ``ndimage``, mahotas) measures
         every cell in one call.
 
@@ -774,20 +752,9 @@ class CellSet:
                 np.zeros((0, 0), np.int32),
                 np.empty((0, 2), np.intp),
             )
-        h = self._shapes[:, 0] + gap
-        w = self._shapes[:, 1] + gap
-        width = int(max(w.max(), np.ceil(np.sqrt((h * w).sum()) * 1.2)))
-        # shelves: a new row whenever the running width would exceed `width`
-        offsets = np.zeros((n, 2), np.intp)
-        x = y = shelf = 0
-        for i in range(n):  # O(N) placement only, no per-pixel work
-            if x + w[i] > width:
-                y += shelf
-                x = shelf = 0
-            offsets[i] = (y, x)
-            x += w[i]
-            shelf = max(shelf, h[i])
-        height = int(y + shelf)
+        from .features._pixels import shelf_pack
+
+        offsets, (height, width) = shelf_pack(self._shapes[:, 0], self._shapes[:, 1], gap)
         image = np.zeros((self.n_channels, height, width), np.float32)
         labels = np.zeros((height, width), np.int32)
         for i, (y, x) in enumerate(offsets):  # one block copy per cell

@@ -349,23 +349,3 @@ def test_column_counts_match_cumsum():
         assert_array_equal(got, np.cumsum(image, axis=0))
         # differences of counts (what the geodesic distance reads) are exact too
         assert_array_equal(got[-1] - got[0], image[1:].sum(axis=0))
-
-
-@pytest.mark.parametrize("n", [1, 5, 60])
-def test_packed_boxes_are_apart_and_inside_a_canvas_a_multiple_of_4_wide(n):
-    from featcell.features.intensity import _pack
-
-    rng = np.random.default_rng(n)
-    heights, widths = rng.integers(1, 40, n), rng.integers(1, 40, n)
-    corners, (height, width) = _pack(heights, widths)
-    assert width % 4 == 0
-    occupied = np.zeros((height, width), int)
-    for (y, x), h, w in zip(corners, heights, widths):
-        assert y >= 1 and x >= 1 and y + h + 1 <= height and x + w + 1 <= width
-        occupied[y - 1 : y + h + 1, x - 1 : x + w + 1] += 1  # the box and its gap ring
-    # rings of neighbours overlap, boxes never touch: no pixel in two boxes' cores
-    core = np.zeros((height, width), int)
-    for (y, x), h, w in zip(corners, heights, widths):
-        core[y : y + h, x : x + w] += 1
-        assert occupied[y : y + h, x : x + w].max() == 1
-    assert core.max() == 1

@@ -17,7 +17,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-from .intensity import _Pixels, cell_keys
+from ._pixels import CellPixels
+from .intensity import cell_keys
 
 __all__ = ["Colocalization"]
 
@@ -411,7 +412,7 @@ class Colocalization(CellFeatureTransformer):
         ]
 
     def _compute(self, cells):
-        pix = _Pixels(cells)
+        pix = CellPixels(cells)
         if not pix.index.size:  # only empty masks: nothing to measure
             return np.full((len(cells), len(self.feature_names_out_)), np.nan)
         blocks = {family: [] for family in self.families_}

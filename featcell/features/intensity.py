@@ -11,7 +11,6 @@ object.
 
 from __future__ import annotations
 
-import math
 from numbers import Integral
 from typing import ClassVar
 
@@ -22,7 +21,7 @@ from scipy.sparse.csgraph import dijkstra
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import CellFeatureTransformer
-from ._packing import ShelfPacking
+from ._pixels import CellPixels, shelf_pack
 
 __all__ = ["Intensity"]
 
@@ -53,96 +52,6 @@ _MASS = (
 )
 _RADIAL = ("FracAtD", "MeanFrac", "RadialCV")
 _N_WEDGES = 8
-
-
-# ---------------------------------------------------------------------- per-cell segments
-class _Segments:
-    """Values laid out cell after cell: per-cell reductions without ``bincount``.
-
-    ``counts[i]`` consecutive values belong to cell ``i``. ``ufunc.reduceat``
-    over the segment starts is many times faster than ``np.bincount`` with
-    weights, and ``np.repeat`` than gathering per-cell values by cell index.
-
-    Parameters
-    ----------
-    counts : (n_cells,) ndarray of int
-        Values per cell.
-    """
-
-    def __init__(self, counts):
-        self.counts = np.asarray(counts, dtype=np.intp)
-        self.n = self.counts.size
-        self.starts = np.cumsum(self.counts) - self.counts
-        self.has = self.counts > 0
-        self._at = self.starts[self.has]
-
-    def reduce(self, ufunc, values, empty=0.0):
-        """``ufunc`` over each cell's values as float64 (sums accumulated in float64);
-        ``empty`` for cells without any."""
-        out = np.full(self.n, empty, dtype=np.float64)
-        if self._at.size:
-            dtype = np.float64 if ufunc is np.add else None
-            out[self.has] = ufunc.reduceat(values, self._at, dtype=dtype)
-        return out
-
-    def sum(self, values):
-        """Per-cell sums (0 for an empty cell)."""
-        return self.reduce(np.add, values)
-
-    def spread(self, per_cell):
-        """Each cell's value repeated for each of its values."""
-        return np.repeat(per_cell, self.counts)
-
-    def select(self, keep):
-        """The segments of ``values[keep]`` for a boolean ``keep`` over all values."""
-        counts = np.zeros(self.n, dtype=np.intp)
-        if self._at.size:
-            counts[self.has] = np.add.reduceat(keep, self._at, dtype=np.intp)
-        return _Segments(counts)
-
-    def first_where(self, hit):
-        """Index of the first ``True`` of ``hit`` in each cell (-1 where none)."""
-        where = np.flatnonzero(hit)
-        cell = np.searchsorted(self.starts + self.counts, where, side="right")
-        leading = np.r_[True, cell[1:] != cell[:-1]] if where.size else np.zeros(0, dtype=bool)
-        first = np.full(self.n, -1, dtype=np.intp)
-        first[cell[leading]] = where[leading]
-        return first
-
-    def moments(self, values, total):
-        """Mean and population standard deviation per cell, two-pass as ``numpy.std``."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / self.counts
-            centred = values - self.spread(mean)
-            squared = np.multiply(centred, centred, out=centred)
-            return mean, np.sqrt(self.sum(squared) / self.counts)
-
-
-class _Pixels(_Segments):
-    """The mask pixels of a CellSet, cell after cell (a :class:`_Segments`).
-
-    Attributes (besides those of :class:`_Segments`): ``index`` (position in
-    ``CellSet.flat()`` order), ``obj`` (cell of each pixel), ``row``/``col``
-    (crop coordinates), ``centroid_y``/``centroid_x`` (per cell, crop
-    coordinates), ``shapes`` (crop shapes) and ``flat`` (the
-    :class:`~featcell.cells.FlatCells`; only its mask, values and shapes are
-    read).
-    """
-
-    def __init__(self, cells):
-        flat = cells.flat()
-        self.flat = flat
-        self.shapes = flat.shapes
-        # crop coordinates as int32: they run over every mask pixel of every cell
-        self.index, counts, self.obj, self.row, self.col = flat.mask_pixels(np.int32)
-        super().__init__(counts)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.centroid_y = self.sum(self.row) / self.counts
-            self.centroid_x = self.sum(self.col) / self.counts
-
-    def values(self, channel):
-        """float32 intensities of the mask pixels in one channel."""
-        return self.flat.values[channel, self.index]
 
 
 def _open_edges(cells):
@@ -295,32 +204,6 @@ _SQRT2 = np.sqrt(2.0)
 _STEPS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b]
 
 
-# canvas widths tried by :func:`_pack`, as multiples of the side of a square canvas
-_PACK_FACTORS = tuple(np.geomspace(0.7, 2.0, 32).tolist())
-
-
-def _pack(heights, widths):
-    """Shelf-pack boxes, tallest first, one background pixel apart and from the rim.
-
-    Canvas widths from 0.7 to 2 times the side of a square canvas (multiples
-    of 4, for :func:`_column_counts`) are tried and the smallest canvas kept
-    (the distance transform's cost grows with its area). Returns each box's
-    top-left corner and the canvas shape.
-    """
-    packing = ShelfPacking(heights, widths, 1)
-    side = math.sqrt(int(((heights + 1) * (widths + 1)).sum()))
-    narrowest = int(widths.max()) + 2
-    best = None
-    for factor in _PACK_FACTORS:
-        width = max(narrowest, math.ceil(side * factor))
-        width += -width % 4
-        firsts, (height, _) = packing.shelves(width - 2)  # boxes within the rim gaps
-        if best is None or height * width < best[1] * best[2]:
-            best = firsts, height, width
-    firsts, height, width = best
-    return packing.corners(firsts), (height, width)
-
-
 class _Canvas:
     """All objects packed into one boolean image, for whole-image morphology.
 
@@ -356,7 +239,7 @@ class _Canvas:
         }
         ext_h = height * (1 + mirror["top"] + mirror["bottom"])
         ext_w = width * (1 + mirror["left"] + mirror["right"])
-        corners, shape = _pack(ext_h, ext_w)
+        corners, shape = shelf_pack(ext_h, ext_w, gap=1)
         box_r = corners[:, 0] + height * mirror["top"]
         box_c = corners[:, 1] + width * mirror["left"]
         self.width = shape[1]
@@ -783,7 +666,7 @@ class Intensity(CellFeatureTransformer):
         return names
 
     def _compute(self, cells):
-        pix = _Pixels(cells)
+        pix = CellPixels(cells)
         if not pix.index.size:  # only empty masks: nothing to measure
             return np.full((len(cells), len(self.feature_names_out_)), np.nan)
         families = self.families_
@@ -865,9 +748,10 @@ def _edge_stats(values, pix, edge):
 def _mass(values, pix):
     """Mass displacement and centre-of-mass / brightest-pixel offsets from the centroid."""
     total = values.total
+    centroid_y, centroid_x = pix.centroid
     with np.errstate(invalid="ignore", divide="ignore"):
-        offset_y = pix.sum(values.v * pix.row) / total - pix.centroid_y
-        offset_x = pix.sum(values.v * pix.col) / total - pix.centroid_x
+        offset_y = pix.sum(values.v * pix.row) / total - centroid_y
+        offset_x = pix.sum(values.v * pix.col) / total - centroid_x
     offset_y[total == 0] = np.nan
     offset_x[total == 0] = np.nan
     # the brightest pixel: the first in row-major order on ties, as CellProfiler
@@ -876,6 +760,6 @@ def _mass(values, pix):
     found = first >= 0
     max_x = np.full(pix.n, np.nan)
     max_y = np.full(pix.n, np.nan)
-    max_x[found] = pix.col[first[found]] - pix.centroid_x[found]
-    max_y[found] = pix.row[first[found]] - pix.centroid_y[found]
+    max_x[found] = pix.col[first[found]] - centroid_x[found]
+    max_y[found] = pix.row[first[found]] - centroid_y[found]
     return np.column_stack([np.hypot(offset_x, offset_y), offset_x, offset_y, max_x, max_y])

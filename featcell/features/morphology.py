@@ -31,6 +31,7 @@ from scipy import ndimage as ndi
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
+from ._pixels import shelf_pack
 
 
 def _public_squared_distance(view, _):
@@ -521,12 +522,12 @@ class _Shape:
         if objects is None and "canvas" in self._cache:
             return self._cache["canvas"]
         objects = np.arange(self.n) if objects is None else objects
-        # boxes are the bounding box plus one row above and one column to the left;
-        # with one more at the canvas' end, masks are 1 background pixel apart
+        # bounding boxes 1 background pixel apart and from the rim; a box below is
+        # its bounding box plus the row above and the column to its left
         box_h = self.r1[objects] - self.r0[objects] + 2
         box_w = self.c1[objects] - self.c0[objects] + 2
-        y_off, x_off, shape = _pack(box_h, box_w)
-        shape = (shape[0] + 1, shape[1] + 1)
+        corners, shape = shelf_pack(box_h - 1, box_w - 1, gap=1)
+        y_off, x_off = corners[:, 0] - 1, corners[:, 1] - 1
         slot = np.full(self.n, -1)
         slot[objects] = np.arange(len(objects))
         runs = np.flatnonzero(slot[self.obj] >= 0)
@@ -835,24 +836,6 @@ def _convex_chain(group, y, x):
         keep[1:-1] = ~drop
         idx, group, y, x = idx[keep], group[keep], y[keep], x[keep]
     return idx
-
-
-def _pack(box_h, box_w):
-    """Shelf-pack boxes (tallest first) into one canvas; returns y, x offsets and shape."""
-    order = np.argsort(-box_h, kind="stable")
-    h, w = box_h[order], box_w[order]
-    target = max(int(w.max()), int(np.sqrt(float((h * w).sum())) * 1.2))
-    run = np.cumsum(w) - w
-    shelf = run // target
-    first = np.searchsorted(shelf, shelf)  # index of the first box of each box's shelf
-    x = run - run[first]
-    shelf_first = np.unique(first)
-    shelf_y = np.concatenate([[0], np.cumsum(h[shelf_first])])
-    y = shelf_y[np.searchsorted(shelf_first, np.arange(len(h)), side="right") - 1]
-    y_off = np.empty_like(y)
-    x_off = np.empty_like(x)
-    y_off[order], x_off[order] = y, x
-    return y_off, x_off, (int(shelf_y[-1]), int((x + w).max()))
 
 
 def _box_owner(py, px, y_off, x_off, box_w):
