@@ -1,0 +1,77 @@
+"""The Euclidean distance transform of CellProfiler's radii and radial distribution."""
+
+import numpy as np
+
+from . import kernel
+
+
+@kernel
+def squared_distance_to_background(inside, boxes, out):
+    """Squared Euclidean distance from every pixel of each box to the nearest pixel of the
+    same box that is not ``inside`` (0 there), written into ``out``.
+
+    What ``scipy.ndimage.distance_transform_edt`` computes for CellProfiler's
+    MeasureObjectSizeShape radii and for centrosome's ``distance_to_edge``
+    (MeasureObjectIntensityDistribution), box by box: Felzenszwalb and
+    Huttenlocher's exact algorithm, the distance to the nearest background
+    pixel of the same column, then the lower envelope of the parabolas
+    ``(x - q)**2 + f(q)`` along every row. A box should hold some background
+    (a ring round the object); pixels without any get more than any distance
+    inside the box.
+
+    Parameters
+    ----------
+    inside : (H, W) ndarray of bool
+        The canvas: object pixels True.
+    boxes : (N, 4) ndarray of intp
+        Top, left, height and width of every box on the canvas.
+    out : (H, W) ndarray of float64
+        Receives the squared distances inside the boxes (elsewhere untouched).
+
+    References
+    ----------
+    .. [1] Felzenszwalb PF, Huttenlocher DP, "Distance transforms of sampled
+       functions", Theory of Computing 8, 415-428 (2012).
+    """
+    widest = max(boxes[:, 3].max(), 1) if len(boxes) else 1
+    f = np.empty(widest)
+    v = np.empty(widest, np.intp)  # parabolas of the lower envelope, by apex
+    z = np.empty(widest + 1)  # where each parabola starts to be the lowest
+    for b in range(len(boxes)):
+        top, left, height, width = boxes[b]
+        far = height + width  # farther than any background pixel of the box
+        # 1. down, then up every column (row by row, in memory order): the distance
+        # to the nearest background pixel of the same column
+        for j in range(left, left + width):
+            out[top, j] = far if inside[top, j] else 0
+        for i in range(top + 1, top + height):
+            for j in range(left, left + width):
+                out[i, j] = min(out[i - 1, j] + 1, far) if inside[i, j] else 0
+        for i in range(top + height - 2, top - 1, -1):
+            for j in range(left, left + width):
+                out[i, j] = min(out[i, j], out[i + 1, j] + 1)
+        for i in range(top, top + height):
+            for j in range(left, left + width):
+                out[i, j] *= out[i, j]
+        # 2. along every row: min over q of (x - q)**2 + f(q), the lower envelope
+        for i in range(top, top + height):
+            for q in range(width):
+                f[q] = out[i, left + q]
+            k = 0
+            v[0] = 0
+            z[0] = -np.inf
+            z[1] = np.inf
+            for q in range(1, width):
+                s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2 * (q - v[k]))
+                while s <= z[k]:
+                    k -= 1
+                    s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2 * (q - v[k]))
+                k += 1
+                v[k] = q
+                z[k] = s
+                z[k + 1] = np.inf
+            k = 0
+            for q in range(width):
+                while z[k + 1] < q:
+                    k += 1
+                out[i, left + q] = (q - v[k]) ** 2 + f[v[k]]

@@ -1,0 +1,141 @@
+"""Every compiled kernel against a plain, obviously correct reference on small inputs."""
+
+import heapq
+import itertools
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy import ndimage as ndi
+
+from featcell.features._kernels.distance import squared_distance_to_background
+from featcell.features._kernels.geodesic import geodesic_distance
+from featcell.features._kernels.order_stats import quartiles_and_mad
+
+SQRT2 = np.sqrt(2.0)
+
+
+def _random_masks(n, seed):
+    rng = np.random.default_rng(seed)
+    for trial in range(n):
+        h, w = rng.integers(1, 13, 2)
+        mask = rng.random((h, w)) < 0.75
+        if trial % 2:  # blob-like shapes, holes and several fragments
+            mask = ndi.binary_opening(mask) | (rng.random((h, w)) < 0.05)
+        yield rng, mask
+
+
+def test_distance_to_background_matches_scipy():
+    for _, mask in _random_masks(60, 0):
+        h, w = mask.shape
+        canvas = np.zeros((h + 4, w + 5), bool)
+        canvas[2 : 2 + h, 3 : 3 + w] = mask
+        out = np.full(canvas.shape, -1.0)
+        squared_distance_to_background(canvas, np.array([[1, 2, h + 2, w + 2]]), out)
+        box = canvas[1 : h + 3, 2 : w + 4]  # the mask and a ring of background
+        expected = np.rint(ndi.distance_transform_edt(box) ** 2)
+        assert_array_equal(out[1 : h + 3, 2 : w + 4], expected)
+        assert (out[0] == -1).all() and (out[:, :2] == -1).all()  # outside the box: untouched
+
+
+def test_distance_boxes_do_not_see_each_other():
+    canvas = np.zeros((6, 9), bool)
+    canvas[1:5, 1:4] = True  # 4 x 3, its box has a ring
+    canvas[:, 5:] = True  # no background in its box: the box stands alone
+    out = np.zeros(canvas.shape)
+    squared_distance_to_background(canvas, np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
+    assert_array_equal(out[:, :5], np.rint(ndi.distance_transform_edt(canvas[:, :5]) ** 2))
+    assert (out[:, 5:] > 6**2 + 4**2).all()  # farther than anything inside the box
+
+
+def _dijkstra(mask, start):
+    """Textbook Dijkstra with heapq on the 8-connected grid (steps 1 and sqrt 2)."""
+    h, w = mask.shape
+    best = {start: 0.0}
+    queue = [(0.0, start)]
+    done = set()
+    while queue:
+        d, (i, j) = heapq.heappop(queue)
+        if (i, j) in done:
+            continue
+        done.add((i, j))
+        for a, b in itertools.product((-1, 0, 1), repeat=2):
+            ni, nj = i + a, j + b
+            if (a or b) and 0 <= ni < h and 0 <= nj < w and mask[ni, nj]:
+                nd = d + (SQRT2 if a and b else 1.0)
+                if nd < best.get((ni, nj), np.inf):
+                    best[ni, nj] = nd
+                    heapq.heappush(queue, (nd, (ni, nj)))
+    out = np.full(mask.shape, np.inf)
+    for (i, j), d in best.items():
+        out[i, j] = d
+    return out
+
+
+def test_geodesic_distance_matches_textbook_dijkstra():
+    # several objects on one canvas, each from its own centre, as Intensity lays them out
+    masks, centres = [], []
+    for rng, mask in _random_masks(40, 1):
+        points = np.argwhere(mask)
+        if len(points):
+            masks.append(mask)
+            centres.append(tuple(points[rng.integers(len(points))]))
+    width = sum(m.shape[1] + 1 for m in masks) + 1
+    canvas = np.zeros((14, width), bool)
+    corners, x = [], 1
+    for mask in masks:
+        canvas[1 : 1 + mask.shape[0], x : x + mask.shape[1]] = mask
+        corners.append(x)
+        x += mask.shape[1] + 1
+    flat_centres = np.array([(1 + i) * width + x + j for (i, j), x in zip(centres, corners)])
+    out = np.full(canvas.size, np.inf)
+    geodesic_distance(canvas, flat_centres, max(m.sum() for m in masks), out)
+    out = out.reshape(canvas.shape)
+    for mask, centre, x in zip(masks, centres, corners):
+        got = out[1 : 1 + mask.shape[0], x : x + mask.shape[1]]
+        expected = _dijkstra(mask, centre)
+        assert_array_equal(np.isinf(got[mask]), np.isinf(expected[mask]))
+        assert_allclose(got[mask & np.isfinite(expected)], expected[mask & np.isfinite(expected)],
+                        rtol=1e-14)
+
+
+def test_geodesic_distance_around_a_wall():
+    mask = np.ones((7, 7), bool)
+    mask[1:6, 3] = False  # a wall with gaps at the top and bottom rows
+    canvas = np.pad(mask, 1)
+    out = np.full(canvas.size, np.inf)
+    geodesic_distance(canvas, np.array([4 * 9 + 1]), mask.sum(), out)  # centre (3, 0)
+    out = out.reshape(canvas.shape)[1:-1, 1:-1]
+    # to (3, 6): round the wall, three diagonal steps up to the gap and three down
+    assert out[3, 6] == pytest.approx(6 * SQRT2)
+    assert out[3, 2] == 2 and np.isinf(out[3, 3])
+
+
+def _reference_quantile(x, q, at_n):
+    p = len(x) * q if at_n else (len(x) - 1) * q
+    lo = min(int(np.floor(p)), len(x) - 1)
+    hi = min(lo + 1, len(x) - 1)
+    return x[lo] * (1 - (p - lo)) + x[hi] * (p - lo)
+
+
+@pytest.mark.parametrize("at_n", [True, False])
+def test_quartiles_and_mad_match_sorting(at_n):
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 40, 50)
+    counts[:3] = [1, 2, 600]
+    starts = np.cumsum(counts) - counts
+    values = (rng.integers(-20, 20, counts.sum()) / 7).astype(np.float32)  # many ties
+    values[starts[5] : starts[5] + counts[5]] = 0.25  # a constant cell
+    ordered = np.concatenate([np.sort(values[s : s + c]) for s, c in zip(starts, counts)])
+    out = np.empty((50, 4))
+    quartiles_and_mad(ordered, starts, counts, at_n, out)
+    for i in range(50):
+        x = np.sort(values[starts[i] : starts[i] + counts[i]].astype(np.float64))
+        median = _reference_quantile(x, 0.5, at_n)
+        mad = _reference_quantile(np.sort(np.abs(x - median)), 0.5, at_n)
+        expected = [_reference_quantile(x, q, at_n) for q in (0.25, 0.5)]
+        expected += [mad, _reference_quantile(x, 0.75, at_n)]
+        assert_array_equal(out[i], expected)
+        if not at_n:  # numpy's own definition
+            assert_allclose(out[i, [0, 1, 3]], np.percentile(x, [25, 50, 75]), rtol=1e-12)
+            assert_allclose(out[i, 2], np.median(np.abs(x - np.median(x))), rtol=1e-12)
