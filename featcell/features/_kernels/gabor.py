@@ -1,0 +1,185 @@
+"""Gabor texture: CellProfiler's per-object Gabor score and Gabor filter energies."""
+
+import math
+
+import numpy as np
+
+from . import kernel
+
+
+@kernel
+def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
+    """CellProfiler 3's Gabor texture score of every cell at one scale.
+
+    ``MeasureTexture.run_one_gabor`` with ``centrosome.filter.gabor``: the
+    cell's intensities are rescaled to [0, 1] by its minimum and maximum
+    and centred on their mean; a Gabor wavelet centred on the cell's
+    centroid (wavelength ``scale``, Gaussian envelope of sigma ``sqrt(area /
+    pi) / 3``, scaled by ``1000 / (2 pi sigma^2)``), with its real and
+    imaginary parts made zero-mean over the cell, is correlated with them;
+    the score is the largest modulus over the orientations ``pi k /
+    n_angles``.
+
+    Parameters
+    ----------
+    values : (M,) ndarray of float64
+        Intensity of every mask pixel, cells one after another.
+    cell_start : (N + 1,) ndarray of int64
+        Cell ``i`` owns pixels ``cell_start[i]`` to ``cell_start[i + 1] - 1``.
+    rows, cols : (M,) ndarrays of int32
+        Pixel coordinates.
+    scale : int
+        Wavelength in pixels.
+    n_angles : int
+        Number of orientations.
+
+    Returns
+    -------
+    (N,) ndarray of float64
+        The score (0 for a cell without pixels).
+    """
+    n_cells = cell_start.size - 1
+    best = np.zeros(n_cells)
+    i = np.empty(values.size)
+    j = np.empty(values.size)
+    centred = np.empty(values.size)
+    envelope = np.empty(values.size)
+    g_cos = np.empty(values.size)
+    g_sin = np.empty(values.size)
+    for cell in range(n_cells):
+        first, last = cell_start[cell], cell_start[cell + 1]
+        area = last - first
+        if area == 0:
+            continue
+        low, high = values[first], values[first]
+        mean_row = mean_col = 0.0
+        for p in range(first, last):
+            low, high = min(low, values[p]), max(high, values[p])
+            mean_row += rows[p]
+            mean_col += cols[p]
+        mean_row /= area
+        mean_col /= area
+        span = high - low if high > low else 1.0
+        mean = 0.0
+        for p in range(first, last):
+            centred[p] = (values[p] - low) / span
+            mean += centred[p]
+        mean /= area
+        sigma = math.sqrt(area / math.pi) / 3.0
+        for p in range(first, last):
+            centred[p] -= mean
+            i[p] = rows[p] - mean_row
+            j[p] = cols[p] - mean_col
+            envelope[p] = math.exp(-(i[p] * i[p] + j[p] * j[p]) / (2 * sigma**2))
+            envelope[p] *= 1000.0 / (2.0 * math.pi * sigma**2)
+        for k in range(n_angles):
+            theta = math.pi * k / n_angles
+            cos_theta, sin_theta = math.cos(theta), math.sin(theta)
+            mean_cos = mean_sin = 0.0
+            for p in range(first, last):
+                phase = (i[p] * cos_theta + j[p] * sin_theta) * (2 * math.pi / scale)
+                g_cos[p] = math.cos(phase) * envelope[p]
+                g_sin[p] = math.sin(phase) * envelope[p]
+                mean_cos += g_cos[p]
+                mean_sin += g_sin[p]
+            mean_cos /= area
+            mean_sin /= area
+            real = imag = 0.0
+            for p in range(first, last):
+                real += (g_cos[p] - mean_cos) * centred[p]
+                imag += (g_sin[p] - mean_sin) * centred[p]
+            best[cell] = max(best[cell], math.hypot(real, imag))
+    return best
+
+
+@kernel
+def _reflect(k, n):
+    """Index ``k`` of an axis of length ``n`` extended by ``mode="reflect"`` (``dcba|abcd|dcba``)."""
+    k %= 2 * n
+    return 2 * n - 1 - k if k >= n else k
+
+
+@kernel
+def gabor_energy(crops, crop_start, shapes, cell_start, rows, cols, kx, ky):
+    """Modulus of Gabor filter responses at every mask pixel, each crop filtered alone.
+
+    ``abs`` of ``skimage.filters.gabor(crop, frequency, theta)``'s complex
+    response, ``mode="reflect"``, for several kernels: scikit-image's
+    ``gabor_kernel`` (bandwidth 1, equal sigmas) is ``outer(ky, kx)``, so the
+    crop around each cell's bounding box is convolved along rows with
+    ``kx``, then along columns with ``ky``.
+
+    Parameters
+    ----------
+    crops : (P,) ndarray of float64
+        Every cell's crop, row-major, one after another.
+    crop_start : (N,) ndarray of int64
+        Offset of every crop in ``crops``.
+    shapes : (N, 2) ndarray of intp
+        Crop shapes.
+    cell_start, rows, cols
+        The cells' mask pixels, as in :func:`cellprofiler_gabor`.
+    kx, ky : (K, 2 h + 1) ndarrays of complex128
+        The column and row factors of the ``K`` kernels (zero-padded to one
+        length).
+
+    Returns
+    -------
+    (K, M) ndarray of float64
+        The filter energy of every mask pixel for each kernel.
+    """
+    n_kernels, half = kx.shape[0], kx.shape[1] // 2
+    energy = np.empty((n_kernels, rows.size))
+    for cell in range(cell_start.size - 1):
+        first, last = cell_start[cell], cell_start[cell + 1]
+        if first == last:
+            continue
+        height, width, start = shapes[cell, 0], shapes[cell, 1], crop_start[cell]
+        top, left, bottom, right = height, width, 0, 0
+        for p in range(first, last):
+            top, bottom = min(top, rows[p]), max(bottom, rows[p] + 1)
+            left, right = min(left, cols[p]), max(right, cols[p] + 1)
+        # the bounding box and ``half`` pixels around it, mirrored past the crop's sides
+        h, w = bottom - top, right - left
+        block = np.empty((h + 2 * half, w + 2 * half))
+        for r in range(h + 2 * half):
+            y = _reflect(top - half + r, height)
+            for c in range(w + 2 * half):
+                block[r, c] = crops[start + y * width + _reflect(left - half + c, width)]
+        for k in range(n_kernels):
+            # along rows: along[r, c] = sum_t kx[t] block[r, c + 2 half - t]
+            along_re = np.zeros((h + 2 * half, w))
+            along_im = np.zeros((h + 2 * half, w))
+            for r in range(h + 2 * half):
+                row_re, row_im = along_re[r], along_im[r]
+                for t in range(2 * half + 1):
+                    a, b = kx[k, t].real, kx[k, t].imag
+                    source = block[r, 2 * half - t : 2 * half - t + w]
+                    if a != 0:
+                        for c in range(w):
+                            row_re[c] += a * source[c]
+                    if b != 0:
+                        for c in range(w):
+                            row_im[c] += b * source[c]
+            # along columns, in the bounding box: response[r] = sum_t ky[t] along[r + 2 half - t]
+            response_re, response_im = np.empty(w), np.empty(w)
+            p = first  # the cell's pixels, row by row
+            for r in range(h):
+                response_re[:] = 0.0
+                response_im[:] = 0.0
+                for t in range(2 * half + 1):
+                    a, b = ky[k, t].real, ky[k, t].imag
+                    source_re, source_im = along_re[r + 2 * half - t], along_im[r + 2 * half - t]
+                    if a != 0:
+                        for c in range(w):
+                            response_re[c] += a * source_re[c]
+                            response_im[c] += a * source_im[c]
+                    if b != 0:
+                        for c in range(w):
+                            response_re[c] -= b * source_im[c]
+                            response_im[c] += b * source_re[c]
+                while p < last and rows[p] == top + r:
+                    c = cols[p] - left
+                    energy[k, p] = math.hypot(response_re[c], response_im[c])
+                    p += 1
+    return energy
