@@ -98,23 +98,21 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     if (new_shape < 2).any():
         return np.full((n_cells, length), np.nan)
     if subsample_size < 1:
-        i, j = np.mgrid[0 : new_shape[0], 0 : new_shape[1]].astype(float) / subsample_size
-        image = ndi.map_coordinates(image, (i, j), output=np.float64, order=1)
+        image = _sample(image, np.arange(new_shape[0]) / subsample_size,
+                        np.arange(new_shape[1]) / subsample_size)
     else:
         image = image.astype(np.float64)
     # 2. background: a grey opening of the image subsampled again, restored to its size
     if image_sample_size < 1:
         back_shape = new_shape * image_sample_size
-        i, j = np.mgrid[0 : back_shape[0], 0 : back_shape[1]].astype(float) / image_sample_size
-        back = ndi.map_coordinates(image, (i, j), order=1)
+        back = _sample(image, np.arange(back_shape[0]) / image_sample_size,
+                       np.arange(back_shape[1]) / image_sample_size)
     else:
         back_shape, back = new_shape, image
     back = _disk_filter(_disk_filter(back, element_size, erode=True), element_size, erode=False)
     if image_sample_size < 1:
-        i, j = np.mgrid[0 : new_shape[0], 0 : new_shape[1]].astype(float)
-        i *= (back_shape[0] - 1) / (new_shape[0] - 1)
-        j *= (back_shape[1] - 1) / (new_shape[1] - 1)
-        back = ndi.map_coordinates(back, (i, j), order=1)
+        back = _sample(back, np.arange(new_shape[0]) * ((back_shape[0] - 1) / (new_shape[0] - 1)),
+                       np.arange(new_shape[1]) * ((back_shape[1] - 1) / (new_shape[1] - 1)))
     image = np.maximum(image - back, 0.0)
 
     # 3. each cell's mean of an image of this size, restored to the original scale
@@ -136,6 +134,19 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
         spectrum[:, k] = (current - new) * 100 / start
         current = new
     return spectrum
+
+
+def _sample(image, i, j):
+    """``scipy.ndimage.map_coordinates(image, np.meshgrid(i, j), order=1)`` in float64.
+
+    Whole-pixel coordinates (as in subsampling by 1/4) are read directly:
+    bilinear interpolation there returns the pixels as they are.
+    """
+    if np.array_equal(i, np.floor(i)) and np.array_equal(j, np.floor(j)):
+        if i.max() <= image.shape[0] - 1 and j.max() <= image.shape[1] - 1:
+            return image[np.ix_(i.astype(np.intp), j.astype(np.intp))].astype(np.float64)
+    i, j = np.meshgrid(i, j, indexing="ij")
+    return ndi.map_coordinates(image, (i, j), output=np.float64, order=1)
 
 
 @lru_cache(maxsize=16)

@@ -40,10 +40,7 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
     """
     n_cells = cell_start.size - 1
     best = np.zeros(n_cells)
-    i = np.empty(values.size)
-    j = np.empty(values.size)
     centred = np.empty(values.size)
-    envelope = np.empty(values.size)
     g_cos = np.empty(values.size)
     g_sin = np.empty(values.size)
     for cell in range(n_cells):
@@ -53,10 +50,13 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
             continue
         low, high = values[first], values[first]
         mean_row = mean_col = 0.0
+        top, left, bottom, right = rows[first], cols[first], rows[first], cols[first]
         for p in range(first, last):
             low, high = min(low, values[p]), max(high, values[p])
             mean_row += rows[p]
             mean_col += cols[p]
+            top, bottom = min(top, rows[p]), max(bottom, rows[p])
+            left, right = min(left, cols[p]), max(right, cols[p])
         mean_row /= area
         mean_col /= area
         span = high - low if high > low else 1.0
@@ -65,21 +65,26 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
             centred[p] = (values[p] - low) / span
             mean += centred[p]
         mean /= area
-        sigma = math.sqrt(area / math.pi) / 3.0
         for p in range(first, last):
             centred[p] -= mean
-            i[p] = rows[p] - mean_row
-            j[p] = cols[p] - mean_col
-            envelope[p] = math.exp(-(i[p] * i[p] + j[p] * j[p]) / (2 * sigma**2))
-            envelope[p] *= 1000.0 / (2.0 * math.pi * sigma**2)
+        # the wavelet at (i, j) from the centroid is a product of a row and a column term:
+        # exp(-(i^2 + j^2) / 2 sigma^2) exp(i phase), phase = 2 pi / scale (i cos + j sin)
+        sigma = math.sqrt(area / math.pi) / 3.0
+        i = np.arange(top, bottom + 1) - mean_row
+        j = np.arange(left, right + 1) - mean_col
+        row_envelope = np.exp(-(i * i) / (2 * sigma**2)) * (1000.0 / (2.0 * math.pi * sigma**2))
+        col_envelope = np.exp(-(j * j) / (2 * sigma**2))
         for k in range(n_angles):
             theta = math.pi * k / n_angles
-            cos_theta, sin_theta = math.cos(theta), math.sin(theta)
+            row_phase = i * (math.cos(theta) * 2 * math.pi / scale)
+            col_phase = j * (math.sin(theta) * 2 * math.pi / scale)
+            row_cos, row_sin = np.cos(row_phase) * row_envelope, np.sin(row_phase) * row_envelope
+            col_cos, col_sin = np.cos(col_phase) * col_envelope, np.sin(col_phase) * col_envelope
             mean_cos = mean_sin = 0.0
             for p in range(first, last):
-                phase = (i[p] * cos_theta + j[p] * sin_theta) * (2 * math.pi / scale)
-                g_cos[p] = math.cos(phase) * envelope[p]
-                g_sin[p] = math.sin(phase) * envelope[p]
+                r, c = rows[p] - top, cols[p] - left
+                g_cos[p] = row_cos[r] * col_cos[c] - row_sin[r] * col_sin[c]
+                g_sin[p] = row_sin[r] * col_cos[c] + row_cos[r] * col_sin[c]
                 mean_cos += g_cos[p]
                 mean_sin += g_sin[p]
             mean_cos /= area
