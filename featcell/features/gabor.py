@@ -15,27 +15,10 @@ def gabor_names(channel, scales):
 
 
 def cellprofiler_gabor(pixels, values, channel, scales, n_angles=4):
-    """CellProfiler's Gabor texture score of every cell, per scale.
+    """CellProfiler's Gabor score of every cell (:class:`CellPixels` ``pixels``, intensities
+    ``values``) per wavelength in ``scales``: the columns of :func:`gabor_names`.
 
     See :func:`featcell.features._kernels.gabor.cellprofiler_gabor`.
-
-    Parameters
-    ----------
-    pixels : CellPixels
-        The cells' mask pixels.
-    values : (M,) ndarray of float
-        Intensity of every mask pixel.
-    channel : str
-        Channel name, for the column names.
-    scales : sequence of int
-        Wavelengths in pixels.
-    n_angles : int, default=4
-        Number of orientations.
-
-    Returns
-    -------
-    dict of str to (N,) ndarray of float64
-        The columns of :func:`gabor_names`.
     """
     cell_start = np.concatenate([[0], np.cumsum(pixels.counts)])
     values = values.astype(np.float64)
@@ -56,10 +39,8 @@ def _sigma(frequency):
 def _factors(frequency, theta):
     """1-D factors of ``skimage.filters.gabor_kernel(frequency, theta)`` (bandwidth 1).
 
-    With equal sigmas the kernel is ``outer(ky, kx)``: a Gaussian times a
-    plane wave separates into a row and a column factor. A part that is
-    zero but for rounding (below 1e-12 of the other, e.g. the imaginary part
-    of ``cos(pi / 2)`` times a phase) is set to zero.
+    With equal sigmas the kernel is ``outer(ky, kx)``. A part that is zero but
+    for rounding (below 1e-12 of the other: ``cos(pi / 2)`` is 6e-17) is zeroed.
     """
     sigma = _sigma(frequency)
     ct, st = np.cos(theta), np.sin(theta)
@@ -87,25 +68,8 @@ def gabor_energy(pixels, channel_index, channel, scales, n_angles=4):
     The modulus of ``skimage.filters.gabor(crop, 1 / scale, pi * a /
     n_angles)`` (``mode="reflect"``) averaged over the cell's pixels, on the
     cell's crop: the whole image's response wherever the kernel's half-width
-    (about ``1.7 * scale`` pixels) stays within the crop.
-
-    Parameters
-    ----------
-    pixels : CellPixels
-        The cells' mask pixels.
-    channel_index : int
-        Channel measured.
-    channel : str
-        Its name, for the column names.
-    scales : sequence of int
-        Wavelengths in pixels.
-    n_angles : int, default=4
-        Number of orientations.
-
-    Returns
-    -------
-    dict of str to (N,) ndarray of float64
-        The columns of :func:`gabor_energy_names`.
+    (about ``1.7 * scale`` pixels) stays within the crop. Returns the columns
+    of :func:`gabor_energy_names` for channel ``channel_index``.
     """
     crops = pixels.flat.values[channel_index].astype(np.float64)
     sizes = pixels.shapes.prod(axis=1)

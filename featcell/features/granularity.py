@@ -1,11 +1,4 @@
-"""Granularity: CellProfiler's MeasureGranularity, on the whole image whenever it is known.
-
-CellProfiler measures the granular spectrum of the whole image and reports,
-for each object, how much of its mean intensity each step removes. Cells
-that keep their image (:meth:`CellSet.from_labels`, :meth:`CellSet.from_boxes`,
-and so :func:`featcell.read_cells`) are measured exactly so; cells known only
-by their crops (:meth:`CellSet.from_crops`) take their crop as the image.
-"""
+"""Granularity: CellProfiler's MeasureGranularity, on the whole image whenever it is known."""
 
 from __future__ import annotations
 
@@ -43,26 +36,11 @@ def granularity(
     without an image (:meth:`CellSet.from_crops`) is measured on its crop,
     with its mask as the only object.
 
-    Parameters
-    ----------
-    cells : CellSet
-        The cells.
-    pixels : CellPixels
-        Their mask pixels.
-    channel_index : int
-        Channel measured.
-    channel : str
-        Its name, for the column names.
-    length, subsample_size, image_sample_size, element_size
-        CellProfiler's settings: range of the granular spectrum, subsampling
-        factors for the measurement and the background, radius of the
-        background's structuring element (after subsampling).
-
-    Returns
-    -------
-    dict of str to (N,) ndarray of float64
-        The columns of :func:`granularity_names`; NaN for the cells of an
-        image whose subsampled size is below 2 rows or columns.
+    ``pixels`` are the cells' :class:`CellPixels`; the settings are
+    CellProfiler's (range of the spectrum, subsampling factors of the
+    measurement and of the background, radius of the background's disk after
+    subsampling). Returns the columns of :func:`granularity_names`, NaN for
+    the cells of an image that subsamples below 2 rows or columns.
     """
     images, field = cells.fields()
     origins = cells.crop_origins

@@ -82,27 +82,13 @@ def haralick_names(channel, scales, gray_levels):
 
 
 def haralick(pixels, values, channel, scales, gray_levels=256):
-    """Haralick features of every cell, per scale and direction.
+    """Haralick features of every cell per pixel-pair distance in ``scales`` and direction.
 
-    Parameters
-    ----------
-    pixels : CellPixels
-        The cells' mask pixels.
-    values : (M,) ndarray of float
-        Intensity of every mask pixel.
-    channel : str
-        Channel name, for the column names.
-    scales : sequence of int
-        Pixel-pair distances.
-    gray_levels : int, default=256
-        Quantisation levels.
-
-    Returns
-    -------
-    dict of str to (N,) ndarray of float64
-        The columns of :func:`haralick_names`. A cell with no pair of pixels
-        in some direction at a scale (too narrow, one pixel, all pixels at
-        level 0) gets NaN for every feature at that scale, as in CellProfiler.
+    ``pixels`` are the cells' :class:`CellPixels`, ``values`` their
+    intensities. Returns the columns of :func:`haralick_names`; a cell with
+    no pair of pixels in some direction at a scale (too narrow, one pixel,
+    all at level 0) gets NaN for every feature at that scale, as in
+    CellProfiler.
     """
     levels = quantize(values, gray_levels)
     n, n_dir = pixels.n, len(DIRECTIONS)

@@ -35,13 +35,9 @@ def local_binary_pattern(image, points=8, radius=1.0):
     value is interpolated bilinearly (0 outside the image), and its bit is
     set when it is not below the centre. Codes ``0 .. points`` count the set
     bits of patterns with at most two bit changes along ``p = 0 .. points -
-    1``; other patterns get ``points + 1``.
-
-    Unlike scikit-image, which interpolates at absolute coordinates so that
-    the rounding (and thus the code of a pixel whose neighbours tie with it)
-    depends on the pixel's position, the comparison here is
-    ``sum(w_k * (v_k - centre)) >= 0``: exact for ties, the same anywhere in
-    the image.
+    1``; other patterns get ``points + 1``. scikit-image interpolates at
+    absolute coordinates, so its code for a neighbour that ties with the
+    centre depends on where the pixel lies; here ties always set the bit.
 
     Parameters
     ----------
@@ -80,23 +76,8 @@ def lbp(pixels, channel_index, channel, points=8, radius=1.0):
     """Histogram of every cell's uniform LBP codes, normalised to sum 1.
 
     Neighbours come from the cell's crop (0 beyond it), so they are the
-    whole image's when the crop margin is at least ``radius + 1``.
-
-    Parameters
-    ----------
-    pixels : CellPixels
-        The cells' mask pixels.
-    channel_index : int
-        Channel measured.
-    channel : str
-        Its name, for the column names.
-    points : int, default=8
-    radius : float, default=1.0
-
-    Returns
-    -------
-    dict of str to (N,) ndarray of float64
-        The columns of :func:`lbp_names`.
+    whole image's when the crop margin is at least ``radius + 1``. Returns
+    the columns of :func:`lbp_names` for channel ``channel_index``.
     """
     flat = pixels.flat
     crop_start = np.cumsum(pixels.shapes.prod(axis=1)) - pixels.shapes.prod(axis=1)

@@ -111,56 +111,40 @@ class Texture(CellFeatureTransformer):
 
     Notes
     -----
-    *Haralick.* As in CellProfiler, intensities are quantised for the whole
-    image with one fixed mapping (``rint(255 x)``, then truncated to
-    ``gray_levels`` levels; values outside [0, 1] are clipped), not stretched
-    per cell. Co-occurrences count the pairs of the cell's pixels ``scale``
-    pixels apart in the directions ``_00`` (0, 1), ``_01`` (1, 1), ``_02``
-    (1, 0) and ``_03`` (1, -1) (row, column), symmetrically; pairs with a
-    pixel of level 0 are ignored. The features are mahotas' definitions
-    (``mahotas.features.haralick``): Variance is that of the row marginal,
-    SumVariance uses SumAverage, DifferenceVariance is the variance of the
-    ``p_{|x-y|}`` vector over ``max level + 1`` entries, entropies are in
-    bits, and InfoMeas1/2 use ``HXY1 = HXY2 = 2 HX`` (exact for a symmetric
-    matrix). A cell with no valid pair in some direction (e.g. a cell
-    narrower than the scale, a one-pixel cell, or one whose pixels are all
-    quantised to 0) gets NaN for all features at that scale, as in
-    CellProfiler. A uniform cell gets Contrast 0, AngularSecondMoment 1,
-    Entropy 0 and Correlation 1.
+    *Haralick* (:mod:`~featcell.features.haralick`). As in CellProfiler,
+    intensities are quantised with one fixed mapping (``rint(255 x)``,
+    truncated to ``gray_levels`` levels, clipped to [0, 1]), not stretched
+    per cell; co-occurrences count the cell's pixel pairs ``scale`` apart in
+    the directions ``_00`` (0, 1), ``_01`` (1, 1), ``_02`` (1, 0) and ``_03``
+    (1, -1) (row, column), symmetrically, ignoring pairs with a pixel of
+    level 0; the features are mahotas' definitions. A cell with no valid
+    pair in some direction (narrower than the scale, one pixel, all pixels
+    at level 0) gets NaN for all features at that scale, as in CellProfiler.
 
-    *Gabor.* CellProfiler's (3.x) definition: per cell, not a filter: the
-    cell's intensities rescaled to [0, 1], centred, are correlated with a
-    Gabor wavelet centred on the cell's centroid (wavelength ``scale``,
-    sigma ``sqrt(area / pi) / 3``); the score is the largest modulus over the
-    ``gabor_angles`` orientations. ``gabor_energy`` is instead the mean, over
-    the cell's pixels, of the modulus of ``skimage.filters.gabor(image,
-    frequency=1 / scale, theta=pi * k / gabor_angles)`` computed on the cell's
-    crop with ``mode="reflect"``: the same as on the whole image whenever the
-    kernel's half-width (``3 sigma``, about ``1.7 * scale`` pixels) is within
-    the crop margin, including for cells cut by the image border.
+    *Gabor* (:mod:`~featcell.features.gabor`). ``gabor`` is CellProfiler
+    3's per-cell score (a wavelet centred on the cell, sigma ``sqrt(area /
+    pi) / 3``, largest modulus over ``gabor_angles`` orientations);
+    ``gabor_energy`` is the cell's mean modulus of
+    ``skimage.filters.gabor(crop, 1 / scale, pi * k / gabor_angles)``,
+    the whole image's wherever the kernel (half-width about ``1.7 * scale``)
+    stays within the crop margin.
 
-    *LBP.* scikit-image's ``local_binary_pattern(method="uniform")`` of the
-    channel, histogram over the cell's pixels normalised to sum 1. Bins ``0``
-    ... ``lbp_points`` count the patterns with at most two bit changes by
-    their number of neighbours not darker than the centre (bin
-    ``lbp_points``: every pixel of a flat region), bin ``lbp_points + 1`` the
-    other patterns. A neighbour that ties with the centre always sets its
-    bit; scikit-image interpolates at absolute coordinates, so that its
-    answer for ties depends on where the pixel lies in the image
-    (:func:`local_binary_pattern`). Neighbours come from the crop (0 beyond
-    the image), so they match the whole image when the crop margin is at
-    least ``lbp_radius + 1``.
+    *LBP* (:mod:`~featcell.features.lbp`). scikit-image's
+    ``local_binary_pattern(method="uniform")``, histogram over the cell
+    normalised to sum 1: bins ``0 .. lbp_points`` count the uniform patterns
+    by their neighbours not darker than the centre, bin ``lbp_points + 1``
+    the others. Ties with the centre always set the bit (scikit-image's
+    answer for ties depends on the pixel's position). Neighbours come from
+    the crop, so they are the image's when the margin is at least
+    ``lbp_radius + 1``.
 
-    *Granularity.* As CellProfiler, on the whole image the cells were cut
-    from (:meth:`CellSet.fields`: cells from :meth:`CellSet.from_labels`,
-    :meth:`CellSet.from_boxes` or :func:`featcell.read_cells`): its
-    background, a grey opening about 160 pixels wide at the default
-    settings, and its reconstructions follow bright structures across the
-    image, and each cell reports the loss of its own mean. Cells known only
-    by their crops (:meth:`CellSet.from_crops`) take their crop as the image
-    and their mask as the only object (cp_measure's ``get_granularity`` on
-    the crop). Cells of an image whose subsampled size is below 2 rows or
-    columns get NaN, as in CellProfiler.
+    *Granularity* (:mod:`~featcell.features.granularity`). As CellProfiler,
+    on the whole image the cells were cut from (:meth:`CellSet.fields`:
+    :meth:`CellSet.from_labels`, :meth:`CellSet.from_boxes`,
+    :func:`featcell.read_cells`), its background removed there; each cell
+    reports the loss of its own mean. Cells known only by their crops
+    (:meth:`CellSet.from_crops`) take their crop as the image. Cells of an
+    image that subsamples below 2 rows or columns get NaN, as in CellProfiler.
 
     References
     ----------

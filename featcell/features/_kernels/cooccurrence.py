@@ -1,11 +1,8 @@
 """Grey-level co-occurrence matrices and the Haralick features computed from them.
 
-CellProfiler's MeasureTexture quantises each object's intensities, counts its
-co-occurrence matrices (``mahotas.features.texture.cooccurence``, symmetric,
-pairs touching level 0 ignored) and reduces each one to Haralick's 13
-features (``mahotas.features.texture.haralick_features``). These kernels do
-the same for all cells at once, keeping of each matrix only its non-empty
-upper-triangle entries.
+CellProfiler's MeasureTexture counts each object's co-occurrence matrices
+(mahotas ``cooccurence``) and reduces each to Haralick's 13 features (mahotas
+``haralick_features``); here a matrix keeps only its non-empty upper triangle.
 """
 
 import numpy as np
@@ -18,32 +15,18 @@ def cooccurrence_matrices(levels, cell_start, rows, cols, shapes, offsets):
     """Symmetric co-occurrence matrices of every cell, one per direction.
 
     ``mahotas.features.texture.cooccurence(crop, direction, symmetric=True)``
-    as CellProfiler's MeasureTexture calls it: a cell's pixel pairs ``(p, p +
-    offset)``, both in the cell and neither of level 0. Pair ``(a, b)`` and
-    pair ``(b, a)`` are one entry, the upper-triangle ``(min, max)``.
+    as MeasureTexture calls it: the pixel pairs ``(p, p + offset)`` of a cell,
+    neither of level 0. Pairs ``(a, b)`` and ``(b, a)`` are one entry ``(min,
+    max)``.
 
-    Parameters
-    ----------
-    levels : (M,) ndarray of uint8
-        Grey level of every mask pixel, cells one after another.
-    cell_start : (N + 1,) ndarray of int64
-        Cell ``i`` owns pixels ``cell_start[i]`` to ``cell_start[i + 1] - 1``.
-    rows, cols : (M,) ndarrays of int32
-        Coordinates of every pixel in its cell's crop.
-    shapes : (N, 2) ndarray of intp
-        Crop shape of every cell.
-    offsets : (D, 2) ndarray of int64
-        The ``(dy, dx)`` pixel offset of each direction.
-
-    Returns
-    -------
-    matrix_start : (N D + 1,) ndarray of int64
-        The matrix of cell ``i`` and direction ``d`` holds entries
-        ``matrix_start[i D + d]`` to ``matrix_start[i D + d + 1] - 1``.
-    low, high : (E,) ndarrays of uint8
-        Row and column of every entry (``low <= high``).
-    count : (E,) ndarray of int64
-        Pixel pairs with levels ``{low, high}`` (> 0).
+    ``levels`` (M,) uint8, ``rows`` and ``cols`` (M,) int32 give every mask
+    pixel's level and place in its crop, cells one after another (cell ``i``
+    owns pixels ``cell_start[i]`` to ``cell_start[i + 1] - 1``); ``shapes``
+    are the crops' shapes, ``offsets`` (D, 2) the ``(dy, dx)`` of each
+    direction. Returns ``matrix_start`` (N D + 1): the matrix of cell ``i`` in
+    direction ``d`` holds entries ``matrix_start[i D + d]`` to
+    ``matrix_start[i D + d + 1] - 1``, and the entries' ``low <= high``
+    levels (uint8) and ``count`` of pixel pairs (int64, > 0).
     """
     n_cells, n_dir = shapes.shape[0], offsets.shape[0]
     matrix_start = np.zeros(n_cells * n_dir + 1, np.int64)
@@ -95,35 +78,20 @@ def _entropy(p, size):
 def haralick_features(matrix_start, low, high, count, qmin, qmax, n_dir):
     """The 13 Haralick features of every co-occurrence matrix.
 
-    ``mahotas.features.texture.haralick_features`` as CellProfiler's
-    MeasureTexture calls it (``ignore_zeros=True``), from a matrix's
-    upper-triangle entries (:func:`cooccurrence_matrices`), levels taken
-    relative to the cell's lowest non-zero level ``qmin`` (the features do
-    not depend on it but the rounding does less harm). With ``p`` the
+    ``mahotas.features.texture.haralick_features`` as MeasureTexture calls
+    it, from the matrices of :func:`cooccurrence_matrices` (``n_dir`` per
+    cell), levels taken relative to the cell's lowest non-zero level
+    ``qmin`` (less rounding; ``qmax`` is its highest). With ``p`` the
     symmetric matrix normalised to sum 1 and its marginals ``p_x``,
     ``p_{x+y}`` and ``p_{|x-y|}``: angular second moment ``sum p^2``,
     contrast ``sum k^2 p_{|x-y|}(k)``, correlation ``(E[ij] - mu^2) /
     sigma^2`` (1 when ``sigma = 0``), variance ``sigma^2`` of ``p_x``,
     inverse difference moment ``sum p_{|x-y|}(k) / (1 + k^2)``, sum average,
-    sum variance and sum entropy of ``p_{x+y}``, entropy of ``p``, difference
-    variance (the variance of the ``p_{|x-y|}`` vector over ``qmax + 1``
-    entries, as mahotas) and difference entropy, and the information
-    measures of correlation with ``HXY1 = HXY2 = 2 HX`` (exact for a
-    symmetric matrix). Entropies are in bits.
-
-    Parameters
-    ----------
-    matrix_start, low, high, count
-        The matrices, as returned by :func:`cooccurrence_matrices`.
-    qmin, qmax : (N,) ndarrays of int64
-        Lowest non-zero and highest level of every cell.
-    n_dir : int
-        Matrices (directions) per cell.
-
-    Returns
-    -------
-    (N D, 13) ndarray of float64
-        The features of every matrix (NaN for a matrix without pairs).
+    variance and entropy of ``p_{x+y}``, entropy of ``p``, difference
+    variance (of the ``p_{|x-y|}`` vector over ``qmax + 1`` entries) and
+    entropy, and the information measures of correlation with ``HXY1 = HXY2
+    = 2 HX`` (exact for a symmetric matrix); entropies in bits. Returns (N D,
+    13) float64, NaN for a matrix without pairs.
     """
     n_matrices = matrix_start.size - 1
     out = np.full((n_matrices, 13), np.nan)

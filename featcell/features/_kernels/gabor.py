@@ -18,25 +18,10 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
     pi) / 3``, scaled by ``1000 / (2 pi sigma^2)``), with its real and
     imaginary parts made zero-mean over the cell, is correlated with them;
     the score is the largest modulus over the orientations ``pi k /
-    n_angles``.
-
-    Parameters
-    ----------
-    values : (M,) ndarray of float64
-        Intensity of every mask pixel, cells one after another.
-    cell_start : (N + 1,) ndarray of int64
-        Cell ``i`` owns pixels ``cell_start[i]`` to ``cell_start[i + 1] - 1``.
-    rows, cols : (M,) ndarrays of int32
-        Pixel coordinates.
-    scale : int
-        Wavelength in pixels.
-    n_angles : int
-        Number of orientations.
-
-    Returns
-    -------
-    (N,) ndarray of float64
-        The score (0 for a cell without pixels).
+    n_angles``. ``values`` (float64), ``rows`` and ``cols`` (int32) are the
+    mask pixels' intensities and places, cells one after another (cell ``i``
+    owns pixels ``cell_start[i]`` to ``cell_start[i + 1] - 1``). Returns the
+    (N,) scores.
     """
     n_cells = cell_start.size - 1
     best = np.zeros(n_cells)
@@ -112,26 +97,11 @@ def gabor_energy(crops, crop_start, shapes, cell_start, rows, cols, kx, ky):
     response, ``mode="reflect"``, for several kernels: scikit-image's
     ``gabor_kernel`` (bandwidth 1, equal sigmas) is ``outer(ky, kx)``, so the
     crop around each cell's bounding box is convolved along rows with
-    ``kx``, then along columns with ``ky``.
-
-    Parameters
-    ----------
-    crops : (P,) ndarray of float64
-        Every cell's crop, row-major, one after another.
-    crop_start : (N,) ndarray of int64
-        Offset of every crop in ``crops``.
-    shapes : (N, 2) ndarray of intp
-        Crop shapes.
-    cell_start, rows, cols
-        The cells' mask pixels, as in :func:`cellprofiler_gabor`.
-    kx, ky : (K, 2 h + 1) ndarrays of complex128
-        The column and row factors of the ``K`` kernels (zero-padded to one
-        length).
-
-    Returns
-    -------
-    (K, M) ndarray of float64
-        The filter energy of every mask pixel for each kernel.
+    ``kx``, then along columns with ``ky``. ``crops`` (float64) holds the
+    crops one after another, crop ``i`` at ``crop_start[i]`` with shape
+    ``shapes[i]``; the mask pixels are as in :func:`cellprofiler_gabor`;
+    ``kx`` and ``ky`` (K, L) complex128 are the factors of ``K`` kernels.
+    Returns the (K, M) energies.
     """
     n_kernels, half = kx.shape[0], kx.shape[1] // 2
     energy = np.empty((n_kernels, rows.size))

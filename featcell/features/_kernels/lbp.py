@@ -16,29 +16,10 @@ def uniform_lbp(crops, crop_start, shapes, cell_start, rows, cols, tap_dy, tap_d
     with at most two bit changes along ``p = 0 .. P - 1`` gets its number of
     set bits, any other ``P + 1``. The comparison is ``sum(w_k (v_k -
     centre)) >= 0``, exact for a neighbour that ties with the centre
-    wherever the pixel lies.
-
-    Parameters
-    ----------
-    crops : (P,) ndarray of float64
-        Every cell's crop, row-major, one after another.
-    crop_start : (N,) ndarray of int64
-        Offset of every crop in ``crops``.
-    shapes : (N, 2) ndarray of intp
-        Crop shapes.
-    cell_start : (N + 1,) ndarray of int64
-        Cell ``i`` owns pixels ``cell_start[i]`` to ``cell_start[i + 1] - 1``.
-    rows, cols : (M,) ndarrays of int32
-        Pixel coordinates in the crop.
-    tap_dy, tap_dx : (P, 4) ndarrays of int64
-        Offsets of the pixels each neighbour is interpolated from.
-    tap_weight : (P, 4) ndarray of float64
-        Their bilinear weights (a zero weight is skipped).
-
-    Returns
-    -------
-    (M,) ndarray of uint8
-        The code of every pixel, ``0 .. P + 1``.
+    wherever the pixel lies. Crops and mask pixels are laid out as in
+    :func:`featcell.features._kernels.gabor.gabor_energy`; neighbour ``k``
+    is interpolated from the pixels at ``(tap_dy[k], tap_dx[k])`` with
+    weights ``tap_weight[k]`` (P, 4). Returns the (M,) codes.
     """
     n_points = tap_dy.shape[0]
     codes = np.empty(rows.size, np.uint8)

@@ -23,16 +23,7 @@ def reconstruct_by_dilation(seed, mask):
     raster and an anti-raster scan of geodesic dilations, then a first-in
     first-out queue of the pixels that can still raise a neighbour, until
     it drains. Only minima and maxima are taken, so the result is exact.
-
-    Parameters
-    ----------
-    seed, mask : (H, W) ndarray of float64
-        The marker and the image it is rebuilt under (``seed`` is clipped to
-        ``mask`` first).
-
-    Returns
-    -------
-    (H, W) ndarray of float64
+    ``seed`` and ``mask`` are (H, W) float64; ``seed`` is clipped to ``mask``.
 
     References
     ----------
@@ -138,24 +129,10 @@ def bilinear_weights(cell_start, y, x, shape):
     each reconstruction to the original scale with
     ``scipy.ndimage.map_coordinates(order=1)``, 0 beyond the last row or
     column, then averages it per object): the sum of a cell's interpolated
-    values at the points ``(y, x)`` is a fixed weighted sum of the image's
-    pixels.
-
-    Parameters
-    ----------
-    cell_start : (N + 1,) ndarray of int64
-        Cell ``i`` owns points ``cell_start[i]`` to ``cell_start[i + 1] - 1``.
-    y, x : (M,) ndarrays of float64
-        The points, in pixels of the image (>= 0).
-    shape : (2,) ndarray of int64
-        The image's shape.
-
-    Returns
-    -------
-    cell, index : (E,) ndarrays of int64
-        Cell and flat image pixel of every non-zero weight.
-    weight : (E,) ndarray of float64
-        The weights.
+    values at its points ``(y, x)`` (>= 0; cell ``i`` owns points
+    ``cell_start[i]`` to ``cell_start[i + 1] - 1``) is a fixed weighted sum
+    of the image's pixels. Returns the ``cell``, flat image pixel ``index``
+    and ``weight`` of every non-zero weight.
     """
     H, W = shape[0], shape[1]
     n_cells = cell_start.size - 1
