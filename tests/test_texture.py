@@ -1,3 +1,4 @@
+import pickle
 import warnings
 from pathlib import Path
 
@@ -273,8 +274,11 @@ def test_granularity_follows_the_whole_image_or_the_crop():
                                [cells.mask(i) for i in range(len(cells))], channels=["DNA"])
     alone = Texture(features="granularity").fit_transform(crops)
     assert not np.allclose(whole, alone)
-    # a subset, or the cells of two images together, keep their own image
-    assert_array_equal(Texture(features="granularity").fit_transform(cells[[2, 0]]), whole[[2, 0]])
+    # a subset (pickled, as to a joblib worker), or the cells of two images together, keep
+    # their own image and only it
+    subset = pickle.loads(pickle.dumps(cells[[2, 0]]))
+    assert len(subset.fields()[0]) == 1 and subset.fields()[1].tolist() == [0, 0]
+    assert_array_equal(Texture(features="granularity").fit_transform(subset), whole[[2, 0]])
     other, other_labels = _field(seed=1)
     both = CellSet.concat([_cells(other, other_labels), crops, cells])
     table = Texture(features="granularity").fit_transform(both)

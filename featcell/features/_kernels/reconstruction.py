@@ -44,11 +44,10 @@ def reconstruct_by_dilation(seed, mask):
                 v = out[y, x - 1]
             out[y, x] = min(v, mask[y, x])
 
-    # anti-raster scan: the lower and right neighbours; a pixel that could still raise
-    # one of them goes into the queue
-    # a ring buffer: a pixel is in it at most once at a time, so it never holds more than H W
+    # anti-raster scan: the lower and right neighbours; a pixel that could still raise one
+    # of them goes into the queue (a ring buffer: a pixel is in it at most once at a time)
     size = H * W + 1
-    queue = np.empty(size, np.int64)
+    queue = np.empty(size, np.int32)
     queued = np.zeros((H, W), np.bool_)
     head = tail = 0
     for y in range(H - 1, -1, -1):
@@ -74,17 +73,8 @@ def reconstruct_by_dilation(seed, mask):
         y, x = p // W, p % W
         queued[y, x] = False
         v = out[y, x]
-        for k in range(4):
-            ny, nx = y, x
-            if k == 0:
-                ny -= 1
-            elif k == 1:
-                ny += 1
-            elif k == 2:
-                nx -= 1
-            else:
-                nx += 1
-            if ny < 0 or ny >= H or nx < 0 or nx >= W:
+        for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+            if not (0 <= ny < H and 0 <= nx < W):
                 continue
             raised = min(v, mask[ny, nx])
             if raised > out[ny, nx]:
@@ -109,14 +99,9 @@ def erode_cross(image):
     for y in range(H):
         for x in range(W):
             v = image[y, x]
-            if y > 0:
-                v = min(v, image[y - 1, x])
-            if y < H - 1:
-                v = min(v, image[y + 1, x])
-            if x > 0:
-                v = min(v, image[y, x - 1])
-            if x < W - 1:
-                v = min(v, image[y, x + 1])
+            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= ny < H and 0 <= nx < W:
+                    v = min(v, image[ny, nx])
             out[y, x] = v
     return out
 
