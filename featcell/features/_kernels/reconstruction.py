@@ -23,7 +23,7 @@ def reconstruct_by_dilation(seed, mask):
     raster and an anti-raster scan of geodesic dilations, then a first-in
     first-out queue of the pixels that can still raise a neighbour, until
     it drains. Only minima and maxima are taken, so the result is exact.
-    ``seed`` and ``mask`` are (H, W) float64; ``seed`` is clipped to ``mask``.
+    ``seed`` and ``mask`` are (H, W) float64.
 
     References
     ----------
@@ -32,16 +32,15 @@ def reconstruct_by_dilation(seed, mask):
        176-201 (1993).
     """
     H, W = seed.shape
-    out = np.minimum(seed, mask)
-
-    # raster scan: take the larger of the pixel and its upper and left neighbours
+    out = np.empty_like(mask)
+    # raster scan: the seed raised to its upper and left neighbours, under the mask
     for y in range(H):
         for x in range(W):
-            v = out[y, x]
-            if y > 0 and out[y - 1, x] > v:
-                v = out[y - 1, x]
-            if x > 0 and out[y, x - 1] > v:
-                v = out[y, x - 1]
+            v = seed[y, x]
+            if y > 0:
+                v = max(v, out[y - 1, x])
+            if x > 0:
+                v = max(v, out[y, x - 1])
             out[y, x] = min(v, mask[y, x])
 
     # anti-raster scan: the lower and right neighbours; a pixel that could still raise one
@@ -53,15 +52,18 @@ def reconstruct_by_dilation(seed, mask):
     for y in range(H - 1, -1, -1):
         for x in range(W - 1, -1, -1):
             v = out[y, x]
-            if y < H - 1 and out[y + 1, x] > v:
-                v = out[y + 1, x]
-            if x < W - 1 and out[y, x + 1] > v:
-                v = out[y, x + 1]
+            if y < H - 1:
+                v = max(v, out[y + 1, x])
+            if x < W - 1:
+                v = max(v, out[y, x + 1])
             v = min(v, mask[y, x])
             out[y, x] = v
-            if (y < H - 1 and out[y + 1, x] < v and out[y + 1, x] < mask[y + 1, x]) or (
-                x < W - 1 and out[y, x + 1] < v and out[y, x + 1] < mask[y, x + 1]
-            ):
+            grows = False  # (no short-circuit: fewer mispredicted branches)
+            if y < H - 1:
+                grows |= (out[y + 1, x] < v) & (out[y + 1, x] < mask[y + 1, x])
+            if x < W - 1:
+                grows |= (out[y, x + 1] < v) & (out[y, x + 1] < mask[y, x + 1])
+            if grows:
                 queue[tail] = y * W + x
                 tail += 1
                 queued[y, x] = True
