@@ -136,25 +136,33 @@ def gabor_energy(crops, crop_start, shapes, cell_start, rows, cols, kx, ky):
                     if b != 0:
                         for c in range(w):
                             row_im[c] += b * source[c]
-            # along columns, in the bounding box: response[r] = sum_t ky[t] along[r + 2 half - t]
+            # along columns, between each row's first and last pixel:
+            # response[r] = sum_t ky[t] along[r + 2 half - t]
             response_re, response_im = np.empty(w), np.empty(w)
-            p = first  # the cell's pixels, row by row
+            end = first  # the cell's pixels, row by row
             for r in range(h):
-                response_re[:] = 0.0
-                response_im[:] = 0.0
+                start_of_row = end
+                while end < last and rows[end] == top + r:
+                    end += 1
+                if end == start_of_row:
+                    continue
+                lo, hi = cols[start_of_row] - left, cols[end - 1] - left + 1
+                out_re, out_im = response_re[: hi - lo], response_im[: hi - lo]
+                out_re[:] = 0.0
+                out_im[:] = 0.0
                 for t in range(2 * half + 1):
                     a, b = ky[k, t].real, ky[k, t].imag
-                    source_re, source_im = along_re[r + 2 * half - t], along_im[r + 2 * half - t]
+                    source_re = along_re[r + 2 * half - t, lo:hi]
+                    source_im = along_im[r + 2 * half - t, lo:hi]
                     if a != 0:
-                        for c in range(w):
-                            response_re[c] += a * source_re[c]
-                            response_im[c] += a * source_im[c]
+                        for c in range(hi - lo):
+                            out_re[c] += a * source_re[c]
+                            out_im[c] += a * source_im[c]
                     if b != 0:
-                        for c in range(w):
-                            response_re[c] -= b * source_im[c]
-                            response_im[c] += b * source_re[c]
-                while p < last and rows[p] == top + r:
-                    c = cols[p] - left
-                    energy[k, p] = math.hypot(response_re[c], response_im[c])
-                    p += 1
+                        for c in range(hi - lo):
+                            out_re[c] -= b * source_im[c]
+                            out_im[c] += b * source_re[c]
+                for p in range(start_of_row, end):
+                    c = cols[p] - left - lo
+                    energy[k, p] = math.hypot(out_re[c], out_im[c])
     return energy
