@@ -286,6 +286,13 @@ def test_granularity_follows_the_whole_image_or_the_crop():
     assert_array_equal(table[4:8], alone)
 
 
+def test_grid_sampling_equals_map_coordinates():
+    image = np.random.default_rng(0).random((9, 13)).astype(np.float32)
+    i, j = np.arange(5) * 2.1, np.arange(7) * 2.0  # past the last row: 0
+    expected = ndi.map_coordinates(image.astype(float), np.meshgrid(i, j, indexing="ij"), order=1)
+    assert_allclose(granularity._sample(image, i, j), expected, rtol=1e-12, atol=1e-15)
+
+
 def test_disk_filter_equals_grey_erosion_and_dilation():
     rng = np.random.default_rng(0)
     for shape in [(6, 9), (2, 30), (25, 3)]:

@@ -132,7 +132,8 @@ def _cellprofiler3_gabor(image, mask, scale, n_angles):
         theta = np.pi * k / n_angles
         phase = 2 * np.pi / scale * (i * np.cos(theta) + j * np.sin(theta))
         g_cos, g_sin = envelope * np.cos(phase), envelope * np.sin(phase)
-        score = np.hypot(((g_cos - g_cos.mean()) * norm).sum(), ((g_sin - g_sin.mean()) * norm).sum())
+        real = ((g_cos - g_cos.mean()) * norm).sum()
+        score = np.hypot(real, ((g_sin - g_sin.mean()) * norm).sum())
         best = max(best, score)
     return best
 

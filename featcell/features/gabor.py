@@ -58,7 +58,9 @@ def _factors(frequency, theta):
 def gabor_energy_names(channel, scales, n_angles):
     """Column names, ``Texture_GaborEnergy_<Channel>_<scale>_<orientation>``."""
     return [
-        f"Texture_GaborEnergy_{channel}_{scale}_{a:02d}" for scale in scales for a in range(n_angles)
+        f"Texture_GaborEnergy_{channel}_{scale}_{a:02d}"
+        for scale in scales
+        for a in range(n_angles)
     ]
 
 

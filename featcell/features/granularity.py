@@ -19,7 +19,7 @@ def granularity_names(channel, length):
 
 
 def granularity(
-    cells, pixels, channel_index, channel, length=16, subsample_size=0.25,
+    cells, pixels, values, channel_index, channel, length=16, subsample_size=0.25,
     image_sample_size=0.25, element_size=10,
 ):
     """CellProfiler's granular spectrum of every cell.
@@ -36,7 +36,8 @@ def granularity(
     without an image (:meth:`CellSet.from_crops`) is measured on its crop,
     with its mask as the only object.
 
-    ``pixels`` are the cells' :class:`CellPixels`; the settings are
+    ``pixels`` are the cells' :class:`CellPixels`, ``values`` their
+    intensities in channel ``channel_index``; the settings are
     CellProfiler's (range of the spectrum, subsampling factors of the
     measurement and of the background, radius of the background's disk after
     subsampling). Returns the columns of :func:`granularity_names`, NaN for
@@ -44,7 +45,6 @@ def granularity(
     """
     images, field = cells.fields()
     origins = cells.crop_origins
-    raw = pixels.values(channel_index)
     settings = (length, subsample_size, image_sample_size, element_size)
     spectrum = np.full((pixels.n, length), np.nan)
     y = pixels.row + pixels.spread(origins[:, 0])  # in the image
@@ -53,12 +53,13 @@ def granularity(
         members = np.flatnonzero(field == f)
         at = pixels.spread(field == f) if members.size < pixels.n else slice(None)
         counts = pixels.counts[members]
-        spectrum[members] = _spectrum(image[channel_index], counts, y[at], x[at], raw[at], *settings)
+        image = image[channel_index]
+        spectrum[members] = _spectrum(image, counts, y[at], x[at], values[at], *settings)
     for i in np.flatnonzero(field < 0):  # only a crop: it is the image
         at = slice(pixels.starts[i], pixels.starts[i] + pixels.counts[i])
         crop = cells.crop(i)[channel_index]
         counts = pixels.counts[i : i + 1]
-        spectrum[i] = _spectrum(crop, counts, pixels.row[at], pixels.col[at], raw[at], *settings)
+        spectrum[i] = _spectrum(crop, counts, pixels.row[at], pixels.col[at], values[at], *settings)
     return {f"Granularity_{k}_{channel}": spectrum[:, k - 1] for k in range(1, length + 1)}
 
 
@@ -117,14 +118,22 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
 def _sample(image, i, j):
     """``scipy.ndimage.map_coordinates(image, np.meshgrid(i, j), order=1)`` in float64.
 
-    Whole-pixel coordinates (as in subsampling by 1/4) are read directly:
-    bilinear interpolation there returns the pixels as they are.
+    Bilinear interpolation on a grid is linear interpolation along the rows
+    ``i`` then the columns ``j``; as ``map_coordinates``, 0 past the image.
     """
-    if np.array_equal(i, np.floor(i)) and np.array_equal(j, np.floor(j)):
-        if i.max() <= image.shape[0] - 1 and j.max() <= image.shape[1] - 1:
-            return image[np.ix_(i.astype(np.intp), j.astype(np.intp))].astype(np.float64)
-    i, j = np.meshgrid(i, j, indexing="ij")
-    return ndi.map_coordinates(image, (i, j), output=np.float64, order=1)
+    return _linear(_linear(image, i, axis=0), j, axis=1)
+
+
+def _linear(image, t, axis):
+    """Linear interpolation of ``image`` at coordinates ``t`` along ``axis`` (0 outside)."""
+    n = image.shape[axis]
+    t0 = np.clip(np.floor(t), 0, n - 1).astype(np.intp)
+    t1 = np.minimum(t0 + 1, n - 1)
+    f, inside = t - t0, (t >= 0) & (t <= n - 1)
+    shape = (-1, 1) if axis == 0 else (1, -1)
+    out = image.take(t0, axis) * (1 - f).reshape(shape) + image.take(t1, axis) * f.reshape(shape)
+    out *= inside.reshape(shape)
+    return out
 
 
 @lru_cache(maxsize=16)

@@ -238,26 +238,25 @@ class Texture(CellFeatureTransformer):
     # ------------------------------------------------------------------ compute
     def _compute(self, cells):
         pixels = CellPixels(cells)
+        values = {ch: pixels.values(self._channel_index(ch)) for ch in self.channels_}
         columns = {}
         for family in self.families_:
             for ch in self.channels_:
-                columns.update(self._family_columns(family, cells, pixels, ch))
+                columns.update(self._family_columns(family, cells, pixels, values[ch], ch))
         return columns
 
-    def _family_columns(self, family, cells, pixels, channel):
+    def _family_columns(self, family, cells, pixels, values, channel):
         c = self._channel_index(channel)
         if family == "haralick":
-            return haralick(pixels, pixels.values(c), channel, self.scales_, self.gray_levels)
+            return haralick(pixels, values, channel, self.scales_, self.gray_levels)
         if family == "gabor":
-            return cellprofiler_gabor(
-                pixels, pixels.values(c), channel, self.scales_, self.gabor_angles
-            )
+            return cellprofiler_gabor(pixels, values, channel, self.scales_, self.gabor_angles)
         if family == "gabor_energy":
             return gabor_energy(pixels, c, channel, self.scales_, self.gabor_angles)
         if family == "lbp":
             return lbp(pixels, c, channel, self.lbp_points, self.lbp_radius)
         return granularity(
-            cells, pixels, c, channel,
+            cells, pixels, values, c, channel,
             self.granularity_spectrum_length,
             self.granularity_subsample_size,
             self.granularity_image_sample_size,

@@ -84,7 +84,7 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
 
 @kernel
 def _reflect(k, n):
-    """Index ``k`` of an axis of length ``n`` extended by ``mode="reflect"`` (``dcba|abcd|dcba``)."""
+    """Index ``k`` of an axis of length ``n`` extended by ``mode="reflect"`` (dcba|abcd|dcba)."""
     k %= 2 * n
     return 2 * n - 1 - k if k >= n else k
 
