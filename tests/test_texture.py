@@ -284,6 +284,8 @@ def test_granularity_follows_the_whole_image_or_the_crop():
     table = Texture(features="granularity").fit_transform(both)
     assert_array_equal(table[-4:], whole)
     assert_array_equal(table[4:8], alone)
+    boxes = CellSet.from_boxes(image, [[6, 28, 24, 46]], channels=["DNA"])  # x0, y0, x1, y1
+    assert boxes.fields()[1].tolist() == [0] and boxes.fields()[0][0].shape == (1, 72, 72)
 
 
 def test_grid_sampling_equals_map_coordinates():
