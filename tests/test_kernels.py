@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy import ndimage as ndi
 
 from featcell.features._kernels.distance import squared_distance_to_background
+from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.geodesic import geodesic_distance
 from featcell.features._kernels.order_stats import quartiles_and_mad
 
@@ -139,3 +140,75 @@ def test_quartiles_and_mad_match_sorting(at_n):
         if not at_n:  # numpy's own definition
             assert_allclose(out[i, [0, 1, 3]], np.percentile(x, [25, 50, 75]), rtol=1e-12)
             assert_allclose(out[i, 2], np.median(np.abs(x - np.median(x))), rtol=1e-12)
+
+
+def _brute_force_circle(points):
+    """Smallest of the circles on two or three of the points that hold all of them."""
+    if len(points) == 1:
+        return points[0][0], points[0][1], 0.0
+    best = (0.0, 0.0, np.inf)
+    candidates = []
+    for a, b in itertools.combinations(points, 2):
+        centre = (a + b) / 2
+        candidates.append((centre, np.hypot(*(a - centre))))
+    for a, b, c in itertools.combinations(points, 3):
+        d = 2 * (a[1] * (b[0] - c[0]) + b[1] * (c[0] - a[0]) + c[1] * (a[0] - b[0]))
+        if abs(d) < 1e-12:
+            continue
+        a2, b2, c2 = a @ a, b @ b, c @ c
+        x = (a2 * (b[0] - c[0]) + b2 * (c[0] - a[0]) + c2 * (a[0] - b[0])) / d
+        y = (a2 * (c[1] - b[1]) + b2 * (a[1] - c[1]) + c2 * (b[1] - a[1])) / d
+        centre = np.array([y, x])
+        candidates.append((centre, np.hypot(*(a - centre))))
+    for centre, radius in candidates:
+        if radius < best[2] and (np.hypot(*(points - centre).T) <= radius + 1e-9).all():
+            best = (centre[0], centre[1], radius)
+    return best
+
+
+def _convex_polygon(rng):
+    """Hull vertices of random lattice points, in order, collinear points dropped."""
+    from scipy.spatial import ConvexHull
+
+    while True:
+        points = rng.integers(0, rng.integers(2, 12), (rng.integers(3, 15), 2)).astype(float)
+        points = np.unique(points, axis=0)
+        if len(points) < 3:
+            return points
+        try:
+            return points[ConvexHull(points).vertices]
+        except Exception:  # all collinear: the two ends
+            ends = np.lexsort(points.T[::-1])[[0, -1]]
+            return points[ends]
+
+
+def test_minimum_enclosing_circle_matches_brute_force():
+    rng = np.random.default_rng(4)
+    polygons = [np.array([[3.0, 4.0]]), np.array([[0.0, 0.0], [2.0, 5.0]])]
+    polygons += [_convex_polygon(rng) for _ in range(200)]
+    counts = np.array([len(p) for p in polygons])
+    starts = np.cumsum(counts) - counts
+    ys, xs = np.concatenate(polygons).T.copy()
+    out = np.empty((len(polygons), 3))
+    minimum_enclosing_circle(ys, xs, starts, counts, out)
+    for polygon, got in zip(polygons, out):
+        assert_allclose(got, _brute_force_circle(polygon), atol=1e-9)
+
+
+def test_minimum_enclosing_circle_is_centrosomes():
+    cpmorphology = pytest.importorskip("centrosome.cpmorphology")
+    labels = np.zeros((60, 60), np.int32)
+    labels[2:9, 3:12] = 1  # a rectangle: four corners on the circle
+    yy, xx = np.mgrid[:60, :60]
+    labels[(yy - 30) ** 2 + (xx - 30) ** 2 <= 81] = 2  # a lattice disk
+    labels[(np.abs(yy - 45) + np.abs(xx - 12) <= 6)] = 3  # a diamond
+    labels[50:52, 40:58] = 4
+    labels[15, 50] = 5
+    hull, count = cpmorphology.convex_hull(labels, np.arange(1, 6))
+    centres, radii = cpmorphology.minimum_enclosing_circle(labels, np.arange(1, 6), (hull, count))
+    starts = np.cumsum(count) - count
+    out = np.empty((5, 3))
+    ys, xs = hull[:, 1].astype(float), hull[:, 2].astype(float)
+    minimum_enclosing_circle(ys, xs, starts.astype(np.intp), count.astype(np.intp), out)
+    assert_array_equal(out[:, :2], centres)  # to the last bit
+    assert_array_equal(out[:, 2], radii)

@@ -340,17 +340,6 @@ def test_filled_area_and_radii_match_scipy(n):
         )
 
 
-def test_public_distance_transform_gives_the_same_radii(monkeypatch):
-    from featcell.features import morphology
-
-    labels = _many_objects(12, seed=7)
-    fast = _table(labels, features="sizeshape")
-    monkeypatch.setattr(
-        morphology, "_squared_distance_in_place", morphology._public_squared_distance
-    )
-    assert_frame_equal(_table(labels, features="sizeshape"), fast)
-
-
 def test_matches_cp_measure():
     pytest.importorskip("cp_measure")
     from cp_measure.bulk import get_core_measurements
