@@ -118,10 +118,12 @@ class Segments:
         return out
 
     def argsort(self, values):
-        """Positions that sort ``values`` within each cell (stable), as indices into ``values``."""
+        """Positions that sort ``values`` within each cell (equal values in any order), as
+        indices into ``values``."""
         out = np.empty(len(values), dtype=np.intp)
         for start, stop in zip(self.starts.tolist(), (self.starts + self.counts).tolist()):
-            out[start:stop] = np.argsort(values[start:stop], kind="stable") + start
+            out[start:stop] = np.argsort(values[start:stop])
+            out[start:stop] += start
         return out
 
     def moments(self, values, total):
