@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 from featcell.features._kernels.distance import squared_distance_to_background
 from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.geodesic import geodesic_distance
+from featcell.features._kernels.intensity_sums import intensity_statistics
 from featcell.features._kernels.order_stats import quartiles_and_mad
 
 SQRT2 = np.sqrt(2.0)
@@ -212,3 +213,27 @@ def test_minimum_enclosing_circle_is_centrosomes():
     minimum_enclosing_circle(ys, xs, starts.astype(np.intp), count.astype(np.intp), out)
     assert_array_equal(out[:, :2], centres)  # to the last bit
     assert_array_equal(out[:, 2], radii)
+
+
+def test_intensity_statistics_match_numpy():
+    rng = np.random.default_rng(6)
+    counts = rng.integers(0, 30, 40)
+    counts[:2] = [0, 1]
+    counts[4] = 3
+    starts = np.cumsum(counts) - counts
+    values = rng.integers(0, 5, counts.sum()).astype(np.float32) / 4  # ties for the maximum
+    values[starts[4] : starts[4] + 3] = 0  # no mass: no centre of mass
+    rows = rng.integers(0, 50, counts.sum()).astype(np.int32)
+    cols = rng.integers(0, 50, counts.sum()).astype(np.int32)
+    out = np.empty((40, 9))
+    intensity_statistics(values, rows, cols, starts, counts, out)
+    assert np.isnan(out[counts == 0]).all()
+    for i in np.flatnonzero(counts):
+        part = slice(starts[i], starts[i] + counts[i])
+        v, r, c = values[part].astype(float), rows[part], cols[part]
+        peak = np.argmax(v)  # the first maximum
+        with np.errstate(invalid="ignore"):
+            centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
+        expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak]]
+        assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
+    assert np.isnan(out[4, 5:7]).all()

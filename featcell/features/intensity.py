@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import CellFeatureTransformer
 from ._kernels.distance import squared_distance_to_background
 from ._kernels.geodesic import geodesic_distance
+from ._kernels.intensity_sums import intensity_statistics
 from ._kernels.order_stats import quartiles_and_mad
 from ._pixels import CellPixels, shelf_pack
 
@@ -382,17 +383,18 @@ class Intensity(CellFeatureTransformer):
         radial = _radial_geometry(pix, canvas, self.n_rings) if "radial" in families else None
         columns = {}
         for channel in self.channels_:
-            values = _Channel(pix.values(self._channel_index(channel)), pix)
+            values = pix.values(self._channel_index(channel))
+            stats = _statistics(values, pix.row, pix.col, pix)
             features = {}
             if "intensity" in families:
-                features |= _whole_object(values, pix, self.quantile_method)
+                features |= _whole_object(values, stats, pix, self.quantile_method)
             if "edge" in families:
                 features |= _edge_stats(values, pix, edge)
             if "mass" in families:
-                features |= _mass(values, pix)
+                features |= _mass(stats, pix)
             columns |= {f"Intensity_{name}_{channel}": v for name, v in features.items()}
             if "radial" in families:
-                for name, per_ring in radial.features(values.v).items():
+                for name, per_ring in radial.features(values.astype(np.float64)).items():
                     for k in range(self.n_rings):
                         columns[f"RadialDistribution_{name}_{channel}_{k + 1}of{self.n_rings}"] = (
                             per_ring[:, k]
@@ -400,34 +402,29 @@ class Intensity(CellFeatureTransformer):
         return columns
 
 
-class _Channel:
-    """One channel's mask pixels: float32 ``raw``, float64 ``v`` and per-cell ``total``."""
+def _statistics(values, rows, cols, segments):
+    """:func:`~._kernels.intensity_sums.intensity_statistics` of the pixels laid out by
+    ``segments``: (n_cells, 9) integrated, mean, std, min and max intensity, centre of
+    mass (row, column) and brightest pixel (row, column)."""
+    out = np.empty((segments.n, 9))
+    intensity_statistics(values, rows, cols, segments.starts, segments.counts, out)
+    return out
 
-    def __init__(self, raw, pix):
-        self.raw = raw
-        self.v = raw.astype(np.float64)
-        self.total = pix.sum(self.v)
 
-
-def _whole_object(values, pix, method):
+def _whole_object(values, stats, pix, method):
     """The nine whole-object statistics of one channel (NaN for a cell without pixels)."""
     has = pix.has
-    mean, std = pix.moments(values.v, values.total)
-    ordered = pix.sort(values.raw)
-    counts, starts = pix.counts[has], pix.starts[has]
-    found = np.empty((len(starts), 4))
-    quartiles_and_mad(ordered, starts, counts, method == "cellprofiler", found)
+    found = np.empty((has.sum(), 4))
+    at_n = method == "cellprofiler"
+    quartiles_and_mad(pix.sort(values), pix.starts[has], pix.counts[has], at_n, found)
     order_stats = np.full((pix.n, 4), np.nan)
     order_stats[has] = found
-    lowest, highest = np.full(pix.n, np.nan), np.full(pix.n, np.nan)
-    lowest[has], highest[has] = ordered[starts], ordered[starts + counts - 1]
-    total = np.where(has, values.total, np.nan)
     return {
-        "IntegratedIntensity": total,
-        "MeanIntensity": mean,
-        "StdIntensity": std,
-        "MinIntensity": lowest,
-        "MaxIntensity": highest,
+        "IntegratedIntensity": stats[:, 0],
+        "MeanIntensity": stats[:, 1],
+        "StdIntensity": stats[:, 2],
+        "MinIntensity": stats[:, 3],
+        "MaxIntensity": stats[:, 4],
         "LowerQuartileIntensity": order_stats[:, 0],
         "MedianIntensity": order_stats[:, 1],
         "MADIntensity": order_stats[:, 2],
@@ -441,43 +438,25 @@ def _edge_stats(values, pix, edge):
     A cell without outline pixels gets 0, as in CellProfiler.
     """
     seg = pix.select(edge)
-    v = values.v[edge]
-    total = seg.sum(v)
-    mean, std = seg.moments(v, total)
-    none = ~seg.has
+    stats = _statistics(values[edge], pix.row[edge], pix.col[edge], seg)
+    stats[~seg.has] = 0.0
     return {
-        name: np.where(none, 0.0, column)
-        for name, column in {
-            "IntegratedIntensityEdge": total,
-            "MeanIntensityEdge": mean,
-            "StdIntensityEdge": std,
-            "MinIntensityEdge": seg.reduce(np.minimum, v),
-            "MaxIntensityEdge": seg.reduce(np.maximum, v),
-        }.items()
+        "IntegratedIntensityEdge": stats[:, 0],
+        "MeanIntensityEdge": stats[:, 1],
+        "StdIntensityEdge": stats[:, 2],
+        "MinIntensityEdge": stats[:, 3],
+        "MaxIntensityEdge": stats[:, 4],
     }
 
 
-def _mass(values, pix):
+def _mass(stats, pix):
     """Mass displacement and centre-of-mass / brightest-pixel offsets from the centroid."""
-    total = values.total
     centroid_y, centroid_x = pix.centroid
-    with np.errstate(invalid="ignore", divide="ignore"):
-        offset_y = pix.sum(values.v * pix.row) / total - centroid_y
-        offset_x = pix.sum(values.v * pix.col) / total - centroid_x
-    offset_y[total == 0] = np.nan
-    offset_x[total == 0] = np.nan
-    # the brightest pixel: the first in row-major order on ties, as CellProfiler
-    peak = pix.spread(pix.reduce(np.maximum, values.raw).astype(np.float32))
-    first = pix.first_where(values.raw == peak)
-    found = first >= 0
-    max_x = np.full(pix.n, np.nan)
-    max_y = np.full(pix.n, np.nan)
-    max_x[found] = pix.col[first[found]] - centroid_x[found]
-    max_y[found] = pix.row[first[found]] - centroid_y[found]
+    offset_y, offset_x = stats[:, 5] - centroid_y, stats[:, 6] - centroid_x
     return {
         "MassDisplacement": np.hypot(offset_x, offset_y),
         "CenterMassIntensityOffset_X": offset_x,
         "CenterMassIntensityOffset_Y": offset_y,
-        "MaxIntensityOffset_X": max_x,
-        "MaxIntensityOffset_Y": max_y,
+        "MaxIntensityOffset_X": stats[:, 8] - centroid_x,
+        "MaxIntensityOffset_Y": stats[:, 7] - centroid_y,
     }
