@@ -1,12 +1,12 @@
 """Per-cell intensity features: CellProfiler's MeasureObjectIntensity and
-MeasureObjectIntensityDistribution, vectorised across cells.
+MeasureObjectIntensityDistribution, for all cells at once.
 
-The mask pixels of all cells are laid out cell after cell, so per-cell sums,
-minima and maxima are single ``ufunc.reduceat`` calls and per-cell values are
-spread back with ``np.repeat``; order statistics come from one sort of packed
-``(cell, value)`` keys per channel. Outline, distance-to-edge and the geodesic
-distance of the radial distribution run once on a canvas holding every
-object.
+The mask pixels of all cells are laid out cell after cell
+(:class:`~featcell.features._pixels.CellPixels`); per-object sums, order
+statistics, the distance to the edge and the geodesic distance from the
+centre are compiled loops (:mod:`featcell.features._kernels`), each the
+step of CellProfiler it is named after. Outlines and distances are measured on
+one canvas holding every object in a box of its own.
 """
 
 from __future__ import annotations

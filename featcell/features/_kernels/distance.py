@@ -34,38 +34,41 @@ def squared_distance_to_background(inside, boxes, out):
        functions", Theory of Computing 8, 415-428 (2012).
     """
     widest = max(boxes[:, 3].max(), 1) if len(boxes) else 1
-    f = np.empty(widest)
-    v = np.empty(widest, np.intp)  # parabolas of the lower envelope, by apex
-    z = np.empty(widest + 1)  # where each parabola starts to be the lowest
+    f = np.empty(widest)  # a row's squared column distances
+    g = np.empty(widest)  # f(q) + q**2
+    v = np.empty(widest, np.intp)  # apexes of the parabolas of the lower envelope
+    z = np.empty(widest + 1)  # where each of them starts to be the lowest
     for b in range(len(boxes)):
         top, left, height, width = boxes[b]
-        far = height + width  # farther than any background pixel of the box
-        # 1. down, then up every column (row by row, in memory order): the distance
-        # to the nearest background pixel of the same column
-        for j in range(left, left + width):
-            out[top, j] = far if inside[top, j] else 0
+        far = float(height + width)  # farther than any background pixel of the box
+        # 1. down, then up the columns (row by row, in memory order): the distance to
+        # the nearest background pixel of the same column
+        for j in range(width):
+            out[top, left + j] = far if inside[top, left + j] else 0.0
         for i in range(top + 1, top + height):
-            for j in range(left, left + width):
-                out[i, j] = min(out[i - 1, j] + 1, far) if inside[i, j] else 0
+            above, here = out[i - 1, left : left + width], out[i, left : left + width]
+            mask = inside[i, left : left + width]
+            for j in range(width):
+                here[j] = min(above[j] + 1.0, far) if mask[j] else 0.0
         for i in range(top + height - 2, top - 1, -1):
-            for j in range(left, left + width):
-                out[i, j] = min(out[i, j], out[i + 1, j] + 1)
+            below, here = out[i + 1, left : left + width], out[i, left : left + width]
+            for j in range(width):
+                here[j] = min(here[j], below[j] + 1.0)
+        # 2. along the rows: min over q of (x - q)**2 + f(q), the lower envelope
         for i in range(top, top + height):
-            for j in range(left, left + width):
-                out[i, j] *= out[i, j]
-        # 2. along every row: min over q of (x - q)**2 + f(q), the lower envelope
-        for i in range(top, top + height):
+            here = out[i, left : left + width]
             for q in range(width):
-                f[q] = out[i, left + q]
+                f[q] = here[q] * here[q]
+                g[q] = f[q] + q * q
             k = 0
             v[0] = 0
             z[0] = -np.inf
             z[1] = np.inf
             for q in range(1, width):
-                s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2 * (q - v[k]))
+                s = (g[q] - g[v[k]]) / (2 * (q - v[k]))  # where parabola q overtakes v[k]
                 while s <= z[k]:
                     k -= 1
-                    s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2 * (q - v[k]))
+                    s = (g[q] - g[v[k]]) / (2 * (q - v[k]))
                 k += 1
                 v[k] = q
                 z[k] = s
@@ -74,4 +77,4 @@ def squared_distance_to_background(inside, boxes, out):
             for q in range(width):
                 while z[k + 1] < q:
                     k += 1
-                out[i, left + q] = (q - v[k]) ** 2 + f[v[k]]
+                here[q] = (q - v[k]) ** 2 + f[v[k]]
