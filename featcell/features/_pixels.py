@@ -251,7 +251,7 @@ class ShelfPacking:
 
 
 # canvas widths tried by :func:`shelf_pack`, as multiples of the side of a square canvas
-_PACK_FACTORS = tuple(np.geomspace(0.7, 3.0, 24).tolist())
+_PACK_FACTORS = tuple(np.geomspace(0.7, 3.0, 8).tolist())
 
 
 def shelf_pack(heights, widths, gap=1):
