@@ -59,7 +59,11 @@ def _run(cache_dir):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["NUMBA_CACHE_DIR"] = str(cache_dir)
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", _CHILD],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -70,8 +74,12 @@ def main():
         rows = {"first-ever compile": _run(cache_dir)}
         rows["fresh process, warm cache"] = _run(cache_dir)
     warm = rows["fresh process, warm cache"]["second call"]
-    rows["warm process"] = {"numba import": 0.0, "import": 0.0, "first call": warm,
-                            "second call": warm}
+    rows["warm process"] = {
+        "numba import": 0.0,
+        "import": 0.0,
+        "first call": warm,
+        "second call": warm,
+    }
     header = ("numba import", "other imports", "first call", "second call", "kernel extra")
     print(f"{'':28s}" + "".join(f"{h:>15s}" for h in header))
     for name, row in rows.items():

@@ -97,8 +97,9 @@ def test_geodesic_distance_matches_textbook_dijkstra():
         got = out[1 : 1 + mask.shape[0], x : x + mask.shape[1]]
         expected = _dijkstra(mask, centre)
         assert_array_equal(np.isinf(got[mask]), np.isinf(expected[mask]))
-        assert_allclose(got[mask & np.isfinite(expected)], expected[mask & np.isfinite(expected)],
-                        rtol=1e-14)
+        assert_allclose(
+            got[mask & np.isfinite(expected)], expected[mask & np.isfinite(expected)], rtol=1e-14
+        )
 
 
 def test_geodesic_distance_around_a_wall():
@@ -169,7 +170,7 @@ def _brute_force_circle(points):
 
 def _convex_polygon(rng):
     """Hull vertices of random lattice points, in order, collinear points dropped."""
-    from scipy.spatial import ConvexHull
+    from scipy.spatial import ConvexHull, QhullError
 
     while True:
         points = rng.integers(0, rng.integers(2, 12), (rng.integers(3, 15), 2)).astype(float)
@@ -178,7 +179,7 @@ def _convex_polygon(rng):
             return points
         try:
             return points[ConvexHull(points).vertices]
-        except Exception:  # all collinear: the two ends
+        except QhullError:  # all collinear: the two ends
             ends = np.lexsort(points.T[::-1])[[0, -1]]
             return points[ends]
 

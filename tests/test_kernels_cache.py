@@ -44,8 +44,13 @@ def _run(cwd, home):
     env["HOME"] = str(home)
     env["NUMBA_DEBUG_CACHE"] = "1"
     return subprocess.run(
-        [sys.executable, "-c", _CHILD], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", _CHILD],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
+        check=False,
     )
 
 

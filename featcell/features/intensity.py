@@ -104,14 +104,15 @@ class _Canvas:
             if self.edges is self.inside:
                 self.edges = self.inside.copy()
             r0, c0, h, w = corners[i, 0], corners[i, 1], height[i], width[i]
+            box, ring = self.edges[r0 : r0 + h, c0 : c0 + w], self.edges[r0 - 1 : r0 + h + 1]
             if top[i] == 0:
-                self.edges[r0 - 1, c0 : c0 + w] = self.edges[r0, c0 : c0 + w]
+                self.edges[r0 - 1, c0 : c0 + w] = box[0]
             if top[i] + h == pix.shapes[i, 0]:
-                self.edges[r0 + h, c0 : c0 + w] = self.edges[r0 + h - 1, c0 : c0 + w]
-            if left[i] == 0:
-                self.edges[r0 - 1 : r0 + h + 1, c0 - 1] = self.edges[r0 - 1 : r0 + h + 1, c0]
+                self.edges[r0 + h, c0 : c0 + w] = box[-1]
+            if left[i] == 0:  # (the corners of the ring too)
+                ring[:, c0 - 1] = ring[:, c0]
             if left[i] + w == pix.shapes[i, 1]:
-                self.edges[r0 - 1 : r0 + h + 1, c0 + w] = self.edges[r0 - 1 : r0 + h + 1, c0 + w - 1]
+                ring[:, c0 + w] = ring[:, c0 + w - 1]
 
     def edge(self):
         """Per mask pixel: on its object's outline (a 4-neighbour outside the object)."""

@@ -34,7 +34,6 @@ from ._kernels.distance import squared_distance_to_background
 from ._kernels.enclosing_circle import minimum_enclosing_circle
 from ._pixels import shelf_pack
 
-
 __all__ = ["Morphology", "zernike_indices"]
 
 # highest Zernike order accepted (72 features; round-off stays below 1e-12)
