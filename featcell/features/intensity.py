@@ -385,8 +385,9 @@ class Intensity(CellFeatureTransformer):
         columns = {}
         for channel in self.channels_:
             values = pix.values(self._channel_index(channel))
-            stats = _statistics(values, pix.row, pix.col, pix)
             features = {}
+            if {"intensity", "mass"} & set(families):
+                stats = _statistics(values, pix.row, pix.col, pix)
             if "intensity" in families:
                 features |= _whole_object(values, stats, pix, self.quantile_method)
             if "edge" in families:
