@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import ndimage as ndi
 
-from featcell.features._kernels.distance import squared_distance_to_background
+from featcell.features._kernels.distance import object_radii, squared_distance_to_background
 from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.geodesic import geodesic_distance
 from featcell.features._kernels.intensity_sums import intensity_statistics
@@ -48,6 +48,29 @@ def test_distance_boxes_do_not_see_each_other():
     squared_distance_to_background(canvas, np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
     assert_array_equal(out[:, :5], np.rint(ndi.distance_transform_edt(canvas[:, :5]) ** 2))
     assert (out[:, 5:] > 6**2 + 4**2).all()  # farther than anything inside the box
+
+
+def test_object_radii_match_numpy():
+    labels = np.zeros((30, 45), np.int32)
+    boxes = []
+    for o, (rng, mask) in enumerate(_random_masks(6, 2)):  # side by side, one column apart
+        h, w = mask.shape
+        left = 1 + 14 * (o % 3) if o < 3 else 1 + 14 * (o - 3)
+        top = 1 if o < 3 else 16
+        labels[top : top + h, left : left + w][mask] = o + 1
+        boxes.append([top - 1, left - 1, h + 2, w + 2])
+    boxes = np.array(boxes, dtype=np.intp)
+    squared = np.zeros(labels.shape)
+    squared_distance_to_background(labels > 0, boxes, squared)
+    out = np.empty((len(boxes), 3))
+    object_radii(squared, labels, boxes, out)
+    distance = ndi.distance_transform_edt(labels > 0)
+    for o in range(len(boxes)):
+        radii = distance[labels == o + 1]
+        if radii.size:
+            assert_allclose(out[o], [radii.max(), radii.mean(), np.median(radii)], rtol=1e-12)
+        else:
+            assert np.isnan(out[o]).all()
 
 
 def _dijkstra(mask, start):

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-from ._kernels.distance import squared_distance_to_background
+from ._kernels.distance import object_radii, squared_distance_to_background
 from ._kernels.enclosing_circle import minimum_enclosing_circle
 from ._pixels import shelf_pack
 
@@ -728,35 +728,15 @@ class _Shape:
 
     def _radii(self, labels, foreground, boxes):
         """Max, mean and median distance from each pixel to the nearest background pixel."""
-        # squared Euclidean distance transform, every box with the background ring
+        # the squared Euclidean distance transform of every box with the background ring
         # round it on its own, to skip the canvas' empty space
         y_off, x_off, box_h, box_w, _ = boxes
         squared = np.zeros(foreground.shape)
         rings = np.column_stack([y_off, x_off, box_h + 1, box_w + 1])
         squared_distance_to_background(foreground, rings, squared)
-        index = np.flatnonzero(foreground)
-        obj = labels.ravel()[index] - 1
-        squared = squared.ravel()[index].astype(np.int64)
-        span = int(squared.max()) + 1
-        count = self.area.astype(np.int64)
-        low_rank, high_rank = (count - 1) // 2, count // 2
-        if self.n * span <= 4 * len(index) + 100_000:  # histogram of squared distances
-            hist = np.bincount(obj * span + squared, minlength=self.n * span)
-            values = np.sqrt(np.arange(span))
-            mean_r = (hist.reshape(self.n, span) * values).sum(axis=1) / count
-            # bins holding the pixels of ranks low, high and count - 1 of every object
-            rank = _starts(count) + np.stack([low_rank, high_rank, count - 1])
-            bins = np.searchsorted(np.cumsum(hist), rank, side="right") - np.arange(self.n) * span
-            low, high, max_r = values[bins]
-        else:  # one sort of all pixels by (object, distance)
-            keys = np.sort(obj * span + squared)
-            start = _starts(count)
-            offset = np.arange(self.n) * span
-            low = np.sqrt(keys[start + low_rank] - offset)
-            high = np.sqrt(keys[start + high_rank] - offset)
-            max_r = np.sqrt(keys[start + count - 1] - offset)
-            mean_r = np.bincount(obj, weights=np.sqrt(squared), minlength=self.n) / count
-        return max_r, mean_r, (low + high) / 2
+        radii = np.empty((self.n, 3))
+        object_radii(squared, labels, rings, radii)
+        return radii.T
 
 
 _ORDER = np.add.outer(np.arange(4), np.arange(4))  # p + q
