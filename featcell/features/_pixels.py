@@ -126,14 +126,6 @@ class Segments:
             out[start:stop] += start
         return out
 
-    def moments(self, values, total):
-        """Mean and population standard deviation per cell, two-pass as ``numpy.std``."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / self.counts
-            centred = values - self.spread(mean)
-            squared = np.multiply(centred, centred, out=centred)
-            return mean, np.sqrt(self.sum(squared) / self.counts)
-
 
 class CellPixels(Segments):
     """The mask pixels of a CellSet, cell after cell (a :class:`Segments`).

@@ -620,19 +620,12 @@ class _Shape:
         normalized = central / powers[:, _ORDER]
         hu = _hu(normalized)
         it00, it01, it11, eig0, eig1 = _inertia(central)
-        columns = {}
-        for p in range(3):
-            for q in range(4):
-                columns[f"SpatialMoment_{p}_{q}"] = raw[:, p, q]
-        for p in range(3):
-            for q in range(4):
-                columns[f"CentralMoment_{p}_{q}"] = central[:, p, q]
-        for p in range(4):
-            for q in range(max(2 - p, 0), 4):
-                columns[f"NormalizedMoment_{p}_{q}"] = normalized[:, p, q]
-        for k in range(7):
-            columns[f"HuMoment_{k}"] = hu[:, k]
-        return columns | {
+        pq = [(p, q) for p in range(4) for q in range(4)]
+        return {
+            **{f"SpatialMoment_{p}_{q}": raw[:, p, q] for p, q in pq if p < 3},
+            **{f"CentralMoment_{p}_{q}": central[:, p, q] for p, q in pq if p < 3},
+            **{f"NormalizedMoment_{p}_{q}": normalized[:, p, q] for p, q in pq if p + q >= 2},
+            **{f"HuMoment_{k}": hu[:, k] for k in range(7)},
             "InertiaTensor_0_0": it00,
             "InertiaTensor_0_1": it01,
             "InertiaTensor_1_0": it01,
