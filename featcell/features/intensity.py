@@ -73,7 +73,9 @@ class _Canvas:
     as background: for a cell cut by the border (flagged
     ``Metadata_TouchesBorder`` and reaching its crop's side there) the ring
     on that side of ``edges`` repeats the object's pixels next to it, so
-    outlines and nearest-background distances behave as at an image border.
+    outlines and nearest-background distances behave as at an image border
+    (also for a cell cut on opposite sides, which a mirrored copy of the box
+    would give background beyond the border).
 
     Attributes: ``inside`` (the objects), ``edges`` (the objects and the
     repeated rings), ``lin`` (flat canvas index of every mask pixel),
