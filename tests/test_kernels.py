@@ -13,6 +13,7 @@ from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.geodesic import geodesic_distance
 from featcell.features._kernels.intensity_sums import intensity_statistics
 from featcell.features._kernels.order_stats import quartiles_and_mad
+from featcell.features._kernels.outline import outline
 
 SQRT2 = np.sqrt(2.0)
 
@@ -261,3 +262,21 @@ def test_intensity_statistics_match_numpy():
         expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak]]
         assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
     assert np.isnan(out[4, 5:7]).all()
+
+
+def test_outline_matches_four_neighbour_erosion():
+    masks = []
+    for _, mask in _random_masks(30, 5):
+        masks.append(mask)
+    cut = np.arange(len(masks)) % 3 == 0
+    shapes = np.array([m.shape for m in masks], dtype=np.intp)
+    flat = np.concatenate([m.ravel() for m in masks])
+    out = np.empty(flat.sum(), dtype=bool)
+    outline(flat, shapes, cut, out)
+    expected = []
+    for mask, is_cut in zip(masks, cut):
+        # past the crop: background, or the object itself for a cut cell ("nearest" padding)
+        padded = np.pad(mask, 1, mode="edge") if is_cut else np.pad(mask, 1)
+        inner = ndi.binary_erosion(padded, structure=ndi.generate_binary_structure(2, 1))
+        expected.append((mask & ~inner[1:-1, 1:-1])[mask])
+    assert_array_equal(out, np.concatenate(expected))

@@ -22,6 +22,7 @@ from ._kernels.distance import squared_distance_to_background
 from ._kernels.geodesic import geodesic_distance
 from ._kernels.intensity_sums import intensity_statistics
 from ._kernels.order_stats import quartiles_and_mad
+from ._kernels.outline import outline
 from ._pixels import CellPixels, shelf_pack
 
 __all__ = ["Intensity"]
@@ -64,7 +65,7 @@ def _open_edges(cells):
 
 # ---------------------------------------------------------------------- the object canvas
 class _Canvas:
-    """All objects on one boolean canvas, for whole-image morphology.
+    """All objects on one boolean canvas, for the distances of the radial distribution.
 
     Each object sits in its tight bounding box, boxes two background pixels
     apart (:func:`~featcell.features._pixels.shelf_pack`), so every box has a
@@ -73,9 +74,9 @@ class _Canvas:
     as background: for a cell cut by the border (flagged
     ``Metadata_TouchesBorder`` and reaching its crop's side there) the ring
     on that side of ``edges`` repeats the object's pixels next to it, so
-    outlines and nearest-background distances behave as at an image border
-    (also for a cell cut on opposite sides, which a mirrored copy of the box
-    would give background beyond the border).
+    nearest-background distances behave as at an image border (also for a
+    cell cut on opposite sides, which a mirrored copy of the box would give
+    background beyond the border).
 
     Attributes: ``inside`` (the objects), ``edges`` (the objects and the
     repeated rings), ``lin`` (flat canvas index of every mask pixel),
@@ -115,11 +116,6 @@ class _Canvas:
                 ring[:, c0 - 1] = ring[:, c0]
             if left[i] + w == pix.shapes[i, 1]:
                 ring[:, c0 + w] = ring[:, c0 + w - 1]
-
-    def edge(self):
-        """Per mask pixel: on its object's outline (a 4-neighbour outside the object)."""
-        flat, lin, width = self.edges.ravel(), self.lin, self.width
-        return ~(flat[lin - 1] & flat[lin + 1] & flat[lin - width] & flat[lin + width])
 
     def distance_to_edge(self):
         """Per mask pixel: Euclidean distance to the nearest pixel outside its object."""
@@ -381,9 +377,11 @@ class Intensity(CellFeatureTransformer):
         if not pix.index.size:  # only empty masks: nothing to measure
             return {}
         families = self.families_
-        canvas = _Canvas(cells, pix) if {"edge", "radial"} & set(families) else None
-        edge = canvas.edge() if "edge" in families else None
-        radial = _radial_geometry(pix, canvas, self.n_rings) if "radial" in families else None
+        if "edge" in families:
+            edge = np.empty(pix.index.size, dtype=bool)
+            outline(pix.flat.mask, pix.shapes, _open_edges(cells), edge)
+        if "radial" in families:
+            radial = _radial_geometry(pix, _Canvas(cells, pix), self.n_rings)
         columns = {}
         for channel in self.channels_:
             values = pix.values(self._channel_index(channel))
