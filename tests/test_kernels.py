@@ -271,8 +271,11 @@ def test_outline_matches_four_neighbour_erosion():
     cut = np.arange(len(masks)) % 3 == 0
     shapes = np.array([m.shape for m in masks], dtype=np.intp)
     flat = np.concatenate([m.ravel() for m in masks])
-    out = np.empty(flat.sum(), dtype=bool)
-    outline(flat, shapes, cut, out)
+    index = np.flatnonzero(flat)
+    obj = np.repeat(np.arange(len(masks)), [m.sum() for m in masks]).astype(np.int32)
+    rows, cols = (np.concatenate(a).astype(np.int32) for a in zip(*(np.nonzero(m) for m in masks)))
+    out = np.empty(index.size, dtype=bool)
+    outline(flat, index, obj, rows, cols, shapes, cut, out)
     expected = []
     for mask, is_cut in zip(masks, cut):
         # past the crop: background, or the object itself for a cut cell ("nearest" padding)

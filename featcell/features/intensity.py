@@ -379,7 +379,8 @@ class Intensity(CellFeatureTransformer):
         families = self.families_
         if "edge" in families:
             edge = np.empty(pix.index.size, dtype=bool)
-            outline(pix.flat.mask, pix.shapes, _open_edges(cells), edge)
+            cut = _open_edges(cells)
+            outline(pix.flat.mask, pix.index, pix.obj, pix.row, pix.col, pix.shapes, cut, edge)
         if "radial" in families:
             radial = _radial_geometry(pix, _Canvas(cells, pix), self.n_rings)
         columns = {}
