@@ -282,6 +282,19 @@ def test_matches_cp_measure_on_synthetic_field():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_matches_cp_measure_on_cells_cut_on_opposite_sides():
+    # the image border is not background: a cell spanning the image's height has its
+    # nearest background to the left and right only
+    pytest.importorskip("cp_measure")
+    labels = np.zeros((12, 40), np.int32)
+    labels[:, 3:30] = 1
+    labels[4:8, 33:37] = 2
+    labels[3:9, :2] = 3
+    image = np.random.default_rng(0).random((12, 40))
+    assert _check_against_cp_measure(image, labels) == 31
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_matches_cp_measure_on_real_nuclei():
     pytest.importorskip("cp_measure")
     if not DATA.is_dir():

@@ -8,9 +8,12 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import ndimage as ndi
 
-from featcell.features._kernels.distance import squared_distance_to_background
+from featcell.features._kernels.distance import object_radii, squared_distance_to_background
+from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.geodesic import geodesic_distance
+from featcell.features._kernels.intensity_sums import intensity_statistics
 from featcell.features._kernels.order_stats import quartiles_and_mad
+from featcell.features._kernels.outline import outline
 
 SQRT2 = np.sqrt(2.0)
 
@@ -46,6 +49,29 @@ def test_distance_boxes_do_not_see_each_other():
     squared_distance_to_background(canvas, np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
     assert_array_equal(out[:, :5], np.rint(ndi.distance_transform_edt(canvas[:, :5]) ** 2))
     assert (out[:, 5:] > 6**2 + 4**2).all()  # farther than anything inside the box
+
+
+def test_object_radii_match_numpy():
+    labels = np.zeros((30, 45), np.int32)
+    boxes = []
+    for o, (rng, mask) in enumerate(_random_masks(6, 2)):  # side by side, one column apart
+        h, w = mask.shape
+        left = 1 + 14 * (o % 3) if o < 3 else 1 + 14 * (o - 3)
+        top = 1 if o < 3 else 16
+        labels[top : top + h, left : left + w][mask] = o + 1
+        boxes.append([top - 1, left - 1, h + 2, w + 2])
+    boxes = np.array(boxes, dtype=np.intp)
+    squared = np.zeros(labels.shape)
+    squared_distance_to_background(labels > 0, boxes, squared)
+    out = np.empty((len(boxes), 3))
+    object_radii(squared, labels, boxes, out)
+    distance = ndi.distance_transform_edt(labels > 0)
+    for o in range(len(boxes)):
+        radii = distance[labels == o + 1]
+        if radii.size:
+            assert_allclose(out[o], [radii.max(), radii.mean(), np.median(radii)], rtol=1e-12)
+        else:
+            assert np.isnan(out[o]).all()
 
 
 def _dijkstra(mask, start):
@@ -95,8 +121,9 @@ def test_geodesic_distance_matches_textbook_dijkstra():
         got = out[1 : 1 + mask.shape[0], x : x + mask.shape[1]]
         expected = _dijkstra(mask, centre)
         assert_array_equal(np.isinf(got[mask]), np.isinf(expected[mask]))
-        assert_allclose(got[mask & np.isfinite(expected)], expected[mask & np.isfinite(expected)],
-                        rtol=1e-14)
+        assert_allclose(
+            got[mask & np.isfinite(expected)], expected[mask & np.isfinite(expected)], rtol=1e-14
+        )
 
 
 def test_geodesic_distance_around_a_wall():
@@ -139,3 +166,120 @@ def test_quartiles_and_mad_match_sorting(at_n):
         if not at_n:  # numpy's own definition
             assert_allclose(out[i, [0, 1, 3]], np.percentile(x, [25, 50, 75]), rtol=1e-12)
             assert_allclose(out[i, 2], np.median(np.abs(x - np.median(x))), rtol=1e-12)
+
+
+def _brute_force_circle(points):
+    """Smallest of the circles on two or three of the points that hold all of them."""
+    if len(points) == 1:
+        return points[0][0], points[0][1], 0.0
+    best = (0.0, 0.0, np.inf)
+    candidates = []
+    for a, b in itertools.combinations(points, 2):
+        centre = (a + b) / 2
+        candidates.append((centre, np.hypot(*(a - centre))))
+    for a, b, c in itertools.combinations(points, 3):
+        d = 2 * (a[1] * (b[0] - c[0]) + b[1] * (c[0] - a[0]) + c[1] * (a[0] - b[0]))
+        if abs(d) < 1e-12:
+            continue
+        a2, b2, c2 = a @ a, b @ b, c @ c
+        x = (a2 * (b[0] - c[0]) + b2 * (c[0] - a[0]) + c2 * (a[0] - b[0])) / d
+        y = (a2 * (c[1] - b[1]) + b2 * (a[1] - c[1]) + c2 * (b[1] - a[1])) / d
+        centre = np.array([y, x])
+        candidates.append((centre, np.hypot(*(a - centre))))
+    for centre, radius in candidates:
+        if radius < best[2] and (np.hypot(*(points - centre).T) <= radius + 1e-9).all():
+            best = (centre[0], centre[1], radius)
+    return best
+
+
+def _convex_polygon(rng):
+    """Hull vertices of random lattice points, in order, collinear points dropped."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    while True:
+        points = rng.integers(0, rng.integers(2, 12), (rng.integers(3, 15), 2)).astype(float)
+        points = np.unique(points, axis=0)
+        if len(points) < 3:
+            return points
+        try:
+            return points[ConvexHull(points).vertices]
+        except QhullError:  # all collinear: the two ends
+            ends = np.lexsort(points.T[::-1])[[0, -1]]
+            return points[ends]
+
+
+def test_minimum_enclosing_circle_matches_brute_force():
+    rng = np.random.default_rng(4)
+    polygons = [np.array([[3.0, 4.0]]), np.array([[0.0, 0.0], [2.0, 5.0]])]
+    polygons += [_convex_polygon(rng) for _ in range(200)]
+    counts = np.array([len(p) for p in polygons])
+    starts = np.cumsum(counts) - counts
+    ys, xs = np.concatenate(polygons).T.copy()
+    out = np.empty((len(polygons), 3))
+    minimum_enclosing_circle(ys, xs, starts, counts, out)
+    for polygon, got in zip(polygons, out):
+        assert_allclose(got, _brute_force_circle(polygon), atol=1e-9)
+
+
+def test_minimum_enclosing_circle_is_centrosomes():
+    cpmorphology = pytest.importorskip("centrosome.cpmorphology")
+    labels = np.zeros((60, 60), np.int32)
+    labels[2:9, 3:12] = 1  # a rectangle: four corners on the circle
+    yy, xx = np.mgrid[:60, :60]
+    labels[(yy - 30) ** 2 + (xx - 30) ** 2 <= 81] = 2  # a lattice disk
+    labels[(np.abs(yy - 45) + np.abs(xx - 12) <= 6)] = 3  # a diamond
+    labels[50:52, 40:58] = 4
+    labels[15, 50] = 5
+    hull, count = cpmorphology.convex_hull(labels, np.arange(1, 6))
+    centres, radii = cpmorphology.minimum_enclosing_circle(labels, np.arange(1, 6), (hull, count))
+    starts = np.cumsum(count) - count
+    out = np.empty((5, 3))
+    ys, xs = hull[:, 1].astype(float), hull[:, 2].astype(float)
+    minimum_enclosing_circle(ys, xs, starts.astype(np.intp), count.astype(np.intp), out)
+    assert_array_equal(out[:, :2], centres)  # to the last bit
+    assert_array_equal(out[:, 2], radii)
+
+
+def test_intensity_statistics_match_numpy():
+    rng = np.random.default_rng(6)
+    counts = rng.integers(0, 30, 40)
+    counts[:2] = [0, 1]
+    counts[4] = 3
+    starts = np.cumsum(counts) - counts
+    values = rng.integers(0, 5, counts.sum()).astype(np.float32) / 4  # ties for the maximum
+    values[starts[4] : starts[4] + 3] = 0  # no mass: no centre of mass
+    rows = rng.integers(0, 50, counts.sum()).astype(np.int32)
+    cols = rng.integers(0, 50, counts.sum()).astype(np.int32)
+    out = np.empty((40, 9))
+    intensity_statistics(values, rows, cols, starts, counts, out)
+    assert np.isnan(out[counts == 0]).all()
+    for i in np.flatnonzero(counts):
+        part = slice(starts[i], starts[i] + counts[i])
+        v, r, c = values[part].astype(float), rows[part], cols[part]
+        peak = np.argmax(v)  # the first maximum
+        with np.errstate(invalid="ignore"):
+            centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
+        expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak]]
+        assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
+    assert np.isnan(out[4, 5:7]).all()
+
+
+def test_outline_matches_four_neighbour_erosion():
+    masks = []
+    for _, mask in _random_masks(30, 5):
+        masks.append(mask)
+    cut = np.arange(len(masks)) % 3 == 0
+    shapes = np.array([m.shape for m in masks], dtype=np.intp)
+    flat = np.concatenate([m.ravel() for m in masks])
+    index = np.flatnonzero(flat)
+    obj = np.repeat(np.arange(len(masks)), [m.sum() for m in masks]).astype(np.int32)
+    rows, cols = (np.concatenate(a).astype(np.int32) for a in zip(*(np.nonzero(m) for m in masks)))
+    out = np.empty(index.size, dtype=bool)
+    outline(flat, index, obj, rows, cols, shapes, cut, out)
+    expected = []
+    for mask, is_cut in zip(masks, cut):
+        # past the crop: background, or the object itself for a cut cell ("nearest" padding)
+        padded = np.pad(mask, 1, mode="edge") if is_cut else np.pad(mask, 1)
+        inner = ndi.binary_erosion(padded, structure=ndi.generate_binary_structure(2, 1))
+        expected.append((mask & ~inner[1:-1, 1:-1])[mask])
+    assert_array_equal(out, np.concatenate(expected))

@@ -118,19 +118,13 @@ class Segments:
         return out
 
     def argsort(self, values):
-        """Positions that sort ``values`` within each cell (stable), as indices into ``values``."""
+        """Positions that sort ``values`` within each cell (equal values in any order), as
+        indices into ``values``."""
         out = np.empty(len(values), dtype=np.intp)
         for start, stop in zip(self.starts.tolist(), (self.starts + self.counts).tolist()):
-            out[start:stop] = np.argsort(values[start:stop], kind="stable") + start
+            out[start:stop] = np.argsort(values[start:stop])
+            out[start:stop] += start
         return out
-
-    def moments(self, values, total):
-        """Mean and population standard deviation per cell, two-pass as ``numpy.std``."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / self.counts
-            centred = values - self.spread(mean)
-            squared = np.multiply(centred, centred, out=centred)
-            return mean, np.sqrt(self.sum(squared) / self.counts)
 
 
 class CellPixels(Segments):
@@ -249,7 +243,7 @@ class ShelfPacking:
 
 
 # canvas widths tried by :func:`shelf_pack`, as multiples of the side of a square canvas
-_PACK_FACTORS = tuple(np.geomspace(0.7, 3.0, 24).tolist())
+_PACK_FACTORS = tuple(np.geomspace(0.7, 3.0, 8).tolist())
 
 
 def shelf_pack(heights, widths, gap=1):

@@ -382,7 +382,6 @@ class Colocalization(CellFeatureTransformer):
         self.compartment = compartment
         self.n_jobs = n_jobs
 
-
     def _select_pairs(self):
         if self.pairs is None:
             if len(self.channels_) < 2:

@@ -1,12 +1,12 @@
 """Per-cell intensity features: CellProfiler's MeasureObjectIntensity and
-MeasureObjectIntensityDistribution, vectorised across cells.
+MeasureObjectIntensityDistribution, for all cells at once.
 
-The mask pixels of all cells are laid out cell after cell, so per-cell sums,
-minima and maxima are single ``ufunc.reduceat`` calls and per-cell values are
-spread back with ``np.repeat``; order statistics come from one sort of packed
-``(cell, value)`` keys per channel. Outline, distance-to-edge and the geodesic
-distance of the radial distribution run once on a canvas holding every
-object.
+The mask pixels of all cells are laid out cell after cell
+(:class:`~featcell.features._pixels.CellPixels`); per-object sums, order
+statistics, the distance to the edge and the geodesic distance from the
+centre are compiled loops (:mod:`featcell.features._kernels`), each the
+step of CellProfiler it is named after. Outlines and distances are measured on
+one canvas holding every object in a box of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import CellFeatureTransformer
 from ._kernels.distance import squared_distance_to_background
 from ._kernels.geodesic import geodesic_distance
+from ._kernels.intensity_sums import intensity_statistics
 from ._kernels.order_stats import quartiles_and_mad
+from ._kernels.outline import outline
 from ._pixels import CellPixels, shelf_pack
 
 __all__ = ["Intensity"]
@@ -63,7 +65,7 @@ def _open_edges(cells):
 
 # ---------------------------------------------------------------------- the object canvas
 class _Canvas:
-    """All objects on one boolean canvas, for whole-image morphology.
+    """All objects on one boolean canvas, for the distances of the radial distribution.
 
     Each object sits in its tight bounding box, boxes two background pixels
     apart (:func:`~featcell.features._pixels.shelf_pack`), so every box has a
@@ -72,7 +74,9 @@ class _Canvas:
     as background: for a cell cut by the border (flagged
     ``Metadata_TouchesBorder`` and reaching its crop's side there) the ring
     on that side of ``edges`` repeats the object's pixels next to it, so
-    outlines and nearest-background distances behave as at an image border.
+    nearest-background distances behave as at an image border (also for a
+    cell cut on opposite sides, which a mirrored copy of the box would give
+    background beyond the border).
 
     Attributes: ``inside`` (the objects), ``edges`` (the objects and the
     repeated rings), ``lin`` (flat canvas index of every mask pixel),
@@ -103,19 +107,15 @@ class _Canvas:
             if self.edges is self.inside:
                 self.edges = self.inside.copy()
             r0, c0, h, w = corners[i, 0], corners[i, 1], height[i], width[i]
+            box, ring = self.edges[r0 : r0 + h, c0 : c0 + w], self.edges[r0 - 1 : r0 + h + 1]
             if top[i] == 0:
-                self.edges[r0 - 1, c0 : c0 + w] = self.edges[r0, c0 : c0 + w]
+                self.edges[r0 - 1, c0 : c0 + w] = box[0]
             if top[i] + h == pix.shapes[i, 0]:
-                self.edges[r0 + h, c0 : c0 + w] = self.edges[r0 + h - 1, c0 : c0 + w]
-            if left[i] == 0:
-                self.edges[r0 - 1 : r0 + h + 1, c0 - 1] = self.edges[r0 - 1 : r0 + h + 1, c0]
+                self.edges[r0 + h, c0 : c0 + w] = box[-1]
+            if left[i] == 0:  # (the corners of the ring too)
+                ring[:, c0 - 1] = ring[:, c0]
             if left[i] + w == pix.shapes[i, 1]:
-                self.edges[r0 - 1 : r0 + h + 1, c0 + w] = self.edges[r0 - 1 : r0 + h + 1, c0 + w - 1]
-
-    def edge(self):
-        """Per mask pixel: on its object's outline (a 4-neighbour outside the object)."""
-        flat, lin, width = self.edges.ravel(), self.lin, self.width
-        return ~(flat[lin - 1] & flat[lin + 1] & flat[lin - width] & flat[lin + width])
+                ring[:, c0 + w] = ring[:, c0 + w - 1]
 
     def distance_to_edge(self):
         """Per mask pixel: Euclidean distance to the nearest pixel outside its object."""
@@ -377,22 +377,27 @@ class Intensity(CellFeatureTransformer):
         if not pix.index.size:  # only empty masks: nothing to measure
             return {}
         families = self.families_
-        canvas = _Canvas(cells, pix) if {"edge", "radial"} & set(families) else None
-        edge = canvas.edge() if "edge" in families else None
-        radial = _radial_geometry(pix, canvas, self.n_rings) if "radial" in families else None
+        if "edge" in families:
+            edge = np.empty(pix.index.size, dtype=bool)
+            cut = _open_edges(cells)
+            outline(pix.flat.mask, pix.index, pix.obj, pix.row, pix.col, pix.shapes, cut, edge)
+        if "radial" in families:
+            radial = _radial_geometry(pix, _Canvas(cells, pix), self.n_rings)
         columns = {}
         for channel in self.channels_:
-            values = _Channel(pix.values(self._channel_index(channel)), pix)
+            values = pix.values(self._channel_index(channel))
             features = {}
+            if {"intensity", "mass"} & set(families):
+                stats = _statistics(values, pix.row, pix.col, pix)
             if "intensity" in families:
-                features |= _whole_object(values, pix, self.quantile_method)
+                features |= _whole_object(values, stats, pix, self.quantile_method)
             if "edge" in families:
                 features |= _edge_stats(values, pix, edge)
             if "mass" in families:
-                features |= _mass(values, pix)
+                features |= _mass(stats, pix)
             columns |= {f"Intensity_{name}_{channel}": v for name, v in features.items()}
             if "radial" in families:
-                for name, per_ring in radial.features(values.v).items():
+                for name, per_ring in radial.features(values.astype(np.float64)).items():
                     for k in range(self.n_rings):
                         columns[f"RadialDistribution_{name}_{channel}_{k + 1}of{self.n_rings}"] = (
                             per_ring[:, k]
@@ -400,34 +405,29 @@ class Intensity(CellFeatureTransformer):
         return columns
 
 
-class _Channel:
-    """One channel's mask pixels: float32 ``raw``, float64 ``v`` and per-cell ``total``."""
+def _statistics(values, rows, cols, segments):
+    """:func:`~._kernels.intensity_sums.intensity_statistics` of the pixels laid out by
+    ``segments``: (n_cells, 9) integrated, mean, std, min and max intensity, centre of
+    mass (row, column) and brightest pixel (row, column)."""
+    out = np.empty((segments.n, 9))
+    intensity_statistics(values, rows, cols, segments.starts, segments.counts, out)
+    return out
 
-    def __init__(self, raw, pix):
-        self.raw = raw
-        self.v = raw.astype(np.float64)
-        self.total = pix.sum(self.v)
 
-
-def _whole_object(values, pix, method):
+def _whole_object(values, stats, pix, method):
     """The nine whole-object statistics of one channel (NaN for a cell without pixels)."""
     has = pix.has
-    mean, std = pix.moments(values.v, values.total)
-    ordered = pix.sort(values.raw)
-    counts, starts = pix.counts[has], pix.starts[has]
-    found = np.empty((len(starts), 4))
-    quartiles_and_mad(ordered, starts, counts, method == "cellprofiler", found)
+    found = np.empty((has.sum(), 4))
+    at_n = method == "cellprofiler"
+    quartiles_and_mad(pix.sort(values), pix.starts[has], pix.counts[has], at_n, found)
     order_stats = np.full((pix.n, 4), np.nan)
     order_stats[has] = found
-    lowest, highest = np.full(pix.n, np.nan), np.full(pix.n, np.nan)
-    lowest[has], highest[has] = ordered[starts], ordered[starts + counts - 1]
-    total = np.where(has, values.total, np.nan)
     return {
-        "IntegratedIntensity": total,
-        "MeanIntensity": mean,
-        "StdIntensity": std,
-        "MinIntensity": lowest,
-        "MaxIntensity": highest,
+        "IntegratedIntensity": stats[:, 0],
+        "MeanIntensity": stats[:, 1],
+        "StdIntensity": stats[:, 2],
+        "MinIntensity": stats[:, 3],
+        "MaxIntensity": stats[:, 4],
         "LowerQuartileIntensity": order_stats[:, 0],
         "MedianIntensity": order_stats[:, 1],
         "MADIntensity": order_stats[:, 2],
@@ -441,43 +441,25 @@ def _edge_stats(values, pix, edge):
     A cell without outline pixels gets 0, as in CellProfiler.
     """
     seg = pix.select(edge)
-    v = values.v[edge]
-    total = seg.sum(v)
-    mean, std = seg.moments(v, total)
-    none = ~seg.has
+    stats = _statistics(values[edge], pix.row[edge], pix.col[edge], seg)
+    stats[~seg.has] = 0.0
     return {
-        name: np.where(none, 0.0, column)
-        for name, column in {
-            "IntegratedIntensityEdge": total,
-            "MeanIntensityEdge": mean,
-            "StdIntensityEdge": std,
-            "MinIntensityEdge": seg.reduce(np.minimum, v),
-            "MaxIntensityEdge": seg.reduce(np.maximum, v),
-        }.items()
+        "IntegratedIntensityEdge": stats[:, 0],
+        "MeanIntensityEdge": stats[:, 1],
+        "StdIntensityEdge": stats[:, 2],
+        "MinIntensityEdge": stats[:, 3],
+        "MaxIntensityEdge": stats[:, 4],
     }
 
 
-def _mass(values, pix):
+def _mass(stats, pix):
     """Mass displacement and centre-of-mass / brightest-pixel offsets from the centroid."""
-    total = values.total
     centroid_y, centroid_x = pix.centroid
-    with np.errstate(invalid="ignore", divide="ignore"):
-        offset_y = pix.sum(values.v * pix.row) / total - centroid_y
-        offset_x = pix.sum(values.v * pix.col) / total - centroid_x
-    offset_y[total == 0] = np.nan
-    offset_x[total == 0] = np.nan
-    # the brightest pixel: the first in row-major order on ties, as CellProfiler
-    peak = pix.spread(pix.reduce(np.maximum, values.raw).astype(np.float32))
-    first = pix.first_where(values.raw == peak)
-    found = first >= 0
-    max_x = np.full(pix.n, np.nan)
-    max_y = np.full(pix.n, np.nan)
-    max_x[found] = pix.col[first[found]] - centroid_x[found]
-    max_y[found] = pix.row[first[found]] - centroid_y[found]
+    offset_y, offset_x = stats[:, 5] - centroid_y, stats[:, 6] - centroid_x
     return {
         "MassDisplacement": np.hypot(offset_x, offset_y),
         "CenterMassIntensityOffset_X": offset_x,
         "CenterMassIntensityOffset_Y": offset_y,
-        "MaxIntensityOffset_X": max_x,
-        "MaxIntensityOffset_Y": max_y,
+        "MaxIntensityOffset_X": stats[:, 8] - centroid_x,
+        "MaxIntensityOffset_Y": stats[:, 7] - centroid_y,
     }
