@@ -270,8 +270,11 @@ def test_granularity_follows_the_whole_image_or_the_crop():
     cells = _cells(image, labels)
     whole = Texture(features="granularity").fit_transform(cells)
     # the same cells without their image: each crop is measured alone
-    crops = CellSet.from_crops([cells.crop(i) for i in range(len(cells))],
-                               [cells.mask(i) for i in range(len(cells))], channels=["DNA"])
+    crops = CellSet.from_crops(
+        [cells.crop(i) for i in range(len(cells))],
+        [cells.mask(i) for i in range(len(cells))],
+        channels=["DNA"],
+    )
     alone = Texture(features="granularity").fit_transform(crops)
     assert not np.allclose(whole, alone)
     # a subset (pickled, as to a joblib worker), or the cells of two images together, keep
@@ -382,8 +385,11 @@ def test_granularity_matches_cp_measure_on_each_crop_without_image(settings, mon
     model, cp_settings = _granularity_settings(settings)
     image, labels = _field()
     cells = _cells(image, labels)
-    crops = CellSet.from_crops([cells.crop(i) for i in range(len(cells))],
-                               [cells.mask(i) for i in range(len(cells))], channels=["DNA"])
+    crops = CellSet.from_crops(
+        [cells.crop(i) for i in range(len(cells))],
+        [cells.mask(i) for i in range(len(cells))],
+        channels=["DNA"],
+    )
     ours = model.fit_transform(crops)
     for i in range(len(cells)):
         mask, crop = cells.mask(i).astype(np.int32), cells.crop(i)[0].astype(np.float64)

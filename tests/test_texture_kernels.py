@@ -96,9 +96,14 @@ def test_cooccurrence_matrices_count_every_pixel_pair(scale):
     for i, (lv, mask) in enumerate(zip(levels, MASKS)):
         for d, (dy, dx) in enumerate(offsets):
             g = i * len(offsets) + d
-            ours = {(int(a), int(b)): int(n) for a, b, n in
-                    zip(low[start[g]:start[g + 1]], high[start[g]:start[g + 1]],
-                        count[start[g]:start[g + 1]])}
+            ours = {
+                (int(a), int(b)): int(n)
+                for a, b, n in zip(
+                    low[start[g] : start[g + 1]],
+                    high[start[g] : start[g + 1]],
+                    count[start[g] : start[g + 1]],
+                )
+            }
             assert ours == _brute_force_cooccurrence(lv, mask, dy, dx)
 
 
@@ -152,8 +157,9 @@ def test_gabor_energy_equals_scikit_image_on_each_crop():
     crop_start, shapes, cell_start, rows, cols = _cells(MASKS)
     crops = np.concatenate([c.ravel() for c in CROPS])
     kx, ky = _factors(1 / 3, np.pi / 4)
-    energy = gabor.gabor_energy(crops, crop_start, shapes, cell_start, rows, cols,
-                                kx[None], ky[None])[0]
+    energy = gabor.gabor_energy(
+        crops, crop_start, shapes, cell_start, rows, cols, kx[None], ky[None]
+    )[0]
     expected = [np.hypot(*skimage_gabor(c, 1 / 3, np.pi / 4))[m] for c, m in zip(CROPS, MASKS)]
     assert_allclose(energy, np.concatenate(expected), rtol=1e-9)
 
@@ -164,10 +170,13 @@ def test_uniform_lbp_equals_scikit_image_on_each_crop(points, radius):
 
     crop_start, shapes, cell_start, rows, cols = _cells(MASKS[:2])
     crops = np.concatenate([c.ravel() for c in CROPS[:2]])  # no ties
-    codes = lbp.uniform_lbp(crops, crop_start, shapes, cell_start, rows, cols,
-                            *_taps(points, radius))
+    codes = lbp.uniform_lbp(
+        crops, crop_start, shapes, cell_start, rows, cols, *_taps(points, radius)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # float images
-        expected = [local_binary_pattern(c, points, radius, method="uniform")[m]
-                    for c, m in zip(CROPS[:2], MASKS[:2])]
+        expected = [
+            local_binary_pattern(c, points, radius, method="uniform")[m]
+            for c, m in zip(CROPS[:2], MASKS[:2])
+        ]
     assert_array_equal(codes, np.concatenate(expected))

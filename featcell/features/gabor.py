@@ -81,9 +81,7 @@ def gabor_energy(pixels, channel_index, channel, scales, n_angles=4):
     for scale in scales:
         factors = [_factors(1.0 / scale, np.pi * a / n_angles) for a in range(n_angles)]
         half = max(kx.size for kx, _ in factors) // 2
-        kx, ky = (
-            np.array([np.pad(f[i], half - f[i].size // 2) for f in factors]) for i in (0, 1)
-        )
+        kx, ky = (np.array([np.pad(f[i], half - f[i].size // 2) for f in factors]) for i in (0, 1))
         energy = kernels.gabor_energy(
             crops, crop_start, pixels.shapes, cell_start, pixels.row, pixels.col, kx, ky
         )

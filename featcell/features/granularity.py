@@ -19,8 +19,15 @@ def granularity_names(channel, length):
 
 
 def granularity(
-    cells, pixels, values, channel_index, channel, length=16, subsample_size=0.25,
-    image_sample_size=0.25, element_size=10,
+    cells,
+    pixels,
+    values,
+    channel_index,
+    channel,
+    length=16,
+    subsample_size=0.25,
+    image_sample_size=0.25,
+    element_size=10,
 ):
     """CellProfiler's granular spectrum of every cell.
 
@@ -77,21 +84,21 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     if (new_shape < 2).any():
         return np.full((n_cells, length), np.nan)
     if subsample_size < 1:
-        image = _sample(image, np.arange(new_shape[0]) / subsample_size,
-                        np.arange(new_shape[1]) / subsample_size)
+        rows, cols = (np.arange(n) / subsample_size for n in new_shape)
+        image = _sample(image, rows, cols)
     else:
         image = image.astype(np.float64)
     # 2. background: a grey opening of the image subsampled again, restored to its size
     if image_sample_size < 1:
         back_shape = new_shape * image_sample_size
-        back = _sample(image, np.arange(back_shape[0]) / image_sample_size,
-                       np.arange(back_shape[1]) / image_sample_size)
+        rows, cols = (np.arange(n) / image_sample_size for n in back_shape)
+        back = _sample(image, rows, cols)
     else:
         back_shape, back = new_shape, image
     back = _disk_filter(_disk_filter(back, element_size, erode=True), element_size, erode=False)
     if image_sample_size < 1:
-        back = _sample(back, np.arange(new_shape[0]) * ((back_shape[0] - 1) / (new_shape[0] - 1)),
-                       np.arange(new_shape[1]) * ((back_shape[1] - 1) / (new_shape[1] - 1)))
+        rows, cols = (np.arange(n) * ((b - 1) / (n - 1)) for n, b in zip(new_shape, back_shape))
+        back = _sample(back, rows, cols)
     image = np.maximum(image - back, 0.0)
 
     # 3. each cell's mean of an image of this size, restored to the original scale

@@ -61,8 +61,13 @@ def local_binary_pattern(image, points=8, radius=1.0):
     H, W = image.shape
     rows, cols = np.divmod(np.arange(H * W, dtype=np.int32), np.int32(max(W, 1)))
     codes = uniform_lbp(
-        image.ravel(), np.zeros(1, np.int64), np.array([[H, W]], np.intp),
-        np.array([0, H * W], np.int64), rows, cols, *_taps(points, radius),
+        image.ravel(),
+        np.zeros(1, np.int64),
+        np.array([[H, W]], np.intp),
+        np.array([0, H * W], np.int64),
+        rows,
+        cols,
+        *_taps(points, radius),
     )
     return codes.reshape(H, W)
 
@@ -83,8 +88,13 @@ def lbp(pixels, channel_index, channel, points=8, radius=1.0):
     crop_start = np.cumsum(pixels.shapes.prod(axis=1)) - pixels.shapes.prod(axis=1)
     cell_start = np.concatenate([[0], np.cumsum(pixels.counts)])
     codes = uniform_lbp(
-        flat.values[channel_index].astype(np.float64), crop_start, pixels.shapes, cell_start,
-        pixels.row, pixels.col, *_taps(points, radius),
+        flat.values[channel_index].astype(np.float64),
+        crop_start,
+        pixels.shapes,
+        cell_start,
+        pixels.row,
+        pixels.col,
+        *_taps(points, radius),
     )
     n_bins = points + 2
     counts = np.bincount(pixels.obj * n_bins + codes, minlength=pixels.n * n_bins)

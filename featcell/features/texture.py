@@ -221,8 +221,12 @@ class Texture(CellFeatureTransformer):
 
     # ------------------------------------------------------------------ names
     def _feature_names(self):
-        return [name for family in self.families_ for ch in self.channels_
-                for name in self._family_names(family, ch)]
+        return [
+            name
+            for family in self.families_
+            for ch in self.channels_
+            for name in self._family_names(family, ch)
+        ]
 
     def _family_names(self, family, channel):
         if family == "haralick":
@@ -256,7 +260,11 @@ class Texture(CellFeatureTransformer):
         if family == "lbp":
             return lbp(pixels, c, channel, self.lbp_points, self.lbp_radius)
         return granularity(
-            cells, pixels, values, c, channel,
+            cells,
+            pixels,
+            values,
+            c,
+            channel,
             self.granularity_spectrum_length,
             self.granularity_subsample_size,
             self.granularity_image_sample_size,

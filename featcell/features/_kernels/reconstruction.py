@@ -136,8 +136,12 @@ def bilinear_weights(cell_start, y, x, shape):
             y0, x0 = int(y[p]), int(x[p])
             fy, fx = y[p] - y0, x[p] - x0
             y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
-            for q, w in ((y0 * W + x0, (1 - fy) * (1 - fx)), (y0 * W + x1, (1 - fy) * fx),
-                         (y1 * W + x0, fy * (1 - fx)), (y1 * W + x1, fy * fx)):
+            for q, w in (
+                (y0 * W + x0, (1 - fy) * (1 - fx)),
+                (y0 * W + x1, (1 - fy) * fx),
+                (y1 * W + x0, fy * (1 - fx)),
+                (y1 * W + x1, fy * fx),
+            ):
                 if w == 0.0:
                     continue
                 if total[q] == 0.0:
