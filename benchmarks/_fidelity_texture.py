@@ -7,12 +7,8 @@ pixels. Pairings (``cp_measure_name`` says which reference):
 * ``Texture_<F>_DNA_3_<dd>_256`` vs cp_measure ``get_texture`` (Haralick,
   CellProfiler's MeasureTexture): must agree to rounding;
 * ``Granularity_<k>_DNA`` vs cp_measure ``get_granularity`` on the whole
-  image (``Granularity_<k>``), and vs the same function run on each cell's
-  crop with the cell's mask (``Granularity_<k> [per crop]``), which is
-  featcell's definition. The per-crop reference patches scikit-image's
-  grey erosion/dilation to pad explicitly: scipy's ``mode="reflect"`` reads
-  outside the array when an axis of length 2 meets cp_measure's 21x21 disk,
-  which happens on small crops (CellProfiler never meets it on whole images);
+  image (``Granularity_<k>``): featcell measures it on the image the cells
+  were cut from, as CellProfiler does;
 * ``Texture_Gabor_DNA_3`` vs a line-by-line port of CellProfiler 3's
   MeasureTexture Gabor (``centrosome.filter.gabor``; cp_measure has none);
 * ``Texture_GaborEnergy_DNA_3_<a>`` vs ``skimage.filters.gabor`` on the whole
@@ -84,36 +80,6 @@ def cellprofiler3_gabor(pixels, labels, scale, n_angles=4):
     return best
 
 
-def _padded(morphology, fill):
-    """scikit-image erosion/dilation with the image explicitly padded (no scipy reflect quirk)."""
-
-    def apply(image, footprint=None, **_):
-        r = footprint.shape[0] // 2
-        big = np.pad(image, r, mode="constant", constant_values=fill)
-        return morphology(big, footprint=footprint, mode="constant", cval=fill)[r:-r, r:-r]
-
-    return apply
-
-
-def granularity_per_crop(cells, channel=0):
-    """cp_measure's ``get_granularity`` on every cell's crop (its mask the only object)."""
-    import cp_measure.core.measuregranularity as module
-
-    erosion, dilation = module.skimage.morphology.erosion, module.skimage.morphology.dilation
-    module.skimage.morphology.erosion = _padded(erosion, np.inf)
-    module.skimage.morphology.dilation = _padded(dilation, -np.inf)
-    try:
-        rows = []
-        for i in range(len(cells)):
-            result = module.get_granularity(
-                cells.mask(i).astype(np.int32), cells.crop(i)[channel].astype(np.float64)
-            )
-            rows.append([result[f"Granularity_{k}"][0] for k in range(1, len(result) + 1)])
-    finally:
-        module.skimage.morphology.erosion, module.skimage.morphology.dilation = erosion, dilation
-    return np.array(rows)
-
-
 def _lbp_histograms(image, labels, points=8, radius=1):
     from skimage.feature import local_binary_pattern
 
@@ -154,7 +120,6 @@ def compare(image, labels):
         warnings.simplefilter("ignore")
         haralick = get_texture(labels, pixels, scale=SCALE)
         whole = get_granularity(labels, pixels)
-        per_crop = granularity_per_crop(cells)
 
     parts = []
     for key, values in haralick.items():
@@ -164,10 +129,9 @@ def compare(image, labels):
                 f"Texture_{feature}_DNA_{rest}", key, ours[f"Texture_{feature}_DNA_{rest}"], values
             )
         )
-    for k in range(1, per_crop.shape[1] + 1):
+    for k in range(1, len(whole) + 1):
         name = f"Granularity_{k}_DNA"
         parts.append(_long(name, f"Granularity_{k}", ours[name], whole[f"Granularity_{k}"]))
-        parts.append(_long(name, f"Granularity_{k} [per crop]", ours[name], per_crop[:, k - 1]))
     name = f"Texture_Gabor_DNA_{SCALE}"
     gabor_ref = cellprofiler3_gabor(pixels, labels, SCALE)
     parts.append(_long(name, f"Texture_Gabor_{SCALE} [CellProfiler 3 port]", ours[name], gabor_ref))

@@ -6,8 +6,9 @@
   ``Texture("haralick")`` vs cp_measure ``get_texture`` (mahotas per object),
   cp_measure's numba backend (when numba is installed) and
   ``mahotas.features.haralick`` called per object on regionprops crops;
-* ``granularity`` (MeasureGranularity, 16 components): featcell vs cp_measure
-  ``get_granularity`` on the whole image (CellProfiler's way);
+* ``granularity`` (MeasureGranularity, 16 components), all on the whole image
+  (CellProfiler's way): featcell vs cp_measure ``get_granularity`` and, where
+  installed, its numba backend;
 * ``gabor`` (CellProfiler 3's Gabor score, scale 3): featcell vs a vectorised
   numpy port of CellProfiler 3 on the whole image;
 * ``gabor_energy`` (4 orientations, wavelength 3): featcell vs
@@ -141,6 +142,19 @@ def run(image, labels, repeat=3):
         numba_texture(labels, pixels)  # compile (cached) outside the timing
         tools.append(
             ("haralick", "cp_measure get_texture (numba)", lambda: numba_texture(labels, pixels))
+        )
+    except ImportError:
+        pass
+    try:
+        from cp_measure.core.numba.measuregranularity import get_granularity as numba_granularity
+
+        numba_granularity(labels, pixels)  # compile (cached) outside the timing
+        tools.append(
+            (
+                "granularity",
+                "cp_measure get_granularity (numba)",
+                lambda: numba_granularity(labels, pixels),
+            )
         )
     except ImportError:
         pass

@@ -3,7 +3,10 @@
 One sample is one cell. A :class:`CellSet` stores, for every cell, the crop of
 every channel around the object (with a context margin), the object's mask in
 crop coordinates, and its metadata (image id, object number, bounding box,
-centroid and any user columns). Whole images are not kept.
+centroid and any user columns). When the cells come from a whole image
+(:meth:`CellSet.from_labels`, :meth:`CellSet.from_boxes`), that image is kept
+too, as the cells' *field*, for measurements CellProfiler makes on the whole
+image (granularity).
 
 Pixels of all cells live in a few flat buffers, so that indexing, pickling to
 joblib workers and vectorised feature extraction over all objects are cheap.
@@ -82,33 +85,10 @@ class FlatCells:
         return np.arange(len(self.mask), dtype=np.intp) - np.repeat(np.cumsum(width) - width, width)
 
     def mask_pixels(self, dtype=np.intp):
-        """The mask pixels, cell after cell, and where each one lies.
+        """The mask pixels, cell after cell: :func:`featcell.features._pixels.mask_pixels`."""
+        from .features._pixels import mask_pixels
 
-        Cheaper than indexing ``obj``, ``row`` and ``col``: only mask pixels
-        are visited.
-
-        Parameters
-        ----------
-        dtype : numpy integer dtype, default=np.intp
-            Type of the cell, row and column arrays.
-
-        Returns
-        -------
-        index : (M,) ndarray of intp
-            Positions of the mask pixels in the flat arrays.
-        counts : (N,) ndarray of intp
-            Mask pixels of each cell.
-        obj, row, col : (M,) ndarrays of ``dtype``
-            Cell of each mask pixel, and its coordinates inside the cell's crop.
-        """
-        h, w = self.shapes[:, 0], self.shapes[:, 1]
-        crop_starts = np.concatenate([[0], np.cumsum(h * w)]).astype(np.intp)
-        index = np.flatnonzero(self.mask)
-        counts = np.diff(np.searchsorted(index, crop_starts))
-        obj = np.repeat(np.arange(len(self.shapes), dtype=dtype), counts)
-        local = (index - np.repeat(crop_starts[:-1], counts)).astype(dtype, copy=False)
-        row, col = np.divmod(local, np.repeat(w.astype(dtype), counts))
-        return index, counts, obj, row, col
+        return mask_pixels(self, dtype)
 
 
 def _check_channel_names(channels, n_channels):
@@ -245,6 +225,9 @@ class CellSet:
         One name per channel.
     origins : (N, 2) ndarray of int, optional
         Crop top-left corner in image coordinates.
+    fields : tuple of (images, index), optional
+        The whole images the cells were cut from, each (C, H, W) float32, and
+        for every cell the position of its image in ``images`` (-1: none).
 
     See Also
     --------
@@ -261,7 +244,7 @@ class CellSet:
     (1, [7])
     """
 
-    def __init__(self, values, mask, shapes, metadata, channel_names, origins=None):
+    def __init__(self, values, mask, shapes, metadata, channel_names, origins=None, fields=None):
         self._values = np.ascontiguousarray(values, dtype=np.float32)
         self._mask = np.ascontiguousarray(mask, dtype=bool)
         self._shapes = np.asarray(shapes, dtype=np.intp).reshape(-1, 2)
@@ -272,6 +255,9 @@ class CellSet:
         )
         self.metadata = metadata.reset_index(drop=True)
         self.channel_names = tuple(channel_names)
+        if fields is None:
+            fields = ((), np.full(len(self._shapes), -1, np.intp))
+        self._fields = (tuple(fields[0]), np.asarray(fields[1], np.intp))
         if self._values.shape != (len(self.channel_names), self._starts[-1]):
             raise ValueError(
                 f"values has shape {self._values.shape}, expected "
@@ -370,7 +356,8 @@ class CellSet:
         ends = np.minimum(boxes[:, 2:] + margin, [H, W])
         values, mask, shapes, centroid = _gather_windows(stack, labels, ids, origins, ends)
         frame = _metadata_frame(len(ids), image_id, boxes, centroid, touches, ids, metadata)
-        return cls(values, mask, shapes, frame, channel_names, origins)
+        fields = (_own(stack, image),), np.zeros(len(ids), np.intp)
+        return cls(values, mask, shapes, frame, channel_names, origins, fields)
 
     @classmethod
     def from_boxes(
@@ -458,7 +445,8 @@ class CellSet:
             len(boxes), image_id, bbox, np.asarray(centroid), touches,
             np.arange(1, len(boxes) + 1), metadata,
         )
-        return cls._from_lists(crops, masks, frame, channel_names, origins)
+        fields = (_own(stack, image),), np.zeros(len(boxes), np.intp)
+        return cls._from_lists(crops, masks, frame, channel_names, origins, fields)
 
     @classmethod
     def from_crops(
@@ -635,14 +623,15 @@ class CellSet:
             pd.concat([c.metadata for c in cellsets], ignore_index=True),
             names,
             np.concatenate([c._origins for c in cellsets]),
+            _concat_fields([c._fields for c in cellsets]),
         )
 
     @classmethod
-    def _from_lists(cls, crops, masks, frame, channel_names, origins):
+    def _from_lists(cls, crops, masks, frame, channel_names, origins, fields=None):
         shapes = np.array([m.shape for m in masks], dtype=np.intp).reshape(-1, 2)
         values = np.concatenate([c.reshape(c.shape[0], -1) for c in crops], axis=1)
         mask = np.concatenate([m.ravel() for m in masks])
-        return cls(values, mask, shapes, frame, channel_names, origins)
+        return cls(values, mask, shapes, frame, channel_names, origins, fields)
 
     @classmethod
     def _empty(cls, channel_names, image_id=None, metadata=None):
@@ -703,6 +692,7 @@ class CellSet:
             self.metadata.iloc[index],
             self.channel_names,
             self._origins[index],
+            _take_fields(self._fields, index),
         )
 
     def __repr__(self):
@@ -791,6 +781,32 @@ class CellSet:
         """(N, 2) array of crop shapes ``(h, w)``."""
         return self._shapes.copy()
 
+    def fields(self):
+        """The whole images the cells were cut from, where they are known.
+
+        Cells built by :meth:`from_labels` or :meth:`from_boxes` keep their
+        image (all channels); cells from :meth:`from_crops` have none.
+
+        Returns
+        -------
+        images : tuple of (C, H, W) ndarrays of float32
+            The images (only those of these cells).
+        index : (N,) ndarray of intp
+            The image of every cell in ``images``, -1 for a cell without one.
+            Crop ``i`` starts at ``crop_origins[i]`` in its image.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from featcell import CellSet
+        >>> labels = np.zeros((16, 16), dtype=int); labels[4:8, 4:8] = 1; labels[9:12, 2:5] = 2
+        >>> cells = CellSet.from_labels(np.ones((16, 16)), labels)
+        >>> images, index = cells.fields()
+        >>> [image.shape for image in images], index.tolist()
+        ([(1, 16, 16)], [0, 0])
+        """
+        return self._fields[0], self._fields[1].copy()
+
     @property
     def crop_origins(self):
         """(N, 2) array of crop top-left corners in image coordinates."""
@@ -808,7 +824,8 @@ class CellSet:
     def mosaic(self, gap=1):
         """Pack all crops into one canvas with a label image, for whole-image algorithms.
 
-        Crops are placed on shelves, ``gap`` background pixels apart, so any
+        Crops are placed on shelves, ``gap`` background pixels apart and from
+        the canvas rim (:func:`featcell.features._pixels.shelf_pack`), so any
         labelled-image routine (``regionprops``, ``ndimage``, mahotas) measures
         every cell in one call.
 
@@ -833,20 +850,9 @@ class CellSet:
                 np.zeros((0, 0), np.int32),
                 np.empty((0, 2), np.intp),
             )
-        h = self._shapes[:, 0] + gap
-        w = self._shapes[:, 1] + gap
-        width = int(max(w.max(), np.ceil(np.sqrt((h * w).sum()) * 1.2)))
-        # shelves: a new row whenever the running width would exceed `width`
-        offsets = np.zeros((n, 2), np.intp)
-        x = y = shelf = 0
-        for i in range(n):  # O(N) placement only, no per-pixel work
-            if x + w[i] > width:
-                y += shelf
-                x = shelf = 0
-            offsets[i] = (y, x)
-            x += w[i]
-            shelf = max(shelf, h[i])
-        height = int(y + shelf)
+        from .features._pixels import shelf_pack
+
+        offsets, (height, width) = shelf_pack(self._shapes[:, 0], self._shapes[:, 1], gap)
         image = np.zeros((self.n_channels, height, width), np.float32)
         labels = np.zeros((height, width), np.int32)
         for i, (y, x) in enumerate(offsets):  # one block copy per cell
@@ -860,6 +866,32 @@ def _check_margin(margin):
     if not isinstance(margin, (int, np.integer)) or margin < 0:
         raise ValueError(f"margin must be a non-negative integer, got {margin!r}")
     return int(margin)
+
+
+def _own(stack, image):
+    """``stack``, copied if it shares memory with the caller's ``image``."""
+    shared = isinstance(image, np.ndarray) and np.may_share_memory(stack, image)
+    return stack.copy() if shared else stack
+
+
+def _concat_fields(fields):
+    """The fields of concatenated CellSets: their images one after another, indices shifted."""
+    images, index, offset = [], [], 0
+    for own, where in fields:
+        images.extend(own)
+        index.append(np.where(where >= 0, where + offset, -1))
+        offset += len(own)
+    return tuple(images), np.concatenate(index)
+
+
+def _take_fields(fields, index):
+    """The fields of the cells ``index``: only their images, renumbered."""
+    images, where = fields
+    where = where[index]
+    known = where >= 0
+    used, renumbered = np.unique(where[known], return_inverse=True)
+    where[known] = renumbered
+    return tuple(images[i] for i in used), where
 
 
 def _gather_windows(stack, labels, ids, origins, ends):

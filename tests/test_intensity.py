@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from featcell import CellSet
-from featcell.features.intensity import Intensity, segment_mad, segment_quantile, sort_within_cells
+from featcell.features.intensity import Intensity
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -213,29 +213,6 @@ def test_border_object_edge_matches_whole_image_outline():
     assert_allclose(Intensity(features="edge").fit_transform(tight)[:2], got[:2])
 
 
-@pytest.mark.parametrize("big", [False, True])
-def test_order_statistics_helpers_match_numpy(big):
-    rng = np.random.default_rng(3)
-    counts = rng.integers(1, 40, 30)
-    if big:  # cells of >= 512 pixels take the one-by-one sort
-        counts[[0, 7, 29]] = [600, 512, 1500]
-    obj = np.repeat(np.arange(30), counts)
-    values = (rng.integers(-20, 20, obj.size) / 7).astype(np.float32)
-    starts = np.cumsum(counts) - counts
-    ordered = sort_within_cells(values, obj)
-    for method, pos in (("cellprofiler", lambda n, q: n * q), ("linear", lambda n, q: (n - 1) * q)):
-        median = segment_quantile(ordered, starts, counts, 0.5, method)
-        mad = segment_mad(ordered, starts, counts, median, method)
-        for i in range(30):
-            v = np.sort(values[obj == i].astype(float))
-            assert_array_equal(ordered[starts[i] : starts[i] + counts[i]], v)
-            dev = np.sort(np.abs(v - median[i]))
-            p = pos(v.size, 0.5)
-            lo = min(int(p), v.size - 1)
-            hi = min(lo + 1, v.size - 1)
-            assert mad[i] == dev[lo] * (1 - (p - lo)) + dev[hi] * (p - lo)
-
-
 def test_sklearn_api():
     for check in (
         check_no_attributes_set_in_init,
@@ -305,6 +282,19 @@ def test_matches_cp_measure_on_synthetic_field():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_matches_cp_measure_on_cells_cut_on_opposite_sides():
+    # the image border is not background: a cell spanning the image's height has its
+    # nearest background to the left and right only
+    pytest.importorskip("cp_measure")
+    labels = np.zeros((12, 40), np.int32)
+    labels[:, 3:30] = 1
+    labels[4:8, 33:37] = 2
+    labels[3:9, :2] = 3
+    image = np.random.default_rng(0).random((12, 40))
+    assert _check_against_cp_measure(image, labels) == 31
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_matches_cp_measure_on_real_nuclei():
     pytest.importorskip("cp_measure")
     if not DATA.is_dir():
@@ -318,54 +308,3 @@ def test_matches_cp_measure_on_real_nuclei():
     labels = read_labels(root / "labels" / name).astype(np.int32)
     assert labels.max() == len(np.unique(labels)) - 1  # contiguous, as cp_measure needs
     assert _check_against_cp_measure(image, labels) == 31
-
-
-def test_segment_mad_about_any_centre():
-    # a centre that is not the segment's median takes the binary-search split
-    rng = np.random.default_rng(5)
-    counts = rng.integers(1, 30, 20)
-    obj = np.repeat(np.arange(20), counts)
-    values = (rng.integers(-9, 9, obj.size) / 3).astype(np.float32)
-    starts = np.cumsum(counts) - counts
-    ordered = sort_within_cells(values, obj)
-    centre = segment_quantile(ordered, starts, counts, 0.5, "cellprofiler")
-    centre[::2] += rng.normal(0, 2, centre[::2].size)
-    mad = segment_mad(ordered, starts, counts, centre, "cellprofiler")
-    for i in range(20):
-        dev = np.sort(np.abs(ordered[starts[i] : starts[i] + counts[i]].astype(float) - centre[i]))
-        p = counts[i] * 0.5
-        lo = min(int(p), counts[i] - 1)
-        hi = min(lo + 1, counts[i] - 1)
-        assert mad[i] == dev[lo] * (1 - (p - lo)) + dev[hi] * (p - lo)
-
-
-def test_column_counts_match_cumsum():
-    from featcell.features.intensity import _column_counts
-
-    rng = np.random.default_rng(7)
-    for shape in ((1, 4), (37, 8), (200, 124), (2**15 - 1, 4), (2**15, 4), (50, 7)):
-        image = rng.random(shape) < 0.7
-        got = _column_counts(image)
-        assert_array_equal(got, np.cumsum(image, axis=0))
-        # differences of counts (what the geodesic distance reads) are exact too
-        assert_array_equal(got[-1] - got[0], image[1:].sum(axis=0))
-
-
-@pytest.mark.parametrize("n", [1, 5, 60])
-def test_packed_boxes_are_apart_and_inside_a_canvas_a_multiple_of_4_wide(n):
-    from featcell.features.intensity import _pack
-
-    rng = np.random.default_rng(n)
-    heights, widths = rng.integers(1, 40, n), rng.integers(1, 40, n)
-    corners, (height, width) = _pack(heights, widths)
-    assert width % 4 == 0
-    occupied = np.zeros((height, width), int)
-    for (y, x), h, w in zip(corners, heights, widths):
-        assert y >= 1 and x >= 1 and y + h + 1 <= height and x + w + 1 <= width
-        occupied[y - 1 : y + h + 1, x - 1 : x + w + 1] += 1  # the box and its gap ring
-    # rings of neighbours overlap, boxes never touch: no pixel in two boxes' cores
-    core = np.zeros((height, width), int)
-    for (y, x), h, w in zip(corners, heights, widths):
-        core[y : y + h, x : x + w] += 1
-        assert occupied[y : y + h, x : x + w].max() == 1
-    assert core.max() == 1

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from joblib import parallel_config
 from numpy.testing import assert_allclose, assert_array_equal
-from pandas.testing import assert_frame_equal
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -338,17 +337,6 @@ def test_filled_area_and_radii_match_scipy(n):
             [radii.max(), radii.mean(), np.median(radii)],
             rtol=1e-12,
         )
-
-
-def test_public_distance_transform_gives_the_same_radii(monkeypatch):
-    from featcell.features import morphology
-
-    labels = _many_objects(12, seed=7)
-    fast = _table(labels, features="sizeshape")
-    monkeypatch.setattr(
-        morphology, "_squared_distance_in_place", morphology._public_squared_distance
-    )
-    assert_frame_equal(_table(labels, features="sizeshape"), fast)
 
 
 def test_matches_cp_measure():

@@ -1,3 +1,4 @@
+import pickle
 import warnings
 from pathlib import Path
 
@@ -7,14 +8,17 @@ import pytest
 from joblib import parallel_config
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import ndimage as ndi
+from skimage.morphology import disk
 from skimage.segmentation import relabel_sequential
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from featcell import CellSet
-from featcell.features import texture
-from featcell.features.texture import HARALICK_FEATURES, Texture, local_binary_pattern, quantize
+from featcell.features import granularity
+from featcell.features.haralick import HARALICK_FEATURES, quantize
+from featcell.features.lbp import local_binary_pattern
+from featcell.features.texture import Texture
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -251,67 +255,58 @@ def test_granularity_of_a_flat_crop():
     assert_allclose(row.filter(like="Granularity_").to_numpy()[1:], 0.0, atol=1e-12)
 
 
-def test_granularity_of_tiny_crops_is_nan():
-    labels = np.zeros((20, 20), dtype=np.int32)
-    labels[8:10, 8:10] = 1
-    image = np.full((20, 20), 0.5, np.float32)
-    table = Texture(features="granularity").fit_transform(_cells(image, labels, margin=1))
-    assert np.isnan(table).all()  # a 4x4 crop subsamples to 1x1
+def test_granularity_of_tiny_images_is_nan():
+    labels = np.zeros((7, 7), dtype=np.int32)
+    labels[2:4, 2:4] = 1
+    image = np.full((7, 7), 0.5, np.float32)
+    table = Texture(features="granularity").fit_transform(_cells(image, labels))
+    assert np.isnan(table).all()  # a 7x7 image subsamples to 1x1
+    crops = CellSet.from_crops(np.full((1, 4, 4), 0.5), np.ones((1, 4, 4), bool), channels=["DNA"])
+    assert np.isnan(Texture(features="granularity").fit_transform(crops)).all()
 
 
-def _shelf_pack_by_box(heights, widths, gap, width):
-    """Shelf packing placed box by box (the reference for ``_shelf_pack``)."""
-    ys, xs = [0] * len(heights), [0] * len(heights)
-    y = x = gap
-    shelf = right = 0
-    for i in np.argsort(-heights, kind="stable"):
-        if x > gap and x + widths[i] > width + gap:
-            y, x, shelf = y + shelf + gap, gap, 0
-        ys[i], xs[i] = y, x
-        x += widths[i] + gap
-        shelf, right = max(shelf, heights[i]), max(right, x)
-    return np.array([ys, xs]).T, (y + shelf + gap, right)
-
-
-@pytest.mark.parametrize("n", [1, 7, 40, 150])
-def test_shelf_pack_places_boxes_on_shelves(n):
-    rng = np.random.default_rng(n)
-    heights, widths = rng.integers(1, 30, n), rng.integers(1, 30, n)
-    heights[: n // 3] = heights[0]  # ties
-    for gap in (0, 1, 10):
-        corners, shape = texture._shelf_pack(heights, widths, gap)
-        side = np.sqrt(float(((heights + gap) * (widths + gap)).sum()))
-        limits = (
-            [side] if n > 64 else [side, 1.5 * side, 2 * side, 3 * side, widths.sum() + gap * n]
-        )
-        candidates = [
-            _shelf_pack_by_box(heights, widths, gap, max(widths.max(), int(np.ceil(limit))))
-            for limit in limits
-        ]
-        expected = min(candidates, key=lambda c: c[1][0] * c[1][1])  # the first smallest
-        assert shape == expected[1]
-        assert_array_equal(corners, expected[0])
-
-
-def test_disk_filter_of_a_stack_filters_each_plane():
-    rng = np.random.default_rng(0)
-    stack = rng.random((5, 6, 9))
-    stack[rng.random(stack.shape) < 0.3] = np.inf
-    for erode, morphology in ((True, ndi.grey_erosion), (False, ndi.grey_dilation)):
-        ours = texture._disk_filter(stack if erode else -stack, 4, erode=erode)
-        fill = np.inf if erode else -np.inf
-        for plane, result in zip(stack if erode else -stack, ours):
-            padded = np.pad(plane, 4, constant_values=fill)
-            expected = morphology(padded, footprint=texture.disk(4).astype(bool))[4:-4, 4:-4]
-            assert_array_equal(result, expected)
-
-
-def test_reconstruction_fallback_gives_the_same_spectrum(monkeypatch):
+def test_granularity_follows_the_whole_image_or_the_crop():
     image, labels = _field()
     cells = _cells(image, labels)
-    fast = Texture(features="granularity").fit_transform(cells)
-    monkeypatch.setattr(texture, "_reconstruction_loop", None)
-    assert_allclose(Texture(features="granularity").fit_transform(cells), fast, rtol=1e-12)
+    whole = Texture(features="granularity").fit_transform(cells)
+    # the same cells without their image: each crop is measured alone
+    crops = CellSet.from_crops(
+        [cells.crop(i) for i in range(len(cells))],
+        [cells.mask(i) for i in range(len(cells))],
+        channels=["DNA"],
+    )
+    alone = Texture(features="granularity").fit_transform(crops)
+    assert not np.allclose(whole, alone)
+    # a subset (pickled, as to a joblib worker), or the cells of two images together, keep
+    # their own image and only it
+    subset = pickle.loads(pickle.dumps(cells[[2, 0]]))
+    assert len(subset.fields()[0]) == 1 and subset.fields()[1].tolist() == [0, 0]
+    assert_array_equal(Texture(features="granularity").fit_transform(subset), whole[[2, 0]])
+    other, other_labels = _field(seed=1)
+    both = CellSet.concat([_cells(other, other_labels), crops, cells])
+    table = Texture(features="granularity").fit_transform(both)
+    assert_array_equal(table[-4:], whole)
+    assert_array_equal(table[4:8], alone)
+    boxes = CellSet.from_boxes(image, [[6, 28, 24, 46]], channels=["DNA"])  # x0, y0, x1, y1
+    assert boxes.fields()[1].tolist() == [0] and boxes.fields()[0][0].shape == (1, 72, 72)
+
+
+def test_grid_sampling_equals_map_coordinates():
+    image = np.random.default_rng(0).random((9, 13)).astype(np.float32)
+    i, j = np.arange(5) * 2.1, np.arange(7) * 2.0  # past the last row: 0
+    expected = ndi.map_coordinates(image.astype(float), np.meshgrid(i, j, indexing="ij"), order=1)
+    assert_allclose(granularity._sample(image, i, j), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_disk_filter_equals_grey_erosion_and_dilation():
+    rng = np.random.default_rng(0)
+    for shape in [(6, 9), (2, 30), (25, 3)]:
+        image = rng.random(shape)
+        for erode, morphology in ((True, ndi.grey_erosion), (False, ndi.grey_dilation)):
+            fill = np.inf if erode else -np.inf
+            padded = np.pad(image, 4, constant_values=fill)
+            expected = morphology(padded, footprint=disk(4).astype(bool))[4:-4, 4:-4]
+            assert_array_equal(granularity._disk_filter(image, 4, erode=erode), expected)
 
 
 # ---------------------------------------------------------------------- against cp_measure
@@ -340,15 +335,45 @@ def _padded(morphology, fill):
     return apply
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        {},
-        {"subsample_size": 1.0, "image_sample_size": 0.5, "element_size": 3, "length": 5},
-        {"subsample_size": 0.3, "image_sample_size": 1.0, "element_size": 4, "length": 4},
-    ],
-)
-def test_granularity_matches_cp_measure_on_each_crop(settings, monkeypatch):
+_GRANULARITY_SETTINGS = [
+    {},
+    {"subsample_size": 1.0, "image_sample_size": 0.5, "element_size": 3, "length": 5},
+    {"subsample_size": 0.3, "image_sample_size": 1.0, "element_size": 4, "length": 4},
+]
+
+
+def _granularity_settings(settings):
+    cp_settings = {
+        "subsample_size": settings.get("subsample_size", 0.25),
+        "image_sample_size": settings.get("image_sample_size", 0.25),
+        "element_size": settings.get("element_size", 10),
+        "granular_spectrum_length": settings.get("length", 16),
+    }
+    model = Texture(
+        features="granularity",
+        granularity_spectrum_length=cp_settings["granular_spectrum_length"],
+        granularity_subsample_size=cp_settings["subsample_size"],
+        granularity_image_sample_size=cp_settings["image_sample_size"],
+        granularity_element_size=cp_settings["element_size"],
+    )
+    return model, cp_settings
+
+
+@pytest.mark.parametrize("settings", _GRANULARITY_SETTINGS)
+def test_granularity_matches_cp_measure_on_the_whole_image(settings):
+    pytest.importorskip("cp_measure")
+    from cp_measure.core.measuregranularity import get_granularity
+
+    model, cp_settings = _granularity_settings(settings)
+    image, labels = _field(shape=(90, 110))
+    ours = model.fit_transform(_cells(image, labels))
+    ref = get_granularity(labels, image.astype(np.float64), **cp_settings)
+    expected = np.column_stack([ref[f"Granularity_{k}"] for k in range(1, ours.shape[1] + 1)])
+    assert_allclose(ours, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("settings", _GRANULARITY_SETTINGS)
+def test_granularity_matches_cp_measure_on_each_crop_without_image(settings, monkeypatch):
     pytest.importorskip("cp_measure")
     import cp_measure.core.measuregranularity as module
 
@@ -357,22 +382,15 @@ def test_granularity_matches_cp_measure_on_each_crop(settings, monkeypatch):
     morphology = module.skimage.morphology
     monkeypatch.setattr(morphology, "erosion", _padded(morphology.erosion, np.inf))
     monkeypatch.setattr(morphology, "dilation", _padded(morphology.dilation, -np.inf))
-    cp_settings = {
-        "subsample_size": settings.get("subsample_size", 0.25),
-        "image_sample_size": settings.get("image_sample_size", 0.25),
-        "element_size": settings.get("element_size", 10),
-        "granular_spectrum_length": settings.get("length", 16),
-    }
+    model, cp_settings = _granularity_settings(settings)
     image, labels = _field()
     cells = _cells(image, labels)
-    model = Texture(
-        features="granularity",
-        granularity_spectrum_length=cp_settings["granular_spectrum_length"],
-        granularity_subsample_size=cp_settings["subsample_size"],
-        granularity_image_sample_size=cp_settings["image_sample_size"],
-        granularity_element_size=cp_settings["element_size"],
+    crops = CellSet.from_crops(
+        [cells.crop(i) for i in range(len(cells))],
+        [cells.mask(i) for i in range(len(cells))],
+        channels=["DNA"],
     )
-    ours = model.fit_transform(cells)
+    ours = model.fit_transform(crops)
     for i in range(len(cells)):
         mask, crop = cells.mask(i).astype(np.int32), cells.crop(i)[0].astype(np.float64)
         ref = module.get_granularity(mask, crop, **cp_settings)

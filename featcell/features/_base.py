@@ -5,9 +5,11 @@ A subclass declares its feature families and implements two methods:
 ``_feature_names(self) -> list[str]``
     The CellProfiler-style names (without compartment prefix) of the columns
     it computes, from its parameters and the fitted ``channels_``.
-``_compute(self, cells) -> ndarray``
-    The (n_cells, n_features) values for a :class:`~featcell.CellSet`, in the
-    same column order. It must vectorise across cells.
+``_compute(self, cells) -> dict``
+    The values for a :class:`~featcell.CellSet`: a mapping from each of those
+    names to its (n_cells,) column (an empty mapping when there is nothing to
+    measure: all NaN). It must vectorise across cells. (A subclass may still
+    return the (n_cells, n_features) array in name order.)
 
 The base class does the rest: input validation, channel and family selection,
 names with an optional compartment prefix, joblib parallelism over chunks of
@@ -112,7 +114,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
         n_jobs = effective_n_jobs(self.n_jobs)
         size = _CHUNK if n_jobs == 1 else min(_CHUNK, max(_MIN_CHUNK, -(-len(X) // n_jobs)))
         if len(X) <= size:
-            parts = [self._compute(X)]
+            parts = [_compute_chunk(self, X)]
         else:
             chunks = (X[s : s + size] for s in range(0, len(X), size))
             parts = Parallel(n_jobs=n_jobs)(
@@ -205,7 +207,20 @@ def indexed_output(estimator, values, cells):
     return pd.DataFrame(values, index=cells.index, columns=names)
 
 
-def _compute_chunk(transformer, cells, caller_pid):
-    """``transformer._compute(cells)`` in a joblib worker, whose allocator keeps freed memory."""
+def _compute_chunk(transformer, cells, caller_pid=None):
+    """``transformer._compute(cells)`` as an array in output order; in a joblib worker
+    (``caller_pid`` given) whose allocator keeps freed memory."""
     keep_freed_memory_in_worker(caller_pid)
-    return transformer._compute(cells)
+    columns = transformer._compute(cells)
+    if not isinstance(columns, dict):
+        return columns
+    prefix = len(transformer._compartment_prefix())
+    names = [name[prefix:] for name in transformer.feature_names_out_]
+    if not columns:
+        return np.full((len(cells), len(names)), np.nan)
+    if columns.keys() != set(names):  # a broken subclass, not user input
+        raise RuntimeError(
+            f"{type(transformer).__name__} computed columns {sorted(columns.keys() ^ set(names))} "
+            "that do not match its feature names"
+        )
+    return np.column_stack([columns[name] for name in names])

@@ -2,8 +2,8 @@
 
 The pixels of all cells are laid out cell after cell, so every measure is a
 handful of per-cell ``ufunc.reduceat`` sums; the rank-weighted coefficient
-ranks intensities by occupied (cell, grey level) bins, or one sort of packed
-``(cell, value)`` keys; Costes' threshold search runs its bisection for all
+ranks intensities by occupied (cell, grey level) bins, or by sorting them within
+each cell; Costes' threshold search runs its bisection for all
 cells in lockstep.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-from .intensity import _Pixels, cell_keys
+from ._pixels import CellPixels
 
 __all__ = ["Colocalization"]
 
@@ -56,7 +56,7 @@ def _dense_ranks(values, grid, pix, scale):
 
     Intensities on the grid ``k / scale`` (``grid`` holds ``k``) are ranked by
     marking the occupied ``(cell, k)`` bins and counting them, in linear
-    time; other values by one ``argsort`` of packed ``(cell, value)`` keys.
+    time; other values by sorting them within each cell.
     """
     bins = scale + 1
     if grid is not None and pix.n * bins <= max(4 * values.size, 1 << 20):
@@ -66,14 +66,14 @@ def _dense_ranks(values, grid, pix, scale):
         seen = np.cumsum(occupied)  # distinct values up to each bin, cells in order
         before = np.concatenate([[0], seen])[np.arange(pix.n) * bins]
         return seen[key] - 1 - pix.spread(before)
-    keys = cell_keys(values, pix.obj)
-    order = np.argsort(keys)
-    ordered = keys[order]
-    distinct = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
-    first = np.zeros(pix.n, dtype=distinct.dtype)
-    first[pix.has] = distinct[pix.starts[pix.has]]
+    order = pix.argsort(values)
+    ordered = values[order]
+    new = np.ones(values.size, dtype=bool)  # a value unlike the one before it in its cell
+    new[1:] = ordered[1:] != ordered[:-1]
+    new[pix.starts[pix.has]] = True
+    distinct = np.cumsum(new) - 1
     ranks = np.empty(values.size, dtype=np.intp)
-    ranks[order] = distinct - pix.spread(first)
+    ranks[order] = distinct - pix.spread(pix.reduce(np.minimum, distinct, dtype=np.intp))
     return ranks
 
 
@@ -124,17 +124,21 @@ class _Pair:
         constant_x = _constant(self.x, self.pix)
         r[constant_x | _constant(self.y, self.pix)] = np.nan
         slope[constant_x] = np.nan
-        return [r, slope]
+        return {"Correlation_Correlation_{a}_{b}": r, "Correlation_Slope_{a}_{b}": slope}
 
     def overlap(self):
         pix, xb, yb = self.pix, self.xb, self.yb
         xx, yy, xy = pix.sum(xb * xb), pix.sum(yb * yb), pix.sum(xb * yb)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = [xy / np.sqrt(xx * yy), xy / xx, xy / yy]
-        return [np.where(self.any_both, v, 0.0) for v in out]
+            out = {
+                "Correlation_Overlap_{a}_{b}": xy / np.sqrt(xx * yy),
+                "Correlation_K_{a}_{b}": xy / xx,
+                "Correlation_K_{b}_{a}": xy / yy,
+            }
+        return {name: np.where(self.any_both, v, 0.0) for name, v in out.items()}
 
     def manders(self):
-        return self._fractions(self.pix.sum(self.xb), self.pix.sum(self.yb))
+        return self._fractions("Manders", self.pix.sum(self.xb), self.pix.sum(self.yb))
 
     def rwc(self):
         pix = self.pix
@@ -143,12 +147,15 @@ class _Pair:
         top = np.maximum(pix.reduce(np.maximum, rank_x), pix.reduce(np.maximum, rank_y)) + 1
         top = pix.spread(top)
         weight = (top - np.abs(rank_x - rank_y)) / top
-        return self._fractions(pix.sum(self.xb * weight), pix.sum(self.yb * weight))
+        return self._fractions("RWC", pix.sum(self.xb * weight), pix.sum(self.yb * weight))
 
-    def _fractions(self, part_x, part_y):
+    def _fractions(self, measure, part_x, part_y):
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = [part_x / self.total_x, part_y / self.total_y]
-        return [np.where(self.any_both, v, 0.0) for v in out]
+            x_in_y, y_in_x = part_x / self.total_x, part_y / self.total_y
+        return {
+            f"Correlation_{measure}_{{a}}_{{b}}": np.where(self.any_both, x_in_y, 0.0),
+            f"Correlation_{measure}_{{b}}_{{a}}": np.where(self.any_both, y_in_x, 0.0),
+        }
 
 
 def _costes(x, y, pix, scale):
@@ -375,7 +382,6 @@ class Colocalization(CellFeatureTransformer):
         self.compartment = compartment
         self.n_jobs = n_jobs
 
-
     def _select_pairs(self):
         if self.pairs is None:
             if len(self.channels_) < 2:
@@ -411,10 +417,10 @@ class Colocalization(CellFeatureTransformer):
         ]
 
     def _compute(self, cells):
-        pix = _Pixels(cells)
+        pix = CellPixels(cells)
         if not pix.index.size:  # only empty masks: nothing to measure
-            return np.full((len(cells), len(self.feature_names_out_)), np.nan)
-        blocks = {family: [] for family in self.families_}
+            return {}
+        columns = {}
         for a, b in self.pairs_:
             x32 = pix.values(self._channel_index(a))
             y32 = pix.values(self._channel_index(b))
@@ -429,7 +435,9 @@ class Colocalization(CellFeatureTransformer):
                                 "integer images (rescaled by their dtype) or rescale, or leave "
                                 "'costes' out of features"
                             )
-                    blocks[family] += list(_costes(pair.x, pair.y, pix, self.scale).T)
+                    m1, m2 = _costes(pair.x, pair.y, pix, self.scale).T
+                    found = {"Correlation_Costes_{a}_{b}": m1, "Correlation_Costes_{b}_{a}": m2}
                 else:
-                    blocks[family] += getattr(pair, family)()
-        return np.column_stack([col for family in self.families_ for col in blocks[family]])
+                    found = getattr(pair, family)()
+                columns |= {name.format(a=a, b=b): v for name, v in found.items()}
+        return columns

@@ -25,24 +25,14 @@ from math import comb, factorial
 from numbers import Integral
 from typing import ClassVar
 
-import mahotas
 import numpy as np
 from scipy import ndimage as ndi
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-
-
-def _public_squared_distance(view, _):
-    """``mahotas.distance`` into ``view`` (non-zero: foreground), as its in-place kernel does."""
-    view[...] = mahotas.distance(view != 0)
-
-
-try:  # mahotas.distance's in-place kernel, run on views of one canvas
-    from mahotas._distance import dt as _squared_distance_in_place
-except ImportError:  # pragma: no cover - private mahotas API moved; public equivalent
-    _squared_distance_in_place = _public_squared_distance
-
+from ._kernels.distance import object_radii, squared_distance_to_background
+from ._kernels.enclosing_circle import minimum_enclosing_circle
+from ._pixels import shelf_pack
 
 __all__ = ["Morphology", "zernike_indices"]
 
@@ -310,25 +300,23 @@ class Morphology(CellFeatureTransformer):
         return [f"AreaShape_{name}" for name in names]
 
     def _compute(self, cells):
-        out = np.full((len(cells), len(self.feature_names_out_)), np.nan)
         runs = _mask_runs(cells)
         present = np.bincount(runs[0], minlength=len(cells)) > 0
         if not present.any():
-            return out
+            return {}
         if not present.all():  # cells with an empty mask: renumber the others
             runs = ((np.cumsum(present) - 1)[runs[0]],) + runs[1:]
         shape = _Shape(*runs)
-        parts = []
+        columns = {}
         for family in self.families_:
-            if family == "sizeshape":
-                parts.append(shape.sizeshape())
-            elif family == "feret":
-                parts.append(shape.feret())
-            elif family == "zernike":
-                parts.append(shape.zernike(self.zernike_order))
+            if family == "zernike":
+                columns |= shape.zernike(self.zernike_order)
             else:
-                parts.append(shape.moments())
-        out[present] = np.column_stack(parts)
+                columns |= getattr(shape, family)()
+        out = {}
+        for name, values in columns.items():
+            out[f"AreaShape_{name}"] = np.full(len(cells), np.nan)
+            out[f"AreaShape_{name}"][present] = values
         return out
 
 
@@ -521,12 +509,12 @@ class _Shape:
         if objects is None and "canvas" in self._cache:
             return self._cache["canvas"]
         objects = np.arange(self.n) if objects is None else objects
-        # boxes are the bounding box plus one row above and one column to the left;
-        # with one more at the canvas' end, masks are 1 background pixel apart
+        # bounding boxes 1 background pixel apart and from the rim; a box below is
+        # its bounding box plus the row above and the column to its left
         box_h = self.r1[objects] - self.r0[objects] + 2
         box_w = self.c1[objects] - self.c0[objects] + 2
-        y_off, x_off, shape = _pack(box_h, box_w)
-        shape = (shape[0] + 1, shape[1] + 1)
+        corners, shape = shelf_pack(box_h - 1, box_w - 1, gap=1)
+        y_off, x_off = corners[:, 0] - 1, corners[:, 1] - 1
         slot = np.full(self.n, -1)
         slot[objects] = np.arange(len(objects))
         runs = np.flatnonzero(slot[self.obj] >= 0)
@@ -555,29 +543,27 @@ class _Shape:
         major, minor, eccentricity, orientation = _ellipse(self._central()[1])
         with np.errstate(divide="ignore", invalid="ignore"):
             form_factor = np.where(perimeter > 0, 4 * np.pi * area / perimeter**2, np.nan)
-        return np.column_stack(
-            [
-                area,
-                bbox_area,
-                convex_area,
-                filled,
-                np.sqrt(4 * area / np.pi),
-                perimeter,
-                crofton,
-                form_factor,
-                perimeter**2 / np.maximum(4 * np.pi * area, 1.0),
-                area / convex_area,
-                area / bbox_area,
-                euler,
-                major,
-                minor,
-                eccentricity,
-                np.degrees(orientation),
-                max_r,
-                mean_r,
-                median_r,
-            ]
-        )
+        return {
+            "Area": area,
+            "BoundingBoxArea": bbox_area,
+            "ConvexArea": convex_area,
+            "FilledArea": filled,
+            "EquivalentDiameter": np.sqrt(4 * area / np.pi),
+            "Perimeter": perimeter,
+            "PerimeterCrofton": crofton,
+            "FormFactor": form_factor,
+            "Compactness": perimeter**2 / np.maximum(4 * np.pi * area, 1.0),
+            "Solidity": area / convex_area,
+            "Extent": area / bbox_area,
+            "EulerNumber": euler,
+            "MajorAxisLength": major,
+            "MinorAxisLength": minor,
+            "Eccentricity": eccentricity,
+            "Orientation": np.degrees(orientation),
+            "MaximumRadius": max_r,
+            "MeanRadius": mean_r,
+            "MedianRadius": median_r,
+        }
 
     def feret(self):
         v_obj, v_y, v_x, v_start, v_count = self._centre_hull()
@@ -600,11 +586,13 @@ class _Shape:
                 distance = np.abs(ey * dx - ex * dy) / length
             width = np.maximum.reduceat(distance, pair_start)  # per edge: its antipode
             min_feret = np.where(polygon, np.minimum.reduceat(width, v_start), 0.0)
-        return np.column_stack([min_feret, np.sqrt(max_sq)])
+        return {"MinFeretDiameter": min_feret, "MaxFeretDiameter": np.sqrt(max_sq)}
 
     def zernike(self, order):
         v_obj, v_y, v_x, v_start, v_count = self._centre_hull()
-        centre_y, centre_x, radius = _chrystal(v_obj, v_y, v_x, v_start, v_count)
+        circle = np.empty((self.n, 3))
+        minimum_enclosing_circle(v_y, v_x, v_start, v_count, circle)
+        centre_y, centre_x, radius = circle.T
         scale = np.where(radius > 0, radius, 1.0)
         y = (self.row - centre_y[self.obj]) / scale[self.obj]
         x = ((self.a + self.b) / 2 - centre_x[self.obj]) / scale[self.obj]
@@ -622,27 +610,29 @@ class _Shape:
         half = values.shape[1] // 2
         score = np.hypot(values[:, :half], values[:, half:]) / (np.pi * scale**2)[:, None]
         score[radius == 0] = np.nan
-        return score
+        return {f"Zernike_{n}_{m}": score[:, k] for k, (n, m) in enumerate(zernike_indices(order))}
 
     def moments(self):
         raw, central = self._central()
-        n = len(central)
         # normalised moment (p, q): central (p, q) / mu00 ** ((p + q) / 2 + 1), p + q >= 2
         mu00 = central[:, 0, 0]
         powers = np.stack([mu00 ** (k / 2 + 1) if k >= 2 else mu00 for k in range(7)], axis=1)
         normalized = central / powers[:, _ORDER]
         hu = _hu(normalized)
         it00, it01, it11, eig0, eig1 = _inertia(central)
-        return np.concatenate(
-            [
-                raw[:, :3].reshape(n, -1),
-                central[:, :3].reshape(n, -1),
-                normalized.reshape(n, -1)[:, _NORMALIZED_COLUMNS],
-                hu,
-                np.column_stack([it00, it01, it01, it11, eig0, eig1]),
-            ],
-            axis=1,
-        )
+        pq = [(p, q) for p in range(4) for q in range(4)]
+        return {
+            **{f"SpatialMoment_{p}_{q}": raw[:, p, q] for p, q in pq if p < 3},
+            **{f"CentralMoment_{p}_{q}": central[:, p, q] for p, q in pq if p < 3},
+            **{f"NormalizedMoment_{p}_{q}": normalized[:, p, q] for p, q in pq if p + q >= 2},
+            **{f"HuMoment_{k}": hu[:, k] for k in range(7)},
+            "InertiaTensor_0_0": it00,
+            "InertiaTensor_0_1": it01,
+            "InertiaTensor_1_0": it01,
+            "InertiaTensor_1_1": it11,
+            "InertiaTensorEigenvalues_0": eig0,
+            "InertiaTensorEigenvalues_1": eig1,
+        }
 
     # ------------------------------------------------------------------ measurements
     def _convex_area(self):
@@ -731,45 +721,18 @@ class _Shape:
 
     def _radii(self, labels, foreground, boxes):
         """Max, mean and median distance from each pixel to the nearest background pixel."""
-        # squared Euclidean distance transform (mahotas.distance), in place, of
-        # "infinity" on the foreground and 0 elsewhere; every box with the
-        # background ring round it on its own, to skip the canvas' empty space
-        squared = np.multiply(foreground, float(2 * max(foreground.shape) ** 2 + 1))
+        # the squared Euclidean distance transform of every box with the background ring
+        # round it on its own, to skip the canvas' empty space
         y_off, x_off, box_h, box_w, _ = boxes
-        for y, x, y_end, x_end in zip(
-            y_off.tolist(),
-            x_off.tolist(),
-            (y_off + box_h + 1).tolist(),
-            (x_off + box_w + 1).tolist(),
-        ):
-            _squared_distance_in_place(squared[y:y_end, x:x_end], None)
-        index = np.flatnonzero(foreground)
-        obj = labels.ravel()[index] - 1
-        squared = squared.ravel()[index].astype(np.int64)
-        span = int(squared.max()) + 1
-        count = self.area.astype(np.int64)
-        low_rank, high_rank = (count - 1) // 2, count // 2
-        if self.n * span <= 4 * len(index) + 100_000:  # histogram of squared distances
-            hist = np.bincount(obj * span + squared, minlength=self.n * span)
-            values = np.sqrt(np.arange(span))
-            mean_r = (hist.reshape(self.n, span) * values).sum(axis=1) / count
-            # bins holding the pixels of ranks low, high and count - 1 of every object
-            rank = _starts(count) + np.stack([low_rank, high_rank, count - 1])
-            bins = np.searchsorted(np.cumsum(hist), rank, side="right") - np.arange(self.n) * span
-            low, high, max_r = values[bins]
-        else:  # one sort of all pixels by (object, distance)
-            keys = np.sort(obj * span + squared)
-            start = _starts(count)
-            offset = np.arange(self.n) * span
-            low = np.sqrt(keys[start + low_rank] - offset)
-            high = np.sqrt(keys[start + high_rank] - offset)
-            max_r = np.sqrt(keys[start + count - 1] - offset)
-            mean_r = np.bincount(obj, weights=np.sqrt(squared), minlength=self.n) / count
-        return max_r, mean_r, (low + high) / 2
+        squared = np.zeros(foreground.shape)
+        rings = np.column_stack([y_off, x_off, box_h + 1, box_w + 1])
+        squared_distance_to_background(foreground, rings, squared)
+        radii = np.empty((self.n, 3))
+        object_radii(squared, labels, rings, radii)
+        return radii.T
 
 
 _ORDER = np.add.outer(np.arange(4), np.arange(4))  # p + q
-_NORMALIZED_COLUMNS = [4 * p + q for p in range(4) for q in range(4) if p + q >= 2]
 _BINOMIAL = np.array(
     [[float(comb(q, i)) for i in range(_MAX_ORDER + 1)] for q in range(_MAX_ORDER + 1)]
 )
@@ -837,24 +800,6 @@ def _convex_chain(group, y, x):
     return idx
 
 
-def _pack(box_h, box_w):
-    """Shelf-pack boxes (tallest first) into one canvas; returns y, x offsets and shape."""
-    order = np.argsort(-box_h, kind="stable")
-    h, w = box_h[order], box_w[order]
-    target = max(int(w.max()), int(np.sqrt(float((h * w).sum())) * 1.2))
-    run = np.cumsum(w) - w
-    shelf = run // target
-    first = np.searchsorted(shelf, shelf)  # index of the first box of each box's shelf
-    x = run - run[first]
-    shelf_first = np.unique(first)
-    shelf_y = np.concatenate([[0], np.cumsum(h[shelf_first])])
-    y = shelf_y[np.searchsorted(shelf_first, np.arange(len(h)), side="right") - 1]
-    y_off = np.empty_like(y)
-    x_off = np.empty_like(x)
-    y_off[order], x_off[order] = y, x
-    return y_off, x_off, (int(shelf_y[-1]), int((x + w).max()))
-
-
 def _box_owner(py, px, y_off, x_off, box_w):
     """Index of the packed box that contains each canvas pixel."""
     order = np.lexsort((x_off, y_off))
@@ -863,115 +808,6 @@ def _box_owner(py, px, y_off, x_off, box_w):
     shelf_y = np.unique(y_off)
     row_shelf = shelf_y[np.searchsorted(shelf_y, py, side="right") - 1]
     return order[np.searchsorted(keys, row_shelf * width + px, side="right") - 1]
-
-
-def _chrystal(v_obj, v_y, v_x, v_start, v_count):
-    """Minimum enclosing circle of every convex polygon, all objects at once.
-
-    Chrystal's algorithm exactly as CellProfiler's ``centrosome`` runs it, so
-    that the circles agree to the last bit: start from the hull side S0-S1;
-    find the vertex V seeing it under the smallest angle. If that angle is not
-    acute, S0-S1 is a diameter; if the triangle S0-S1-V is not obtuse, the
-    circle is its circumcircle; otherwise V replaces the end of S with the
-    obtuse angle. Same angles, same circumcentre formula and the same choice
-    among equal angles: the first of one ``argsort`` over all the objects'
-    candidates, as ``scipy.ndimage.minimum_position`` picks them.
-    """
-    n = len(v_count)
-    centre_y, centre_x, radius = np.zeros(n), np.zeros(n), np.zeros(n)
-    one = v_count == 1
-    centre_y[one], centre_x[one] = v_y[v_start[one]], v_x[v_start[one]]
-    two = np.flatnonzero(v_count == 2)
-    p0, p1 = v_start[two], v_start[two] + 1
-    centre_y[two] = (v_y[p0] + v_y[p1]) / 2
-    centre_x[two] = (v_x[p0] + v_x[p1]) / 2
-    radius[two] = np.sqrt((centre_y[two] - v_y[p0]) ** 2 + (centre_x[two] - v_x[p0]) ** 2)
-    # the side S of object o: its end S1 at side[o], its start S0 at side[n + o]
-    side = np.concatenate([v_start + 1, v_start])
-    running = np.flatnonzero(v_count >= 3)  # objects still running, ...
-    size = v_count[running]
-    vi = np.flatnonzero(v_count[v_obj] >= 3)  # ... all their vertices, ...
-    start = np.cumsum(size) - size  # ... by object
-    right = np.pi / 2
-    diameters, circles = [], []
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for _ in range(4 * int(v_count.max()) + 8):
-            if not vi.size:
-                break
-            # angles at S1 and S0 (rows 0 and 1) and at V of every vertex V; S0 and
-            # S1 themselves get NaN, which the minimum skips
-            o = v_obj[vi]
-            ends = side[np.concatenate([o, o + n])].reshape(2, -1)
-            end_y, end_x = v_y[ends], v_x[ends]
-            s01y, s01x = end_y[1] - end_y[0], end_x[1] - end_x[0]
-            vs_y, vs_x = v_y[vi] - end_y, v_x[vi] - end_x
-            s01_sq = s01y * s01y + s01x * s01x
-            cosine = s01y * vs_y
-            cosine += s01x * vs_x
-            np.negative(cosine[1], out=cosine[1])
-            norm = vs_y * vs_y
-            norm += vs_x * vs_x
-            norm *= s01_sq
-            cosine /= np.sqrt(norm, out=norm)
-            angle = np.abs(np.arccos(cosine, out=cosine), out=cosine)
-            at_v = np.pi - angle[0] - angle[1]
-            # smallest angle of every object; centrosome's argsort only matters for ties
-            smallest = np.fmin.reduceat(at_v, start)
-            is_min = at_v == np.repeat(smallest, size)
-            if (np.add.reduceat(is_min, start) == 1).all():
-                first = np.flatnonzero(is_min)
-            else:
-                first = _first_minimum(vi, at_v, ends, start)
-            v = vi[first]
-            smallest = at_v[first]
-            at_s1, at_s0 = angle[0][first], angle[1][first]
-            diameter = smallest >= right
-            acute = ~diameter & (at_s1 <= right) & (at_s0 <= right)
-            step = ~diameter & ~acute
-            # V replaces S0 if the angle at S0 is obtuse, else S1
-            moved = np.flatnonzero(step)
-            side[running[moved] + n * (at_s0[moved] > right)] = v[moved]
-            if len(moved) < len(step):
-                q1, q0 = ends[0][start], ends[1][start]
-                diameters.append((running[diameter], q0[diameter], q1[diameter]))
-                circles.append((running[acute], q0[acute], q1[acute], v[acute]))
-                vi = vi[np.repeat(step, size)]
-                running, size = running[moved], size[moved]
-                start = np.cumsum(size) - size
-        else:  # pragma: no cover - Chrystal's algorithm terminates
-            raise RuntimeError("minimum enclosing circle did not converge")
-    if diameters:
-        done, d0, d1 = (np.concatenate(part) for part in zip(*diameters))
-        centre_y[done] = (v_y[d0] + v_y[d1]) / 2
-        centre_x[done] = (v_x[d0] + v_x[d1]) / 2
-        radius[done] = np.sqrt((v_y[d0] - v_y[d1]) ** 2 + (v_x[d0] - v_x[d1]) ** 2) / 2
-        done, d0, d1, d2 = (np.concatenate(part) for part in zip(*circles))
-        cy, cx = _circumcentre(v_y[d0], v_x[d0], v_y[d1], v_x[d1], v_y[d2], v_x[d2])
-        centre_y[done], centre_x[done] = cy, cx
-        radius[done] = np.sqrt((v_y[d0] - cy) ** 2 + (v_x[d0] - cx) ** 2)
-    return centre_y, centre_x, radius
-
-
-def _first_minimum(vi, at_v, ends, start):
-    """Per object, the candidate centrosome picks: the first of one ``argsort``.
-
-    Candidates are the vertices ``vi`` other than the side's ends (``ends``),
-    in order, ``size - 2`` per object from ``start``; returns positions in ``vi``.
-    """
-    candidate = np.flatnonzero((vi != ends[0]) & (vi != ends[1]))
-    order = at_v[candidate].argsort()  # not stable: ties resolve as in centrosome
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return candidate[order[np.minimum.reduceat(rank, start - 2 * np.arange(len(start)))]]
-
-
-def _circumcentre(ay, ax, by, bx, cy, cx):
-    """Circumcentre of triangles ABC (centrosome's formula, for identical rounding)."""
-    d = 2 * (ax * (by - cy) + bx * (cy - ay) + cx * (ay - by))
-    a2, b2, c2 = ay**2 + ax**2, by**2 + bx**2, cy**2 + cx**2
-    x = (a2 * (by - cy) + b2 * (cy - ay) + c2 * (ay - by)) / d
-    y = (a2 * (cx - bx) + b2 * (ax - cx) + c2 * (bx - ax)) / d
-    return y, x
 
 
 def _inertia(central):

@@ -1,13 +1,24 @@
 """Compiled per-cell kernels: one plain loop per step of CellProfiler's algorithm.
 
-Each module here holds the ``@kernel`` loops of one step (for example the grey
-reconstruction of granularity, or the geodesic distance of radial distribution),
-and each kernel's docstring names the CellProfiler or centrosome function it
-reproduces. The feature transformers arrange the data; these loops compute.
+Each module here holds the ``@kernel`` loops of one step, and each kernel's
+docstring names the CellProfiler or centrosome function it reproduces:
+
+* ``distance``: the Euclidean distance transform (radii, distance to the edge);
+* ``geodesic``: the distance from an object's centre inside it (centrosome ``propagate``);
+* ``intensity_sums`` and ``order_stats``: MeasureObjectIntensity's per-object sums,
+  quartiles, median and MAD;
+* ``enclosing_circle``: the minimum enclosing circle of the Zernike features
+  (centrosome ``minimum_enclosing_circle``);
+* ``reconstruction`` and ``cooccurrence``: granularity and Haralick (texture).
+
+The feature transformers arrange the data; these loops compute. Each kernel is
+called with one set of argument types (intp indices, float64 or float32 values),
+so it is compiled once.
 
 numba compiles a kernel on its first call and caches the machine code on disk
-(next to this file, or in a user cache folder when the package folder is
-read-only), so later processes load it instead of compiling it again.
+(next to this file, or in the user cache folder, ``~/.cache/numba``, when the
+package folder is read-only), so later processes load it instead of compiling it
+again (``benchmarks/cold_start.py`` measures both).
 """
 
 import numba

@@ -1,0 +1,133 @@
+"""The Euclidean distance transform of CellProfiler's radii and radial distribution."""
+
+import numpy as np
+
+from . import kernel
+
+
+@kernel
+def squared_distance_to_background(inside, boxes, out):
+    """Squared Euclidean distance from every pixel of each box to the nearest pixel of the
+    same box that is not ``inside`` (0 there), written into ``out``.
+
+    What ``scipy.ndimage.distance_transform_edt`` computes for CellProfiler's
+    MeasureObjectSizeShape radii and for centrosome's ``distance_to_edge``
+    (MeasureObjectIntensityDistribution), box by box: Felzenszwalb and
+    Huttenlocher's exact algorithm, the distance to the nearest background
+    pixel of the same column, then the lower envelope of the parabolas
+    ``(x - q)**2 + f(q)`` along every row. A box should hold some background
+    (a ring round the object); pixels without any get more than any distance
+    inside the box.
+
+    Parameters
+    ----------
+    inside : (H, W) ndarray of bool
+        The canvas: object pixels True.
+    boxes : (N, 4) ndarray of intp
+        Top, left, height and width of every box on the canvas.
+    out : (H, W) ndarray of float64
+        Receives the squared distances inside the boxes (elsewhere untouched).
+
+    References
+    ----------
+    .. [1] Felzenszwalb PF, Huttenlocher DP, "Distance transforms of sampled
+       functions", Theory of Computing 8, 415-428 (2012).
+    """
+    widest = max(boxes[:, 3].max(), 1) if len(boxes) else 1
+    f = np.empty(widest)  # a row's squared column distances
+    g = np.empty(widest)  # f(q) + q**2
+    v = np.empty(widest, np.intp)  # apexes of the parabolas of the lower envelope
+    z = np.empty(widest + 1)  # where each of them starts to be the lowest
+    for b in range(len(boxes)):
+        top, left, height, width = boxes[b]
+        far = float(height + width)  # farther than any background pixel of the box
+        # 1. down, then up the columns (row by row, in memory order): the distance to
+        # the nearest background pixel of the same column
+        for j in range(width):
+            out[top, left + j] = far if inside[top, left + j] else 0.0
+        for i in range(top + 1, top + height):
+            above, here = out[i - 1, left : left + width], out[i, left : left + width]
+            mask = inside[i, left : left + width]
+            for j in range(width):
+                here[j] = min(above[j] + 1.0, far) if mask[j] else 0.0
+        for i in range(top + height - 2, top - 1, -1):
+            below, here = out[i + 1, left : left + width], out[i, left : left + width]
+            for j in range(width):
+                here[j] = min(here[j], below[j] + 1.0)
+        # 2. along the rows: min over q of (x - q)**2 + f(q), the lower envelope
+        for i in range(top, top + height):
+            here = out[i, left : left + width]
+            for q in range(width):
+                f[q] = here[q] * here[q]
+                g[q] = f[q] + q * q
+            k = 0
+            v[0] = 0
+            z[0] = -np.inf
+            z[1] = np.inf
+            for q in range(1, width):
+                s = (g[q] - g[v[k]]) / (2 * (q - v[k]))  # where parabola q overtakes v[k]
+                while s <= z[k]:
+                    k -= 1
+                    s = (g[q] - g[v[k]]) / (2 * (q - v[k]))
+                k += 1
+                v[k] = q
+                z[k] = s
+                z[k + 1] = np.inf
+            k = 0
+            for q in range(width):
+                while z[k + 1] < q:
+                    k += 1
+                here[q] = (q - v[k]) ** 2 + f[v[k]]
+
+
+@kernel
+def object_radii(squared, labels, boxes, out):
+    """Maximum, mean and median distance to the background of each object's pixels.
+
+    CellProfiler's MeasureObjectSizeShape ``MaximumRadius``, ``MeanRadius``
+    and ``MedianRadius``: statistics of the distance transform over the
+    object's pixels (the median averages the two middle values for an even
+    count). The squared distances are integers, so each object's median comes
+    from a histogram of them rather than a sort.
+
+    Parameters
+    ----------
+    squared : (H, W) ndarray of float64
+        Squared distances (:func:`squared_distance_to_background`).
+    labels : (H, W) ndarray of int32
+        Object ``o`` has label ``o + 1``.
+    boxes : (N, 4) ndarray of intp
+        Top, left, height and width of the box holding object ``o``.
+    out : (N, 3) ndarray of float64
+        Receives maximum, mean and median radius per object (NaN without pixels).
+    """
+    for o in range(len(boxes)):
+        top, left, height, width = boxes[o]
+        count, total, largest = 0, 0.0, 0
+        for i in range(top, top + height):
+            for j in range(left, left + width):
+                if labels[i, j] == o + 1:
+                    count += 1
+                    total += np.sqrt(squared[i, j])
+                    largest = max(largest, int(squared[i, j]))
+        if count == 0:
+            out[o, :] = np.nan
+            continue
+        histogram = np.zeros(largest + 1, np.intp)
+        for i in range(top, top + height):
+            for j in range(left, left + width):
+                if labels[i, j] == o + 1:
+                    histogram[int(squared[i, j])] += 1
+        # the values of ranks (count - 1) // 2 and count // 2, walking up the histogram
+        low = high = -1
+        seen = 0
+        for value in range(largest + 1):
+            seen += histogram[value]
+            if low < 0 and seen > (count - 1) // 2:
+                low = value
+            if seen > count // 2:
+                high = value
+                break
+        out[o, 0] = np.sqrt(largest)
+        out[o, 1] = total / count
+        out[o, 2] = (np.sqrt(low) + np.sqrt(high)) / 2

@@ -1,0 +1,285 @@
+"""Every compiled kernel against a plain, obviously correct reference on small inputs."""
+
+import heapq
+import itertools
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy import ndimage as ndi
+
+from featcell.features._kernels.distance import object_radii, squared_distance_to_background
+from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
+from featcell.features._kernels.geodesic import geodesic_distance
+from featcell.features._kernels.intensity_sums import intensity_statistics
+from featcell.features._kernels.order_stats import quartiles_and_mad
+from featcell.features._kernels.outline import outline
+
+SQRT2 = np.sqrt(2.0)
+
+
+def _random_masks(n, seed):
+    rng = np.random.default_rng(seed)
+    for trial in range(n):
+        h, w = rng.integers(1, 13, 2)
+        mask = rng.random((h, w)) < 0.75
+        if trial % 2:  # blob-like shapes, holes and several fragments
+            mask = ndi.binary_opening(mask) | (rng.random((h, w)) < 0.05)
+        yield rng, mask
+
+
+def test_distance_to_background_matches_scipy():
+    for _, mask in _random_masks(60, 0):
+        h, w = mask.shape
+        canvas = np.zeros((h + 4, w + 5), bool)
+        canvas[2 : 2 + h, 3 : 3 + w] = mask
+        out = np.full(canvas.shape, -1.0)
+        squared_distance_to_background(canvas, np.array([[1, 2, h + 2, w + 2]]), out)
+        box = canvas[1 : h + 3, 2 : w + 4]  # the mask and a ring of background
+        expected = np.rint(ndi.distance_transform_edt(box) ** 2)
+        assert_array_equal(out[1 : h + 3, 2 : w + 4], expected)
+        assert (out[0] == -1).all() and (out[:, :2] == -1).all()  # outside the box: untouched
+
+
+def test_distance_boxes_do_not_see_each_other():
+    canvas = np.zeros((6, 9), bool)
+    canvas[1:5, 1:4] = True  # 4 x 3, its box has a ring
+    canvas[:, 5:] = True  # no background in its box: the box stands alone
+    out = np.zeros(canvas.shape)
+    squared_distance_to_background(canvas, np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
+    assert_array_equal(out[:, :5], np.rint(ndi.distance_transform_edt(canvas[:, :5]) ** 2))
+    assert (out[:, 5:] > 6**2 + 4**2).all()  # farther than anything inside the box
+
+
+def test_object_radii_match_numpy():
+    labels = np.zeros((30, 45), np.int32)
+    boxes = []
+    for o, (rng, mask) in enumerate(_random_masks(6, 2)):  # side by side, one column apart
+        h, w = mask.shape
+        left = 1 + 14 * (o % 3) if o < 3 else 1 + 14 * (o - 3)
+        top = 1 if o < 3 else 16
+        labels[top : top + h, left : left + w][mask] = o + 1
+        boxes.append([top - 1, left - 1, h + 2, w + 2])
+    boxes = np.array(boxes, dtype=np.intp)
+    squared = np.zeros(labels.shape)
+    squared_distance_to_background(labels > 0, boxes, squared)
+    out = np.empty((len(boxes), 3))
+    object_radii(squared, labels, boxes, out)
+    distance = ndi.distance_transform_edt(labels > 0)
+    for o in range(len(boxes)):
+        radii = distance[labels == o + 1]
+        if radii.size:
+            assert_allclose(out[o], [radii.max(), radii.mean(), np.median(radii)], rtol=1e-12)
+        else:
+            assert np.isnan(out[o]).all()
+
+
+def _dijkstra(mask, start):
+    """Textbook Dijkstra with heapq on the 8-connected grid (steps 1 and sqrt 2)."""
+    h, w = mask.shape
+    best = {start: 0.0}
+    queue = [(0.0, start)]
+    done = set()
+    while queue:
+        d, (i, j) = heapq.heappop(queue)
+        if (i, j) in done:
+            continue
+        done.add((i, j))
+        for a, b in itertools.product((-1, 0, 1), repeat=2):
+            ni, nj = i + a, j + b
+            if (a or b) and 0 <= ni < h and 0 <= nj < w and mask[ni, nj]:
+                nd = d + (SQRT2 if a and b else 1.0)
+                if nd < best.get((ni, nj), np.inf):
+                    best[ni, nj] = nd
+                    heapq.heappush(queue, (nd, (ni, nj)))
+    out = np.full(mask.shape, np.inf)
+    for (i, j), d in best.items():
+        out[i, j] = d
+    return out
+
+
+def test_geodesic_distance_matches_textbook_dijkstra():
+    # several objects on one canvas, each from its own centre, as Intensity lays them out
+    masks, centres = [], []
+    for rng, mask in _random_masks(40, 1):
+        points = np.argwhere(mask)
+        if len(points):
+            masks.append(mask)
+            centres.append(tuple(points[rng.integers(len(points))]))
+    width = sum(m.shape[1] + 1 for m in masks) + 1
+    canvas = np.zeros((14, width), bool)
+    corners, x = [], 1
+    for mask in masks:
+        canvas[1 : 1 + mask.shape[0], x : x + mask.shape[1]] = mask
+        corners.append(x)
+        x += mask.shape[1] + 1
+    flat_centres = np.array([(1 + i) * width + x + j for (i, j), x in zip(centres, corners)])
+    out = np.full(canvas.size, np.inf)
+    geodesic_distance(canvas, flat_centres, max(m.sum() for m in masks), out)
+    out = out.reshape(canvas.shape)
+    for mask, centre, x in zip(masks, centres, corners):
+        got = out[1 : 1 + mask.shape[0], x : x + mask.shape[1]]
+        expected = _dijkstra(mask, centre)
+        assert_array_equal(np.isinf(got[mask]), np.isinf(expected[mask]))
+        assert_allclose(
+            got[mask & np.isfinite(expected)], expected[mask & np.isfinite(expected)], rtol=1e-14
+        )
+
+
+def test_geodesic_distance_around_a_wall():
+    mask = np.ones((7, 7), bool)
+    mask[1:6, 3] = False  # a wall with gaps at the top and bottom rows
+    canvas = np.pad(mask, 1)
+    out = np.full(canvas.size, np.inf)
+    geodesic_distance(canvas, np.array([4 * 9 + 1]), mask.sum(), out)  # centre (3, 0)
+    out = out.reshape(canvas.shape)[1:-1, 1:-1]
+    # to (3, 6): round the wall, three diagonal steps up to the gap and three down
+    assert out[3, 6] == pytest.approx(6 * SQRT2)
+    assert out[3, 2] == 2 and np.isinf(out[3, 3])
+
+
+def _reference_quantile(x, q, at_n):
+    p = len(x) * q if at_n else (len(x) - 1) * q
+    lo = min(int(np.floor(p)), len(x) - 1)
+    hi = min(lo + 1, len(x) - 1)
+    return x[lo] * (1 - (p - lo)) + x[hi] * (p - lo)
+
+
+@pytest.mark.parametrize("at_n", [True, False])
+def test_quartiles_and_mad_match_sorting(at_n):
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 40, 50)
+    counts[:3] = [1, 2, 600]
+    starts = np.cumsum(counts) - counts
+    values = (rng.integers(-20, 20, counts.sum()) / 7).astype(np.float32)  # many ties
+    values[starts[5] : starts[5] + counts[5]] = 0.25  # a constant cell
+    ordered = np.concatenate([np.sort(values[s : s + c]) for s, c in zip(starts, counts)])
+    out = np.empty((50, 4))
+    quartiles_and_mad(ordered, starts, counts, at_n, out)
+    for i in range(50):
+        x = np.sort(values[starts[i] : starts[i] + counts[i]].astype(np.float64))
+        median = _reference_quantile(x, 0.5, at_n)
+        mad = _reference_quantile(np.sort(np.abs(x - median)), 0.5, at_n)
+        expected = [_reference_quantile(x, q, at_n) for q in (0.25, 0.5)]
+        expected += [mad, _reference_quantile(x, 0.75, at_n)]
+        assert_array_equal(out[i], expected)
+        if not at_n:  # numpy's own definition
+            assert_allclose(out[i, [0, 1, 3]], np.percentile(x, [25, 50, 75]), rtol=1e-12)
+            assert_allclose(out[i, 2], np.median(np.abs(x - np.median(x))), rtol=1e-12)
+
+
+def _brute_force_circle(points):
+    """Smallest of the circles on two or three of the points that hold all of them."""
+    if len(points) == 1:
+        return points[0][0], points[0][1], 0.0
+    best = (0.0, 0.0, np.inf)
+    candidates = []
+    for a, b in itertools.combinations(points, 2):
+        centre = (a + b) / 2
+        candidates.append((centre, np.hypot(*(a - centre))))
+    for a, b, c in itertools.combinations(points, 3):
+        d = 2 * (a[1] * (b[0] - c[0]) + b[1] * (c[0] - a[0]) + c[1] * (a[0] - b[0]))
+        if abs(d) < 1e-12:
+            continue
+        a2, b2, c2 = a @ a, b @ b, c @ c
+        x = (a2 * (b[0] - c[0]) + b2 * (c[0] - a[0]) + c2 * (a[0] - b[0])) / d
+        y = (a2 * (c[1] - b[1]) + b2 * (a[1] - c[1]) + c2 * (b[1] - a[1])) / d
+        centre = np.array([y, x])
+        candidates.append((centre, np.hypot(*(a - centre))))
+    for centre, radius in candidates:
+        if radius < best[2] and (np.hypot(*(points - centre).T) <= radius + 1e-9).all():
+            best = (centre[0], centre[1], radius)
+    return best
+
+
+def _convex_polygon(rng):
+    """Hull vertices of random lattice points, in order, collinear points dropped."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    while True:
+        points = rng.integers(0, rng.integers(2, 12), (rng.integers(3, 15), 2)).astype(float)
+        points = np.unique(points, axis=0)
+        if len(points) < 3:
+            return points
+        try:
+            return points[ConvexHull(points).vertices]
+        except QhullError:  # all collinear: the two ends
+            ends = np.lexsort(points.T[::-1])[[0, -1]]
+            return points[ends]
+
+
+def test_minimum_enclosing_circle_matches_brute_force():
+    rng = np.random.default_rng(4)
+    polygons = [np.array([[3.0, 4.0]]), np.array([[0.0, 0.0], [2.0, 5.0]])]
+    polygons += [_convex_polygon(rng) for _ in range(200)]
+    counts = np.array([len(p) for p in polygons])
+    starts = np.cumsum(counts) - counts
+    ys, xs = np.concatenate(polygons).T.copy()
+    out = np.empty((len(polygons), 3))
+    minimum_enclosing_circle(ys, xs, starts, counts, out)
+    for polygon, got in zip(polygons, out):
+        assert_allclose(got, _brute_force_circle(polygon), atol=1e-9)
+
+
+def test_minimum_enclosing_circle_is_centrosomes():
+    cpmorphology = pytest.importorskip("centrosome.cpmorphology")
+    labels = np.zeros((60, 60), np.int32)
+    labels[2:9, 3:12] = 1  # a rectangle: four corners on the circle
+    yy, xx = np.mgrid[:60, :60]
+    labels[(yy - 30) ** 2 + (xx - 30) ** 2 <= 81] = 2  # a lattice disk
+    labels[(np.abs(yy - 45) + np.abs(xx - 12) <= 6)] = 3  # a diamond
+    labels[50:52, 40:58] = 4
+    labels[15, 50] = 5
+    hull, count = cpmorphology.convex_hull(labels, np.arange(1, 6))
+    centres, radii = cpmorphology.minimum_enclosing_circle(labels, np.arange(1, 6), (hull, count))
+    starts = np.cumsum(count) - count
+    out = np.empty((5, 3))
+    ys, xs = hull[:, 1].astype(float), hull[:, 2].astype(float)
+    minimum_enclosing_circle(ys, xs, starts.astype(np.intp), count.astype(np.intp), out)
+    assert_array_equal(out[:, :2], centres)  # to the last bit
+    assert_array_equal(out[:, 2], radii)
+
+
+def test_intensity_statistics_match_numpy():
+    rng = np.random.default_rng(6)
+    counts = rng.integers(0, 30, 40)
+    counts[:2] = [0, 1]
+    counts[4] = 3
+    starts = np.cumsum(counts) - counts
+    values = rng.integers(0, 5, counts.sum()).astype(np.float32) / 4  # ties for the maximum
+    values[starts[4] : starts[4] + 3] = 0  # no mass: no centre of mass
+    rows = rng.integers(0, 50, counts.sum()).astype(np.int32)
+    cols = rng.integers(0, 50, counts.sum()).astype(np.int32)
+    out = np.empty((40, 9))
+    intensity_statistics(values, rows, cols, starts, counts, out)
+    assert np.isnan(out[counts == 0]).all()
+    for i in np.flatnonzero(counts):
+        part = slice(starts[i], starts[i] + counts[i])
+        v, r, c = values[part].astype(float), rows[part], cols[part]
+        peak = np.argmax(v)  # the first maximum
+        with np.errstate(invalid="ignore"):
+            centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
+        expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak]]
+        assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
+    assert np.isnan(out[4, 5:7]).all()
+
+
+def test_outline_matches_four_neighbour_erosion():
+    masks = []
+    for _, mask in _random_masks(30, 5):
+        masks.append(mask)
+    cut = np.arange(len(masks)) % 3 == 0
+    shapes = np.array([m.shape for m in masks], dtype=np.intp)
+    flat = np.concatenate([m.ravel() for m in masks])
+    index = np.flatnonzero(flat)
+    obj = np.repeat(np.arange(len(masks)), [m.sum() for m in masks]).astype(np.int32)
+    rows, cols = (np.concatenate(a).astype(np.int32) for a in zip(*(np.nonzero(m) for m in masks)))
+    out = np.empty(index.size, dtype=bool)
+    outline(flat, index, obj, rows, cols, shapes, cut, out)
+    expected = []
+    for mask, is_cut in zip(masks, cut):
+        # past the crop: background, or the object itself for a cut cell ("nearest" padding)
+        padded = np.pad(mask, 1, mode="edge") if is_cut else np.pad(mask, 1)
+        inner = ndi.binary_erosion(padded, structure=ndi.generate_binary_structure(2, 1))
+        expected.append((mask & ~inner[1:-1, 1:-1])[mask])
+    assert_array_equal(out, np.concatenate(expected))

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from featcell import CellSet
+from featcell.features._pixels import CellPixels, shelf_pack
+
+
+@pytest.mark.parametrize("n", [1, 5, 60])
+@pytest.mark.parametrize("gap", [0, 1, 3])
+def test_packed_boxes_are_apart_and_inside_the_canvas(n, gap):
+    rng = np.random.default_rng(n)
+    heights, widths = rng.integers(1, 40, n), rng.integers(1, 40, n)
+    corners, (height, width) = shelf_pack(heights, widths, gap)
+    assert corners.shape == (n, 2)
+    # each box grown by its gap ring stays inside the canvas and overlaps no other box
+    grown = np.zeros((height + 2 * gap, width + 2 * gap), int)
+    for (y, x), h, w in zip(corners, heights, widths):
+        assert y >= gap and x >= gap and y + h + gap <= height and x + w + gap <= width
+        grown[y : y + h + 2 * gap, x : x + w + 2 * gap] += 1  # shifted by gap
+    core = np.zeros((height, width), int)
+    for (y, x), h, w in zip(corners, heights, widths):
+        core[y : y + h, x : x + w] += 1
+        assert grown[y + gap : y + h + gap, x + gap : x + w + gap].max() == 1
+    assert core.max() == 1
+    # not much larger than the boxes (shelves, tallest first)
+    assert height * width <= 3 * ((heights + gap + 1) * (widths + gap + 1)).sum() + 100
+
+
+def test_no_boxes():
+    corners, shape = shelf_pack(np.zeros(0, int), np.zeros(0, int), 2)
+    assert corners.shape == (0, 2) and shape == (2, 2)
+
+
+def test_cell_pixels_layout_and_reductions():
+    labels = np.zeros((20, 20), np.int32)
+    labels[2:5, 3:7] = 1
+    labels[10:18, 10:12] = 2
+    labels[15, 1] = 3
+    image = np.arange(400, dtype=float).reshape(20, 20) / 400
+    cells = CellSet.from_labels(image, labels, margin=2)
+    pix = CellPixels(cells)
+    assert pix.counts.tolist() == [12, 16, 1]
+    assert pix.obj.dtype == pix.row.dtype == np.int32
+    flat = cells.flat()
+    assert_array_equal(pix.index, np.flatnonzero(flat.mask))
+    assert_array_equal(pix.obj, flat.obj[pix.index])
+    assert_array_equal(pix.row, flat.row[pix.index])
+    assert_array_equal(pix.col, flat.col[pix.index])
+    values = pix.values(0)
+    for i in range(3):
+        mine = labels == i + 1
+        assert pix.sum(values)[i] == pytest.approx(image[mine].sum(), rel=1e-6)
+        assert pix.reduce(np.maximum, values)[i] == pytest.approx(image[mine].max(), rel=1e-6)
+    row, col = pix.centroid
+    assert row[0] == pytest.approx(1 + 2) and col[2] == 1  # crop coordinates (margin 2, clipped)
+    part = pix.cells_range(1, 3)
+    assert part.n == 2 and part.obj.tolist() == [0] * 16 + [1]
+    assert_array_equal(part.values(0), values[12:])
+    assert pix.batches(13) == [(0, 2), (2, 3)] and pix.batches(1000) == [(0, 3)]
