@@ -38,11 +38,12 @@ __all__ = ["Morphology", "zernike_indices"]
 
 # highest Zernike order accepted (72 features; round-off stays below 1e-12)
 _MAX_ORDER = 15
-_SIZESHAPE = (
-    "Area BoundingBoxArea ConvexArea FilledArea EquivalentDiameter Perimeter PerimeterCrofton "
-    "FormFactor Compactness Solidity Extent EulerNumber MajorAxisLength MinorAxisLength "
-    "Eccentricity Orientation MaximumRadius MeanRadius MedianRadius"
-).split()
+_SIZESHAPE = [
+    "Area", "BoundingBoxArea", "ConvexArea", "FilledArea", "EquivalentDiameter", "Perimeter",
+    "PerimeterCrofton", "FormFactor", "Compactness", "Solidity", "Extent", "EulerNumber",
+    "MajorAxisLength", "MinorAxisLength", "Eccentricity", "Orientation", "MaximumRadius",
+    "MeanRadius", "MedianRadius",
+]  # fmt: skip
 _FERET = ("MinFeretDiameter", "MaxFeretDiameter")
 # CellProfiler reports spatial and central moments for p in 0..2, q in 0..3 and
 # normalised moments for p, q in 0..3; p + q < 2 normalised moments are NaN
