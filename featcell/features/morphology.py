@@ -32,6 +32,7 @@ from sklearn.utils._param_validation import Interval
 from ._base import CellFeatureTransformer
 from ._kernels.distance import object_radii, squared_distance_to_background
 from ._kernels.enclosing_circle import minimum_enclosing_circle
+from ._kernels.feret import feret_diameters
 from ._pixels import shelf_pack
 
 __all__ = ["Morphology", "zernike_indices"]
@@ -551,27 +552,10 @@ class _Shape:
         }
 
     def feret(self):
-        v_obj, v_y, v_x, v_start, v_count = self._centre_hull()
-        # every (edge start i, vertex j) pair of the same object
-        block = v_count[v_obj]
-        pair_start = _starts(block)
-        i = np.repeat(np.arange(len(v_obj)), block)
-        j = v_start[v_obj[i]] + np.arange(len(i)) - pair_start[i]
-        dy, dx = v_y[j] - v_y[i], v_x[j] - v_x[i]
-        max_sq = np.maximum.reduceat(dy * dy + dx * dx, pair_start[v_start])
-        min_feret = np.zeros(self.n)
-        polygon = v_count >= 3
-        if polygon.any():
-            nxt = np.arange(len(v_obj)) + 1
-            nxt[v_start + v_count - 1] = v_start  # edge i -> i + 1, wrapping
-            ey, ex = v_y[nxt] - v_y, v_x[nxt] - v_x
-            length = np.hypot(ey, ex)[i]
-            ey, ex = ey[i], ex[i]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                distance = np.abs(ey * dx - ex * dy) / length
-            width = np.maximum.reduceat(distance, pair_start)  # per edge: its antipode
-            min_feret = np.where(polygon, np.minimum.reduceat(width, v_start), 0.0)
-        return {"MinFeretDiameter": min_feret, "MaxFeretDiameter": np.sqrt(max_sq)}
+        _, v_y, v_x, v_start, v_count = self._centre_hull()
+        diameters = np.empty((self.n, 2))
+        feret_diameters(v_y, v_x, v_start, v_count, diameters)
+        return {"MinFeretDiameter": diameters[:, 0], "MaxFeretDiameter": diameters[:, 1]}
 
     def zernike(self, order):
         v_obj, v_y, v_x, v_start, v_count = self._centre_hull()
