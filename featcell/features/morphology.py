@@ -670,23 +670,13 @@ class _Shape:
         """Background pixels not 8-connected to the outside, per enclosing object."""
         # a hole needs a row that crosses the object twice: look at those objects only
         candidates = np.flatnonzero(self.multi_run)
-        holes = np.zeros(self.n)
-        eight = np.ones((3, 3), dtype=bool)
-        if len(candidates) <= 32:  # few: label the background of each box of the canvas
-            labels, (y_off, x_off, box_h, box_w, _) = self._canvas()
-            for o in candidates.tolist():
-                y, x = int(y_off[o]), int(x_off[o])
-                box = labels[y : y + int(box_h[o]) + 1, x : x + int(box_w[o]) + 1]
-                background, _ = ndi.label(box == 0, structure=eight)
-                # the ring round the box is background, all of it outside
-                holes[o] = np.count_nonzero(background > background[0, 0])
-        else:
-            labels, (y_off, x_off, _, box_w, objects) = self._canvas(candidates)
-            background, _ = ndi.label(labels == 0, structure=eight)
-            hy, hx = np.nonzero((background != background[0, 0]) & (background > 0))
-            owner = objects[_box_owner(hy, hx, y_off, x_off, box_w)]
-            holes += np.bincount(owner, minlength=self.n)
-        return holes
+        if not candidates.size:
+            return np.zeros(self.n)
+        labels, (y_off, x_off, _, box_w, objects) = self._canvas(candidates)
+        background, _ = ndi.label(labels == 0, structure=np.ones((3, 3), dtype=bool))
+        hy, hx = np.nonzero((background != background[0, 0]) & (background > 0))
+        owner = objects[_box_owner(hy, hx, y_off, x_off, box_w)]
+        return np.bincount(owner, minlength=self.n).astype(float)
 
     def _radii(self, labels, foreground, boxes):
         """Max, mean and median distance from each pixel to the nearest background pixel."""
