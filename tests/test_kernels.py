@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 
 from featcell.features._kernels.distance import object_radii, squared_distance_to_background
 from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
+from featcell.features._kernels.feret import feret_diameters
 from featcell.features._kernels.geodesic import geodesic_distance
 from featcell.features._kernels.intensity_sums import intensity_statistics
 from featcell.features._kernels.order_stats import quartiles_and_mad
@@ -283,3 +284,29 @@ def test_outline_matches_four_neighbour_erosion():
         inner = ndi.binary_erosion(padded, structure=ndi.generate_binary_structure(2, 1))
         expected.append((mask & ~inner[1:-1, 1:-1])[mask])
     assert_array_equal(out, np.concatenate(expected))
+
+
+def test_feret_diameters_match_calipers():
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(8)
+    polygons = [np.array([[3.0, 4.0]]), np.array([[0.0, 0.0], [2.0, 5.0]])]
+    polygons += [_convex_polygon(rng) for _ in range(100)]
+    counts = np.array([len(p) for p in polygons])
+    starts = np.cumsum(counts) - counts
+    ys, xs = np.concatenate(polygons).T.copy()
+    out = np.empty((len(polygons), 2))
+    feret_diameters(ys, xs, starts, counts, out)
+    for polygon, (low, high) in zip(polygons, out):
+        assert high == pytest.approx(pdist(polygon).max() if len(polygon) > 1 else 0.0)
+        if len(polygon) < 3:
+            assert low == 0
+            continue
+        # the caliper width in every direction, and across every side (where the narrowest is)
+        angles = np.linspace(0, np.pi, 20001)
+        extent = polygon @ np.stack([np.cos(angles), np.sin(angles)])
+        assert low == pytest.approx((extent.max(axis=0) - extent.min(axis=0)).min(), abs=2e-3)
+        sides = np.roll(polygon, -1, axis=0) - polygon
+        normals = np.stack([-sides[:, 1], sides[:, 0]]) / np.hypot(*sides.T)
+        across = polygon @ normals
+        assert low == pytest.approx((across.max(axis=0) - across.min(axis=0)).min(), rel=1e-12)

@@ -27,31 +27,15 @@ from ._pixels import CellPixels, shelf_pack
 
 __all__ = ["Intensity"]
 
-_INTENSITY = (
-    "IntegratedIntensity",
-    "MeanIntensity",
-    "StdIntensity",
-    "MinIntensity",
-    "MaxIntensity",
-    "LowerQuartileIntensity",
-    "MedianIntensity",
-    "MADIntensity",
-    "UpperQuartileIntensity",
-)
-_EDGE = (
-    "IntegratedIntensityEdge",
-    "MeanIntensityEdge",
-    "StdIntensityEdge",
-    "MinIntensityEdge",
-    "MaxIntensityEdge",
-)
-_MASS = (
-    "MassDisplacement",
-    "CenterMassIntensityOffset_X",
-    "CenterMassIntensityOffset_Y",
-    "MaxIntensityOffset_X",
-    "MaxIntensityOffset_Y",
-)
+_INTENSITY = [
+    "IntegratedIntensity", "MeanIntensity", "StdIntensity", "MinIntensity", "MaxIntensity",
+    "LowerQuartileIntensity", "MedianIntensity", "MADIntensity", "UpperQuartileIntensity",
+]  # fmt: skip
+_EDGE = [f"{name}Edge" for name in _INTENSITY[:5]]  # integrated .. max, on the outline
+_MASS = [
+    "MassDisplacement", "CenterMassIntensityOffset_X", "CenterMassIntensityOffset_Y",
+    "MaxIntensityOffset_X", "MaxIntensityOffset_Y",
+]  # fmt: skip
 _RADIAL = ("FracAtD", "MeanFrac", "RadialCV")
 _N_WEDGES = 8
 

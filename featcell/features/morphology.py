@@ -32,33 +32,19 @@ from sklearn.utils._param_validation import Interval
 from ._base import CellFeatureTransformer
 from ._kernels.distance import object_radii, squared_distance_to_background
 from ._kernels.enclosing_circle import minimum_enclosing_circle
+from ._kernels.feret import feret_diameters
 from ._pixels import shelf_pack
 
 __all__ = ["Morphology", "zernike_indices"]
 
 # highest Zernike order accepted (72 features; round-off stays below 1e-12)
 _MAX_ORDER = 15
-_SIZESHAPE = (
-    "Area",
-    "BoundingBoxArea",
-    "ConvexArea",
-    "FilledArea",
-    "EquivalentDiameter",
-    "Perimeter",
-    "PerimeterCrofton",
-    "FormFactor",
-    "Compactness",
-    "Solidity",
-    "Extent",
-    "EulerNumber",
-    "MajorAxisLength",
-    "MinorAxisLength",
-    "Eccentricity",
-    "Orientation",
-    "MaximumRadius",
-    "MeanRadius",
-    "MedianRadius",
-)
+_SIZESHAPE = [
+    "Area", "BoundingBoxArea", "ConvexArea", "FilledArea", "EquivalentDiameter", "Perimeter",
+    "PerimeterCrofton", "FormFactor", "Compactness", "Solidity", "Extent", "EulerNumber",
+    "MajorAxisLength", "MinorAxisLength", "Eccentricity", "Orientation", "MaximumRadius",
+    "MeanRadius", "MedianRadius",
+]  # fmt: skip
 _FERET = ("MinFeretDiameter", "MaxFeretDiameter")
 # CellProfiler reports spatial and central moments for p in 0..2, q in 0..3 and
 # normalised moments for p, q in 0..3; p + q < 2 normalised moments are NaN
@@ -566,27 +552,10 @@ class _Shape:
         }
 
     def feret(self):
-        v_obj, v_y, v_x, v_start, v_count = self._centre_hull()
-        # every (edge start i, vertex j) pair of the same object
-        block = v_count[v_obj]
-        pair_start = _starts(block)
-        i = np.repeat(np.arange(len(v_obj)), block)
-        j = v_start[v_obj[i]] + np.arange(len(i)) - pair_start[i]
-        dy, dx = v_y[j] - v_y[i], v_x[j] - v_x[i]
-        max_sq = np.maximum.reduceat(dy * dy + dx * dx, pair_start[v_start])
-        min_feret = np.zeros(self.n)
-        polygon = v_count >= 3
-        if polygon.any():
-            nxt = np.arange(len(v_obj)) + 1
-            nxt[v_start + v_count - 1] = v_start  # edge i -> i + 1, wrapping
-            ey, ex = v_y[nxt] - v_y, v_x[nxt] - v_x
-            length = np.hypot(ey, ex)[i]
-            ey, ex = ey[i], ex[i]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                distance = np.abs(ey * dx - ex * dy) / length
-            width = np.maximum.reduceat(distance, pair_start)  # per edge: its antipode
-            min_feret = np.where(polygon, np.minimum.reduceat(width, v_start), 0.0)
-        return {"MinFeretDiameter": min_feret, "MaxFeretDiameter": np.sqrt(max_sq)}
+        _, v_y, v_x, v_start, v_count = self._centre_hull()
+        diameters = np.empty((self.n, 2))
+        feret_diameters(v_y, v_x, v_start, v_count, diameters)
+        return {"MinFeretDiameter": diameters[:, 0], "MaxFeretDiameter": diameters[:, 1]}
 
     def zernike(self, order):
         v_obj, v_y, v_x, v_start, v_count = self._centre_hull()
@@ -701,23 +670,13 @@ class _Shape:
         """Background pixels not 8-connected to the outside, per enclosing object."""
         # a hole needs a row that crosses the object twice: look at those objects only
         candidates = np.flatnonzero(self.multi_run)
-        holes = np.zeros(self.n)
-        eight = np.ones((3, 3), dtype=bool)
-        if len(candidates) <= 32:  # few: label the background of each box of the canvas
-            labels, (y_off, x_off, box_h, box_w, _) = self._canvas()
-            for o in candidates.tolist():
-                y, x = int(y_off[o]), int(x_off[o])
-                box = labels[y : y + int(box_h[o]) + 1, x : x + int(box_w[o]) + 1]
-                background, _ = ndi.label(box == 0, structure=eight)
-                # the ring round the box is background, all of it outside
-                holes[o] = np.count_nonzero(background > background[0, 0])
-        else:
-            labels, (y_off, x_off, _, box_w, objects) = self._canvas(candidates)
-            background, _ = ndi.label(labels == 0, structure=eight)
-            hy, hx = np.nonzero((background != background[0, 0]) & (background > 0))
-            owner = objects[_box_owner(hy, hx, y_off, x_off, box_w)]
-            holes += np.bincount(owner, minlength=self.n)
-        return holes
+        if not candidates.size:
+            return np.zeros(self.n)
+        labels, (y_off, x_off, _, box_w, objects) = self._canvas(candidates)
+        background, _ = ndi.label(labels == 0, structure=np.ones((3, 3), dtype=bool))
+        hy, hx = np.nonzero((background != background[0, 0]) & (background > 0))
+        owner = objects[_box_owner(hy, hx, y_off, x_off, box_w)]
+        return np.bincount(owner, minlength=self.n).astype(float)
 
     def _radii(self, labels, foreground, boxes):
         """Max, mean and median distance from each pixel to the nearest background pixel."""

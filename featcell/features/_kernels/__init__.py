@@ -7,8 +7,10 @@ docstring names the CellProfiler or centrosome function it reproduces:
 * ``geodesic``: the distance from an object's centre inside it (centrosome ``propagate``);
 * ``intensity_sums`` and ``order_stats``: MeasureObjectIntensity's per-object sums,
   quartiles, median and MAD;
-* ``enclosing_circle``: the minimum enclosing circle of the Zernike features
-  (centrosome ``minimum_enclosing_circle``);
+* ``enclosing_circle`` and ``feret``: the minimum enclosing circle of the Zernike
+  features and the Feret diameters (centrosome ``minimum_enclosing_circle``,
+  ``feret_diameter``);
+* ``outline``: the object outlines of the edge intensities (centrosome ``outline``);
 * ``reconstruction`` and ``cooccurrence``: granularity and Haralick (texture).
 
 The feature transformers arrange the data; these loops compute. Each kernel is

@@ -87,8 +87,8 @@ def object_radii(squared, labels, boxes, out):
     CellProfiler's MeasureObjectSizeShape ``MaximumRadius``, ``MeanRadius``
     and ``MedianRadius``: statistics of the distance transform over the
     object's pixels (the median averages the two middle values for an even
-    count). The squared distances are integers, so each object's median comes
-    from a histogram of them rather than a sort.
+    count). The squared distances are integers, so each object's statistics
+    come from a histogram of them rather than a sort.
 
     Parameters
     ----------
@@ -97,37 +97,35 @@ def object_radii(squared, labels, boxes, out):
     labels : (H, W) ndarray of int32
         Object ``o`` has label ``o + 1``.
     boxes : (N, 4) ndarray of intp
-        Top, left, height and width of the box holding object ``o``.
+        Top, left, height and width of the box holding object ``o`` and a ring of
+        background round it.
     out : (N, 3) ndarray of float64
         Receives maximum, mean and median radius per object (NaN without pixels).
     """
     for o in range(len(boxes)):
         top, left, height, width = boxes[o]
-        count, total, largest = 0, 0.0, 0
+        # no pixel of a box lies farther than half its smaller side from the ring round it
+        # (the ring is background; the clip only guards memory against a box without one)
+        histogram = np.zeros((min(height, width) // 2) ** 2 + 1, np.intp)
         for i in range(top, top + height):
             for j in range(left, left + width):
                 if labels[i, j] == o + 1:
-                    count += 1
-                    total += np.sqrt(squared[i, j])
-                    largest = max(largest, int(squared[i, j]))
+                    histogram[min(int(squared[i, j]), len(histogram) - 1)] += 1
+        count = histogram.sum()
         if count == 0:
             out[o, :] = np.nan
             continue
-        histogram = np.zeros(largest + 1, np.intp)
-        for i in range(top, top + height):
-            for j in range(left, left + width):
-                if labels[i, j] == o + 1:
-                    histogram[int(squared[i, j])] += 1
-        # the values of ranks (count - 1) // 2 and count // 2, walking up the histogram
-        low = high = -1
-        seen = 0
-        for value in range(largest + 1):
-            seen += histogram[value]
-            if low < 0 and seen > (count - 1) // 2:
-                low = value
-            if seen > count // 2:
-                high = value
-                break
+        # the largest value, the sum, and the values of ranks (count - 1) // 2 and count // 2
+        total, seen, low, high, largest = 0.0, 0, -1, -1, 0
+        for value in range(len(histogram)):
+            if histogram[value]:
+                total += histogram[value] * np.sqrt(value)
+                largest = value
+                seen += histogram[value]
+                if low < 0 and seen > (count - 1) // 2:
+                    low = value
+                if high < 0 and seen > count // 2:
+                    high = value
         out[o, 0] = np.sqrt(largest)
         out[o, 1] = total / count
         out[o, 2] = (np.sqrt(low) + np.sqrt(high)) / 2
