@@ -31,6 +31,7 @@ from .cells import (
     _check_margin,
     _gather_windows,
     _metadata_frame,
+    _own,
 )
 
 __all__ = ["CompartmentCellSet", "cells_from_compartments", "relate_objects"]
@@ -57,9 +58,9 @@ class CompartmentCellSet(CellSet):
         The outer compartment: one sample per object of it.
     """
 
-    def __init__(self, values, mask, shapes, metadata, channel_names, origins=None, *,
-                 compartments=None, parent=None):
-        super().__init__(values, mask, shapes, metadata, channel_names, origins)
+    def __init__(self, values, mask, shapes, metadata, channel_names, origins=None, fields=None,
+                 *, compartments=None, parent=None):
+        super().__init__(values, mask, shapes, metadata, channel_names, origins, fields)
         # one 0/1 pseudo-channel per compartment, laid out as the crops: indexing and
         # concatenation of the base class then apply to the masks unchanged
         self._compartments = compartments
@@ -90,7 +91,7 @@ class CompartmentCellSet(CellSet):
             )
         k = self.compartment_names.index(name)
         return CellSet(self._values, self._compartments._values[k] > 0, self._shapes,
-                       self.metadata, self.channel_names, self._origins)
+                       self.metadata, self.channel_names, self._origins, self._fields)
 
     def _take(self, index):
         taken = super()._take(index)
@@ -394,7 +395,8 @@ def cells_from_compartments(
         frame[f"Metadata_{CYTOPLASM}_Location_Center_X"] = where[:, 1]
     store = CellSet(np.stack([masks[name] for name in order]).astype(np.float32), mask,
                     shapes, pd.DataFrame(index=range(len(ids))), order, origins)
-    return CompartmentCellSet(values, mask, shapes, frame, channel_names, origins,
+    fields = (_own(stack, image),), np.zeros(len(ids), np.intp)  # granularity's whole field
+    return CompartmentCellSet(values, mask, shapes, frame, channel_names, origins, fields,
                               compartments=store, parent=parent)
 
 

@@ -137,6 +137,20 @@ def test_indexing_and_concat_keep_compartments():
     assert "Metadata_Cells_Children_Nuclei_Count" in empty.metadata
 
 
+def test_granularity_of_a_compartment_is_measured_on_the_whole_field():
+    # CellProfiler measures granularity on the whole image; a nucleus measured as a
+    # compartment of its cell is the same nucleus measured from the nuclei label image
+    cells = _cells()
+    step = Texture(features=["granularity"], compartment="Nuclei", channels=["DNA"])
+    got = step.fit_transform(cells)
+    nuclei = CellSet.from_labels(_image(), NUCLEI, ["DNA", "Actin"], "img")
+    rows = [nuclei.metadata["Metadata_ObjectNumber"].tolist().index(k) for k in (11, 12, 13, 14)]
+    expected = Texture(features=["granularity"], channels=["DNA"]).fit_transform(nuclei)[rows]
+    assert np.isfinite(got).all() and got.shape == (4, 16)
+    assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert cells.compartment("Nuclei").fields()[0][0] is cells.fields()[0][0]
+
+
 def test_options_and_bad_input():
     assert _cells(cytoplasm=False).compartment_names == ("Nuclei", "Cells")
     assert len(_cells(exclude_border=True)) == 4  # no cell touches the border
