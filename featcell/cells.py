@@ -84,12 +84,6 @@ class FlatCells:
         width = self._row_width
         return np.arange(len(self.mask), dtype=np.intp) - np.repeat(np.cumsum(width) - width, width)
 
-    def mask_pixels(self, dtype=np.intp):
-        """The mask pixels, cell after cell: :func:`featcell.features._pixels.mask_pixels`."""
-        from .features._pixels import mask_pixels
-
-        return mask_pixels(self, dtype)
-
 
 def _check_channel_names(channels, n_channels):
     if channels is None:

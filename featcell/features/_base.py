@@ -212,8 +212,6 @@ def _compute_chunk(transformer, cells, caller_pid=None):
     (``caller_pid`` given) whose allocator keeps freed memory."""
     keep_freed_memory_in_worker(caller_pid)
     columns = transformer._compute(cells)
-    if not isinstance(columns, dict):
-        return columns
     prefix = len(transformer._compartment_prefix())
     names = [name[prefix:] for name in transformer.feature_names_out_]
     if not columns:

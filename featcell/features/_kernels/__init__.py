@@ -11,7 +11,11 @@ docstring names the CellProfiler or centrosome function it reproduces:
   features and the Feret diameters (centrosome ``minimum_enclosing_circle``,
   ``feret_diameter``);
 * ``outline``: the object outlines of the edge intensities (centrosome ``outline``);
-* ``reconstruction`` and ``cooccurrence``: granularity and Haralick (texture).
+* ``reconstruction`` and ``cooccurrence``: granularity (grey reconstruction, as
+  ``skimage.morphology.reconstruction``) and Haralick (co-occurrence matrices and
+  their features, as mahotas);
+* ``gabor`` and ``lbp``: CellProfiler's Gabor score, the Gabor energy and uniform
+  local binary patterns (texture).
 
 The feature transformers arrange the data; these loops compute. Each kernel is
 called with one set of argument types (intp indices, float64 or float32 values),
