@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .importance import FAMILY_PREFIXES  # feature category -> family
+
 __all__ = [
     "cells_to_labels",
     "cellprofiler_names",
@@ -37,15 +39,6 @@ _OBJECT_COLUMN = re.compile(
     rf"^(?P<compartment>{_NAME})_(?P<what>Location_Center_[XYZ]|Parent_{_NAME}|"
     rf"Children_{_NAME}_Count|Number_Object_Number)$"
 )
-_CATEGORIES = {
-    "AreaShape": "morphology",
-    "Intensity": "intensity",
-    "RadialDistribution": "intensity",
-    "Texture": "texture",
-    "Granularity": "texture",
-    "Correlation": "colocalization",
-    "CNN": "cnn",
-}
 _METADATA = "Metadata_"
 
 
@@ -177,7 +170,7 @@ def parse_feature_name(name, channels=None):
     """
     tokens = str(name).split("_")
     compartment = ""
-    if len(tokens) > 1 and tokens[0] not in _CATEGORIES and tokens[1] in _CATEGORIES:
+    if len(tokens) > 1 and tokens[0] not in FAMILY_PREFIXES and tokens[1] in FAMILY_PREFIXES:
         compartment, tokens = tokens[0], tokens[1:]
     category = tokens[0]
     rest = tokens[1:]
@@ -197,7 +190,7 @@ def parse_feature_name(name, channels=None):
     return {
         "compartment": compartment,
         "category": category,
-        "family": _CATEGORIES.get(category, ""),
+        "family": FAMILY_PREFIXES.get(category, ""),
         "feature": feature,
         "channel": found[0] if found else "",
         "channel_2": found[1] if len(found) > 1 else "",
