@@ -30,12 +30,14 @@ def folder(tmp_path):
 
 
 def _tuned_probe():
-    """A fitted transformer whose one feature says whether its process tuned the allocator."""
+    """A fitted transformer whose features say whether its process tuned the allocator, and
+    which process that was."""
 
     def tuned(cells):
         from featcell import _memory
 
-        return np.full((len(cells), 1), _memory.keep_freed_memory.cache_info().currsize, float)
+        return np.repeat([[_memory.keep_freed_memory.cache_info().currsize, os.getpid()]],
+                         len(cells), axis=0).astype(float)
 
     return FunctionTransformer(tuned).fit(None)
 
@@ -43,7 +45,7 @@ def _tuned_probe():
 @pytest.fixture
 def local_cluster():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                        protocol="tcp", host="127.0.0.1", dashboard_address=None)
     with cluster:
         yield cluster
@@ -69,14 +71,18 @@ def test_score_images_tunes_its_loky_workers_not_a_dask_worker_process(folder, t
     loky = score_images(probe, folder / "img", folder / "lab", tmp_path / "loky", n_jobs=2,
                         progress=False)
     assert set(loky.read_cells()["Feature_0"]) == {1.0}
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+    assert os.getpid() not in set(loky.read_cells()["Feature_1"])
+    # two threads: with one, joblib runs the tasks in this process, not on the cluster
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                        dashboard_address=None)
     with cluster, distributed.Client(cluster), joblib.parallel_config(backend="dask"):
-        pids = distributed.get_client().run(os.getpid)
-        assert os.getpid() not in pids.values()  # the worker is another process
+        pids = set(distributed.get_client().run(os.getpid).values())
+        assert os.getpid() not in pids  # the worker is another process
         dask = score_images(probe, folder / "img", folder / "lab", tmp_path / "dask",
                             progress=False)
-    assert dask.n_images == 4 and set(dask.read_cells()["Feature_0"]) == {0.0}
+    cells = dask.read_cells()
+    assert dask.n_images == 4 and set(cells["Feature_1"]) <= pids  # it ran on the worker
+    assert set(cells["Feature_0"]) == {0.0}
 
 
 def test_cli_scheduler_runs_on_the_cluster(folder, tmp_path, capsys, local_cluster):
