@@ -272,17 +272,9 @@ class Morphology(CellFeatureTransformer):
         self.n_jobs = n_jobs
 
     def _feature_names(self):
-        names = []
-        for family in self.families_:
-            if family == "sizeshape":
-                names += _SIZESHAPE
-            elif family == "feret":
-                names += _FERET
-            elif family == "zernike":
-                names += [f"Zernike_{n}_{m}" for n, m in zernike_indices(self.zernike_order)]
-            else:
-                names += _MOMENTS
-        return [f"AreaShape_{name}" for name in names]
+        zernike = [f"Zernike_{n}_{m}" for n, m in zernike_indices(self.zernike_order)]
+        table = {"sizeshape": _SIZESHAPE, "feret": _FERET, "zernike": zernike, "moments": _MOMENTS}
+        return [f"AreaShape_{name}" for family in self.families_ for name in table[family]]
 
     def _compute(self, cells):
         runs = _mask_runs(cells)
@@ -375,7 +367,8 @@ class _Shape:
         form from centred power sums (all terms of one sign: no cancellation).
         With ``triangle``, only ``p + q <= order`` is summed (the rest is 0).
         """
-        half = _centred_power_sums(int(self.length.max()), order)  # (order+1, Lmax+1)
+        longest = 1 << max(int(self.length.max()), 1).bit_length()
+        half = _centred_power_sums(longest, order)  # (order + 1, longest + 1)
         mid = _powers(x_mid, order)
         x_sums = np.zeros((order + 1, len(x_mid)))
         for i in range(0, order + 1, 2):
@@ -702,7 +695,9 @@ def _starts(counts):
 
 
 @lru_cache(maxsize=32)
-def _centred_power_sums_cached(length, order):
+def _centred_power_sums(length, order):
+    """``table[i, L] = sum_{j<L} (j - (L-1)/2)**i`` (0 for odd ``i``), for ``L <= length``
+    (a power of two, so that few tables are cached; read-only)."""
     half = np.arange(1, length // 2 + 2, dtype=float)
     lengths = np.arange(length + 1)
     table = np.zeros((order + 1, length + 1))
@@ -716,11 +711,6 @@ def _centred_power_sums_cached(length, order):
         )
     table.setflags(write=False)
     return table
-
-
-def _centred_power_sums(length, order):
-    """``table[i, L] = sum_{j<L} (j - (L-1)/2)**i`` (0 for odd ``i``), for ``L <= length``."""
-    return _centred_power_sums_cached(1 << max(int(length), 1).bit_length(), order)
 
 
 def _powers(values, order):
