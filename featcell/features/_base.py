@@ -8,8 +8,7 @@ A subclass declares its feature families and implements two methods:
 ``_compute(self, cells) -> dict``
     The values for a :class:`~featcell.CellSet`: a mapping from each of those
     names to its (n_cells,) column (an empty mapping when there is nothing to
-    measure: all NaN). It must vectorise across cells. (A subclass may still
-    return the (n_cells, n_features) array in name order.)
+    measure: all NaN). It must vectorise across cells.
 
 The base class does the rest: input validation, channel and family selection,
 names with an optional compartment prefix, joblib parallelism over chunks of

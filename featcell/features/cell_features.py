@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import check_cellset, indexed_output
+from ._base import CellFeatureTransformer, check_cellset, indexed_output
 from .colocalization import Colocalization
 from .intensity import Intensity
 from .morphology import Morphology
@@ -23,7 +22,7 @@ FAMILIES = {
 }
 
 
-class CellFeatures(TransformerMixin, BaseEstimator):
+class CellFeatures(CellFeatureTransformer):
     """Morphology, intensity, texture and colocalization features in one step.
 
     A convenience over ``make_union(Morphology(), Intensity(), ...)`` that
@@ -43,9 +42,8 @@ class CellFeatures(TransformerMixin, BaseEstimator):
         one; with ``None``, in every one (``Nuclei_*``, ``Cells_*``,
         ``Cytoplasm_*`` columns).
     n_jobs : int, default=None
-        Number of jobs to run in parallel. ``None`` means 1 unless in a
-        :obj:`joblib.parallel_backend` context. ``-1`` means using all
-        processors.
+        Jobs in parallel over chunks of cells: ``None`` is 1 (unless in a
+        :obj:`joblib.parallel_backend` context), ``-1`` all processors.
 
     Attributes
     ----------
@@ -143,23 +141,3 @@ class CellFeatures(TransformerMixin, BaseEstimator):
         X = check_cellset(X)
         parts = [t.transform(X) for _, t in self.transformers_]
         return indexed_output(self, np.hstack(parts) if parts else np.empty((len(X), 0)), X)
-
-    def get_feature_names_out(self, input_features=None):
-        """Output feature names, CellProfiler style.
-
-        Parameters
-        ----------
-        input_features : Ignored
-            Not used: the input is a CellSet.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        check_is_fitted(self, "transformers_")
-        return self.feature_names_out_.copy()
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        return tags

@@ -277,9 +277,8 @@ class Colocalization(CellFeatureTransformer):
     compartment : str, optional
         Prefix for the feature names, e.g. ``"Cells"``.
     n_jobs : int, default=None
-        Number of jobs to run in parallel over chunks of cells.
-        ``None`` means 1 unless in a :obj:`joblib.parallel_backend` context.
-        ``-1`` means using all processors.
+        Jobs in parallel over chunks of cells: ``None`` is 1 (unless in a
+        :obj:`joblib.parallel_backend` context), ``-1`` all processors.
 
     Attributes
     ----------

@@ -16,20 +16,10 @@ from ._kernels.cooccurrence import cooccurrence_matrices, haralick_features
 __all__ = ["HARALICK_FEATURES", "haralick", "haralick_names", "quantize"]
 
 HARALICK_FEATURES = (
-    "AngularSecondMoment",
-    "Contrast",
-    "Correlation",
-    "Variance",
-    "InverseDifferenceMoment",
-    "SumAverage",
-    "SumVariance",
-    "SumEntropy",
-    "Entropy",
-    "DifferenceVariance",
-    "DifferenceEntropy",
-    "InfoMeas1",
-    "InfoMeas2",
-)
+    "AngularSecondMoment", "Contrast", "Correlation", "Variance", "InverseDifferenceMoment",
+    "SumAverage", "SumVariance", "SumEntropy", "Entropy", "DifferenceVariance",
+    "DifferenceEntropy", "InfoMeas1", "InfoMeas2",
+)  # fmt: skip
 # (dy, dx) of CellProfiler's (and mahotas') directions _00, _01, _02, _03
 DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1))
 

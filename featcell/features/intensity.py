@@ -105,7 +105,7 @@ class _Canvas:
         """Per mask pixel: Euclidean distance to the nearest pixel outside its object."""
         squared = np.empty(self.edges.shape)
         squared_distance_to_background(self.edges, self.rings, squared)
-        return np.sqrt(squared.ravel()[self.lin])
+        return np.sqrt(squared.ravel().take(self.lin))
 
 
 # ---------------------------------------------------------------------- radial geometry
@@ -122,7 +122,7 @@ def _radial_geometry(pix, canvas, n_rings):
     centre = pix.first_where(d_edge == pix.spread(pix.reduce(np.maximum, d_edge)))
     d_centre = np.full(canvas.inside.size, np.inf)
     geodesic_distance(canvas.inside, canvas.lin[centre[pix.has]], pix.counts.max(), d_centre)
-    d_centre = d_centre[canvas.lin]
+    d_centre = d_centre.take(canvas.lin)
     centre = np.maximum(centre, 0)  # (a cell without pixels has no centre; any index will do)
     di = pix.row - pix.spread(pix.row[centre])
     dj = pix.col - pix.spread(pix.col[centre])
@@ -225,9 +225,8 @@ class Intensity(CellFeatureTransformer):
     compartment : str, optional
         Prefix for the feature names, e.g. ``"Nuclei"``.
     n_jobs : int, default=None
-        Number of jobs to run in parallel over chunks of cells.
-        ``None`` means 1 unless in a :obj:`joblib.parallel_backend` context.
-        ``-1`` means using all processors.
+        Jobs in parallel over chunks of cells: ``None`` is 1 (unless in a
+        :obj:`joblib.parallel_backend` context), ``-1`` all processors.
 
     Attributes
     ----------

@@ -184,9 +184,8 @@ class Morphology(CellFeatureTransformer):
         Prefix such as ``"Nuclei"`` for pycytominer-style names
         (``Nuclei_AreaShape_Area``).
     n_jobs : int, default=None
-        Number of jobs to run in parallel over chunks of cells. ``None``
-        means 1 unless in a :obj:`joblib.parallel_backend` context. ``-1``
-        means using all processors.
+        Jobs in parallel over chunks of cells: ``None`` is 1 (unless in a
+        :obj:`joblib.parallel_backend` context), ``-1`` all processors.
 
     Attributes
     ----------
@@ -273,17 +272,9 @@ class Morphology(CellFeatureTransformer):
         self.n_jobs = n_jobs
 
     def _feature_names(self):
-        names = []
-        for family in self.families_:
-            if family == "sizeshape":
-                names += _SIZESHAPE
-            elif family == "feret":
-                names += _FERET
-            elif family == "zernike":
-                names += [f"Zernike_{n}_{m}" for n, m in zernike_indices(self.zernike_order)]
-            else:
-                names += _MOMENTS
-        return [f"AreaShape_{name}" for name in names]
+        zernike = [f"Zernike_{n}_{m}" for n, m in zernike_indices(self.zernike_order)]
+        table = {"sizeshape": _SIZESHAPE, "feret": _FERET, "zernike": zernike, "moments": _MOMENTS}
+        return [f"AreaShape_{name}" for family in self.families_ for name in table[family]]
 
     def _compute(self, cells):
         runs = _mask_runs(cells)
@@ -376,7 +367,8 @@ class _Shape:
         form from centred power sums (all terms of one sign: no cancellation).
         With ``triangle``, only ``p + q <= order`` is summed (the rest is 0).
         """
-        half = _centred_power_sums(int(self.length.max()), order)  # (order+1, Lmax+1)
+        longest = 1 << max(int(self.length.max()), 1).bit_length()
+        half = _centred_power_sums(longest, order)  # (order + 1, longest + 1)
         mid = _powers(x_mid, order)
         x_sums = np.zeros((order + 1, len(x_mid)))
         for i in range(0, order + 1, 2):
@@ -703,7 +695,9 @@ def _starts(counts):
 
 
 @lru_cache(maxsize=32)
-def _centred_power_sums_cached(length, order):
+def _centred_power_sums(length, order):
+    """``table[i, L] = sum_{j<L} (j - (L-1)/2)**i`` (0 for odd ``i``), for ``L <= length``
+    (a power of two, so that few tables are cached; read-only)."""
     half = np.arange(1, length // 2 + 2, dtype=float)
     lengths = np.arange(length + 1)
     table = np.zeros((order + 1, length + 1))
@@ -717,11 +711,6 @@ def _centred_power_sums_cached(length, order):
         )
     table.setflags(write=False)
     return table
-
-
-def _centred_power_sums(length, order):
-    """``table[i, L] = sum_{j<L} (j - (L-1)/2)**i`` (0 for odd ``i``), for ``L <= length``."""
-    return _centred_power_sums_cached(1 << max(int(length), 1).bit_length(), order)
 
 
 def _powers(values, order):

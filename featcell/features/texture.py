@@ -83,9 +83,8 @@ class Texture(CellFeatureTransformer):
     compartment : str, optional
         Prefix for the feature names, e.g. ``"Nuclei"``.
     n_jobs : int, default=None
-        Number of jobs to run in parallel over chunks of cells.
-        ``None`` means 1 unless in a :obj:`joblib.parallel_backend` context.
-        ``-1`` means using all processors.
+        Jobs in parallel over chunks of cells: ``None`` is 1 (unless in a
+        :obj:`joblib.parallel_backend` context), ``-1`` all processors.
 
     Attributes
     ----------
@@ -243,30 +242,24 @@ class Texture(CellFeatureTransformer):
     def _compute(self, cells):
         pixels = CellPixels(cells)
         values = {ch: pixels.values(self._channel_index(ch)) for ch in self.channels_}
-        columns = {}
-        for family in self.families_:
-            for ch in self.channels_:
-                columns.update(self._family_columns(family, cells, pixels, values[ch], ch))
-        return columns
-
-    def _family_columns(self, family, cells, pixels, values, channel):
-        c = self._channel_index(channel)
-        if family == "haralick":
-            return haralick(pixels, values, channel, self.scales_, self.gray_levels)
-        if family == "gabor":
-            return cellprofiler_gabor(pixels, values, channel, self.scales_, self.gabor_angles)
-        if family == "gabor_energy":
-            return gabor_energy(pixels, c, channel, self.scales_, self.gabor_angles)
-        if family == "lbp":
-            return lbp(pixels, c, channel, self.lbp_points, self.lbp_radius)
-        return granularity(
-            cells,
-            pixels,
-            values,
-            c,
-            channel,
+        granularity_settings = (
             self.granularity_spectrum_length,
             self.granularity_subsample_size,
             self.granularity_image_sample_size,
             self.granularity_element_size,
         )
+        columns = {}
+        for family in self.families_:
+            for ch in self.channels_:
+                c, v = self._channel_index(ch), values[ch]
+                if family == "haralick":
+                    columns |= haralick(pixels, v, ch, self.scales_, self.gray_levels)
+                elif family == "gabor":
+                    columns |= cellprofiler_gabor(pixels, v, ch, self.scales_, self.gabor_angles)
+                elif family == "gabor_energy":
+                    columns |= gabor_energy(pixels, c, ch, self.scales_, self.gabor_angles)
+                elif family == "lbp":
+                    columns |= lbp(pixels, c, ch, self.lbp_points, self.lbp_radius)
+                else:
+                    columns |= granularity(cells, pixels, v, c, ch, *granularity_settings)
+        return columns
