@@ -18,7 +18,7 @@ _EXPORTS = {
     "Colocalization": "features.colocalization",
     "ComparisonResult": "evaluation",
     "EvaluationResult": "evaluation",
-    "ImageFeatures": "counting",
+    "ImageFeatures": "features.image",
     "Intensity": "features.intensity",
     "Morphology": "features.morphology",
     "Texture": "features.texture",
