@@ -280,12 +280,15 @@ def build_parser():
             "  featcell train images/ --labels masks/ --metadata images.csv --target "
             "cell_line --task phenotype -o cell_line.featcell --report cv_report/\n"
             "  featcell train images/ --metadata counts.csv --target count --task counting "
+            "-o counter.featcell\n"
+            "  featcell train images/ --task counting --model density --points dots/ "
             "-o counter.featcell\n\n"
         ) + _wrap(
             "models: svm (support-vector machine), rf (random forest), lr (logistic or "
             "ridge regression), gnb (naive Bayes), xgb (gradient boosting), cnn (a "
             "pretrained CNN's embedding of each cell + logistic regression); counting "
-            "also accepts segmentation (count segmented nuclei, calibrated)."
+            "also accepts segmentation (count segmented nuclei, calibrated) and density "
+            "(a density map learnt from dot annotations, --points)."
         ),
         formatter_class=_Formatter,
     )
@@ -294,8 +297,9 @@ def build_parser():
         help="feature table (.parquet/.csv from 'featcell extract') or folder of images",
     )
     p.add_argument(
-        "--target", required=True, metavar="COLUMN",
-        help="what to predict: a column such as Class (VOC box names), cell_line or count",
+        "--target", metavar="COLUMN",
+        help="what to predict: a column such as Class (VOC box names), cell_line or count "
+        "(required except for --model density, which counts the --points)",
     )
     p.add_argument(
         "--task", choices=_TASKS, default="viability",
@@ -303,8 +307,24 @@ def build_parser():
         "(default: %(default)s)",
     )
     p.add_argument(
-        "--model", choices=(*_HEADS, "segmentation"), default="svm",
+        "--model", choices=(*_HEADS, "segmentation", "density"), default="svm",
         help="the model (default: %(default)s); see below",
+    )
+    p.add_argument(
+        "--points", metavar="DIR_OR_CSV",
+        help="--model density: dot annotations, one point per object: a folder of dot "
+        "images or point files matched to the images by name, or one CSV with an image "
+        "column (napari, Fiji multi-point, x,y or row,col)",
+    )
+    p.add_argument(
+        "--sigma", default="auto", metavar="PIXELS",
+        help="--model density: Gaussian sigma around each dot, in pixels, or auto (chosen "
+        "by cross-validation on the training images; default: %(default)s)",
+    )
+    p.add_argument(
+        "--pixel-features", choices=("filters", "cnn", "filters+cnn"), default="filters",
+        help="--model density: pixel features, ilastik's filter bank and/or early CNN maps "
+        "(default: %(default)s)",
     )
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.featcell)")
     p.add_argument(
@@ -340,6 +360,11 @@ def build_parser():
     p.add_argument("model", metavar="MODEL", help="a model file written by 'featcell train'")
     p.add_argument("input", metavar="IMAGES", help="folder or pattern of images, or a feature table")
     p.add_argument("-o", "--output", required=True, metavar="TABLE", help="predictions table, .parquet or .csv")
+    p.add_argument(
+        "--save-density", metavar="FOLDER",
+        help="density counting models: also write each image's density map (objects per "
+        "pixel, float32 TIFF named <image>_density.tif) to this folder",
+    )
     _add_reading(p)
     for action in p._actions:  # reading settings default to the model's
         if action.dest in ("as_gray", "margin", "channels"):
@@ -951,6 +976,12 @@ def _cmd_train(args, console):
     out = Path(args.output)
     if out.suffix.lower() in (*_TABLE_SUFFIXES, ".png", ".tif"):
         raise UserError(f"-o {args.output!r} should be a model file such as model.featcell")
+    if args.task == "counting" and args.model == "density":
+        return _train_density(args, console)
+    if args.model == "density" or args.points:
+        raise UserError("--model density and --points are for --task counting")
+    if args.target is None:
+        raise UserError("--target is required: the column to predict, e.g. Class or count")
     if args.task == "counting":
         return _train_counter(args, console)
     if args.model == "segmentation":
@@ -1177,6 +1208,87 @@ def _train_counter(args, console):
     print(args.output)
 
 
+def _train_density(args, console):
+    import numpy as np
+    import pandas as pd
+
+    from featcell.counting import DensityCounter
+    from featcell.points import read_points
+
+    if not args.points:
+        raise UserError("--model density learns from dot annotations: pass --points DIR_OR_CSV")
+    if _is_table(args.input):
+        raise UserError("--model density needs images, not a feature table")
+    sigma = args.sigma
+    if sigma != "auto":
+        try:
+            sigma = float(sigma)
+        except ValueError:
+            raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
+    files = _check_images_source(args.input)
+    paths = [str(f) for f in files]
+    console.say(f"featcell train: counting, density model ({args.pixel_features}), "
+                f"{len(paths)} images, points from {args.points}")
+    try:
+        points = read_points(args.points, images=paths)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+    meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
+    if args.metadata:
+        table = _read_image_table(args.metadata)
+        extra = table.reindex([f.name for f in files]).reset_index(drop=True)
+        for column in extra.columns:
+            meta[f"Metadata_{column}"] = extra[column].to_numpy()
+    counts = np.array([len(p) for p in points], dtype=float)
+    console.say(f"{int(counts.sum())} dots, {int(counts.min())}-{int(counts.max())} per image")
+    counter = DensityCounter(sigma=sigma, features=args.pixel_features,
+                             random_state=args.seed, n_jobs=args.n_jobs)
+    groups, groups_text = _groups(meta, args.group_by, len(paths))
+    console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text})")
+    from featcell.evaluation import evaluate
+
+    try:
+        result = evaluate(counter, paths, points, groups, cv=args.cv, task="regression",
+                          random_state=args.seed, n_jobs=args.n_jobs)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    _describe_groups(result, groups_text)
+    print(result.describe())
+    _print_scores(result)
+    if args.report:
+        from sklearn.base import clone
+
+        from featcell.report import write_report
+
+        # density maps of the first fold's test images, by a counter fitted without them
+        train, test = result.splits[0]
+        shown = clone(counter).fit([paths[i] for i in train], [points[i] for i in train])
+        out = write_report(
+            result, args.report, title="featcell: counting model (density)",
+            dataset={"input": args.input, "points": args.points},
+            density={"counter": shown, "images": [paths[i] for i in test[:4]],
+                     "points": [points[i] for i in test[:4]],
+                     "note": "The maps are out-of-fold: the counter shown was fitted on the "
+                             "first fold's training images only."},
+        )
+        console.say(f"wrote the report {out['html']}")
+    console.say("fitting on all images")
+    counter.fit(paths, points)
+    console.say(f"sigma {counter.sigma_:g} px"
+                + (f" (cross-validated: {counter.cv_mae_})" if counter.cv_mae_ else ""))
+    from featcell.persist import save_model
+
+    save_model(counter, args.output, metadata={
+        "kind": "images", "task": "counting", "target": args.target or "count",
+        "model": "density", "n_samples": len(paths), "features": {"read": {}},
+        "feature_columns": None, "trained_on": str(args.input), "points": str(args.points),
+        "command": "featcell " + shlex.join(args.argv),
+        "cross_validation": _scores_metadata(result),
+    })
+    console.say(f"saved the model to {args.output}")
+    print(args.output)
+
+
 def _image_step(args):
     if args.model == "cnn":
         from featcell.cnn import CNNEmbedding
@@ -1246,15 +1358,38 @@ def _cmd_score(args, console):
     read.update(_read_kwargs(args))
     if kind == "images":
         paths = [str(f) for f in files]
+        density_dir = None
+        if args.save_density:
+            if not hasattr(model, "predict_density"):
+                raise UserError("--save-density needs a density counting model "
+                                "(featcell train --task counting --model density)")
+            density_dir = Path(args.save_density)
+            density_dir.mkdir(parents=True, exist_ok=True)
         bar = console.bar(len(paths), "counting", "images")
-        predictions = []
-        for start in range(0, len(paths), 8):
-            predictions.append(np.asarray(model.predict(paths[start:start + 8]), float))
-            bar.update(len(predictions[-1]))
-        bar.close(f"counted cells in {len(paths)} images")
+        predictions, skipped = [], []
+        for path in paths:  # one at a time: an unreadable image is skipped, not fatal
+            try:
+                if density_dir is not None:
+                    import tifffile
+
+                    density = model.predict_density([path])[0]
+                    tifffile.imwrite(density_dir / f"{Path(path).stem}_density.tif",
+                                     density.astype(np.float32))
+                    predictions.append(float(model.intercept_ + density.sum()))
+                else:
+                    predictions.append(float(np.asarray(model.predict([path]))[0]))
+            except (OSError, ValueError, TypeError) as exc:
+                skipped.append(path)
+                predictions.append(np.nan)
+                console.say(f"skipped {Path(path).name}: {exc}")
+            bar.update(1)
+        bar.close(f"counted cells in {len(paths) - len(skipped)} images")
+        if skipped:
+            console.say(f"{len(skipped)} images could not be read or counted (Prediction "
+                        "left empty)")
         out = pd.DataFrame({"Metadata_ImageID": [f.name for f in files],
                             "Metadata_Path": paths,
-                            "Prediction": np.concatenate(predictions)})
+                            "Prediction": np.asarray(predictions, float)})
         _write_table(out, args.output)
         print(out[["Metadata_ImageID", "Prediction"]].to_string(index=False, max_rows=20))
         print(args.output)

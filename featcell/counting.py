@@ -519,6 +519,27 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         sums = [self._density(self.head_, self._maps(item)).sum() for item in _check_images(images)]
         return self.intercept_ + self.coef_ * np.asarray(sums, dtype=np.float64)
 
+    def predict_grid(self, images, level=3):
+        """Objects per cell of a ``2**level x 2**level`` grid over each image, for GAME.
+
+        Parameters
+        ----------
+        images : list of (M, N[, C]) arrays or paths
+            Images; sizes may differ.
+        level : int, default=3
+            Grid level (see :func:`featcell.metrics.grid_counts`).
+
+        Returns
+        -------
+        cells : (n_images, 4 ** level) ndarray
+            Summed density per cell, the intercept spread evenly over the cells,
+            so that a row sums to :meth:`predict`'s count.
+        """
+        from .metrics import grid_counts
+
+        cells = grid_counts(self.predict_density(images), level=level)
+        return cells + self.intercept_ / cells.shape[1]
+
     def count_in(self, images, regions):
         """Count the objects in regions of each image, as ilastik's counting boxes do.
 

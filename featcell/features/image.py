@@ -25,16 +25,11 @@ __all__ = ["CNNPixelFeatures", "ImageFeatures", "PixelFeatures", "upsample_linea
 
 
 def _read(item):
-    """An image from an array or a file path."""
+    """An image from an array or a file path (:func:`featcell.io.read_image`, naming the file)."""
     if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+        from ..io import read_image
 
-            return tifffile.imread(path)
-        from skimage.io import imread
-
-        return imread(path)
+        return read_image(item)
     return np.asarray(item)
 
 
