@@ -326,6 +326,10 @@ def build_parser():
         help="--model density: pixel features, ilastik's filter bank and/or early CNN maps "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--pixel-head", choices=("xgb", "rf", "lr"), default="xgb",
+        help="--model density: the pixel regressor (default: %(default)s)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.featcell)")
     p.add_argument(
         "--families", nargs="+", choices=_FAMILIES, default=None, metavar="FAMILY",
@@ -1241,7 +1245,7 @@ def _train_density(args, console):
             meta[f"Metadata_{column}"] = extra[column].to_numpy()
     counts = np.array([len(p) for p in points], dtype=float)
     console.say(f"{int(counts.sum())} dots, {int(counts.min())}-{int(counts.max())} per image")
-    counter = DensityCounter(sigma=sigma, features=args.pixel_features,
+    counter = DensityCounter(sigma=sigma, features=args.pixel_features, head=args.pixel_head,
                              random_state=args.seed, n_jobs=args.n_jobs)
     groups, groups_text = _groups(meta, args.group_by, len(paths))
     console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text})")

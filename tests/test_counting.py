@@ -199,7 +199,7 @@ def test_density_counter_counts_blobs(head):
     # the density map sums to the count and peaks near the objects
     density = counter.predict_density([test[0][0]])[0]
     assert density.shape == (64, 64)
-    assert_allclose(density.sum(), predicted[0], rtol=1e-9)
+    assert_allclose(density.sum() + counter.intercept_, predicted[0], rtol=1e-9)
     r, c = np.round(test[0][1][0]).astype(int)
     assert density[r, c] > 5 * np.median(density)
 
@@ -209,7 +209,7 @@ def test_density_counter_regions_and_grid():
     image = BLOB_IMAGES[3]
     total = counter.predict([image])[0]
     halves = counter.count_in([image], [np.array([[0, 0, 32, 64], [32, 0, 64, 64]])])[0]
-    assert_allclose(halves.sum(), total, rtol=1e-9)
+    assert_allclose(halves.sum() + counter.intercept_, total, rtol=1e-9)
     mask = np.zeros((64, 64), bool)
     mask[:, :32] = True
     labels = mask.astype(int) + 1
@@ -341,3 +341,40 @@ def test_density_counter_on_vgg_cells():
     counter.fit(train, root / "dots")
     error = np.abs(counter.predict(test) - table["count"].to_numpy()[80:86]).mean()
     assert error < 10  # 8 training images, counts 74-317; the example gets ~3 with 32
+
+
+def test_cli_density_train_score_and_report(tmp_path, capsys):
+    from featcell.cli import main
+
+    (tmp_path / "img").mkdir()
+    rows = ["image,row,col"]
+    for i, (image, points) in enumerate(zip(BLOB_IMAGES[:9], BLOB_POINTS[:9])):
+        tifffile.imwrite(tmp_path / "img" / f"f{i}.tif", image)
+        rows += [f"f{i}.tif,{r},{c}" for r, c in points]
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    model = tmp_path / "counter.featcell"
+    code = main(["train", str(tmp_path / "img"), "--task", "counting", "--model", "density",
+                 "--points", str(tmp_path / "points.csv"), "--sigma", "2", "--cv", "3",
+                 "--pixel-head", "lr",
+                 "--group-by", "none", "-o", str(model), "--report", str(tmp_path / "report"),
+                 "--quiet"])
+    assert code == 0 and model.is_file()
+    assert (tmp_path / "report" / "figures" / "density_maps.png").is_file()
+    assert "game3" in capsys.readouterr().out
+    (tmp_path / "img" / "broken.tif").write_bytes(b"not a tiff")
+    code = main(["score", str(model), str(tmp_path / "img"), "-o", str(tmp_path / "counts.csv"),
+                 "--save-density", str(tmp_path / "maps"), "--quiet"])
+    assert code == 0
+    import pandas as pd
+
+    counts = pd.read_csv(tmp_path / "counts.csv").set_index("Metadata_ImageID")["Prediction"]
+    assert np.isnan(counts["broken.tif"])  # skipped, the others are kept
+    assert abs(counts["f3.tif"] - len(BLOB_POINTS[3])) < 3
+    density = tifffile.imread(tmp_path / "maps" / "f3_density.tif")
+    assert density.shape == (64, 64) and abs(density.sum() - counts["f3.tif"]) < 1
+    # a bad points file is a one-line error naming it (exit status 2)
+    (tmp_path / "bad.csv").write_text("image,x,y\nf0.tif,1,nan\n")
+    code = main(["train", str(tmp_path / "img"), "--task", "counting", "--model", "density",
+                 "--points", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "m2.featcell")])
+    assert code == 2
+    assert "bad.csv" in capsys.readouterr().err
