@@ -211,7 +211,9 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         head.
     features : {"filters", "cnn", "filters+cnn"}, default="filters"
         Pixel features: the filter bank, early feature maps of the bundled CNN
-        (:class:`featcell.features.image.CNNPixelFeatures`), or both.
+        (:class:`featcell.features.image.CNNPixelFeatures`), or both. Adding the
+        CNN maps counted VGG cells more accurately (see
+        ``examples/count_vgg_cells.py``) but makes each image about twice as slow.
     filters : sequence of str or dict, optional
         Filters of the bank, all by default; a dict ``{channel: filters}`` selects
         them per channel. See :class:`~featcell.features.image.PixelFeatures`.
