@@ -213,7 +213,8 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         Pixel features: the filter bank, early feature maps of the bundled CNN
         (:class:`featcell.features.image.CNNPixelFeatures`), or both. Adding the
         CNN maps counted VGG cells more accurately (see
-        ``examples/count_vgg_cells.py``) but makes each image about twice as slow.
+        ``examples/count_vgg_cells.py``); the CNN maps take about half as long as
+        the filter bank per image, and the wider head takes longer to fit.
     filters : sequence of str or dict, optional
         Filters of the bank, all by default; a dict ``{channel: filters}`` selects
         them per channel. See :class:`~featcell.features.image.PixelFeatures`.
