@@ -40,7 +40,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from featcell.counting import ImageFeatures
+from featcell.features.image import ImageFeatures
 from featcell.heads import make_head
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "counting" / "bbbc005"

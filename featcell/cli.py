@@ -413,12 +413,15 @@ def build_parser():
             "  featcell train images/ --labels masks/ --metadata images.csv --target "
             "cell_line --task phenotype -o cell_line.featcell --report cv_report/\n"
             "  featcell train images/ --metadata counts.csv --target count --task counting "
+            "-o counter.featcell\n"
+            "  featcell train images/ --task counting --model density --points dots/ "
             "-o counter.featcell\n\n"
         ) + _wrap(
             "models: svm (support-vector machine), rf (random forest), lr (logistic or "
             "ridge regression), gnb (naive Bayes), xgb (gradient boosting), cnn (a "
             "pretrained CNN's embedding of each cell + logistic regression); counting "
-            "also accepts segmentation (count segmented nuclei, calibrated)."
+            "also accepts segmentation (count segmented nuclei, calibrated) and density "
+            "(a density map learnt from dot annotations, --points)."
         ),
         formatter_class=_Formatter,
     )
@@ -427,8 +430,9 @@ def build_parser():
         help="feature table (.parquet/.csv from 'featcell extract') or folder of images",
     )
     p.add_argument(
-        "--target", required=True, metavar="COLUMN",
-        help="what to predict: a column such as Class (VOC box names), cell_line or count",
+        "--target", metavar="COLUMN",
+        help="what to predict: a column such as Class (VOC box names), cell_line or count "
+        "(required except for --model density, which counts the --points)",
     )
     p.add_argument(
         "--task", choices=_TASKS, default="viability",
@@ -436,8 +440,28 @@ def build_parser():
         "(default: %(default)s)",
     )
     p.add_argument(
-        "--model", choices=(*_HEADS, "segmentation"), default="svm",
+        "--model", choices=(*_HEADS, "segmentation", "density"), default="svm",
         help="the model (default: %(default)s); see below",
+    )
+    p.add_argument(
+        "--points", metavar="DIR_OR_CSV",
+        help="--model density: dot annotations, one point per object: a folder of dot "
+        "images or point files matched to the images by name, or one CSV with an image "
+        "column (napari, Fiji multi-point, x,y or row,col)",
+    )
+    p.add_argument(
+        "--sigma", default="auto", metavar="PIXELS",
+        help="--model density: Gaussian sigma around each dot, in pixels, or auto (chosen "
+        "by cross-validation on the training images; default: %(default)s)",
+    )
+    p.add_argument(
+        "--pixel-features", choices=("filters", "cnn", "filters+cnn"), default="filters",
+        help="--model density: pixel features, ilastik's filter bank and/or early CNN maps "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--pixel-head", choices=("xgb", "rf", "lr"), default="xgb",
+        help="--model density: the pixel regressor (default: %(default)s)",
     )
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.featcell)")
     p.add_argument(
@@ -477,6 +501,11 @@ def build_parser():
         "--trust", action="append", default=[], metavar="TYPE",
         help="also load this type from the model file (repeatable; the error of an untrusted "
         "file lists them). Only for files whose author you trust: loading a type runs its code",
+    )
+    p.add_argument(
+        "--save-density", metavar="FOLDER",
+        help="density counting models: also write each image's density map (objects per "
+        "pixel, float32 TIFF named <image>_density.tif) to this folder",
     )
     _add_reading(p)
     for action in p._actions:  # reading settings default to the model's
@@ -1435,6 +1464,12 @@ def _cmd_train(args, console):
     _check_writable(out.resolve().parent, f"-o {args.output!r}")
     if args.report:
         _check_writable(args.report, f"--report {args.report!r}")
+    if args.task == "counting" and args.model == "density":
+        return _train_density(args, console)
+    if args.model == "density" or args.points:
+        raise UserError("--model density and --points are for --task counting")
+    if args.target is None:
+        raise UserError("--target is required: the column to predict, e.g. Class or count")
     if args.task == "counting":
         return _train_counter(args, console)
     if args.model == "segmentation":
@@ -1679,6 +1714,87 @@ def _readable_images(files, console, max_pixels=None):
     return readable
 
 
+def _train_density(args, console):
+    import numpy as np
+    import pandas as pd
+
+    from featcell.counting import DensityCounter
+    from featcell.points import read_points
+
+    if not args.points:
+        raise UserError("--model density learns from dot annotations: pass --points DIR_OR_CSV")
+    if _is_table(args.input):
+        raise UserError("--model density needs images, not a feature table")
+    sigma = args.sigma
+    if sigma != "auto":
+        try:
+            sigma = float(sigma)
+        except ValueError:
+            raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
+    files = _readable_images(_check_images_source(args.input), console, args.max_pixels)
+    paths = [str(f) for f in files]
+    console.say(f"featcell train: counting, density model ({args.pixel_features}), "
+                f"{len(paths)} images, points from {args.points}")
+    try:
+        points = read_points(args.points, images=paths)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+    meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
+    if args.metadata:
+        table = _read_image_table(args.metadata)
+        extra = table.reindex([f.name for f in files]).reset_index(drop=True)
+        for column in extra.columns:
+            meta[f"Metadata_{column}"] = extra[column].to_numpy()
+    counts = np.array([len(p) for p in points], dtype=float)
+    console.say(f"{int(counts.sum())} dots, {int(counts.min())}-{int(counts.max())} per image")
+    counter = DensityCounter(sigma=sigma, features=args.pixel_features, head=args.pixel_head,
+                             random_state=args.seed, n_jobs=args.n_jobs)
+    groups, groups_text = _groups(meta, args.group_by, len(paths))
+    console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text})")
+    from featcell.evaluation import evaluate
+
+    try:
+        result = evaluate(counter, paths, points, groups, cv=args.cv, task="regression",
+                          random_state=args.seed, n_jobs=args.n_jobs)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    _describe_groups(result, groups_text)
+    print(result.describe())
+    _print_scores(result)
+    if args.report:
+        from sklearn.base import clone
+
+        from featcell.report import write_report
+
+        # density maps of the first fold's test images, by a counter fitted without them
+        train, test = result.splits[0]
+        shown = clone(counter).fit([paths[i] for i in train], [points[i] for i in train])
+        out = write_report(
+            result, args.report, title="featcell: counting model (density)",
+            dataset={"input": args.input, "points": args.points},
+            density={"counter": shown, "images": [paths[i] for i in test[:4]],
+                     "points": [points[i] for i in test[:4]],
+                     "note": "The maps are out-of-fold: the counter shown was fitted on the "
+                             "first fold's training images only."},
+        )
+        console.say(f"wrote the report {out['html']}")
+    console.say("fitting on all images")
+    counter.fit(paths, points)
+    console.say(f"sigma {counter.sigma_:g} px"
+                + (f" (cross-validated: {counter.cv_mae_})" if counter.cv_mae_ else ""))
+    from featcell.persist import save_model
+
+    save_model(counter, args.output, metadata={
+        "kind": "images", "task": "counting", "target": args.target or "count",
+        "model": "density", "n_samples": len(paths), "features": {"read": {}},
+        "feature_columns": None, "trained_on": str(args.input), "points": str(args.points),
+        "command": "featcell " + shlex.join(args.argv),
+        "cross_validation": _scores_metadata(result),
+    })
+    console.say(f"saved the model to {args.output}")
+    print(args.output)
+
+
 def _image_step(args):
     if args.model == "cnn":
         from featcell.cnn import CNNEmbedding
@@ -1789,10 +1905,26 @@ def _score_counts(model, files, args, console, max_pixels=None):
 
     from featcell.io import _check_image_size
 
+    density_dir = None
+    if getattr(args, "save_density", None):
+        if not hasattr(model, "predict_density"):
+            raise UserError("--save-density needs a density counting model "
+                            "(featcell train --task counting --model density)")
+        density_dir = Path(args.save_density)
+        _check_writable(density_dir, f"--save-density {args.save_density!r}")
+
     def count(paths):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return np.asarray(model.predict([str(p) for p in paths]), float)
+            if density_dir is None:
+                return np.asarray(model.predict([str(p) for p in paths]), float)
+            import tifffile
+
+            maps = model.predict_density([str(p) for p in paths])
+            for path, density in zip(paths, maps):  # a map sums to the count less intercept_
+                tifffile.imwrite(density_dir / f"{Path(path).stem}_density.tif",
+                                 np.asarray(density, np.float32))
+            return np.array([model.intercept_ + float(d.sum()) for d in maps])
 
     bar = console.bar(len(files), "counting", "images")
     rows, errors = [], []

@@ -12,6 +12,7 @@ import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -302,7 +303,9 @@ def evaluate(
         [estimator], X, y, groups, cv, metrics, None, task, random_state, n_boot, ci
     )
     outputs = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_predict)(clone(estimator), X, setup.y, train, test, setup.classes)
+        delayed(_fit_predict)(
+            clone(estimator), X, setup.fit_target, train, test, setup.classes, setup.wants_grid
+        )
         for train, test in setup.splits
     )
     return setup.result(outputs, repr(estimator))
@@ -381,7 +384,10 @@ def compare(
     )
     jobs = [(name, train, test) for name in names for train, test in setup.splits]
     outputs = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_predict)(clone(estimators[name]), X, setup.y, train, test, setup.classes)
+        delayed(_fit_predict)(
+            clone(estimators[name]), X, setup.fit_target, train, test, setup.classes,
+            setup.wants_grid,
+        )
         for name, train, test in jobs
     )
     k = len(setup.splits)
@@ -421,11 +427,28 @@ class _Setup:
     unit_index: np.ndarray  # bootstrap unit of each tested sample
     ci: float
     random_state: object
+    fit_y: object = None  # point annotations, when y held them (y is then their counts)
+    true_grid: object = None  # (n, 64) true objects per grid cell, for the GAME metrics
+
+    @property
+    def fit_target(self):
+        return self.y if self.fit_y is None else self.fit_y
+
+    @property
+    def wants_grid(self):
+        return self.true_grid is not None and any(_is_game(m) for m in self.metrics)
 
     @classmethod
     def build(cls, estimators, X, y, groups, cv, metrics, primary, task, random_state, n_boot, ci):
         _check_ci(n_boot, ci)
         n = _n_samples(X)
+        fit_y = true_grid = None
+        points = _point_targets(y, X, n)
+        if points is not None:  # dot annotations: count metrics on their counts, GAME on grids
+            y, fit_y, true_grid = points
+            task = "regression" if task == "auto" else task
+            if metrics is None and all(hasattr(e, "predict_grid") for e in estimators):
+                metrics = [*_DEFAULT_METRICS["regression"], "game1", "game2", "game3"]
         y = _check_y(y, n)
         task, task_source = _resolve_task(task, y)
         classes = None
@@ -461,6 +484,8 @@ class _Setup:
             unit_index=unit_index,
             ci=ci,
             random_state=random_state,
+            fit_y=fit_y,
+            true_grid=true_grid,
         )
 
     def protocol(self, estimator=None, score_method=None):
@@ -495,7 +520,9 @@ class _Setup:
         rows = []
         for k, ((_, test), (pred, score, _)) in enumerate(zip(self.splits, outputs, strict=True)):
             for metric in self.metrics:
-                rows.append((k, metric.name, self._score(metric, self.y[test], pred, score)))
+                rows.append(
+                    (k, metric.name, self._score(metric, self.y[test], pred, score, test))
+                )
         fold_scores = pd.DataFrame(rows, columns=["fold", "metric", "value"])
 
         order = np.concatenate([test for _, test in self.splits])
@@ -514,7 +541,7 @@ class _Setup:
         for metric in self.metrics:
             values = fold_scores.loc[fold_scores["metric"] == metric.name, "value"]
             values = values.to_numpy(dtype=float)
-            pooled, boot[metric.name] = self._pooled(metric, y_true, pred, score)
+            pooled, boot[metric.name] = self._pooled(metric, y_true, pred, score, sample)
             low, high = _quantiles(boot[metric.name], self.ci)
             values = values[~np.isnan(values)]
             summary.append(
@@ -539,12 +566,28 @@ class _Setup:
             bootstrap=boot,
         )
 
-    def _score(self, metric, y_true, pred, score):
+    def _score(self, metric, y_true, pred, score, test=None):
+        if _is_game(metric):
+            if self.true_grid is None or score is None:
+                return np.nan
+            return metric(self.true_grid[test], score)
         if not metric.needs_score:
             return metric(y_true, pred, self.classes)
         return np.nan if score is None else metric(y_true, score, self.classes)
 
-    def _pooled(self, metric, y_true, pred, score):
+    def _pooled(self, metric, y_true, pred, score, sample=None):
+        if _is_game(metric):
+            if self.true_grid is None or score is None:
+                warnings.warn(
+                    f"metric {metric.name!r} needs dot annotations as y and an estimator "
+                    "with predict_grid; its values are NaN",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                return np.nan, np.full(len(self.counts), np.nan)
+            y_true, pred = self.true_grid[sample], score
+            values = _bootstrap_values(metric, y_true, pred, self.counts, self.unit_index)
+            return float(metric(y_true, pred)), values
         out = score if metric.needs_score else pred
         if out is None:
             warnings.warn(
@@ -568,17 +611,24 @@ class _Setup:
                 "y_pred": pred,
             }
         )
-        if score is not None:
+        if score is not None and score_method != "predict_grid":
             prefix = "proba" if score_method == "predict_proba" else "score"
             columns = {f"{prefix}_{c}": score[:, k] for k, c in enumerate(self.classes)}
             frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
         return frame
 
 
-def _fit_predict(estimator, X, y, train, test, classes):
-    """Fit on the training samples; predict (and score, for classifiers) the test samples."""
+def _fit_predict(estimator, X, y, train, test, classes, grid=False):
+    """Fit on the training samples; predict (and score, for classifiers) the test samples.
+
+    With ``grid`` (GAME metrics), an estimator with ``predict_grid`` gives its objects per
+    grid cell as the score, and their sums as the predictions.
+    """
     estimator.fit(_take(X, train), y[train])
     X_test = _take(X, test)
+    if grid and hasattr(estimator, "predict_grid"):
+        cells = np.asarray(estimator.predict_grid(X_test), dtype=float)
+        return cells.sum(axis=1), cells, "predict_grid"
     pred = np.asarray(estimator.predict(X_test))
     if classes is not None:
         for method in _SCORE_METHODS:
@@ -586,6 +636,36 @@ def _fit_predict(estimator, X, y, train, test, classes):
                 raw = np.asarray(getattr(estimator, method)(X_test), dtype=float)
                 return pred, _align_scores(raw, estimator.classes_, classes, method), method
     return pred, None, None
+
+
+def _is_game(metric):
+    return metric.name in ("game0", "game1", "game2", "game3")
+
+
+def _point_targets(y, X, n):
+    """(counts, points, true grid counts) when y holds one (k, 2) point array per sample."""
+    if not isinstance(y, list | tuple) and not (isinstance(y, np.ndarray) and y.dtype == object):
+        return None
+    items = list(y)
+    if not items or not all(
+        isinstance(p, np.ndarray) and p.ndim == 2 and p.shape[1] == 2 for p in items
+    ):
+        return None
+    if len(items) != n:
+        raise ValueError(f"y has {len(items)} samples but X has {n}")
+    from featcell.metrics import grid_counts
+    from featcell.points import _image_shape
+
+    points = np.empty(n, dtype=object)
+    points[:] = items
+    counts = np.array([len(p) for p in items], dtype=float)
+    true_grid = np.full((n, 64), np.nan)
+    for i in range(n):
+        item = _take(X, [i])[0]
+        shape = item.shape[:2] if hasattr(item, "shape") else _image_shape(Path(item))
+        if shape is not None:
+            true_grid[i] = grid_counts([items[i]], shape)[0]
+    return counts, points, true_grid
 
 
 def _take(X, indices):

@@ -65,10 +65,13 @@ _PAYLOAD = "model.skops"
 # checks the list covers them). A module that adds an estimator adds its class name here.
 _FEATCELL_TYPES = (
     "featcell.cnn.CNNEmbedding",
-    "featcell.counting.ImageFeatures",
+    "featcell.counting.DensityCounter",
     "featcell.counting.SegmentationCounter",
     "featcell.features.cell_features.CellFeatures",
     "featcell.features.colocalization.Colocalization",
+    "featcell.features.image.CNNPixelFeatures",
+    "featcell.features.image.ImageFeatures",
+    "featcell.features.image.PixelFeatures",
     "featcell.features.intensity.Intensity",
     "featcell.features.morphology.Morphology",
     "featcell.features.texture.Texture",

@@ -27,7 +27,7 @@ import pandas as pd
 __all__ = ["write_report"]
 
 _FORMATS = ("html", "md")
-_LOWER_IS_BETTER = {"mae", "rmse", "mape"}
+_LOWER_IS_BETTER = {"mae", "rmse", "mape", "game0", "game1", "game2", "game3"}
 _DPI = 150
 _TSNE_MAX = 1000  # t-SNE maps at most this many cells (a random subsample beyond)
 
@@ -49,6 +49,7 @@ def write_report(
     max_points=2000,
     formats=("html", "md"),
     random_state=0,
+    density=None,
 ):
     """Write an HTML and a Markdown report of a cross-validated evaluation or comparison.
 
@@ -94,6 +95,11 @@ def write_report(
         Which reports to write.
     random_state : int, default=0
         Seeds the subsamples and t-SNE.
+    density : dict, default=None
+        For density counting: ``{"counter": fitted DensityCounter, "images": [...],
+        "points": [...]}`` and optionally ``"note"`` (how the counter relates to the
+        images, e.g. "out-of-fold") and ``"n_images"`` (default 4). Shows the first
+        images with their predicted density map and the true dots overlaid.
 
     Returns
     -------
@@ -163,6 +169,10 @@ def write_report(
     if cell_figures:
         written += [f.path for f in cell_figures]
         sections.append(Section("The cells", cell_figures))
+    if density is not None:
+        item = _density_figure(density, figdir)
+        written.append(item.path)
+        sections.append(Section("Density maps", [item]))
     sections.append(_methods_section(view))
     if notes:
         sections.append(Section("Notes", [Paragraph(str(notes))]))
@@ -606,6 +616,45 @@ def _free(value):
 
 
 # --------------------------------------------------------------------------- figures
+
+
+def _density_figure(density, figdir):
+    """Images beside their predicted density, true dots (and predicted count) overlaid."""
+    if not isinstance(density, Mapping) or not {"counter", "images", "points"} <= set(density):
+        raise ValueError("density must be a dict with 'counter', 'images' and 'points'")
+    n = int(density.get("n_images", 4))
+    images = list(density["images"])[:n]
+    points = list(density["points"])[:n]
+    if not images:
+        raise ValueError("density['images'] is empty")
+    from .features.image import _read
+
+    maps = density["counter"].predict_density(images)
+    counts = density["counter"].predict(images)
+    fig = _figure(figsize=(6, 3 * len(images)), layout="constrained")
+    axes = fig.subplots(len(images), 2, squeeze=False)
+    for row, (item, dmap, dots, count) in enumerate(zip(images, maps, points, counts)):
+        image = np.asarray(_read(item), dtype=float)
+        if image.ndim == 3:
+            image = image.mean(axis=-1)
+        low, high = np.percentile(image, [1, 99.8])
+        axes[row, 0].imshow(image, cmap="gray", vmin=low, vmax=high if high > low else low + 1)
+        axes[row, 1].imshow(dmap, cmap="magma")
+        dots = np.asarray(dots, dtype=float).reshape(-1, 2)
+        for ax in axes[row]:
+            ax.scatter(dots[:, 1], dots[:, 0], s=4, c="cyan", linewidths=0)
+            ax.set_axis_off()
+        name = Path(item).name if isinstance(item, (str, Path)) else f"image {row}"
+        axes[row, 0].set_title(f"{name}: {len(dots)} dots", fontsize=8)
+        axes[row, 1].set_title(f"predicted density: {count:.1f}", fontsize=8)
+    path = _save(fig, figdir / "density_maps.png")
+    note = density.get("note") or ""
+    caption = (
+        "Images (left) and the density the counter predicts (right, objects per pixel); the "
+        "cyan dots are the true annotations and the title gives the predicted count, the sum "
+        f"of the density. {note}"
+    ).strip()
+    return FigureItem(path, caption, size="medium")
 
 
 def _save(fig, path):

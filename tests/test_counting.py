@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from joblib import parallel_config
 from numpy.testing import assert_allclose
 from sklearn.base import clone
@@ -117,7 +118,7 @@ def test_paths_and_colour_images(tmp_path):
         (lambda: ImageFeatures(families=["hog"]).fit(IMAGES), ValueError, "families"),
         (lambda: ImageFeatures(sigmas=2).fit(IMAGES), ValueError, "sigmas=2"),
         (lambda: ImageFeatures().fit_transform([np.zeros((4, 4, 4, 4))]), ValueError, "3-D"),
-        (lambda: make_counter("density"), ValueError, "method='density'"),
+        (lambda: make_counter("densities"), ValueError, "method='densities'"),
         (lambda: make_counter("regression", head="knn"), ValueError, "head 'knn'"),
     ],
 )
@@ -161,3 +162,221 @@ def test_segmentation_counts_follow_bbbc005_truth():
     paths = [root / "images" / name for name in table["image"]]
     found = SegmentationCounter(calibrate=False).fit(paths, table["count"]).predict(paths)
     assert np.corrcoef(found, table["count"])[0, 1] > 0.95
+
+
+# --------------------------------------------------------------------------- density counting
+
+
+def _blobs(count, seed, shape=(64, 64)):
+    """Gaussian blobs (sigma 1.6 px) at random positions, overlapping at times, and their centres."""
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(2, np.array(shape) - 3, size=(count, 2))
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 0.1)
+    for r, c in points:
+        image += 0.8 * np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * 1.6**2))
+    return (image + rng.normal(0, 0.02, shape)).astype(np.float32), points
+
+
+BLOBS = [_blobs(int(k), seed=int(k)) for k in np.linspace(3, 40, 14)]
+BLOB_IMAGES = [b[0] for b in BLOBS]
+BLOB_POINTS = [b[1] for b in BLOBS]
+
+
+def _density_counter(**params):
+    from featcell.counting import DensityCounter
+
+    defaults = {"sigma": 2.0, "scales": (1.0, 2.0, 4.0), "head": "lr", "n_samples": 8000}
+    return DensityCounter(**{**defaults, **params})
+
+
+@pytest.mark.parametrize("head", ["lr", "xgb"])
+def test_density_counter_counts_blobs(head):
+    counter = _density_counter(head=head).fit(BLOB_IMAGES[::2], BLOB_POINTS[::2])
+    test = [_blobs(k, seed=100 + k) for k in (5, 17, 33)]
+    predicted = counter.predict([t[0] for t in test])
+    assert_allclose(predicted, [5, 17, 33], atol=2.5)
+    # the density map sums to the count and peaks near the objects
+    density = counter.predict_density([test[0][0]])[0]
+    assert density.shape == (64, 64)
+    assert_allclose(density.sum() + counter.intercept_, predicted[0], rtol=1e-9)
+    r, c = np.round(test[0][1][0]).astype(int)
+    assert density[r, c] > 5 * np.median(density)
+
+
+def test_density_counter_regions_and_grid():
+    counter = _density_counter().fit(BLOB_IMAGES, BLOB_POINTS)
+    image = BLOB_IMAGES[3]
+    total = counter.predict([image])[0]
+    halves = counter.count_in([image], [np.array([[0, 0, 32, 64], [32, 0, 64, 64]])])[0]
+    assert_allclose(halves.sum() + counter.intercept_, total, rtol=1e-9)
+    mask = np.zeros((64, 64), bool)
+    mask[:, :32] = True
+    labels = mask.astype(int) + 1
+    assert_allclose(counter.count_in([image], [mask])[0], halves[:1], rtol=1e-9)
+    assert_allclose(counter.count_in([image], [labels])[0], halves[::-1], rtol=1e-9)
+    grid = counter.predict_grid([image])
+    assert grid.shape == (1, 64) and grid.sum() == pytest.approx(total)
+    with pytest.raises(ValueError, match="regions"):
+        counter.count_in([image], [np.zeros((3, 3))])
+
+
+def test_density_counter_sigma_by_cross_validation_and_calibration():
+    counter = _density_counter(sigma="auto", sigma_grid=(1.0, 3.0), calibrate=True, cv=3)
+    # the last two images carry counts only: held back from the head, used to calibrate
+    points = BLOB_POINTS[:-2] + [float(len(p)) for p in BLOB_POINTS[-2:]]
+    counter.fit(BLOB_IMAGES, points)
+    assert set(counter.cv_mae_) == {1.0, 3.0}
+    assert counter.sigma_ == min(counter.cv_mae_, key=counter.cv_mae_.get)
+    assert counter.coef_ != 1.0 and np.isfinite(counter.intercept_)
+    error = np.abs(counter.predict(BLOB_IMAGES) - [len(p) for p in BLOB_POINTS]).mean()
+    assert error < 2.5
+
+
+def test_density_counter_reads_points_from_files(tmp_path):
+    (tmp_path / "img").mkdir()
+    rows = ["image,x,y"]
+    paths = []
+    for i, (image, points) in enumerate(zip(BLOB_IMAGES[:6], BLOB_POINTS[:6])):
+        path = tmp_path / "img" / f"f{i}.tif"
+        tifffile.imwrite(path, image)
+        paths.append(path)
+        rows += [f"f{i}.tif,{c},{r}" for r, c in points]
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    counter = _density_counter().fit(paths, tmp_path / "points.csv")
+    assert counter.n_train_pixels_ > 0
+    assert counter.predict(paths[:1]).shape == (1,)
+
+
+@pytest.mark.parametrize(
+    ("points", "match"),
+    [
+        ([1.0, 2.0], "counts only"),
+        ([np.array([[1.0, 1.0]])], "1 entries but there are 2"),
+        ([np.array([[1.0, np.nan]]), np.zeros((0, 2))], "NaN"),
+        ([np.array([[70.0, 1.0]]), np.zeros((0, 2))], "outside the image"),
+        ([np.array([[1.0, 1.0, 1.0]]), np.zeros((0, 2))], r"\(k, 2\)"),
+    ],
+)
+def test_density_counter_bad_points(points, match):
+    with pytest.raises(ValueError, match=match):
+        _density_counter().fit(BLOB_IMAGES[:2], points)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"sigma": -1}, "sigma"),
+        ({"sigma": "big"}, "sigma"),
+        ({"sigma": "auto", "sigma_grid": []}, "sigma_grid"),
+        ({"features": "hog"}, "features"),
+        ({"n_samples": 5}, "n_samples"),
+        ({"stride": 0}, "stride"),
+        ({"scales": []}, "scales"),
+        ({"filters": ["sobel"]}, "filters"),
+    ],
+)
+def test_density_counter_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        _density_counter(**params).fit(BLOB_IMAGES[:2], BLOB_POINTS[:2])
+
+
+def test_density_counter_api_and_make_counter():
+    from featcell.counting import DensityCounter
+
+    estimator = DensityCounter()
+    check_no_attributes_set_in_init("DensityCounter", estimator)
+    check_parameters_default_constructible("DensityCounter", estimator)
+    check_get_params_invariance("DensityCounter", estimator)
+    check_set_params("DensityCounter", estimator)
+    counter = make_counter("density", head="rf", sigma=3.0)
+    assert isinstance(counter, DensityCounter) and (counter.head, counter.sigma) == ("rf", 3.0)
+    assert make_counter("density").head == "xgb"
+
+
+def test_pixel_features_names_and_per_channel_selection():
+    from featcell.features.image import PixelFeatures
+
+    rgb = np.random.default_rng(0).random((20, 24, 3))
+    bank = PixelFeatures(filters={0: ["gaussian"], 2: ["log", "hessian"]}, scales=(0.3, 1.0))
+    maps = bank.fit().maps(rgb)
+    names = bank.get_feature_names_out().tolist()
+    assert names == ["Pixel_Gaussian_Ch1_s0p3", "Pixel_Gaussian_Ch1_s1", "Pixel_LoG_Ch3_s1",
+                     "Pixel_HessianEig1_Ch3_s1", "Pixel_HessianEig2_Ch3_s1"]
+    assert maps.shape == (20, 24, 5)
+    from scipy import ndimage as ndi
+
+    # values against scipy's own filters
+    assert_allclose(maps[..., 1], ndi.gaussian_filter(rgb[..., 0], 1.0, truncate=3.5), atol=1e-5)
+    log = ndi.gaussian_laplace(rgb[..., 2], 1.0, truncate=3.5)
+    assert_allclose(maps[..., 2], log, atol=1e-4)
+    assert (maps[..., 3] >= maps[..., 4]).all()
+    with pytest.raises(ValueError, match="channel 2 requested"):
+        bank.maps(rgb[..., :2])
+
+
+def test_pixel_features_large_scales_match_full_resolution():
+    from featcell.features.image import PixelFeatures, _filter_maps_at
+
+    image = BLOB_IMAGES[5]
+    maps = PixelFeatures(filters=["gaussian", "log"], scales=[10.0]).fit().maps(image)
+    exact = _filter_maps_at(image, 10.0, ["gaussian", "log"])
+    inner = (slice(12, -12), slice(12, -12))
+    assert_allclose(maps[..., 0][inner], exact["Gaussian"][inner], atol=2e-3)
+    scale = np.abs(exact["LoG"]).max()
+    assert np.abs(maps[..., 1] - exact["LoG"])[inner].max() < 0.05 * scale
+
+
+@pytest.mark.skipif(not (DATA / "counting").is_dir(), reason="../shared/data is absent")
+def test_density_counter_on_vgg_cells():
+    import pandas as pd
+
+    from featcell.points import read_points
+
+    root = DATA / "counting" / "vgg_cells"
+    table = pd.read_csv(root / "counts.csv")
+    paths = [root / "images" / name for name in table["image"]]
+    train, test = paths[:8], paths[80:86]
+    counter = make_counter("density", sigma=3.0, channels=[2], n_samples=12000, stride=2)
+    counter.fit(train, root / "dots")
+    error = np.abs(counter.predict(test) - table["count"].to_numpy()[80:86]).mean()
+    assert error < 10  # 8 training images, counts 74-317; the example gets ~3 with 32
+
+
+def test_cli_density_train_score_and_report(tmp_path, capsys):
+    from featcell.cli import main
+
+    (tmp_path / "img").mkdir()
+    rows = ["image,row,col"]
+    for i, (image, points) in enumerate(zip(BLOB_IMAGES[:9], BLOB_POINTS[:9])):
+        tifffile.imwrite(tmp_path / "img" / f"f{i}.tif", image)
+        rows += [f"f{i}.tif,{r},{c}" for r, c in points]
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+    model = tmp_path / "counter.featcell"
+    code = main(["train", str(tmp_path / "img"), "--task", "counting", "--model", "density",
+                 "--points", str(tmp_path / "points.csv"), "--sigma", "2", "--cv", "3",
+                 "--pixel-head", "lr",
+                 "--group-by", "none", "-o", str(model), "--report", str(tmp_path / "report"),
+                 "--quiet"])
+    assert code == 0 and model.is_file()
+    assert (tmp_path / "report" / "figures" / "density_maps.png").is_file()
+    assert "game3" in capsys.readouterr().out
+    (tmp_path / "img" / "broken.tif").write_bytes(b"not a tiff")
+    code = main(["score", str(model), str(tmp_path / "img"), "-o", str(tmp_path / "counts.csv"),
+                 "--save-density", str(tmp_path / "maps"), "--quiet"])
+    assert code == 0
+    import pandas as pd
+
+    counts = pd.read_csv(tmp_path / "counts.csv").set_index("Metadata_ImageID")["Prediction"]
+    assert "broken.tif" not in counts.index and len(counts) == 9  # skipped, the others kept
+    errors = pd.read_csv(tmp_path / "counts_errors.csv")
+    assert errors["path"].str.endswith("broken.tif").tolist() == [True]
+    assert abs(counts["f3.tif"] - len(BLOB_POINTS[3])) < 3
+    density = tifffile.imread(tmp_path / "maps" / "f3_density.tif")
+    assert density.shape == (64, 64) and abs(density.sum() - counts["f3.tif"]) < 1
+    # a bad points file is a one-line error naming it (exit status 2)
+    (tmp_path / "bad.csv").write_text("image,x,y\nf0.tif,1,nan\n")
+    code = main(["train", str(tmp_path / "img"), "--task", "counting", "--model", "density",
+                 "--points", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "m2.featcell")])
+    assert code == 2
+    assert "bad.csv" in capsys.readouterr().err

@@ -415,3 +415,53 @@ def test_bootstrap_ci_is_seeded_and_checks_input():
 def test_docstring_examples():
     result = doctest.testmod(fm, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+# --------------------------------------------------------------------------- GAME
+
+
+def test_grid_counts_hand_values():
+    from featcell.metrics import grid_counts
+
+    # 4 x 6 image, level 1: cells split rows at 2 and columns at 3
+    points = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 3.0], [3.0, 5.0], [3.4, 0.2]])
+    assert_allclose(grid_counts([points], (4, 6), level=1), [[2, 0, 1, 2]])
+    density = np.zeros((4, 6))
+    density[0, 0], density[3, 5] = 0.5, 2.0
+    assert_allclose(grid_counts([density], level=1), [[0.5, 0, 0, 2.0]])
+    # level 3 grid on a 5-pixel side: some cells are empty, the total is kept
+    fine = grid_counts([points], (4, 6), level=3)
+    assert fine.shape == (1, 64) and fine.sum() == 5
+
+
+def test_game_hand_worked():
+    from featcell.metrics import game, grid_counts
+
+    # true: 2 objects top-left, 1 bottom-right; predicted: all 3 top-left
+    true = grid_counts([np.array([[0.0, 0.0], [1.0, 1.0], [7.0, 7.0]])], (8, 8), level=3)
+    pred = grid_counts([np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 0.0]])], (8, 8), level=3)
+    assert game(true, pred, 0) == 0.0  # the total is right
+    assert game(true, pred, 1) == 2.0  # one too many top-left, one missing bottom-right
+    assert game(true, pred, 3) == 2.0
+    # two images: GAME is the mean of the per-image errors
+    true2 = np.vstack([true, true])
+    pred2 = np.vstack([pred, true + 0.25])  # second: 0.25 too many in every one of 64 cells
+    assert_allclose(game(true2, pred2, 0), (0 + 16) / 2)
+    assert_allclose(game(true2, pred2, 2), (2 + 16) / 2)
+    assert_allclose(game(true2, pred2, 3), (2 + 16) / 2)
+
+
+def test_game_bootstrap_and_errors():
+    from featcell.metrics import game, grid_counts
+
+    rng = np.random.default_rng(0)
+    true = grid_counts([rng.uniform(0, 31, (10, 2)) for _ in range(12)], (32, 32))
+    pred = true + rng.normal(0, 0.2, true.shape)
+    est, low, high = fm.bootstrap_ci("game2", true, pred, n_boot=200)
+    assert est == pytest.approx(game(true, pred, 2)) and low <= est <= high
+    with pytest.raises(ValueError, match="level >= 3"):
+        game(grid_counts([np.zeros((0, 2))], (4, 4), level=2), np.zeros((1, 16)), 3)
+    with pytest.raises(ValueError, match="power of 4"):
+        game(np.zeros((1, 5)), np.zeros((1, 5)))
+    with pytest.raises(ValueError, match="shape"):
+        grid_counts([np.zeros((3, 2))])

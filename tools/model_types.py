@@ -66,6 +66,14 @@ def fitted_models(fast=False):
         if not fast:
             models[f"counter/cnn/{head}"] = make_counter("cnn", head, input_size=32).fit(
                 images, counts)
+    dots = [np.argwhere(image > 0)[:k + 1].astype(float) for k, image in enumerate(images)]
+    for head in ("xgb", "rf", "lr"):
+        models[f"counter/density/{head}"] = make_counter(
+            "density", head, sigma=2.0, n_samples=2000, cv=2).fit(images, dots)
+    if not fast:
+        models["counter/density/filters+cnn"] = make_counter(
+            "density", "lr", features="filters+cnn", sigma=2.0, n_samples=2000, cv=2
+        ).fit(images, dots)
     if not fast:  # the command line's FeatureUnion of classical + cnn for train
         from featcell.cnn import CNNEmbedding
 

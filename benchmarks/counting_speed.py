@@ -1,0 +1,96 @@
+"""Speed and memory of the density counter on VGG cells (256 x 256 images), on one core.
+
+Measures, single-threaded (BLAS, OpenMP, XGBoost and onnxruntime held to one thread):
+
+- fitting ``make_counter("density")`` on 32 images, with its defaults (sigma by
+  cross-validation, calibration out-of-fold) and with sigma set (one fit of the head);
+- predicting one image: the filter bank alone, the CNN maps alone, and the whole count;
+- the peak memory that numpy allocates while fitting on 16, 32 and 64 images, which must
+  not grow with the number of images (the head sees a fixed pixel sample).
+
+Both wall-clock and process CPU seconds are printed: on a shared, loaded machine the CPU
+time is the better estimate of what one idle core takes.
+
+Run from the project root::
+
+    python benchmarks/counting_speed.py
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from featcell import make_counter, read_points  # noqa: E402
+from featcell.features.image import CNNPixelFeatures, PixelFeatures  # noqa: E402
+from featcell.io import read_image  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "counting" / "vgg_cells"
+
+
+def timed(function, repeat=1):
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeat):
+        out = function()
+    return out, (time.perf_counter() - wall) / repeat, (time.process_time() - cpu) / repeat
+
+
+def main():
+    if not DATA.is_dir():
+        raise SystemExit(f"VGG cells not found at {DATA}")
+    table = pd.read_csv(DATA / "counts.csv")
+    paths = [DATA / "images" / name for name in table["image"]]
+    points = read_points(DATA / "dots", images=paths)
+    images = [read_image(p) for p in paths]
+    print(f"{'what':58s} {'wall s':>8s} {'cpu s':>8s}")
+
+    def row(label, wall, cpu):
+        print(f"{label:58s} {wall:8.3f} {cpu:8.3f}", flush=True)
+
+    counters = {}
+    for label, params in [
+        ("fit, 32 images, defaults (sigma by CV, calibrated)", {}),
+        ("fit, 32 images, sigma=3 (no CV, no calibration)", {"sigma": 3.0, "calibrate": False}),
+    ]:
+        counter = make_counter("density", channels=[2], n_jobs=1, **params)
+        counters[label] = counter
+        _, wall, cpu = timed(lambda c=counter: c.fit(images[:32], points[:32]))
+        row(label, wall, cpu)
+
+    image = images[40]
+    bank = PixelFeatures(channels=[2]).fit()
+    _, wall, cpu = timed(lambda: bank.maps(image), repeat=5)
+    row("predict: filter bank maps of one image", wall, cpu)
+    cnn = CNNPixelFeatures(channels=[2], n_threads=1).fit()
+    cnn.maps(image)  # session start-up
+    _, wall, cpu = timed(lambda: cnn.maps(image), repeat=5)
+    row("predict: CNN maps of one image (features='cnn')", wall, cpu)
+    for label, counter in counters.items():
+        _, wall, cpu = timed(lambda c=counter: c.predict([image]), repeat=5)
+        row(f"predict one image ({label.split(', ', 2)[-1]})", wall, cpu)
+
+    print()
+    print("peak memory allocated by numpy while fitting (sigma=3, no calibration):")
+    for n in (16, 32, 64):
+        counter = make_counter("density", channels=[2], sigma=3.0, calibrate=False, n_jobs=1)
+        tracemalloc.start()
+        counter.fit(paths[:n], points[:n])  # paths: images are read one at a time
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        sample = counter.n_train_pixels_ * len(counter.feature_names_) * 4
+        print(f"  {n:3d} images: peak {peak / 2**20:6.1f} MiB, pixel sample "
+              f"{counter.n_train_pixels_} x {len(counter.feature_names_)} = "
+              f"{sample / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
