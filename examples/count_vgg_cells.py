@@ -24,9 +24,10 @@ spirit but not the same test set), all trained with dot annotations: density lea
 Lempitsky & Zisserman 2010: 3.5 ± 0.2; regression forest densities, Fiaschi et al. 2012:
 3.2 ± 0.1; CNN density maps (e.g. Xie et al. 2016, Cohen et al. 2017): 2.3-2.9.
 
-Measured with ``--quick`` (5 draws, N = 32; the learning curve was not run for lack of
-time): density, filter bank 4.06 ± 0.82 (GAME(1-3) 8.8 / 15.6 / 31.5); density, filters +
-CNN 3.16 ± 0.24 (7.3 / 14.0 / 30.4); regression on counts 4.38 ± 0.60.
+Measured with ``--quick`` (5 draws, N = 32): density, filter bank 4.06 ± 0.82 (GAME(1-3)
+8.8 / 15.6 / 31.5); density, filters + CNN 3.16 ± 0.24 (7.3 / 14.0 / 30.4); regression on
+counts 4.38 ± 0.60. Learning curve of the filter-bank density counter, 3 draws only (time):
+N = 8: 5.28 ± 1.19, N = 16: 4.87 ± 1.23, N = 50: 3.37 ± 0.51.
 
 Run from the project root (single-threaded, about 1-2 CPU minutes per draw and counter;
 ``--quick`` runs N = 32 only, ``--draws`` changes the number of draws)::
