@@ -227,11 +227,16 @@ def _check_finite(array, what):
 
 
 def _prepare_block(
-    cells, values, rows, starts, offsets, counts, positions, size, percentiles, mask_background
+    cells, values, rows, starts, offsets, counts, positions, size, percentiles, mask_background,
+    ranges=None,
 ):
     """(B, K, size, size) intensities in [0, 1] of the cells ``rows`` (see :func:`_cell_batches`)."""
     shapes = cells.crop_shapes
-    low, scale = _cell_ranges(values, offsets[rows], counts[rows], percentiles, positions)
+    if ranges is None:
+        low, scale = _cell_ranges(values, offsets[rows], counts[rows], percentiles, positions)
+    else:  # one black point and gain per channel for every cell
+        low = np.broadcast_to(np.asarray(ranges[0], np.float32), (len(rows), values.shape[0]))
+        scale = np.broadcast_to(np.asarray(ranges[1], np.float32), (len(rows), values.shape[0]))
     crops = []
     for b, i in enumerate(rows.tolist()):
         crop = values[:, starts[i] : starts[i + 1]].reshape(-1, *shapes[i])
@@ -241,7 +246,9 @@ def _prepare_block(
     return _fit_batch(crops, low, scale, size)
 
 
-def _cell_batches(cells, channels, size, *, percentiles, mask_background=False, n_threads=None):
+def _cell_batches(
+    cells, channels, size, *, percentiles, mask_background=False, n_threads=None, ranges=None
+):
     """Yield (cell indices, (B, K, size, size) intensities in [0, 1]) per block of cells.
 
     Each cell's crop (channels ``channels``, by name) is mapped to [0, 1] between
@@ -251,7 +258,8 @@ def _cell_batches(cells, channels, size, *, percentiles, mask_background=False, 
     so the crops of a block share one tight zero-padded stack; the indices say
     where each result belongs. ``n_threads`` > 1 prepares blocks in that many
     threads (NumPy releases the GIL in the sorting, gathering and arithmetic),
-    keeping the order of the blocks.
+    keeping the order of the blocks. ``ranges`` = (low, gain), each (K,), replaces the
+    per-crop percentiles by one fixed black point and gain per channel.
     """
     index = [cells.channel_names.index(c) for c in channels]
     flat = cells.flat()
@@ -272,7 +280,7 @@ def _cell_batches(cells, channels, size, *, percentiles, mask_background=False, 
     def prepare(rows):
         return _prepare_block(
             cells, values, rows, starts, offsets, counts, positions, size, percentiles,
-            mask_background,
+            mask_background, ranges,
         )
 
     if not n_threads or n_threads <= 1 or len(blocks) < 2:

@@ -8,6 +8,7 @@ or the bytes of a network held by a fitted estimator.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -95,16 +96,18 @@ def _preload_cuda_libraries():
 
 
 def _new_session(path, options, providers):
-    """An InferenceSession; CUDA gets ``_CUDA_OPTIONS`` unless this onnxruntime refuses them."""
+    """An InferenceSession of a model file (or the bytes of a network); CUDA gets
+    ``_CUDA_OPTIONS`` unless this onnxruntime refuses them."""
     plain = list(providers)
+    path = path if isinstance(path, bytes) else str(path)
     if "CUDAExecutionProvider" not in plain:
-        return ort.InferenceSession(str(path), options, providers=plain)
+        return ort.InferenceSession(path, options, providers=plain)
     _preload_cuda_libraries()
     tuned = [(p, dict(_CUDA_OPTIONS)) if p == "CUDAExecutionProvider" else p for p in plain]
     try:
-        return ort.InferenceSession(str(path), options, providers=tuned)
+        return ort.InferenceSession(path, options, providers=tuned)
     except Exception:  # noqa: BLE001 - e.g. an older onnxruntime without these options
-        return ort.InferenceSession(str(path), options, providers=plain)
+        return ort.InferenceSession(path, options, providers=plain)
 
 
 def _get_session(path, sha256, providers, n_threads, optimization):
@@ -120,9 +123,9 @@ def _get_session(path, sha256, providers, n_threads, optimization):
             try:
                 session = _new_session(path, options, providers)
             except Exception as exc:  # onnxruntime raises its own exception types
+                what = "network" if isinstance(path, bytes) else f"model file {str(path)!r}"
                 raise ValueError(
-                    f"model file {str(path)!r} is not a valid ONNX model that onnxruntime "
-                    f"can load: {exc}"
+                    f"{what} is not a valid ONNX model that onnxruntime can load: {exc}"
                 ) from exc
             _SESSIONS[key] = session
     return session
@@ -133,3 +136,17 @@ def _model_name(session, path):
     meta = session.get_modelmeta().custom_metadata_map
     name = meta.get("featcell.model_name") or path.stem
     return re.sub(r"[^A-Za-z0-9]", "", name) or "Model"
+
+
+def _network_session(network, sha256, providers, n_threads, who):
+    """The shared session of a network held as ONNX bytes by a fitted estimator, after
+    checking the bytes still have the SHA-256 recorded when it was exported."""
+    if not isinstance(network, bytes):
+        raise TypeError(f"{who}.network_ must be ONNX bytes, got {type(network).__name__}")
+    actual = hashlib.sha256(network).hexdigest()
+    if actual != sha256:
+        raise ValueError(
+            f"{who}.network_ has sha256 {actual[:12]}... but was exported with "
+            f"{str(sha256)[:12]}...; the network was modified after fit, refusing to run it"
+        )
+    return _get_session(network, sha256, _resolve_providers(providers), n_threads, "all")
