@@ -9,69 +9,30 @@ from __future__ import annotations
 
 import numbers
 import os
-from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
-from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
+from .features.image import (
+    ImageFeatures,
+    PixelFeatures,
+    _check_images,
+    _clump_corrected_count,
+    _grey_float,
+    _read,
+    upsample_linear,
+)
 from .heads import make_head
-from .segmentation import _to_grey, _typical_area, segment
+from .points import density_target
+from .segmentation import _typical_area, segment
 
-__all__ = ["ImageFeatures", "SegmentationCounter", "make_counter"]
+__all__ = ["DensityCounter", "ImageFeatures", "SegmentationCounter", "make_counter"]
 
-_COUNTERS = ("segmentation", "regression", "cnn")
-
-
-def _read(item):
-    """An image from an array or a file path."""
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            return tifffile.imread(path)
-        from skimage.io import imread
-
-        return imread(path)
-    return np.asarray(item)
-
-
-def _check_images(images):
-    """Reject inputs that are one image or one path rather than a collection."""
-    if isinstance(images, (str, os.PathLike)):
-        raise TypeError(f"images={images!r} is a single path; expected a list of images or paths")
-    if isinstance(images, np.ndarray):
-        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] <= 4):
-            raise ValueError(
-                f"images is an array of shape {images.shape}, which looks like a single "
-                "image; expected a list of images (or an (n_images, M, N[, C]) stack)"
-            )
-        if images.ndim not in (3, 4):
-            raise ValueError(
-                f"images is an array of shape {images.shape}; expected a list of images "
-                "or an (n_images, M, N[, C]) stack"
-            )
-    images = list(images)
-    if not images:
-        raise ValueError("images is empty; expected at least one image")
-    return images
-
-
-def _grey_float(item, channel):
-    """Read an image and return it as 2-D float in the scale of its dtype ([0, 1] for ints)."""
-    image = _read(item)
-    dtype = image.dtype
-    grey = _to_grey(image, channel)
-    if np.issubdtype(dtype, np.integer):
-        grey = grey / np.iinfo(dtype).max
-    elif np.issubdtype(dtype, np.bool_):
-        grey = grey.astype(np.float64)
-    return grey
+_COUNTERS = ("segmentation", "regression", "cnn", "density")
 
 
 def _check_counts(counts, n_images):
@@ -84,12 +45,6 @@ def _check_counts(counts, n_images):
     if not np.isfinite(counts).all():
         raise ValueError("counts contains NaN or infinite values")
     return counts
-
-
-def _clump_corrected_count(areas, typical):
-    """Objects counted as their area over a single object's (rounded, at least 1)."""
-    # a clump of k nuclei has about k times the area of a single one
-    return float(np.maximum(1, np.round(areas / typical)).sum())
 
 
 def _object_count(item, channel, count_by, segment_params):
@@ -229,245 +184,309 @@ class SegmentationCounter(RegressorMixin, BaseEstimator):
         return tags
 
 
-def _log_features(grey, sigmas, thresholds):
-    """Blob statistics from the scale-normalised Laplacian of Gaussian at each scale."""
-    values = []
-    for sigma in sigmas:
-        response = -(sigma**2) * ndi.gaussian_laplace(grey, sigma)
-        size = 2 * round(sigma) + 1
-        peaks = (response == ndi.maximum_filter(response, size=size)) & (response > 0)
-        heights = np.sort(response[peaks])
-        top = heights[-1] if heights.size else 0.0
-        values += [np.clip(response, 0, None).sum()]
-        values += [np.count_nonzero(response > t) for t in thresholds]
-        values += [heights.size - np.searchsorted(heights, t, side="right") for t in thresholds]
-        values += [np.count_nonzero(heights > f * top) for f in (0.1, 0.25, 0.5)]
-    return values
+class DensityCounter(RegressorMixin, BaseEstimator):
+    """Count objects as the sum of a density map learnt from dot annotations.
 
+    The method of ilastik's Cell Density Counting workflow (Lempitsky & Zisserman,
+    2010; Fiaschi et al., 2012). Each training image's dots are smoothed by a
+    Gaussian of standard deviation ``sigma`` into a density map that sums to the
+    image's count (:func:`featcell.points.density_target`); a regression head
+    learns that density at each pixel from the pixel's filter responses
+    (:class:`featcell.features.image.PixelFeatures`, optionally with early CNN
+    feature maps). An image's count is the sum of its predicted density, so the
+    counter also says *where* the objects are (:meth:`predict_density`) and how
+    many lie in any region (:meth:`count_in`).
 
-def _segmentation_features(grey, segment_params):
-    labels = segment(grey, **segment_params)
-    n = int(labels.max())
-    if n == 0:
-        return [0.0] * len(_SEGMENTATION)
-    areas = np.bincount(labels.ravel())[1:].astype(np.float64)
-    typical = _typical_area(areas)
-    ratio = areas / typical
-    histogram = [
-        np.count_nonzero(ratio < 0.5),
-        np.count_nonzero((ratio >= 0.5) & (ratio < 1.5)),
-        np.count_nonzero((ratio >= 1.5) & (ratio < 2.5)),
-        np.count_nonzero(ratio >= 2.5),
-    ]
-    clumps = _clump_corrected_count(areas, typical)
-    return [n, areas.sum(), areas.mean(), typical, areas.sum() / typical, clumps, *histogram]
-
-
-def _intensity_features(grey):
-    quantiles = np.percentile(grey, [50, 1, 5, 25, 75, 95, 99])
-    return [grey.mean(), grey.std(), *quantiles, grey.max(), grey.size, np.log(grey.size)]
-
-
-def _foreground_features(grey):
-    smooth = ndi.gaussian_filter(grey, 1.0)
-    if np.ptp(smooth) == 0:
-        return [0.0, 0.0, 0.0, grey.mean()]
-    from skimage.filters import threshold_otsu
-
-    foreground = smooth > threshold_otsu(smooth)
-    n_components = ndi.label(foreground)[1]
-    return [foreground.sum(), foreground.mean(), n_components, grey[foreground].mean()]
-
-
-def _tophat_features(grey, sizes, levels):
-    """Intensity above a local background (a grey opening): its sum and area above levels."""
-    values = []
-    for size in sizes:
-        # square footprints keep the opening separable, hence fast
-        background = ndi.maximum_filter(ndi.minimum_filter(grey, size), size)
-        excess = grey - background
-        values.append(excess.sum())
-        values += [np.count_nonzero(excess > level) for level in levels]
-    return values
-
-
-_INTENSITY = ["Mean", "Std", "Median", "Q01", "Q05", "Q25", "Q75", "Q95", "Q99", "Max"]
-_FOREGROUND = ["Area", "Fraction", "Components", "MeanIntensity"]
-_SEGMENTATION = [
-    "Count",
-    "TotalArea",
-    "MeanArea",
-    "TypicalArea",
-    "AreaOverTypical",
-    "ClumpCorrectedCount",
-    "CountSmall",
-    "CountSingle",
-    "CountDouble",
-    "CountLarge",
-]
-_FAMILIES = ("intensity", "foreground", "tophat", "log", "segmentation")
-
-
-def _tag(value):
-    return f"{value:g}".replace(".", "p")
-
-
-def _image_features(item, channel, invert, families, params):
-    grey = _grey_float(item, channel)
-    if invert:
-        grey = grey.max() - grey
-    values = []
-    for family in families:
-        if family == "intensity":
-            values += _intensity_features(grey)
-        elif family == "foreground":
-            values += _foreground_features(grey)
-        elif family == "tophat":
-            values += _tophat_features(grey, params["background_sizes"], params["levels"])
-        elif family == "log":
-            values += _log_features(grey, params["sigmas"], params["thresholds"])
-        else:
-            values += _segmentation_features(grey, params["segment_params"])
-    return np.asarray(values, dtype=np.float64)
-
-
-class ImageFeatures(TransformerMixin, BaseEstimator):
-    """Image-level features for counting and other per-image tasks.
-
-    One row per image, from up to five families. Most columns grow linearly with
-    the number of cells, so that a linear head can learn a count (a density per
-    pixel, summed) from image-level counts alone:
-
-    - ``"intensity"``: mean, spread and quantiles of the intensity, image size;
-    - ``"foreground"``: area, fraction, components and mean intensity of the
-      Otsu foreground;
-    - ``"tophat"``: intensity above a local background (a grey opening): its
-      sum and the area above several ``levels``;
-    - ``"log"``: the scale-normalised Laplacian of Gaussian at each of
-      ``sigmas``: its positive sum, the area above each of ``thresholds``, the
-      number of its local maxima above each of ``thresholds`` and above 10, 25
-      and 50 % of the highest;
-    - ``"segmentation"``: statistics of :func:`featcell.segmentation.segment` (object
-      count, total, mean and typical area, a clump-corrected count, a histogram
-      of areas relative to the typical one).
+    The head is fitted on a random sample of pixels, drawn as each image is
+    read: memory grows with ``n_samples``, not with the number of images.
 
     Parameters
     ----------
-    families : sequence of str, optional
-        Families to compute, in this order; all five by default.
-    channel : int, optional
-        Channel to use in (M, N, C) images; by default colour is converted to
-        luminance and other multichannel images are averaged.
-    invert : bool, default=False
-        Set for dark objects on a bright background.
-    sigmas : sequence of float, default=(1, 2, 4, 8)
-        Scales of the Laplacian of Gaussian, in pixels (a blob of radius r
-        responds most at sigma = r / sqrt(2)).
-    thresholds : sequence of float, default=(0.01, 0.02, 0.04, 0.08, 0.16)
-        Absolute Laplacian of Gaussian levels, for images scaled to [0, 1]
-        (integer images are divided by their dtype's maximum).
-    background_sizes : sequence of int, default=(33, 65)
-        Widths in pixels of the square grey openings that estimate the local
-        background; choose them larger than the cells.
-    levels : sequence of float, default=(0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48, 0.64)
-        Intensities above the local background, for images scaled to [0, 1].
-    segment_params : dict, optional
-        Keyword arguments of :func:`featcell.segmentation.segment` for the
-        ``"segmentation"`` family.
+    sigma : float or "auto", default="auto"
+        Standard deviation of the Gaussian around each dot, in pixels. ``"auto"``
+        chooses it from ``sigma_grid`` by cross-validation over the training
+        images (the count error of the held-out images' summed density).
+    sigma_grid : sequence of float, default=(1.0, 2.0, 4.0)
+        Candidates for ``sigma="auto"``.
+    features : {"filters", "cnn", "filters+cnn"}, default="filters"
+        Pixel features: the filter bank, early feature maps of the bundled CNN
+        (:class:`featcell.features.image.CNNPixelFeatures`), or both.
+    filters : sequence of str or dict, optional
+        Filters of the bank, all by default; a dict ``{channel: filters}`` selects
+        them per channel. See :class:`~featcell.features.image.PixelFeatures`.
+    scales : sequence of float, default=(0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
+        Scales of the filter bank, in pixels.
+    channels : sequence of int, optional
+        Channels to filter, each on its own; by default colour is averaged.
+    head : str or estimator, default="xgb"
+        Pixel regressor: a name for :func:`featcell.heads.make_head` (``"xgb"``,
+        ``"rf"``, ``"lr"``, ``"mlp"``, ``"svm"``; the last three behind a
+        ``StandardScaler``) or a scikit-learn regressor (cloned).
+    n_samples : int, default=60000
+        Pixels sampled for the head, spread evenly over the training images
+        with dots.
+    calibrate : bool, default=False
+        Also fit ``count = intercept_ + coef_ * summed density`` on sums that
+        the head did not see: out-of-fold sums of the images with dots
+        (``cv`` folds), and images given with a count only (held back from the
+        head). Never on in-sample sums.
+    cv : int, default=3
+        Folds over images for ``sigma="auto"`` and ``calibrate``.
+    stride : int, default=1
+        Predict the density on every ``stride``-th pixel of each row and column
+        and interpolate bilinearly in between (``stride`` ** 2 times fewer
+        pixels for the head; the density is smooth at the scale of ``sigma``,
+        so keep ``stride`` at most about ``sigma``).
+    random_state : int or None, default=0
+        Seed of the pixel sample, the folds and the head.
     n_jobs : int, default=None
-        Number of jobs to run in parallel over images. ``None`` means 1 unless in
-        a :obj:`joblib.parallel_backend` context. ``-1`` means using all processors.
+        Number of jobs for the heads that can run in parallel (rf, xgb). ``None``
+        means 1 unless in a :obj:`joblib.parallel_backend` context. ``-1`` means
+        using all processors.
+
+    Attributes
+    ----------
+    sigma_ : float
+        The sigma used for the final fit.
+    cv_mae_ : dict
+        ``{sigma: out-of-fold count MAE}`` when cross-validation ran, else empty.
+    head_ : estimator
+        The fitted pixel regressor.
+    pixel_features_ : list of transformers
+        The pixel feature extractors (each with a ``maps(image)`` method).
+    feature_names_ : ndarray of str
+        Names of the pixel features.
+    coef_, intercept_ : float
+        The count calibration (1 and 0 without ``calibrate``).
+    n_train_pixels_ : int
+        Pixels the head was fitted on.
 
     See Also
     --------
-    make_counter : counters built on these features.
+    featcell.points.read_points : dot annotations from files.
+    featcell.metrics.game : grid average mean absolute error of density counts.
+
+    References
+    ----------
+    .. [1] V. Lempitsky and A. Zisserman, "Learning to count objects in images",
+       NIPS 2010.
+    .. [2] L. Fiaschi, U. Koethe, R. Nair and F. A. Hamprecht, "Learning to count
+       with regression forest and structured labels", ICPR 2012.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from featcell.counting import ImageFeatures
-    >>> images = [np.random.default_rng(0).random((32, 40)), np.zeros((20, 20))]
-    >>> ImageFeatures().fit_transform(images).shape
-    (2, 102)
-    >>> tophat = ImageFeatures(families=["tophat"], background_sizes=[15])
-    >>> tophat.get_feature_names_out()[:2].tolist()
-    ['Image_TopHat_Sum_b15', 'Image_TopHat_Area_b15_t0p02']
+    >>> from featcell.counting import DensityCounter
+    >>> rng = np.random.default_rng(0)
+    >>> def blobs(k):
+    ...     points = rng.uniform(4, 44, size=(k, 2))
+    ...     yy, xx = np.mgrid[:48, :48]
+    ...     image = sum(np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / 8) for r, c in points)
+    ...     return image, points
+    >>> data = [blobs(k) for k in (3, 6, 9, 12)]
+    >>> counter = DensityCounter(sigma=2.0, head="lr", scales=[1, 2, 4])
+    >>> counter = counter.fit([d[0] for d in data], [d[1] for d in data])
+    >>> image, points = blobs(7)
+    >>> bool(abs(counter.predict([image])[0] - 7) < 1.5)
+    True
     """
 
     def __init__(
         self,
-        families=None,
+        sigma="auto",
         *,
-        channel=None,
-        invert=False,
-        sigmas=(1, 2, 4, 8),
-        thresholds=(0.01, 0.02, 0.04, 0.08, 0.16),
-        background_sizes=(33, 65),
-        levels=(0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48, 0.64),
-        segment_params=None,
+        sigma_grid=(1.0, 2.0, 4.0),
+        features="filters",
+        filters=None,
+        scales=(0.7, 1.0, 1.6, 3.5, 5.0, 10.0),
+        channels=None,
+        head="xgb",
+        n_samples=60_000,
+        calibrate=False,
+        cv=3,
+        stride=1,
+        random_state=0,
         n_jobs=None,
     ):
-        self.families = families
-        self.channel = channel
-        self.invert = invert
-        self.sigmas = sigmas
-        self.thresholds = thresholds
-        self.background_sizes = background_sizes
-        self.levels = levels
-        self.segment_params = segment_params
+        self.sigma = sigma
+        self.sigma_grid = sigma_grid
+        self.features = features
+        self.filters = filters
+        self.scales = scales
+        self.channels = channels
+        self.head = head
+        self.n_samples = n_samples
+        self.calibrate = calibrate
+        self.cv = cv
+        self.stride = stride
+        self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def fit(self, images, y=None):
-        """Check the parameters; nothing is learnt.
+    # ----------------------------------------------------------------- parameters
+
+    def _sigmas(self):
+        if isinstance(self.sigma, str):
+            if self.sigma != "auto":
+                raise ValueError(f"sigma={self.sigma!r}; expected a number of pixels or 'auto'")
+            grid = self.sigma_grid
+            if (
+                isinstance(grid, (str, numbers.Number))
+                or len(grid) == 0
+                or not all(isinstance(v, numbers.Real) and 0 <= v <= 100 for v in grid)
+            ):
+                raise ValueError(
+                    f"sigma_grid={grid!r}; expected a non-empty list of numbers in [0, 100]"
+                )
+            return [float(v) for v in grid]
+        if isinstance(self.sigma, bool) or not isinstance(self.sigma, numbers.Real) or not (
+            0 <= self.sigma <= 100
+        ):
+            raise ValueError(f"sigma={self.sigma!r}; expected a number of pixels in [0, 100] or 'auto'")
+        return [float(self.sigma)]
+
+    def _extractors(self):
+        kinds = {"filters": ("filters",), "cnn": ("cnn",), "filters+cnn": ("filters", "cnn")}
+        if self.features not in kinds:
+            raise ValueError(f"features={self.features!r}; expected one of {tuple(kinds)}")
+        out = []
+        if "filters" in kinds[self.features]:
+            out.append(PixelFeatures(self.filters, scales=self.scales, channels=self.channels).fit())
+        if "cnn" in kinds[self.features]:
+            from .features.image import CNNPixelFeatures
+
+            out.append(CNNPixelFeatures(channels=self.channels).fit())
+        return out
+
+    def _new_head(self):
+        if not isinstance(self.head, str):
+            if not hasattr(self.head, "fit") or not hasattr(self.head, "predict"):
+                raise TypeError(f"head={self.head!r}; expected a head name or a regressor")
+            return clone(self.head)
+        head = make_head(self.head, "regression", random_state=self.random_state,
+                         n_jobs=self.n_jobs)
+        if self.head in ("lr", "svm", "mlp"):
+            return make_pipeline(StandardScaler(), head)
+        return head
+
+    def _check_n_samples(self):
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, numbers.Integral) or (
+            self.n_samples < 100
+        ):
+            raise ValueError(f"n_samples={self.n_samples!r}; expected an integer >= 100")
+        if isinstance(self.cv, bool) or not isinstance(self.cv, numbers.Integral) or self.cv < 2:
+            raise ValueError(f"cv={self.cv!r}; expected an integer >= 2")
+        if isinstance(self.stride, bool) or not isinstance(self.stride, numbers.Integral) or not (
+            1 <= self.stride <= 16
+        ):
+            raise ValueError(f"stride={self.stride!r}; expected an integer from 1 to 16")
+
+    # ----------------------------------------------------------------- pixels
+
+    def _maps(self, item, extractors=None):
+        """(M, N, n_features) float32 pixel features of one image."""
+        image = _read(item)
+        parts = [e.maps(image) for e in (extractors or self.pixel_features_)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+    def _density(self, model, maps):
+        step = int(self.stride)
+        grid = maps[step // 2 :: step, step // 2 :: step] if step > 1 else maps
+        flat = np.ascontiguousarray(grid).reshape(-1, maps.shape[-1])
+        density = np.asarray(model.predict(flat), dtype=np.float64).reshape(grid.shape[:2])
+        if step > 1:
+            density = upsample_linear(density, maps.shape[:2], step, step // 2)
+        return density
+
+    # ----------------------------------------------------------------- fit
+
+    def fit(self, images, points):
+        """Learn the pixel density from dot-annotated images.
 
         Parameters
         ----------
         images : list of (M, N[, C]) arrays or paths
-            Images.
-        y : Ignored
-            Not used, present for API consistency by convention.
+            Training images; sizes may differ.
+        points : list, or str or path-like
+            Per image, a ``(k, 2)`` array of ``(row, col)`` dot positions, or a
+            number (a count only: such images are held back from the head and
+            used for ``calibrate``); or a folder or table of points files for
+            :func:`featcell.points.read_points` (``images`` must then be paths).
 
         Returns
         -------
-        self : ImageFeatures
-            The transformer.
+        self : DensityCounter
+            The fitted counter.
         """
-        _check_images(images)
-        self._check_params()
+        images = _check_images(images)
+        sigmas = self._sigmas()
+        self._check_n_samples()
+        extractors = self._extractors()
+        targets = _resolve_points(images, points)
+        dotted = [i for i, t in enumerate(targets) if isinstance(t, np.ndarray)]
+        if not dotted:
+            raise ValueError(
+                "points gives counts only; a DensityCounter learns from dot annotations "
+                "((k, 2) arrays of positions) - for counts alone use make_counter('regression')"
+            )
+        rng = np.random.default_rng(self.random_state)
+        per_image = max(1, int(self.n_samples) // len(dotted))
+        X, Y, owner, sizes = [], [], [], {}
+        for i in dotted:
+            maps = self._maps(images[i], extractors)
+            shape = maps.shape[:2]
+            _check_inside(targets[i], shape, i)
+            take = rng.choice(shape[0] * shape[1], size=min(per_image, shape[0] * shape[1]),
+                              replace=False)
+            X.append(maps.reshape(-1, maps.shape[-1])[take])
+            Y.append(np.column_stack(
+                [density_target(targets[i], shape, s).ravel()[take] for s in sigmas]
+            ))
+            owner.append(np.full(len(take), i))
+            sizes[i] = shape
+            del maps
+        X, Y, owner = np.concatenate(X), np.concatenate(Y), np.concatenate(owner)
+        true = {i: float(len(targets[i])) for i in dotted}
+        held_back = [i for i, t in enumerate(targets) if not isinstance(t, np.ndarray)]
+
+        self.pixel_features_ = extractors
+        self.feature_names_ = np.concatenate([e.get_feature_names_out() for e in extractors])
+        self.cv_mae_ = {}
+        k = min(int(self.cv), len(dotted))
+        need_cv = (len(sigmas) > 1 or self.calibrate) and k >= 2
+        best = 0
+        oof = None
+        if need_cv:
+            order = rng.permutation(dotted)
+            fold_of = {int(i): f % k for f, i in enumerate(order)}
+            sample_fold = np.array([fold_of[int(i)] for i in owner])
+            models = [[self._new_head().fit(X[sample_fold != f], Y[sample_fold != f, j])
+                       for f in range(k)] for j in range(len(sigmas))]
+            oof = np.empty((len(sigmas), len(dotted)))
+            for n, i in enumerate(dotted):
+                maps = self._maps(images[i])
+                for j in range(len(sigmas)):
+                    oof[j, n] = self._density(models[j][fold_of[i]], maps).sum()
+            errors = np.abs(oof - np.array([true[i] for i in dotted])).mean(axis=1)
+            self.cv_mae_ = {s: float(e) for s, e in zip(sigmas, errors)}
+            best = int(np.argmin(errors)) if len(sigmas) > 1 else 0
+        self.sigma_ = sigmas[best]
+        self.head_ = self._new_head().fit(X, Y[:, best])
+        self.n_train_pixels_ = len(X)
+        del X, Y
+        self.coef_, self.intercept_ = 1.0, 0.0
+        if self.calibrate:
+            found = [] if oof is None else list(oof[best])
+            wanted = [] if oof is None else [true[i] for i in dotted]
+            for i in held_back:
+                found.append(self._density(self.head_, self._maps(images[i])).sum())
+                wanted.append(float(targets[i]))
+            self.coef_, self.intercept_ = _linear_calibration(found, wanted)
         return self
 
-    def _check_params(self):
-        families = _FAMILIES if self.families is None else self.families
-        if isinstance(families, str) or not families or not set(families) <= set(_FAMILIES):
-            raise ValueError(
-                f"families={self.families!r}; expected None or a non-empty list drawn from "
-                f"{_FAMILIES}"
-            )
-        for name in ("sigmas", "thresholds", "background_sizes", "levels"):
-            values = getattr(self, name)
-            if (
-                isinstance(values, (str, numbers.Number))
-                or len(values) == 0
-                or not all(isinstance(v, numbers.Real) and v > 0 for v in values)
-            ):
-                raise ValueError(
-                    f"{name}={values!r}; expected a non-empty list of positive numbers"
-                )
-        segment_params = self.segment_params or {}
-        if not isinstance(segment_params, dict):
-            raise TypeError(f"segment_params={segment_params!r}; expected a dict or None")
-        params = {
-            "sigmas": self.sigmas,
-            "thresholds": self.thresholds,
-            "background_sizes": [int(v) for v in self.background_sizes],
-            "levels": self.levels,
-            # the image is inverted before segmentation already
-            "segment_params": {"invert": False, **segment_params},
-        }
-        return list(families), params
+    # ----------------------------------------------------------------- predict
 
-    def transform(self, images):
-        """Compute the features of each image.
+    def predict_density(self, images):
+        """The predicted density map of each image (scaled by ``coef_``).
 
         Parameters
         ----------
@@ -476,82 +495,170 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_images, n_features)
-            One row per image, columns named by :meth:`get_feature_names_out`.
+        densities : list of (M, N) ndarray of float64
+            Objects per pixel; a map sums to the image's count less ``intercept_``.
         """
-        images = _check_images(images)
-        families, params = self._check_params()
-        rows = Parallel(n_jobs=self.n_jobs)(
-            delayed(_image_features)(item, self.channel, self.invert, families, params)
-            for item in images
-        )
-        return np.vstack(rows)
+        check_is_fitted(self)
+        return [self.coef_ * self._density(self.head_, self._maps(item))
+                for item in _check_images(images)]
 
-    def get_feature_names_out(self, input_features=None):
-        """Feature names, CellProfiler style (``Image_<Category>_<Feature>[_<params>]``).
+    def predict(self, images):
+        """Count the objects of each image: the sum of its predicted density.
 
         Parameters
         ----------
-        input_features : Ignored
-            Not used, present for API consistency by convention.
+        images : list of (M, N[, C]) arrays or paths
+            Images; sizes may differ.
 
         Returns
         -------
-        names : ndarray of str
-            One name per column of :meth:`transform`'s output.
+        counts : ndarray of shape (n_images,)
+            Counts (not rounded).
         """
-        families, params = self._check_params()
-        names = []
-        for family in families:
-            if family == "intensity":
-                names += [f"Image_Intensity_{n}" for n in _INTENSITY]
-                names += ["Image_Size_Pixels", "Image_Size_LogPixels"]
-            elif family == "foreground":
-                names += [f"Image_Foreground_{n}" for n in _FOREGROUND]
-            elif family == "tophat":
-                for b in params["background_sizes"]:
-                    names.append(f"Image_TopHat_Sum_b{b}")
-                    names += [f"Image_TopHat_Area_b{b}_t{_tag(t)}" for t in self.levels]
-            elif family == "log":
-                for s in map(_tag, self.sigmas):
-                    names.append(f"Image_LoG_Sum_s{s}")
-                    names += [f"Image_LoG_Area_s{s}_t{_tag(t)}" for t in self.thresholds]
-                    names += [f"Image_LoG_Peaks_s{s}_t{_tag(t)}" for t in self.thresholds]
-                    names += [f"Image_LoG_PeaksRel_s{s}_r{r}" for r in (10, 25, 50)]
-            else:
-                names += [f"Image_Segmentation_{n}" for n in _SEGMENTATION]
-        return np.asarray(names, dtype=object)
+        check_is_fitted(self)
+        sums = [self._density(self.head_, self._maps(item)).sum() for item in _check_images(images)]
+        return self.intercept_ + self.coef_ * np.asarray(sums, dtype=np.float64)
+
+    def count_in(self, images, regions):
+        """Count the objects in regions of each image, as ilastik's counting boxes do.
+
+        Parameters
+        ----------
+        images : list of (M, N[, C]) arrays or paths
+            Images.
+        regions : list
+            Per image: ``(k, 4)`` boxes ``xmin, ymin, xmax, ymax`` (0-based,
+            exclusive ends, as :func:`featcell.read_voc` returns), an
+            ``(M, N)`` label image (one count per label 1..max), or an ``(M, N)``
+            boolean mask (one count).
+
+        Returns
+        -------
+        counts : list of ndarray
+            Per image, the summed density in each region (scaled by ``coef_``;
+            the intercept belongs to whole images and is not added).
+        """
+        images = _check_images(images)
+        if isinstance(regions, np.ndarray) and regions.ndim == 2 and len(images) == 1:
+            regions = [regions]
+        regions = list(regions)
+        if len(regions) != len(images):
+            raise ValueError(
+                f"regions has {len(regions)} entries but there are {len(images)} images"
+            )
+        out = []
+        for n, (density, region) in enumerate(zip(self.predict_density(images), regions)):
+            out.append(_region_sums(density, region, n))
+        return out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        tags.requires_fit = False
         return tags
 
 
-def make_counter(method="regression", head="lr", *, random_state=0, **params):
+def _resolve_points(images, points):
+    """Per image, a (k, 2) array of positions or a float count."""
+    from .points import _check_points, read_points
+
+    if isinstance(points, (str, os.PathLike)):
+        if not all(isinstance(i, (str, os.PathLike)) for i in images):
+            raise TypeError(
+                f"points={points!r} is a path; matching points files to images needs the "
+                "images as file paths"
+            )
+        return read_points(points, images=images)
+    if isinstance(points, np.ndarray) and points.ndim == 2 and points.shape[1] == 2 and len(
+        images
+    ) != len(points):
+        raise ValueError(
+            f"points is one (k, 2) array but there are {len(images)} images; expected a list "
+            "with one array (or count) per image"
+        )
+    points = list(points)
+    if len(points) != len(images):
+        raise ValueError(f"points has {len(points)} entries but there are {len(images)} images")
+    out = []
+    for i, p in enumerate(points):
+        if isinstance(p, numbers.Real) and not isinstance(p, bool):
+            if not np.isfinite(p) or p < 0:
+                raise ValueError(f"points[{i}] is the count {p!r}; expected a finite number >= 0")
+            out.append(float(p))
+        else:
+            out.append(_check_points(p, f"points[{i}]"))
+    return out
+
+
+def _check_inside(points, shape, i):
+    from .points import _check_points
+
+    _check_points(points, f"points[{i}]", shape)
+
+
+def _linear_calibration(found, wanted):
+    """(slope, intercept) of wanted ~ found; an offset only with < 3 sums or one value."""
+    found, wanted = np.asarray(found, float), np.asarray(wanted, float)
+    if len(found) == 0:
+        return 1.0, 0.0
+    if len(found) < 3 or np.ptp(found) == 0:
+        return 1.0, float(np.mean(wanted - found))
+    slope, intercept = np.polyfit(found, wanted, 1)
+    return float(slope), float(intercept)
+
+
+def _region_sums(density, region, n):
+    region = np.asarray(region)
+    if region.ndim == 2 and region.shape == density.shape:
+        if region.dtype == bool:
+            return np.array([density[region].sum()])
+        if not np.issubdtype(region.dtype, np.integer) or region.min() < 0:
+            raise ValueError(f"regions[{n}] is not a label image of non-negative integers")
+        return np.bincount(region.ravel(), weights=density.ravel(),
+                           minlength=int(region.max()) + 1)[1:]
+    if region.ndim == 2 and region.shape[1] == 4 or region.size == 0:
+        boxes = region.reshape(-1, 4).astype(float)
+        if not np.isfinite(boxes).all():
+            raise ValueError(f"regions[{n}] holds NaN or infinite box coordinates")
+        # summed-area table: every box in O(1)
+        table = np.zeros((density.shape[0] + 1, density.shape[1] + 1))
+        table[1:, 1:] = density.cumsum(0).cumsum(1)
+        xmin, ymin, xmax, ymax = (
+            np.clip(np.round(boxes[:, j]).astype(int), 0, density.shape[1 - j % 2])
+            for j in range(4)
+        )
+        return table[ymax, xmax] - table[ymin, xmax] - table[ymax, xmin] + table[ymin, xmin]
+    raise ValueError(
+        f"regions[{n}] has shape {region.shape}; expected (k, 4) boxes or a mask/label image "
+        f"of shape {density.shape}"
+    )
+
+
+def make_counter(method="regression", head=None, *, random_state=0, **params):
     """Build a cell counter: ``fit(images, counts)``, ``predict(images)``.
 
     Parameters
     ----------
-    method : {"segmentation", "regression", "cnn"}, default="regression"
+    method : {"segmentation", "regression", "cnn", "density"}, default="regression"
         ``"segmentation"``: a :class:`SegmentationCounter` (count the objects of a
         classical segmentation, linearly calibrated on the training images);
         ``"regression"``: :class:`ImageFeatures` → ``StandardScaler`` → a
         regression head; ``"cnn"``: :class:`featcell.cnn.CNNEmbedding` →
-        ``StandardScaler`` → a regression head.
-    head : str, default="lr"
-        Regression head for ``"regression"`` and ``"cnn"``, by name of
-        :func:`featcell.heads.make_head` (``"lr"``, ``"rf"``, ``"svm"``, ``"xgb"``,
-        ``"mlp"``). Ignored for ``"segmentation"``. The default, ridge regression,
-        suits features that grow linearly with the count and, unlike trees,
-        extrapolates beyond the counts seen in training.
+        ``StandardScaler`` → a regression head; ``"density"``: a
+        :class:`DensityCounter`, fitted on dot annotations (``fit(images,
+        points)``) rather than counts.
+    head : str, optional
+        Regression head, by name of :func:`featcell.heads.make_head` (``"lr"``,
+        ``"rf"``, ``"svm"``, ``"xgb"``, ``"mlp"``). Ignored for ``"segmentation"``.
+        By default ridge regression (``"lr"``) for ``"regression"`` and ``"cnn"``,
+        which suits features that grow linearly with the count and, unlike trees,
+        extrapolates beyond the counts seen in training; for ``"density"`` the
+        pixel regressor of :class:`DensityCounter` (``"xgb"``).
     random_state : int or None, default=0
         Seed of the head.
     **params
         Parameters of the first step: :class:`SegmentationCounter`,
         :class:`ImageFeatures` or ``CNNEmbedding`` (for example ``channel=2`` and
-        ``n_jobs=-1``).
+        ``n_jobs=-1``), or of :class:`DensityCounter`.
 
     Returns
     -------
@@ -572,7 +679,11 @@ def make_counter(method="regression", head="lr", *, random_state=0, **params):
         raise ValueError(f"method={method!r} is not a counter; expected one of {_COUNTERS}")
     if method == "segmentation":
         return SegmentationCounter(**params)
-    regressor = make_head(head, "regression", random_state=random_state)
+    if method == "density":
+        if head is not None:
+            params["head"] = head
+        return DensityCounter(random_state=random_state, **params)
+    regressor = make_head("lr" if head is None else head, "regression", random_state=random_state)
     if method == "regression":
         return make_pipeline(ImageFeatures(**params), StandardScaler(), regressor)
     from .cnn import CNNEmbedding

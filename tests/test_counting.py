@@ -117,7 +117,7 @@ def test_paths_and_colour_images(tmp_path):
         (lambda: ImageFeatures(families=["hog"]).fit(IMAGES), ValueError, "families"),
         (lambda: ImageFeatures(sigmas=2).fit(IMAGES), ValueError, "sigmas=2"),
         (lambda: ImageFeatures().fit_transform([np.zeros((4, 4, 4, 4))]), ValueError, "3-D"),
-        (lambda: make_counter("density"), ValueError, "method='density'"),
+        (lambda: make_counter("densities"), ValueError, "method='densities'"),
         (lambda: make_counter("regression", head="knn"), ValueError, "head 'knn'"),
     ],
 )
