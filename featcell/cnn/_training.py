@@ -130,8 +130,8 @@ def _modules():
         """A small U-Net-like density network: two poolings, skip connections, a
         non-negative (softplus) one-channel density at full resolution.
 
-        Works on any image side divisible by 4 (the exported graph pads to that and crops
-        back). The density is predicted in units of ``1 / scale`` cells per pixel.
+        Takes image sides divisible by 4 (the caller pads). The last layer's output is
+        divided by ``scale``, so that the network works with values of order 1.
         """
 
         def __init__(self, n_channels, width, mean, std, scale):
@@ -152,16 +152,12 @@ def _modules():
             self.out = nn.Conv2d(w, 1, 1)
 
         def forward(self, x):
-            h, w = x.shape[-2:]
-            ph, pw = (-h) % 4, (-w) % 4
-            x = F.pad((x - self.mean) / self.std, (0, pw, 0, ph), mode="replicate")
-            e1 = self.enc1(x)
+            e1 = self.enc1((x - self.mean) / self.std)
             e2 = self.enc2(F.max_pool2d(e1, 2))
             e3 = self.enc3(F.max_pool2d(e2, 2))
             d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
             d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
-            density = F.softplus(self.out(d1)) / self.scale
-            return density[..., :h, :w]
+            return F.softplus(self.out(d1)) / self.scale
 
     return SmallResNet, ProbaAndEmbedding, DensityFCN
 
@@ -239,6 +235,7 @@ def fit_network(
     generator,
     verbose=False,
     name="network",
+    min_epoch_items=_MIN_EPOCH_ITEMS,
 ):
     """Train with AdamW until the validation loss stops improving; keep the best epoch.
 
@@ -251,6 +248,9 @@ def fit_network(
         Numbers of training and validation items.
     make_batch : callable(indices, training) -> batch
         Builds (and, when ``training``, augments) the batch of these items.
+    min_epoch_items : int
+        An epoch draws at least this many items (a small set is repeated), so that
+        early stopping compares epochs of enough optimizer steps.
     max_epochs, patience : int
         Stop after ``patience`` epochs without a lower validation loss, or after
         ``max_epochs``; the learning rate is divided by 5 after ``patience // 2``
@@ -281,7 +281,7 @@ def fit_network(
         net.train()
         # an epoch is at least _MIN_EPOCH_ITEMS draws (small sets are repeated, so that
         # early stopping compares epochs of enough optimizer steps)
-        repeats = -(-_MIN_EPOCH_ITEMS // train)
+        repeats = max(1, -(-min_epoch_items // train))
         order = torch.cat([torch.randperm(train, generator=generator) for _ in range(repeats)])
         order = order.numpy()
         total, seen = 0.0, 0
