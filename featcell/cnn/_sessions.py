@@ -34,6 +34,10 @@ _CUDA_OPTIONS = {"prefer_nhwc": "1", "cudnn_conv_algo_search": "HEURISTIC"}
 # One InferenceSession per (model sha256, providers, threads, optimisation) and process.
 _SESSIONS: dict = {}
 _SESSIONS_LOCK = threading.Lock()
+# Sessions of networks held as bytes (one per fold in cross-validation) are evicted oldest
+# first beyond this many; model files are few and stay.
+_MAX_NETWORK_SESSIONS = 8
+_NETWORK_KEYS: list = []
 
 
 # ---------------------------------------------------------------------- sessions
@@ -128,6 +132,10 @@ def _get_session(path, sha256, providers, n_threads, optimization):
                     f"{what} is not a valid ONNX model that onnxruntime can load: {exc}"
                 ) from exc
             _SESSIONS[key] = session
+            if isinstance(path, bytes):  # trained networks: keep the most recent few
+                _NETWORK_KEYS.append(key)
+                while len(_NETWORK_KEYS) > _MAX_NETWORK_SESSIONS:
+                    _SESSIONS.pop(_NETWORK_KEYS.pop(0), None)
     return session
 
 
