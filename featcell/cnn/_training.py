@@ -128,7 +128,8 @@ def _modules():
 
     class DensityFCN(nn.Module):
         """A small U-Net-like density network: two poolings, skip connections, a
-        non-negative (softplus) one-channel density at full resolution.
+        non-negative (ReLU: a softplus never reaches zero, and its floor summed over a
+        large background biases every count upwards) one-channel density at full resolution.
 
         Takes image sides divisible by 4 (the caller pads). The last layer's output is
         divided by ``scale``, so that the network works with values of order 1.
@@ -157,7 +158,7 @@ def _modules():
             e3 = self.enc3(F.max_pool2d(e2, 2))
             d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
             d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
-            return F.softplus(self.out(d1)) / self.scale
+            return F.relu(self.out(d1)) / self.scale  # exact zeros: no background bias
 
     return SmallResNet, ProbaAndEmbedding, DensityFCN
 

@@ -102,7 +102,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     max_epochs : int, default=60
     patience : int, default=8
     batch_size : int, default=16
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=2e-3
     validation_fraction : float, default=0.2
         Share of the training images held out for early stopping (at least one).
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -175,7 +175,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         max_epochs=60,
         patience=8,
         batch_size=16,
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         validation_fraction=0.2,
         device="auto",
         providers="auto",
