@@ -80,8 +80,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     its SHA-256, in ``network_``: ``predict``, ``predict_proba`` and ``transform``
     need only onnxruntime.
 
-    Training: AdamW on a class-weighted cross-entropy (``class_weight``; label
-    smoothing 0.1), random
+    Training: AdamW on a class-weighted cross-entropy (``class_weight``), random
     flips, 90-degree rotations, shifts and intensity jitter; a validation split
     of the training cells that keeps every group (``groups``, images by default)
     on one side, stratified by class; training stops when the validation loss
@@ -318,12 +317,9 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                         xb = _training.augment_batch(xb, generator)
                     return xb.to(device), y_t[rows].to(device)
 
-                def loss_fn(model, batch):  # label smoothing in training keeps outputs
-                    xb, yb = batch  # calibrated, and the validation loss steadier
-                    smoothing = 0.1 if model.training else 0.0
-                    return torch.nn.functional.cross_entropy(
-                        model(xb), yb, weight=weight, label_smoothing=smoothing
-                    )
+                def loss_fn(model, batch):  # no label smoothing: with class weights,
+                    xb, yb = batch  # torch weights its uniform part too, biasing to rare classes
+                    return torch.nn.functional.cross_entropy(model(xb), yb, weight=weight)
 
                 self.history_, self.best_epoch_ = _training.fit_network(
                     net, loss_fn, len(train), len(val), make_batch=make_batch,
