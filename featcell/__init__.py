@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "BatchResult": "batch",
     "CNNClassifier": "cnn",
+    "CNNDensityCounter": "cnn",
     "CNNEmbedding": "cnn",
     "CellFeatures": "features.cell_features",
     "CellSet": "cells",
