@@ -22,7 +22,10 @@ Methods are timed in interleaved rounds: the table shows each method's best roun
   VM) does not blur it.
 
 A last line per size gives the cells/s of featcell's preprocessing alone: the pace it
-sets when the network is faster than one CPU core (a GPU, a many-core CPU).
+sets when the network is faster than one CPU core (a GPU, a many-core CPU); then the crop
+preparation with 1 and 2 threads (its scaling), and CPU rows of the trained
+:class:`~featcell.CNNClassifier` (ONNX) against a bare session on the same inputs (needs
+torch to train the network; ``--trained-only`` skips the embedding rows).
 
 Run from the repository root::
 
@@ -196,6 +199,63 @@ def prep_rate(embedding, cells, rounds):
     return len(cells) / min(seconds(prepare) for _ in range(rounds))
 
 
+def prep_scaling(cells, size, rounds, threads=(1, 2)):
+    """Cells/s of the shared crop preparation (percentiles, resize, canvas) with 1 and 2
+    threads (``featcell.cnn._preprocess._cell_batches``; NumPy releases the GIL)."""
+    from featcell.cnn._preprocess import _cell_batches
+
+    rates = {}
+    for n in threads:
+
+        def prepare(n=n):
+            for _ in _cell_batches(cells, cells.channel_names, size, percentiles=(1.0, 99.8),
+                                   n_threads=n):
+                pass
+
+        prepare()  # warm-up
+        rates[n] = len(cells) / min(seconds(prepare) for _ in range(rounds))
+    base = rates[threads[0]]
+    for n, rate in rates.items():
+        print(f"{size:>5}  crop preparation, {n} thread(s){'':<17} {rate:8.1f}  "
+              f"{rate / base:10.2f}x (vs 1 thread)")
+
+
+def bench_trained(cells, args):
+    """CPU rows of the trained models: CNNClassifier.predict_proba (ONNX) against a bare
+    session.run on the same prepared inputs. The network is trained for one short epoch:
+    its speed does not depend on how well it is trained."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("trained models skipped: torch is not installed (featcell[train])")
+        return
+    from featcell.cnn import CNNClassifier
+
+    y = np.arange(len(cells)) % 2
+    for size in args.input_size:
+        clf = CNNClassifier(input_size=size, max_epochs=1, n_threads=args.threads,
+                            groups=None).fit(cells, y)
+        session = clf.session_
+        x = clf._inputs(cells)
+
+        def featcell():
+            clf.predict_proba(cells)
+
+        def bare():
+            for i in range(0, len(x), 256):
+                session.run(None, {"input": x[i : i + 256]})
+
+        featcell(), bare()
+        t_featcell = min(seconds(featcell) for _ in range(args.rounds))
+        t_bare = min(seconds(bare) for _ in range(args.rounds))
+        n = len(cells)
+        print(f"{size:>5}  {'CNNClassifier.predict_proba (CPU)':<40} {n / t_featcell:8.1f}  "
+              f"{t_bare / t_featcell:10.2f}x")
+        print(f"{size:>5}  {'bare onnxruntime run, trained net (CPU)':<40} {n / t_bare:8.1f}  "
+              f"{1.0:10.2f}x   ({clf.n_parameters_} parameters, ONNX "
+              f"{len(clf.network_) / 1e6:.2f} MB)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-size", type=int, nargs="+", default=[96, 128])
@@ -205,6 +265,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--providers", nargs="+", default=None, help="default: auto")
     parser.add_argument("--torch-device", default="cpu", help="PyTorch device, e.g. cuda")
+    parser.add_argument("--trained-only", action="store_true",
+                        help="only the preparation scaling and the trained models' rows")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"Coelho 2009 data not found at {DATA}")
@@ -221,8 +283,12 @@ def main(argv=None):
     header = f"{'input':>5}  {'method':<40} {'img/s':>8}  {'vs bare ORT':>11}"
     print(header)
     print("-" * len(header))
+    if not args.trained_only:
+        for size in args.input_size:
+            bench_size(cells, size, args, run_torch, torch_label)
     for size in args.input_size:
-        bench_size(cells, size, args, run_torch, torch_label)
+        prep_scaling(cells, size, args.rounds)
+    bench_trained(cells, args)
 
 
 if __name__ == "__main__":

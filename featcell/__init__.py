@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 # public name -> the submodule that defines it (the one place that lists the public API)
 _EXPORTS = {
     "BatchResult": "batch",
+    "CNNClassifier": "cnn",
+    "CNNDensityCounter": "cnn",
     "CNNEmbedding": "cnn",
     "CellFeatures": "features.cell_features",
     "CellSet": "cells",

@@ -419,9 +419,11 @@ def build_parser():
         ) + _wrap(
             "models: svm (support-vector machine), rf (random forest), lr (logistic or "
             "ridge regression), gnb (naive Bayes), xgb (gradient boosting), cnn (a "
-            "pretrained CNN's embedding of each cell + logistic regression); counting "
-            "also accepts segmentation (count segmented nuclei, calibrated) and density "
-            "(a density map learnt from dot annotations, --points)."
+            "pretrained CNN's embedding of each cell + logistic regression), trained_cnn "
+            "(a small CNN trained on the cells' crops: needs torch, featcell[train], to "
+            "train; scoring needs only onnxruntime); counting also accepts segmentation "
+            "(count segmented nuclei, calibrated) and density (a density map learnt from "
+            "dot annotations, --points)."
         ),
         formatter_class=_Formatter,
     )
@@ -440,7 +442,7 @@ def build_parser():
         "(default: %(default)s)",
     )
     p.add_argument(
-        "--model", choices=(*_HEADS, "segmentation", "density"), default="svm",
+        "--model", choices=(*_HEADS, "segmentation", "density", "trained_cnn"), default="svm",
         help="the model (default: %(default)s); see below",
     )
     p.add_argument(
@@ -1474,6 +1476,8 @@ def _cmd_train(args, console):
         return _train_counter(args, console)
     if args.model == "segmentation":
         raise UserError("--model segmentation is for --task counting")
+    if args.model == "trained_cnn":
+        return _train_cnn(args, console)
     families = args.families or (["cnn"] if args.model == "cnn" else list(_CLASSICAL))
     head = "lr" if args.model == "cnn" else args.model
     if args.model == "cnn" and "cnn" not in families:
@@ -1529,6 +1533,53 @@ def _cmd_train(args, console):
     if kind == "cells":
         console.say(f"next: featcell score {out} NEW_IMAGES [--labels ...] -o predictions.parquet")
     print(out)
+
+
+def _train_cnn(args, console):
+    """featcell train --model trained_cnn: a CNNClassifier trained on the cells' crops."""
+    import numpy as np
+
+    from featcell.evaluation import evaluate
+    from featcell.persist import save_model
+    from featcell.tasks import make_cell_classifier
+
+    if _is_table(args.input):
+        raise UserError("--model trained_cnn learns from the cells' pixels: give images, "
+                        "not a feature table")
+    console.say(f"featcell train: {args.task}, model trained_cnn, target {args.target}")
+    read_kwargs = _read_kwargs(args)
+    cells = _read_cells(_check_images_source(args.input), args.labels, read_kwargs, console)
+    _check_columns(cells.metadata, args)
+    y = _target(cells.metadata, args.target, "cells")
+    keep = y.notna().to_numpy()
+    cells, y = cells[np.flatnonzero(keep)], y[keep].astype(str).to_numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    console.say("classes: " + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)))
+    if len(classes) < 2:
+        raise UserError(f"--target {args.target!r} has a single class {classes[0]!r}")
+    groups, groups_text = _groups(cells.metadata.reset_index(drop=True), args.group_by, len(y))
+    model = make_cell_classifier("trained_cnn", random_state=args.seed,
+                                 cnn_params={"verbose": not console.quiet})
+    console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text}); the network "
+                "is trained inside every fold")
+    result = evaluate(model, cells, y, groups, cv=args.cv, random_state=args.seed)
+    _describe_groups(result, groups_text)
+    print(result.describe())
+    _print_scores(result)
+    console.say("training on all cells")
+    model.fit(cells, y)
+    settings = {"families": [], "channel_names": list(cells.channel_names),
+                "read": {k: v for k, v in read_kwargs.items() if k != "metadata"},
+                "labels": _labels_kind(args.labels), "model": "trained_cnn"}
+    save_model(model, args.output, metadata={
+        "kind": "cells", "task": args.task, "target": args.target,
+        "classes": classes.tolist(), "n_samples": len(y), "features": settings,
+        "feature_columns": None, "trained_on": str(args.input),
+        "command": "featcell " + shlex.join(args.argv),
+        "cross_validation": _scores_metadata(result),
+    })
+    console.say(f"saved the model to {args.output}")
+    print(args.output)
 
 
 def _compose(step, rest):

@@ -32,7 +32,7 @@ from .segmentation import _typical_area, segment
 
 __all__ = ["DensityCounter", "ImageFeatures", "SegmentationCounter", "make_counter"]
 
-_COUNTERS = ("segmentation", "regression", "cnn", "density")
+_COUNTERS = ("segmentation", "regression", "cnn", "density", "cnn_density")
 
 
 def _check_counts(counts, n_images):
@@ -673,14 +673,17 @@ def make_counter(method="regression", head=None, *, random_state=0, **params):
 
     Parameters
     ----------
-    method : {"segmentation", "regression", "cnn", "density"}, default="regression"
+    method : {"segmentation", "regression", "cnn", "density", "cnn_density"}, \
+default="regression"
         ``"segmentation"``: a :class:`SegmentationCounter` (count the objects of a
         classical segmentation, linearly calibrated on the training images);
         ``"regression"``: :class:`ImageFeatures` → ``StandardScaler`` → a
         regression head; ``"cnn"``: :class:`featcell.cnn.CNNEmbedding` →
         ``StandardScaler`` → a regression head; ``"density"``: a
         :class:`DensityCounter`, fitted on dot annotations (``fit(images,
-        points)``) rather than counts.
+        points)``) rather than counts; ``"cnn_density"``: a
+        :class:`featcell.cnn.CNNDensityCounter`, a small fully-convolutional
+        network trained on the dots (torch to train, onnxruntime to run).
     head : str, optional
         Regression head, by name of :func:`featcell.heads.make_head` (``"lr"``,
         ``"rf"``, ``"svm"``, ``"xgb"``, ``"mlp"``). Ignored for ``"segmentation"``.
@@ -718,6 +721,10 @@ def make_counter(method="regression", head=None, *, random_state=0, **params):
         if head is not None:
             params["head"] = head
         return DensityCounter(random_state=random_state, **params)
+    if method == "cnn_density":
+        from .cnn import CNNDensityCounter
+
+        return CNNDensityCounter(random_state=random_state, **params)
     regressor = make_head("lr" if head is None else head, "regression", random_state=random_state)
     if method == "regression":
         return make_pipeline(ImageFeatures(**params), StandardScaler(), regressor)

@@ -9,6 +9,8 @@ groups, and warn when they do not.
 from __future__ import annotations
 
 import numbers
+import os
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -402,6 +404,13 @@ def compare(
     protocol = setup.protocol()
     del protocol["estimator"], protocol["score_method"]
     protocol["candidates"] = {name: repr(estimators[name]) for name in names}
+    protocol["training"] = {
+        name: {
+            "fit_seconds_mean": float(np.mean(r.protocol["fit_seconds"])),
+            "hardware": ", ".join(r.protocol["hardware"]),
+        }
+        for name, r in results.items()
+    }
     return ComparisonResult(results, table, _paired_tests(results, setup), protocol)
 
 
@@ -518,7 +527,7 @@ class _Setup:
         """An EvaluationResult from the per-fold (pred, score, score_method) outputs."""
         score_method = next((o[2] for o in outputs if o[2] is not None), None)
         rows = []
-        for k, ((_, test), (pred, score, _)) in enumerate(zip(self.splits, outputs, strict=True)):
+        for k, ((_, test), (pred, score, *_)) in enumerate(zip(self.splits, outputs, strict=True)):
             for metric in self.metrics:
                 rows.append(
                     (k, metric.name, self._score(metric, self.y[test], pred, score, test))
@@ -561,7 +570,11 @@ class _Setup:
             predictions=predictions,
             fold_assignment=self.fold.copy(),
             splits=self.splits,
-            protocol=self.protocol(estimator_repr, score_method),
+            protocol={
+                **self.protocol(estimator_repr, score_method),
+                "fit_seconds": [round(float(o[3]), 3) for o in outputs],
+                "hardware": sorted({o[4] for o in outputs}),
+            },
             classes=self.classes,
             bootstrap=boot,
         )
@@ -622,20 +635,35 @@ def _fit_predict(estimator, X, y, train, test, classes, grid=False):
     """Fit on the training samples; predict (and score, for classifiers) the test samples.
 
     With ``grid`` (GAME metrics), an estimator with ``predict_grid`` gives its objects per
-    grid cell as the score, and their sums as the predictions.
+    grid cell as the score, and their sums as the predictions. Returns (pred, score,
+    score method, fit seconds, hardware the fit ran on).
     """
+    start = time.perf_counter()
     estimator.fit(_take(X, train), y[train])
+    cost = (time.perf_counter() - start, _hardware(estimator))
     X_test = _take(X, test)
     if grid and hasattr(estimator, "predict_grid"):
         cells = np.asarray(estimator.predict_grid(X_test), dtype=float)
-        return cells.sum(axis=1), cells, "predict_grid"
+        return cells.sum(axis=1), cells, "predict_grid", *cost
     pred = np.asarray(estimator.predict(X_test))
     if classes is not None:
         for method in _SCORE_METHODS:
             if hasattr(estimator, method):
                 raw = np.asarray(getattr(estimator, method)(X_test), dtype=float)
-                return pred, _align_scores(raw, estimator.classes_, classes, method), method
-    return pred, None, None
+                return pred, _align_scores(raw, estimator.classes_, classes, method), method, *cost
+    return pred, None, None, *cost
+
+
+def _hardware(estimator):
+    """Where a fitted estimator trained: a step's ``device_`` (trained networks), else the CPU."""
+    steps = estimator.steps if isinstance(estimator, Pipeline) else [(None, estimator)]
+    for _, step in steps:
+        parts = [p for _, p in getattr(step, "transformer_list", [])] or [step]
+        for part in parts:
+            device = getattr(part, "device_", None)
+            if isinstance(device, str):
+                return device
+    return f"cpu ({os.cpu_count()} cores)"
 
 
 def _is_game(metric):

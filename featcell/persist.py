@@ -64,6 +64,8 @@ _PAYLOAD = "model.skops"
 # featcell builds, as listed by ``python tools/model_types.py`` (tests/test_persist.py
 # checks the list covers them). A module that adds an estimator adds its class name here.
 _FEATCELL_TYPES = (
+    "featcell.cnn.CNNClassifier",
+    "featcell.cnn.CNNDensityCounter",
     "featcell.cnn.CNNEmbedding",
     "featcell.counting.DensityCounter",
     "featcell.counting.SegmentationCounter",

@@ -453,6 +453,18 @@ def _protocol_section(view):
         Paragraph(view.describe),
         Table(pd.DataFrame([(k, _fmt(v)) for k, v in rows], columns=["", "value"])),
     ]
+    training = p.get("training") or (
+        {"model": {"fit_seconds_mean": float(np.mean(p["fit_seconds"])),
+                   "hardware": ", ".join(p.get("hardware", []))}}
+        if p.get("fit_seconds") else {}
+    )
+    if training:  # what each candidate cost to train, and where
+        frame = pd.DataFrame(
+            [(name, _fmt(t["fit_seconds_mean"], 1), t["hardware"]) for name, t in training.items()],
+            columns=["candidate", "fit time per fold (s)", "hardware"],
+        )
+        blocks.append(Table(frame, caption="Training cost: mean wall time of one fold's fit "
+                                           "(feature extraction included) and the hardware."))
     models = p.get("candidates") or {"model": p.get("estimator")}
     text = "\n\n".join(f"{name}:\n{spec}" for name, spec in models.items() if spec)
     if text:

@@ -20,7 +20,7 @@ from .heads import make_head
 
 __all__ = ["make_cell_classifier", "predict_per_image"]
 
-_FEATURES = ("classical", "cnn", "both")
+_FEATURES = ("classical", "cnn", "both", "trained_cnn", "classical+trained_cnn")
 
 
 def make_cell_classifier(
@@ -38,18 +38,25 @@ def make_cell_classifier(
 
     Parameters
     ----------
-    features : {"classical", "cnn", "both"}, default="classical"
+    features : {"classical", "cnn", "both", "trained_cnn", "classical+trained_cnn"}, \
+default="classical"
         ``"classical"``: :class:`~featcell.CellFeatures` (morphology,
         intensity, texture, colocalization); ``"cnn"``:
-        :class:`~featcell.CNNEmbedding`; ``"both"``: the two side by side.
+        :class:`~featcell.CNNEmbedding` (a pretrained network); ``"both"``: the
+        two side by side. ``"trained_cnn"``: a :class:`~featcell.CNNClassifier`
+        trained on the cells, alone (no head; needs torch to fit);
+        ``"classical+trained_cnn"``: classical features and the trained
+        network's penultimate-layer embedding side by side, with ``head``.
     head : {"svm", "rf", "lr", "gnb", "xgb", "mlp"}, default="svm"
-        The classifier (see :func:`featcell.heads.make_head`).
+        The classifier (see :func:`featcell.heads.make_head`); unused with
+        ``"trained_cnn"``.
     families : list of str, default=None
         Classical families to compute (all by default).
     channels : list of str, default=None
         Channels to measure (all by default).
     cnn_params : dict, default=None
-        Parameters of :class:`~featcell.CNNEmbedding` (e.g. ``input_size``).
+        Parameters of :class:`~featcell.CNNEmbedding` (e.g. ``input_size``), or
+        of :class:`~featcell.CNNClassifier` for the trained network.
     class_weight : {"balanced", None}, default="balanced"
         Weight classes inversely to their frequency (imbalanced data such
         as dead cells or rare mitotic phases).
@@ -84,7 +91,17 @@ def make_cell_classifier(
     if features not in _FEATURES:
         raise ValueError(f"features must be one of {_FEATURES}, got {features!r}")
     classical = CellFeatures(families, channels=channels, n_jobs=n_jobs)
-    if features == "classical":
+    if "trained_cnn" in features:
+        from .cnn import CNNClassifier
+
+        params = {"channels": channels, "random_state": random_state, **(cnn_params or {})}
+        trained = CNNClassifier(class_weight=class_weight, **params)
+        if features == "trained_cnn":
+            return Pipeline([("head", trained)])
+        step = FeatureUnion(
+            [("classical", classical), ("cnn", trained)], verbose_feature_names_out=False
+        )
+    elif features == "classical":
         step = classical
     else:
         from .cnn import CNNEmbedding

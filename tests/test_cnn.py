@@ -19,7 +19,7 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
-from featcell import cnn
+from featcell.cnn import _preprocess, _sessions
 from featcell.cells import CellSet
 from featcell.cnn import CNNEmbedding, make_cnn_pipeline
 
@@ -144,7 +144,7 @@ def test_preprocessing_pipeline_with_identity_network(gap_model):
     emb = CNNEmbedding(gap_model, input_size=SIZE).fit(cells)
     assert emb.model_name_ == "channelmeans" and emb.n_dims_ == 3
     assert list(emb.get_feature_names_out()) == [f"CNN_channelmeans_000{i}_DNA" for i in range(3)]
-    expected = (0.25 - cnn.IMAGENET_MEAN.ravel()) / cnn.IMAGENET_STD.ravel()
+    expected = (0.25 - _preprocess.IMAGENET_MEAN.ravel()) / _preprocess.IMAGENET_STD.ravel()
     assert_allclose(emb.transform(cells)[0], expected, atol=1e-5)
 
 
@@ -153,31 +153,31 @@ def test_rgb_maps_first_three_channels(gap_model):
     cells = CellSet.from_crops(crops, masks=np.ones((1, 8, 8), bool))
     emb = CNNEmbedding(gap_model, input_size=SIZE, channel_mode="rgb", percentiles=None).fit(cells)
     assert emb.channels_ == ("Ch1", "Ch2", "Ch3")
-    expected = (np.array([0.0, 0.5, 1.0]) - cnn.IMAGENET_MEAN.ravel()) / cnn.IMAGENET_STD.ravel()
+    expected = (np.array([0.0, 0.5, 1.0]) - _preprocess.IMAGENET_MEAN.ravel()) / _preprocess.IMAGENET_STD.ravel()
     assert_allclose(emb.transform(cells)[0], expected, atol=1e-5)
 
 
 def test_fit_batch_resizes_keeping_aspect_ratio():
     zeros, ones = np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32)
     image = RNG.random((2, 17, 23)).astype(np.float32)
-    out = cnn._fit_batch([image], np.zeros((1, 2)), np.ones((1, 2)), 23)
+    out = _preprocess._fit_batch([image], np.zeros((1, 2)), np.ones((1, 2)), 23)
     assert out.shape == (1, 2, 23, 23)
     assert_allclose(out[0, :, 3:20], image, rtol=1e-6)  # native size, centred
     assert out[0, :, :3].sum() == 0 and out[0, :, 20:].sum() == 0
     for size in (5, 32, 100):
-        out = cnn._fit_batch([np.ones((1, 40, 50), np.float32)], zeros, ones, size)[0, 0]
+        out = _preprocess._fit_batch([np.ones((1, 40, 50), np.float32)], zeros, ones, size)[0, 0]
         rows = round(40 * size / 50)
         top = (size - rows) // 2
         assert_allclose(out[top : top + rows], 1.0, rtol=1e-6)
         assert out.sum() == pytest.approx(rows * size, rel=1e-5)  # black canvas elsewhere
     # shrinking a fine checkerboard averages it instead of aliasing it to black or white
     checkerboard = (np.indices((64, 64)).sum(axis=0) % 2)[None].astype(np.float32)
-    assert_allclose(cnn._fit_batch([checkerboard], zeros, ones, 32), 0.5)
+    assert_allclose(_preprocess._fit_batch([checkerboard], zeros, ones, 32), 0.5)
     low, gain = np.full((1, 1), 2.0), np.full((1, 1), 0.5)
-    out = cnn._fit_batch([np.full((1, 10, 40), 3.0, np.float32)], low, gain, 32)[0]
+    out = _preprocess._fit_batch([np.full((1, 10, 40), 3.0, np.float32)], low, gain, 32)[0]
     assert out[0, :12].sum() == 0 and out[0, 20:].sum() == 0  # padded rows above and below
     assert_allclose(out[0, 12:20], 0.5, rtol=1e-6)  # (3 - 2) * 0.5
-    assert_allclose(cnn._fit_batch([np.full((1, 8, 8), 9.0)], low, gain, 32), 1.0)  # clipped
+    assert_allclose(_preprocess._fit_batch([np.full((1, 8, 8), 9.0)], low, gain, 32), 1.0)  # clipped
 
 
 def test_fit_batch_gives_each_crop_what_it_gives_alone():
@@ -186,15 +186,15 @@ def test_fit_batch_gives_each_crop_what_it_gives_alone():
     ]
     low = RNG.random((4, 2)).astype(np.float32) * 0.2
     gain = 1 + RNG.random((4, 2)).astype(np.float32)
-    together = cnn._fit_batch(crops, low, gain, 48)
+    together = _preprocess._fit_batch(crops, low, gain, 48)
     for b, crop in enumerate(crops):
-        alone = cnn._fit_batch([crop], low[b : b + 1], gain[b : b + 1], 48)[0]
+        alone = _preprocess._fit_batch([crop], low[b : b + 1], gain[b : b + 1], 48)[0]
         assert_allclose(together[b], alone, rtol=1e-6, atol=1e-7)
 
 
 def test_intensity_range():
     image = np.stack([np.arange(100.0).reshape(10, 10), np.full((10, 10), 7.0)])
-    low, gain = cnn._intensity_range(image, (0.0, 100.0))
+    low, gain = _preprocess._intensity_range(image, (0.0, 100.0))
     assert_allclose(low, [0.0, 7.0])
     assert_allclose(gain, [1 / 99.0, 0.0])  # a flat channel maps to black
 
@@ -203,17 +203,17 @@ def test_cell_ranges_match_per_crop_percentiles():
     sizes = [5, 401, 2048, 2049, 9000, 1]
     values = RNG.random((2, sum(sizes))).astype(np.float32)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    low, gain = cnn._cell_ranges(values, starts[:-1], np.diff(starts), (1.0, 99.8))
+    low, gain = _preprocess._cell_ranges(values, starts[:-1], np.diff(starts), (1.0, 99.8))
     for b in range(len(sizes)):
         crop = values[:, starts[b] : starts[b + 1]]
-        expected = cnn._percentiles(crop, (1.0, 99.8))
+        expected = _preprocess._percentiles(crop, (1.0, 99.8))
         assert_allclose(low[b], expected[:, 0], rtol=1e-6)
         span = expected[:, 1] - expected[:, 0]
         assert_allclose(gain[b], np.where(span > 0, 1 / np.where(span > 0, span, 1), 0), rtol=1e-5)
     # over mask pixels only; a cell without any is black
     positions = np.concatenate([np.arange(50, 100), np.arange(420, 430)])  # cells 1 and 2
     bounds = np.searchsorted(positions, starts)
-    low, gain = cnn._cell_ranges(values, bounds[:-1], np.diff(bounds), (0.0, 100.0), positions)
+    low, gain = _preprocess._cell_ranges(values, bounds[:-1], np.diff(bounds), (0.0, 100.0), positions)
     assert_allclose(low[1], values[:, 50:100].min(axis=1))
     assert_allclose(low[2], values[:, 420:430].min(axis=1))
     assert (gain[[0, 3, 4, 5]] == 0).all() and (low[0] == 0).all()
@@ -222,7 +222,7 @@ def test_cell_ranges_match_per_crop_percentiles():
 def test_percentiles_match_numpy():
     values = RNG.random((3, 401))
     expected = np.percentile(values, (1.0, 99.8), axis=1).T
-    assert_allclose(cnn._percentiles(values, (1.0, 99.8)), expected, rtol=1e-6)
+    assert_allclose(_preprocess._percentiles(values, (1.0, 99.8)), expected, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------- user models, bad models
@@ -348,21 +348,21 @@ def test_session_shared_and_never_pickled(monkeypatch):
     assert "session_" not in vars(a)
     expected, session = a.transform(CELLS[:1]), a.session_
     restored = pickle.loads(pickle.dumps(a))
-    monkeypatch.setattr(cnn, "_SESSIONS", {})  # as in a fresh joblib worker
+    monkeypatch.setattr(_sessions, "_SESSIONS", {})  # as in a fresh joblib worker
     assert_allclose(restored.transform(CELLS[:1]), expected, rtol=1e-6)
     assert restored.session_ is not session
     assert clone(a).get_params() == a.get_params()
 
 
 def test_auto_providers(monkeypatch):
-    monkeypatch.setattr(cnn.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    assert cnn._resolve_providers("auto") == ("CPUExecutionProvider",)
+    monkeypatch.setattr(_sessions.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert _sessions._resolve_providers("auto") == ("CPUExecutionProvider",)
     monkeypatch.setattr(
-        cnn.ort,
+        _sessions.ort,
         "get_available_providers",
         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
     )
-    assert cnn._resolve_providers("auto")[0] == "CUDAExecutionProvider"
+    assert _sessions._resolve_providers("auto")[0] == "CUDAExecutionProvider"
 
 
 def test_accelerator_path_overlaps_full_batches_and_gives_the_same_result(gap_model, monkeypatch):
@@ -396,31 +396,31 @@ def test_cuda_session_gets_tuned_options_or_falls_back(monkeypatch, gap_model):
             raise RuntimeError("unknown provider option")  # as an older onnxruntime
         return "session"
 
-    monkeypatch.setattr(cnn.ort, "InferenceSession", session)
-    monkeypatch.setattr(cnn, "_preload_cuda_libraries", lambda: None)
-    assert cnn._new_session(gap_model, None, providers) == "session"
-    assert seen[0] == [("CUDAExecutionProvider", cnn._CUDA_OPTIONS), "CPUExecutionProvider"]
+    monkeypatch.setattr(_sessions.ort, "InferenceSession", session)
+    monkeypatch.setattr(_sessions, "_preload_cuda_libraries", lambda: None)
+    assert _sessions._new_session(gap_model, None, providers) == "session"
+    assert seen[0] == [("CUDAExecutionProvider", _sessions._CUDA_OPTIONS), "CPUExecutionProvider"]
     assert seen[1] == list(providers)
 
 
 def test_cuda_libraries_preloaded_once_before_a_cuda_session(monkeypatch):
     calls = []
-    monkeypatch.setattr(cnn.ort, "preload_dlls", lambda: calls.append(1), raising=False)
-    cnn._preload_cuda_libraries.cache_clear()
+    monkeypatch.setattr(_sessions.ort, "preload_dlls", lambda: calls.append(1), raising=False)
+    _sessions._preload_cuda_libraries.cache_clear()
     try:
-        cnn._preload_cuda_libraries()
-        cnn._preload_cuda_libraries()
+        _sessions._preload_cuda_libraries()
+        _sessions._preload_cuda_libraries()
     finally:
-        cnn._preload_cuda_libraries.cache_clear()
+        _sessions._preload_cuda_libraries.cache_clear()
     assert calls == [1]
 
     def fail():
         raise OSError("libcudnn.so.9: cannot open shared object file")
 
-    monkeypatch.setattr(cnn.ort, "preload_dlls", fail, raising=False)
+    monkeypatch.setattr(_sessions.ort, "preload_dlls", fail, raising=False)
     with pytest.warns(RuntimeWarning, match="libcudnn.so.9.*system library path"):
-        cnn._preload_cuda_libraries()
-    cnn._preload_cuda_libraries.cache_clear()
+        _sessions._preload_cuda_libraries()
+    _sessions._preload_cuda_libraries.cache_clear()
 
 
 def test_sklearn_api_checks():

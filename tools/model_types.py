@@ -74,6 +74,14 @@ def fitted_models(fast=False):
         models["counter/density/filters+cnn"] = make_counter(
             "density", "lr", features="filters+cnn", sigma=2.0, n_samples=2000, cv=2
         ).fit(images, dots)
+    if not fast:  # featcell's own trained networks (torch to train, ONNX inside the file)
+        trained = {"width": 8, "max_epochs": 1, "batch_size": 8}
+        for features in ("trained_cnn", "classical+trained_cnn"):
+            models[f"cells/{features}"] = make_cell_classifier(
+                features, "lr", families=["morphology"], cnn_params=trained).fit(cells, y)
+        models["counter/cnn_density"] = make_counter(
+            "cnn_density", sigma=2.0, width=8, max_epochs=1, patch_size=32,
+            patches_per_epoch=8).fit(images, dots)
     if not fast:  # the command line's FeatureUnion of classical + cnn for train
         from featcell.cnn import CNNEmbedding
 

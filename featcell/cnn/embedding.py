@@ -14,367 +14,45 @@ input can replace it. PyTorch is never needed at run time.
 from __future__ import annotations
 
 import os
-import re
-import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from functools import lru_cache
 from numbers import Integral, Real
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import onnxruntime as ort
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .cells import CellSet
-from .features._base import indexed_output
-from .heads import make_head
-from .io import file_sha256, read_image
+from ..cells import CellSet
+from ..features._base import indexed_output
+from ..heads import make_head
+from ..io import read_image
+from ._preprocess import (
+    _OFFSET,
+    _SCALE,
+    DEFAULT_INPUT_SIZE,
+    MIN_INPUT_SIZE,
+    _batches,
+    _cell_batches,
+    _check_finite,
+    _dihedral_views,
+    _fit_batch,
+    _intensity_range,
+    _tiles,
+)
+from ._sessions import (
+    _OPTIMIZATION,
+    _file_sha256,
+    _get_session,
+    _model_name,
+    _resolve_model,
+    _resolve_providers,
+)
 
-__all__ = ["BUNDLED_MODEL", "CNNEmbedding", "make_cnn_pipeline"]
-
-BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "efficientnet_lite0.onnx"
-DEFAULT_INPUT_SIZE = 96
-MIN_INPUT_SIZE = 32
-_PERCENTILE_SAMPLES = 2048
-_PREPARE_BLOCK = 32  # cells prepared together (then cut into network batches)
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
-_SCALE, _OFFSET = 1.0 / IMAGENET_STD[0], -IMAGENET_MEAN[0] / IMAGENET_STD[0]
-_OPTIMIZATION = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-
-# onnxruntime CUDA provider options: channels-last convolutions and heuristic (not
-# exhaustive) cuDNN algorithm choice ran the bundled model 1.3-1.4x faster on an H200.
-_CUDA_OPTIONS = {"prefer_nhwc": "1", "cudnn_conv_algo_search": "HEURISTIC"}
-# One InferenceSession per (model sha256, providers, threads, optimisation) and process.
-_SESSIONS: dict = {}
-_SESSIONS_LOCK = threading.Lock()
-
-
-# ---------------------------------------------------------------------- sessions
-@lru_cache(maxsize=32)
-def _sha256(path, mtime_ns, size):
-    """Content hash of a model file (cached while the file is unchanged)."""
-    return file_sha256(path)
-
-
-def _file_sha256(path):
-    stat = os.stat(path)
-    return _sha256(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-def _resolve_model(model):
-    """Path of the model file, checked to exist."""
-    path = BUNDLED_MODEL if model is None else Path(os.fspath(model))
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    return path
-
-
-def _resolve_providers(providers):
-    """Execution providers to request, as a tuple of names."""
-    available = ort.get_available_providers()
-    if isinstance(providers, str):  # "auto"
-        if "CUDAExecutionProvider" in available:
-            return ("CUDAExecutionProvider", "CPUExecutionProvider")
-        return ("CPUExecutionProvider",)
-    names = tuple(providers)
-    if not all(isinstance(name, str) for name in names):
-        raise ValueError(
-            f"providers must be 'auto' or a list of provider names such as "
-            f"['CUDAExecutionProvider', 'CPUExecutionProvider']; got {providers!r}"
-        )
-    if not names or not any(name in available for name in names):
-        raise ValueError(
-            f"providers={list(providers)!r} names no execution provider available in this "
-            f"onnxruntime; available: {available}"
-        )
-    return names
-
-
-@lru_cache(maxsize=1)
-def _preload_cuda_libraries():
-    """Load CUDA and cuDNN from NVIDIA's pip packages (``onnxruntime-gpu[cuda,cudnn]``),
-    so that the CUDA provider works without ``LD_LIBRARY_PATH``; once per process."""
-    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
-    if preload is None:
-        return
-    try:
-        preload()
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        warnings.warn(
-            f"could not load CUDA libraries from NVIDIA's pip packages ({exc}); onnxruntime "
-            f"will look for them on the system library path",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
-
-def _new_session(path, options, providers):
-    """An InferenceSession; CUDA gets ``_CUDA_OPTIONS`` unless this onnxruntime refuses them."""
-    plain = list(providers)
-    if "CUDAExecutionProvider" not in plain:
-        return ort.InferenceSession(str(path), options, providers=plain)
-    _preload_cuda_libraries()
-    tuned = [(p, dict(_CUDA_OPTIONS)) if p == "CUDAExecutionProvider" else p for p in plain]
-    try:
-        return ort.InferenceSession(str(path), options, providers=tuned)
-    except Exception:  # noqa: BLE001 - e.g. an older onnxruntime without these options
-        return ort.InferenceSession(str(path), options, providers=plain)
-
-
-def _get_session(path, sha256, providers, n_threads, optimization):
-    """The process-wide InferenceSession for this model and settings, built once."""
-    key = (sha256, providers, n_threads, optimization)
-    with _SESSIONS_LOCK:
-        session = _SESSIONS.get(key)
-        if session is None:
-            options = ort.SessionOptions()
-            options.graph_optimization_level = _OPTIMIZATION[optimization]
-            if n_threads is not None:
-                options.intra_op_num_threads = n_threads
-            try:
-                session = _new_session(path, options, providers)
-            except Exception as exc:  # onnxruntime raises its own exception types
-                raise ValueError(
-                    f"model file {str(path)!r} is not a valid ONNX model that onnxruntime "
-                    f"can load: {exc}"
-                ) from exc
-            _SESSIONS[key] = session
-    return session
-
-
-# ---------------------------------------------------------------------- preprocessing
-# Cells are prepared a batch at a time: percentiles, resizing and normalisation are
-# a few array operations per batch rather than per crop, so that the preprocessing
-# costs a small fraction of the network's time even at small input sizes.
-
-
-def _block_mean(image, fy, fx):
-    """Average (K, h, w) over whole fy x fx blocks (area resampling before a big shrink)."""
-    _, h, w = image.shape
-    h, w = h // fy, w // fx
-    return image[:, : h * fy, : w * fx].reshape(-1, h, fy, w, fx).mean(axis=(2, 4))
-
-
-def _linear_taps(n_in, n_out, size, n_pad):
-    """Per-row source taps of a linear resize from ``n_in`` to ``n_out`` samples, centred
-    in ``size`` output samples (all arrays (B, size)).
-
-    Output samples outside the centred ``n_out`` read the zero sample ``n_pad``
-    (per row) with weight 0, so the canvas around a resized crop stays black.
-    """
-    n_in, n_out = n_in[:, None], n_out[:, None]
-    out = np.arange(size) - (size - n_out) // 2
-    inside = (out >= 0) & (out < n_out)
-    centres = np.clip((out + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
-    below = centres.astype(np.intp)  # centres >= 0: truncation is floor
-    weight = np.where(inside, centres - below, 0.0).astype(np.float32)
-    pad = np.asarray(n_pad)[:, None]
-    return (
-        np.where(inside, below, pad),
-        np.where(inside, np.minimum(below + 1, n_in - 1), pad),
-        weight,
-    )
-
-
-def _gather_rows(planes, below, above, weight):
-    """Linear interpolation along axis 2 of (K, B, n, m) with per-plane taps (B, size)."""
-    k, b, n, m = planes.shape
-    flat = planes.reshape(k, b * n, m)
-    base = (np.arange(b) * n)[:, None]
-    lo = np.take(flat, (base + below).ravel(), axis=1)
-    hi = np.take(flat, (base + above).ravel(), axis=1)
-    hi -= lo
-    hi *= weight.reshape(-1, 1)
-    hi += lo
-    return hi.reshape(k, b, -1, m)
-
-
-def _fit_batch(crops, low, scale, size):
-    """Fit every (K, h, w) crop into a black (K, size, size) canvas, as intensities in [0, 1].
-
-    Each crop is mapped by ``(x - low) * scale`` (per crop and channel, ``low``
-    and ``scale`` of shape (B, K)), resized keeping its aspect ratio and
-    centred, then clipped to [0, 1]. Shrinking by a factor of two or more first
-    averages whole blocks (area resampling, so small structures do not alias
-    away); the rest is bilinear. All crops are resized together.
-
-    Returns
-    -------
-    (B, K, size, size) ndarray of float32
-        C-contiguous.
-    """
-    shapes = np.array([crop.shape[1:] for crop in crops], dtype=np.intp)
-    n_channels = crops[0].shape[0]
-    ratio = size / shapes.max(axis=1)
-    target = np.maximum(1, np.rint(shapes * ratio[:, None])).astype(np.intp)
-    factor = np.maximum(1, shapes // target)
-    reduced = np.where(factor > 1, shapes // factor, shapes)
-    height, width = reduced.max(axis=0)
-    # one zero-padded stack of the crops, with a spare row and column kept black
-    stack = np.zeros((n_channels, len(crops), height + 1, width + 1), np.float32)
-    for b, (crop, (fy, fx), (h, w)) in enumerate(
-        zip(crops, factor.tolist(), reduced.tolist(), strict=True)
-    ):
-        stack[:, b, :h, :w] = _block_mean(crop, fy, fx) if fy > 1 or fx > 1 else crop
-    stack -= np.asarray(low, np.float32).T[:, :, None, None]
-    stack *= np.asarray(scale, np.float32).T[:, :, None, None]
-    stack[:, :, height] = 0.0
-    stack[:, :, :, width] = 0.0
-    n = len(crops)  # taps of rows and columns in one go
-    below, above, weight = _linear_taps(
-        reduced.T.ravel(), target.T.ravel(), size, np.repeat([height, width], n)
-    )
-    rows = _gather_rows(stack, below[:n], above[:n], weight[:n])  # (K, B, size, width + 1)
-    cols = _gather_rows(  # (K, B, size, size), transposed
-        np.ascontiguousarray(rows.transpose(0, 1, 3, 2)), below[n:], above[n:], weight[n:]
-    )
-    np.clip(cols, 0.0, 1.0, out=cols)
-    return np.ascontiguousarray(cols.transpose(1, 0, 3, 2))
-
-
-def _percentiles(values, percentiles):
-    """Per-row percentiles of (K, P) values with linear interpolation, as np.percentile.
-
-    Rows longer than ``_PERCENTILE_SAMPLES`` are sampled on an even stride: plenty to
-    place the black and white points.
-    """
-    values = values[:, :: -(-values.shape[1] // _PERCENTILE_SAMPLES)]
-    return _sorted_percentiles(np.sort(values, axis=1), values.shape[1], percentiles)
-
-
-def _sorted_percentiles(ordered, n, percentiles):
-    """Percentiles of rows sorted along the last axis, each row's first ``n`` values valid.
-
-    ``ordered`` is (..., M) and ``n`` broadcasts against its leading axes;
-    returns (..., len(percentiles)).
-    """
-    n = np.asarray(n)[..., None]
-    position = (n - 1) * (np.asarray(percentiles, dtype=np.float64) / 100.0)
-    below = np.floor(position).astype(np.intp)
-    above = np.minimum(below + 1, n - 1)
-    weight = (position - below).astype(np.float32)
-    lo = np.take_along_axis(ordered, np.broadcast_to(below, (*ordered.shape[:-1], 2)), -1)
-    hi = np.take_along_axis(ordered, np.broadcast_to(above, (*ordered.shape[:-1], 2)), -1)
-    return lo + (hi - lo) * weight
-
-
-def _gain(low, high):
-    """Scale mapping ``low`` to 0 and ``high`` to 1; 0 for a flat channel (it maps to black)."""
-    span = high - low
-    return np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-
-
-def _intensity_range(image, percentiles):
-    """Black point and gain, each (K,), that map the (K, h, w) image's percentiles to 0 and 1.
-
-    With ``percentiles=None`` intensities stay as stored.
-    """
-    n_channels = image.shape[0]
-    if percentiles is None:
-        return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
-    low, high = _percentiles(image.reshape(n_channels, -1), percentiles).T
-    return low, _gain(low, high)
-
-
-def _cell_ranges(values, offsets, counts, percentiles, positions=None):
-    """Black point and gain, each (B, K), of every crop of a batch of cells.
-
-    Crop ``b``'s percentiles are taken over ``values[:, offsets[b] :
-    offsets[b] + counts[b]]`` of the (K, P) flat pixels or, given
-    ``positions``, over the pixels ``positions[offsets[b] : offsets[b] +
-    counts[b]]``. Each crop is sampled on its own even stride, at most
-    ``_PERCENTILE_SAMPLES`` pixels, as :func:`_percentiles`; all crops are then
-    sorted in one call.
-    """
-    n_cells, n_channels = len(counts), values.shape[0]
-    if percentiles is None:
-        shape = (n_cells, n_channels)
-        return np.zeros(shape, np.float32), np.ones(shape, np.float32)
-    stride = np.maximum(1, -(-counts // _PERCENTILE_SAMPLES))
-    n = -(-counts // stride)
-    table = np.full((n_channels, n_cells, max(1, n.max())), np.inf, np.float32)
-    for b, (first, count, step, m) in enumerate(zip(offsets, counts, stride, n, strict=True)):
-        if positions is None:  # a strided slice: no index arrays
-            table[:, b, :m] = values[:, first : first + count : step]
-        else:
-            table[:, b, :m] = values[:, positions[first : first + count : step]]
-    table.sort(axis=-1)
-    with np.errstate(invalid="ignore"):  # rows of cells without pixels: inf - inf
-        low, high = _sorted_percentiles(table, np.maximum(n, 1), percentiles).transpose(2, 1, 0)
-        gain = _gain(low, high)
-    empty = n == 0  # a cell without (mask) pixels is black
-    low[empty], gain[empty] = 0.0, 0.0
-    return low.astype(np.float32), gain.astype(np.float32)
-
-
-def _tiles(image, tile):
-    """Tiles (K, t, t) covering (K, H, W) on a grid, the last row/column flush with the edge."""
-    _, height, width = image.shape
-
-    def starts(n):
-        if n <= tile:
-            return [0]
-        return sorted(set(range(0, n - tile, tile)) | {n - tile})
-
-    return [image[:, y : y + tile, x : x + tile] for y in starts(height) for x in starts(width)]
-
-
-def _dihedral_views(planes):
-    """The 8 flips/90-degree rotations of (..., S, S)."""
-    flipped = planes[..., ::-1]
-    return [np.rot90(v, k, axes=(-2, -1)) for v in (planes, flipped) for k in range(4)]
-
-
-def _batches(stream, batch_size):
-    """Regroup ``(rows, slots, planes)`` arrays into lists of pieces (views) holding exactly
-    ``batch_size`` inputs together (the last list may hold fewer)."""
-    pending, n_pending = [], 0
-    for item in stream:
-        pending.append(item)
-        n_pending += len(item[0])
-        while n_pending >= batch_size:
-            taken, need = [], batch_size
-            while need:
-                rows, slots, planes = pending[0]
-                if len(rows) <= need:
-                    taken.append(pending.pop(0))
-                    need -= len(rows)
-                else:
-                    taken.append((rows[:need], slots[:need], planes[:need]))
-                    pending[0] = (rows[need:], slots[need:], planes[need:])
-                    need = 0
-            n_pending -= batch_size
-            yield taken
-    if n_pending:
-        yield pending
-
-
-def _check_finite(array, what):
-    if not np.isfinite(array).all():
-        raise ValueError(
-            f"{what} contains NaN or infinite pixels; replace them (e.g. np.nan_to_num) first"
-        )
-
-
-def _model_name(session, path):
-    """Name used in feature names: model metadata, else the file stem, letters/digits only."""
-    meta = session.get_modelmeta().custom_metadata_map
-    name = meta.get("featcell.model_name") or path.stem
-    return re.sub(r"[^A-Za-z0-9]", "", name) or "Model"
-
+__all__ = ["CNNEmbedding", "make_cnn_pipeline"]
 
 # ---------------------------------------------------------------------- estimator
 class CNNEmbedding(TransformerMixin, BaseEstimator):
@@ -761,39 +439,14 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         return image[np.newaxis] if image.ndim == 2 else np.moveaxis(image, -1, 0)
 
     def _cell_inputs(self, cells):
-        """Yield (cell indices, (B, K, S, S) network-ready intensities in [0, 1]) per batch.
-
-        Cells are taken in order of crop size, so the crops of a batch share one
-        tight zero-padded stack; rows say where each result belongs.
-        """
-        index = [cells.channel_names.index(c) for c in self.channels_]
-        flat = cells.flat()
-        values = flat.values if index == list(range(cells.n_channels)) else flat.values[index]
-        starts = cells._starts
-        if not np.isfinite(values).all():
-            bad = np.searchsorted(starts, np.argmin(np.isfinite(values).all(axis=0)), "right") - 1
-            _check_finite(cells.crop(bad)[index], f"cell {bad}")
-        if self.mask_background:  # percentiles over each cell's mask pixels
-            positions = np.flatnonzero(flat.mask)
-            bounds = np.searchsorted(positions, starts)
-            offsets, counts = bounds[:-1], np.diff(bounds)
-        else:
-            positions, offsets, counts = None, starts[:-1], np.diff(starts)
-        shapes = cells.crop_shapes
-        order = np.argsort(shapes.max(axis=1), kind="stable")
-        block = _PREPARE_BLOCK
-        for first in range(0, len(order), block):
-            rows = np.sort(order[first : first + block])
-            low, scale = _cell_ranges(
-                values, offsets[rows], counts[rows], self.percentiles, positions
-            )
-            crops = []
-            for b, i in enumerate(rows.tolist()):
-                crop = values[:, starts[i] : starts[i + 1]].reshape(-1, *shapes[i])
-                if self.mask_background:  # the background becomes black
-                    crop = np.where(cells.mask(i), crop, low[b, :, None, None])
-                crops.append(crop)
-            yield rows, _fit_batch(crops, low, scale, self.input_size_)
+        """Yield (cell indices, (B, K, S, S) network-ready intensities in [0, 1]) per batch."""
+        return _cell_batches(
+            cells,
+            self.channels_,
+            self.input_size_,
+            percentiles=self.percentiles,
+            mask_background=self.mask_background,
+        )
 
     def _image_inputs(self, images):
         """Yield (image index repeated, (T, K, S, S) tiles in [0, 1]) for every image."""

@@ -1,0 +1,33 @@
+"""CNNs for cells and images: pretrained embeddings and networks trained on your cells.
+
+ONNX networks run through onnxruntime (CUDA when present); torch is needed only to
+train (the ``featcell[train]`` extra).
+
+- :mod:`featcell.cnn._sessions`: model files, execution providers, shared sessions;
+- :mod:`featcell.cnn._preprocess`: crops and images made network-ready;
+- :mod:`featcell.cnn.embedding`: :class:`CNNEmbedding`, :func:`make_cnn_pipeline`;
+- :mod:`featcell.cnn.trained`: :class:`CNNClassifier`, a CNN trained on your cells;
+- :mod:`featcell.cnn.density`: :class:`CNNDensityCounter`, a density FCN trained from dots;
+- :mod:`featcell.cnn._training`: the torch side (networks, augmentation, loop, export).
+
+The public classes keep ``featcell.cnn`` as their module, the name saved model files
+record.
+"""
+
+from ._preprocess import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, MIN_INPUT_SIZE
+from ._sessions import BUNDLED_MODEL
+from .density import CNNDensityCounter
+from .embedding import CNNEmbedding, make_cnn_pipeline
+from .trained import CNNClassifier
+
+__all__ = [
+    "BUNDLED_MODEL",
+    "CNNClassifier",
+    "CNNDensityCounter",
+    "CNNEmbedding",
+    "make_cnn_pipeline",
+]
+
+for _public in (CNNClassifier, CNNDensityCounter, CNNEmbedding, make_cnn_pipeline):
+    _public.__module__ = __name__  # the name model files record: featcell.cnn.CNNEmbedding
+del _public

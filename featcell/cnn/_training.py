@@ -1,0 +1,349 @@
+"""Training networks with PyTorch and exporting them to ONNX (imported only to train).
+
+Everything here needs ``torch`` (the ``featcell[train]`` extra); the estimators in
+:mod:`featcell.cnn.trained` and :mod:`featcell.cnn.density` import this module inside
+``fit`` only, so featcell runs the exported networks without torch.
+
+- :func:`require_torch`: import torch or raise an error naming the extra;
+- :class:`SmallResNet`: a ResNet of three basic-block stages for small crops;
+- :class:`DensityFCN`: a small U-Net-like fully-convolutional density network;
+- :func:`augment_batch`: random dihedral transform, shift and intensity jitter;
+- :func:`fit_network`: the loop with early stopping on a validation set;
+- :func:`export_onnx`: the trained network as ONNX bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import time
+import warnings
+
+import numpy as np
+
+_MIN_EPOCH_ITEMS = 1024
+
+
+def require_torch(who):
+    """Import torch, or raise an ImportError naming the ``featcell[train]`` extra."""
+    try:
+        import torch
+    except ImportError as exc:  # also a blocked import (sys.modules["torch"] = None)
+        raise ImportError(
+            f"{who}.fit trains a network with PyTorch, which is not installed; install "
+            "featcell's training extra: pip install 'featcell[train]' (predicting with a "
+            "fitted model needs only onnxruntime)"
+        ) from exc
+    return torch
+
+
+def resolve_device(device):
+    """``"cuda"`` when asked or available (``"auto"``), else ``"cpu"``, as a torch.device."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def device_name(device):
+    """Hardware in words: ``"cuda (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------- networks
+def _modules():
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class BasicBlock(nn.Module):
+        """Two 3x3 convolutions with batch norm and a (projected) shortcut (He et al. 2016)."""
+
+        def __init__(self, n_in, n_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(n_in, n_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(n_out)
+            self.conv2 = nn.Conv2d(n_out, n_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(n_out)
+            self.shortcut = nn.Identity()
+            if stride != 1 or n_in != n_out:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(n_in, n_out, 1, stride, bias=False), nn.BatchNorm2d(n_out)
+                )
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return F.relu(out + self.shortcut(x))
+
+    class SmallResNet(nn.Module):
+        """A 3x3 stem and three stages of one basic block each, strides 2: about 0.3 M
+        parameters at ``width=32`` (embedding of ``4 * width``).
+
+        The input is ``(N, K, S, S)`` intensities in [0, 1]; the per-channel mean and
+        standard deviation of the training crops are held as buffers and applied first,
+        so the exported graph takes the prepared crops as they are.
+        """
+
+        def __init__(self, n_channels, n_classes, width, mean, std, dropout=0.2):
+            super().__init__()
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+            stem = max(8, width // 2)
+            self.stem = nn.Sequential(
+                nn.Conv2d(n_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()
+            )
+            self.stages = nn.Sequential(
+                BasicBlock(stem, width, 2),
+                BasicBlock(width, 2 * width, 2),
+                BasicBlock(2 * width, 4 * width, 2),
+            )
+            self.dropout = nn.Dropout(dropout)
+            self.fc = nn.Linear(4 * width, n_classes)
+
+        def embed(self, x):
+            x = (x - self.mean) / self.std
+            return self.stages(self.stem(x)).mean(dim=(2, 3))
+
+        def forward(self, x):
+            return self.fc(self.dropout(self.embed(x)))
+
+    class ProbaAndEmbedding(nn.Module):
+        """The graph that is exported: class probabilities and the penultimate layer."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            z = self.net.embed(x)
+            return torch.softmax(self.net.fc(z), dim=1), z
+
+    class DensityFCN(nn.Module):
+        """A small U-Net-like density network: two poolings, skip connections, a
+        non-negative (ReLU: a softplus never reaches zero, and its floor summed over a
+        large background biases every count upwards) one-channel density at full resolution.
+
+        Takes image sides divisible by 4 (the caller pads). The last layer's output is
+        divided by ``scale``, so that the network works with values of order 1.
+        """
+
+        def __init__(self, n_channels, width, mean, std, scale):
+            super().__init__()
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+            self.scale = float(scale)
+
+            def block(n_in, n_out):
+                return nn.Sequential(
+                    nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU(),
+                    nn.Conv2d(n_out, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU(),
+                )
+
+            w = width
+            self.enc1, self.enc2, self.enc3 = block(n_channels, w), block(w, 2 * w), block(2 * w, 4 * w)
+            self.dec2, self.dec1 = block(6 * w, 2 * w), block(3 * w, w)
+            self.out = nn.Conv2d(w, 1, 1)
+
+        def forward(self, x):
+            e1 = self.enc1((x - self.mean) / self.std)
+            e2 = self.enc2(F.max_pool2d(e1, 2))
+            e3 = self.enc3(F.max_pool2d(e2, 2))
+            d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
+            d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
+            return F.relu(self.out(d1)) / self.scale  # exact zeros: no background bias
+
+    return SmallResNet, ProbaAndEmbedding, DensityFCN
+
+
+def small_resnet(n_channels, n_classes, width, mean, std):
+    return _modules()[0](n_channels, n_classes, width, mean, std)
+
+
+def proba_and_embedding(net):
+    return _modules()[1](net)
+
+
+def density_fcn(n_channels, width, mean, std, scale):
+    return _modules()[2](n_channels, width, mean, std, scale)
+
+
+# ---------------------------------------------------------------------- augmentation
+def augment_batch(x, generator, *, shift=0.1, jitter=0.05, targets=None):
+    """Randomly flip, rotate by multiples of 90 degrees, shift and jitter a batch.
+
+    Parameters
+    ----------
+    x : (B, K, S, S) torch.Tensor
+        Square inputs in [0, 1].
+    generator : torch.Generator
+        Source of every random choice (seeded: training is reproducible).
+    shift : float
+        Largest shift, as a fraction of the side (circular, so no black border
+        appears that the unshifted crops lack); 0 for none.
+    jitter : float
+        Intensity jitter: each crop's channels are scaled by ``exp(N(0, jitter))``;
+        0 for none. Kept small: brightness often carries the biology (DNA content).
+    targets : (B, 1, S, S) torch.Tensor, optional
+        Maps that must follow the geometric transforms (density maps); not jittered.
+
+    Returns
+    -------
+    x (and targets, when given), transformed.
+    """
+    import torch
+
+    b, k, s, _ = x.shape
+    draws = torch.randint(0, 8, (b,), generator=generator).tolist()
+    max_shift = int(round(shift * s))
+    moves = torch.randint(-max_shift, max_shift + 1, (b, 2), generator=generator).tolist()
+    out, out_t = torch.empty_like(x), None if targets is None else torch.empty_like(targets)
+    for i, (d, (dy, dx)) in enumerate(zip(draws, moves, strict=True)):
+        pieces = [x[i]] if targets is None else [x[i], targets[i]]
+        for j, p in enumerate(pieces):
+            if d >= 4:
+                p = p.flip(-1)
+            p = torch.rot90(p, d % 4, dims=(-2, -1))
+            if dy or dx:  # circular: the background that leaves one side enters the other
+                p = torch.roll(p, (dy, dx), dims=(-2, -1))
+            (out if j == 0 else out_t)[i] = p
+    if jitter:
+        out = out * torch.exp(torch.randn((b, k, 1, 1), generator=generator) * jitter)
+    return out if targets is None else (out, out_t)
+
+
+# ---------------------------------------------------------------------- training loop
+def fit_network(
+    net,
+    loss_fn,
+    train,
+    validation,
+    *,
+    make_batch,
+    batch_size,
+    learning_rate,
+    weight_decay,
+    max_epochs,
+    patience,
+    device,
+    generator,
+    verbose=False,
+    name="network",
+    min_epoch_items=_MIN_EPOCH_ITEMS,
+):
+    """Train with AdamW until the validation loss stops improving; keep the best epoch.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    loss_fn : callable(net, batch) -> scalar tensor
+        ``batch`` as returned by ``make_batch`` (already on ``device``).
+    train, validation : int
+        Numbers of training and validation items.
+    make_batch : callable(indices, training) -> batch
+        Builds (and, when ``training``, augments) the batch of these items.
+    min_epoch_items : int
+        An epoch draws at least this many items (a small set is repeated), so that
+        early stopping compares epochs of enough optimizer steps.
+    max_epochs, patience : int
+        Stop after ``patience`` epochs without a lower validation loss, or after
+        ``max_epochs``; the learning rate is divided by 5 after ``patience // 2``
+        epochs without improvement.
+
+    Returns
+    -------
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``seconds``.
+    best_epoch : int
+        1-based epoch whose weights ``net`` holds on return.
+    """
+    import torch
+
+    net.to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=0.2, patience=max(1, patience // 2)
+    )
+    best, best_state, best_epoch, history = np.inf, None, 0, []
+    progress = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=max_epochs, desc=f"{name} on {device_name(device)}", unit="epoch")
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        net.train()
+        # an epoch is at least _MIN_EPOCH_ITEMS draws (small sets are repeated, so that
+        # early stopping compares epochs of enough optimizer steps)
+        repeats = max(1, -(-min_epoch_items // train))
+        order = torch.cat([torch.randperm(train, generator=generator) for _ in range(repeats)])
+        order = order.numpy()
+        total, seen = 0.0, 0
+        for first in range(0, len(order), batch_size):
+            batch_items = order[first : first + batch_size]
+            if len(batch_items) < 2:  # batch norm needs two samples
+                continue
+            loss = loss_fn(net, make_batch(batch_items, True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch_items)
+            seen += len(batch_items)
+        net.eval()
+        val_total = 0.0
+        with torch.no_grad():
+            for first in range(0, validation, 4 * batch_size):
+                items = np.arange(first, min(validation, first + 4 * batch_size))
+                val_total += float(loss_fn(net, make_batch(items, False))) * len(items)
+        val_loss = val_total / max(1, validation)
+        scheduler.step(val_loss)
+        seconds = time.perf_counter() - start
+        history.append(
+            {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val_loss, "seconds": seconds}
+        )
+        if not np.isfinite(best) or val_loss < best - 1e-4 * abs(best):
+            best, best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(net.state_dict())
+        if progress is not None:
+            progress.set_postfix(
+                train=f"{total / max(1, seen):.3f}", val=f"{val_loss:.3f}", best=best_epoch,
+                s_per_epoch=f"{seconds:.1f}",
+            )
+            progress.update()
+        if epoch - best_epoch >= patience:
+            break
+    if progress is not None:
+        progress.close()
+    if best_state is not None:  # None only if every validation loss was NaN
+        net.load_state_dict(best_state)
+    net.eval()
+    return history, best_epoch
+
+
+# ---------------------------------------------------------------------- export
+def export_onnx(module, example, input_names, output_names, dynamic_axes):
+    """The module (in eval mode, on the CPU) exported to ONNX (opset 17), as bytes."""
+    import torch
+
+    module = module.to("cpu").eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module,
+            example,
+            buffer,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    return buffer.getvalue()

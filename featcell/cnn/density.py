@@ -1,0 +1,384 @@
+"""A fully-convolutional density network trained from dots: PyTorch to train, ONNX to run.
+
+:class:`CNNDensityCounter` learns a per-pixel density from dot annotations (the
+targets of :func:`featcell.points.density_target`) with a small U-Net-like
+network (FCRN-A and Count-ception are of this family); an image's count is the
+sum of its predicted density.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..features.image import _check_images, _read
+from ..points import density_target
+from ._preprocess import _percentiles
+from ._sessions import _network_session
+
+__all__ = ["CNNDensityCounter"]
+
+_DATASET_PERCENTILES = (0.1, 99.9)
+_DENSITY_SCALE = 100.0  # the loss sees density x 100: values of order 1 near a dot
+_MULTIPLE = 4  # two 2x poolings: sides are padded to a multiple of 4
+
+
+def _as_channels(image, channels, what):
+    """(K, M, N) float32 of an (M, N[, C]) image, the chosen channels."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or not np.issubdtype(image.dtype, np.number):
+        raise ValueError(f"{what} has shape {image.shape}; expected a numeric (M, N[, C]) image")
+    if channels is not None:
+        if max(channels) >= image.shape[-1]:
+            raise ValueError(
+                f"channels={list(channels)} but {what} has {image.shape[-1]} channel(s)"
+            )
+        image = image[..., list(channels)]
+    out = np.moveaxis(image.astype(np.float32), -1, 0)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{what} contains NaN or infinite pixels")
+    return np.ascontiguousarray(out)
+
+
+def _pad(image):
+    """Pad (K, M, N) at the bottom and right (edge values) to multiples of 4."""
+    ph, pw = (-image.shape[1]) % _MULTIPLE, (-image.shape[2]) % _MULTIPLE
+    if ph or pw:
+        image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="edge")
+    return image
+
+
+def _auto_sigma(points):
+    """Gaussian sigma from the dots: a quarter of the median nearest-neighbour distance
+    between dots (objects touch at about that distance), between 1 and 8 pixels."""
+    from scipy.spatial import cKDTree
+
+    gaps = []
+    for p in points:
+        if len(p) >= 2:
+            distance, _ = cKDTree(p).query(p, k=2)
+            gaps.append(distance[:, 1])
+    if not gaps:
+        return 2.0
+    return float(np.clip(np.median(np.concatenate(gaps)) / 4, 1.0, 8.0))
+
+
+class CNNDensityCounter(RegressorMixin, BaseEstimator):
+    """Count objects as the sum of a density map predicted by a small trained FCN.
+
+    A U-Net-like fully-convolutional network (two poolings, skip connections,
+    about 0.1 M parameters at ``width=16``) is trained with PyTorch
+    (``pip install 'featcell[train]'``, CUDA when present) to map each image to
+    the Gaussian-smoothed map of its dots (:func:`featcell.points.density_target`),
+    on random square patches with random flips and 90-degree rotations. Training
+    stops when the count error of held-out training images (whole images) has
+    not improved for ``patience`` epochs; the best epoch is kept. The network is
+    then exported to ONNX (``network_`` with ``network_sha256_``); ``predict``
+    and ``predict_density`` need only onnxruntime.
+
+    Parameters
+    ----------
+    sigma : float or "auto", default="auto"
+        Standard deviation of the Gaussian around each dot, in pixels. ``"auto"``:
+        a quarter of the median distance between neighbouring dots of the
+        training images, between 1 and 8.
+    channels : sequence of int, default=None
+        Image channels the network sees; ``None`` uses all.
+    width : int, default=16
+        Channels of the first level (doubled at each of the two poolings).
+    patch_size : int, default=64
+        Side of the random training patches (a multiple of 4; whole images
+        when smaller).
+    patches_per_epoch : int, default=512
+    max_epochs : int, default=60
+    patience : int, default=8
+    batch_size : int, default=16
+    learning_rate : float, default=2e-3
+    validation_fraction : float, default=0.2
+        Share of the training images held out for early stopping (at least one).
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    providers : "auto" or list of str, default="auto"
+        onnxruntime execution providers for prediction.
+    n_threads : int, default=None
+        Threads for torch while training and for onnxruntime.
+    random_state : int, default=0
+    verbose : bool, default=False
+        Show a progress bar with the losses and seconds per epoch.
+
+    Attributes
+    ----------
+    sigma_ : float
+    intensity_range_ : (n_channels, 2) ndarray
+        Black point and gain per channel, from the training images.
+    network_ : bytes
+        The trained network as ONNX: input ``(1, K, M, N)`` in [0, 1] with M, N
+        multiples of 4; output the density ``(1, 1, M, N)``.
+    network_sha256_ : str
+    n_parameters_ : int
+    history_ : list of dict
+        Per epoch: training loss, validation count MAE, seconds.
+    best_epoch_ : int
+    fit_seconds_ : float
+    device_ : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featcell.cnn import CNNDensityCounter
+    >>> rng = np.random.default_rng(0)
+    >>> def blobs(k):
+    ...     points = rng.uniform(4, 44, size=(k, 2))
+    ...     yy, xx = np.mgrid[:48, :48]
+    ...     return sum(np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / 8) for r, c in points), points
+    >>> data = [blobs(k) for k in (3, 6, 9, 12, 5)]
+    >>> counter = CNNDensityCounter(width=4, max_epochs=2, patches_per_epoch=32)
+    >>> counter = counter.fit([d[0] for d in data], [d[1] for d in data])  # doctest: +SKIP
+    >>> counter.predict([blobs(7)[0]]).shape  # doctest: +SKIP
+    (1,)
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "sigma": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "channels": [list, tuple, None],
+        "width": [Interval(Integral, 2, None, closed="left")],
+        "patch_size": [Interval(Integral, 8, None, closed="left")],
+        "patches_per_epoch": [Interval(Integral, 2, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 0.5, closed="neither")],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "providers": [StrOptions({"auto"}), list, tuple],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        sigma="auto",
+        *,
+        channels=None,
+        width=16,
+        patch_size=64,
+        patches_per_epoch=512,
+        max_epochs=60,
+        patience=8,
+        batch_size=16,
+        learning_rate=2e-3,
+        validation_fraction=0.2,
+        device="auto",
+        providers="auto",
+        n_threads=None,
+        random_state=0,
+        verbose=False,
+    ):
+        self.sigma = sigma
+        self.channels = channels
+        self.width = width
+        self.patch_size = patch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.providers = providers
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, images, points):
+        """Train the density network on dot-annotated images and export it to ONNX.
+
+        Parameters
+        ----------
+        images : list of (M, N[, C]) arrays or paths
+            Training images (at least 2); sizes may differ.
+        points : list of (k, 2) arrays, or str or path-like
+            Per image, the ``(row, col)`` dot positions; or a folder or table of
+            points files for :func:`featcell.read_points` (``images`` must then
+            be paths).
+
+        Returns
+        -------
+        self : object
+        """
+        from ..counting import _resolve_points
+        from ._training import require_torch
+
+        torch = require_torch(type(self).__name__)
+        start = time.perf_counter()
+        images = _check_images(images)
+        points = _resolve_points(images, points)
+        if len(images) < 2:
+            raise ValueError("CNNDensityCounter needs at least 2 training images (one validates)")
+        for i, p in enumerate(points):
+            if not isinstance(p, np.ndarray):
+                raise ValueError(
+                    f"points[{i}] is a count ({p!r}); CNNDensityCounter learns from dot "
+                    "positions, a (k, 2) array per image"
+                )
+        arrays = [_as_channels(_read(item), self.channels, f"image {i}") for i, item in enumerate(images)]
+        if len({a.shape[0] for a in arrays}) != 1:
+            raise ValueError("the images have different numbers of channels")
+        self.n_channels_ = arrays[0].shape[0]
+        self.sigma_ = _auto_sigma(points) if self.sigma == "auto" else float(self.sigma)
+        values = np.concatenate([a.reshape(self.n_channels_, -1)[:, ::7] for a in arrays], axis=1)
+        low, high = _percentiles(values, _DATASET_PERCENTILES).T
+        span = high - low
+        gain = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+        self.intensity_range_ = np.stack([low, gain], 1).astype(np.float32)
+        inputs = [self._normalise(a) for a in arrays]
+        targets = [
+            density_target(p, a.shape[1:], self.sigma_).astype(np.float32)
+            for p, a in zip(points, arrays, strict=True)
+        ]
+
+        from . import _training
+
+        seed = int(self.random_state) if isinstance(self.random_state, Integral) else 0
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(images))
+        n_val = max(1, int(round(self.validation_fraction * len(images))))
+        val, train = order[:n_val], order[n_val:]
+        threads = torch.get_num_threads()
+        if self.n_threads is not None:
+            torch.set_num_threads(self.n_threads)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                generator = torch.Generator().manual_seed(seed)
+                device = _training.resolve_device(self.device)
+                self.device_ = _training.device_name(device)
+                pixels = np.concatenate([inputs[i].reshape(self.n_channels_, -1) for i in train], 1)
+                net = _training.density_fcn(
+                    self.n_channels_, self.width, pixels.mean(1), pixels.std(1) + 1e-3,
+                    _DENSITY_SCALE,
+                )
+                size = self.patch_size - self.patch_size % _MULTIPLE
+
+                def patches(n):
+                    xs, ts = [], []
+                    picks = rng.choice(train, size=n)
+                    for i in picks:
+                        image, target = _pad(inputs[i]), _pad(targets[i][None])
+                        s = min(size, image.shape[1], image.shape[2])
+                        s -= s % _MULTIPLE
+                        y0 = rng.integers(0, image.shape[1] - s + 1)
+                        x0 = rng.integers(0, image.shape[2] - s + 1)
+                        xs.append(image[:, y0 : y0 + s, x0 : x0 + s])
+                        ts.append(target[:, y0 : y0 + s, x0 : x0 + s])
+                    side = min(x.shape[-1] for x in xs), min(x.shape[-2] for x in xs)
+                    xs = np.stack([x[:, : side[1], : side[0]] for x in xs])
+                    ts = np.stack([t[:, : side[1], : side[0]] for t in ts])
+                    return torch.from_numpy(xs), torch.from_numpy(ts)
+
+                def make_batch(items, training):
+                    if training:
+                        xb, tb = patches(len(items))
+                        if min(xb.shape[-2:]) == xb.shape[-1] == xb.shape[-2]:
+                            xb, tb = _training.augment_batch(
+                                xb, generator, shift=0.0, jitter=0.05, targets=tb
+                            )
+                        return "train", xb.to(device), tb.to(device)
+                    return "val", items
+
+                def loss_fn(model, batch):
+                    if batch[0] == "train":
+                        _, xb, tb = batch
+                        pred = model(xb)
+                        return torch.mean((pred - tb) ** 2) * _DENSITY_SCALE**2
+                    errors = []
+                    for j in batch[1]:  # count error of whole validation images
+                        i = val[j]
+                        x = torch.from_numpy(_pad(inputs[i])[None]).to(device)
+                        count = float(model(x)[..., : inputs[i].shape[1], : inputs[i].shape[2]].sum())
+                        errors.append(abs(count - float(targets[i].sum())))
+                    return torch.tensor(float(np.mean(errors)))
+
+                self.history_, self.best_epoch_ = _training.fit_network(
+                    net, loss_fn, self.patches_per_epoch, len(val), make_batch=make_batch,
+                    batch_size=self.batch_size, learning_rate=self.learning_rate,
+                    weight_decay=1e-4, max_epochs=self.max_epochs, patience=self.patience,
+                    device=device, generator=generator, verbose=self.verbose,
+                    name="CNNDensityCounter", min_epoch_items=0,
+                )
+                for h in self.history_:
+                    h["val_count_mae"] = h.pop("val_loss")
+                self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
+                example = torch.zeros(1, self.n_channels_, 32, 32)
+                self.network_ = _training.export_onnx(
+                    net, example, ["input"], ["density"],
+                    {"input": {0: "batch", 2: "height", 3: "width"},
+                     "density": {0: "batch", 2: "height", 3: "width"}},
+                )
+        finally:
+            torch.set_num_threads(threads)
+        self.network_sha256_ = hashlib.sha256(self.network_).hexdigest()
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def predict_density(self, images):
+        """The density map of every image (sums to its predicted count).
+
+        Parameters
+        ----------
+        images : list of (M, N[, C]) arrays or paths
+
+        Returns
+        -------
+        list of (M, N) ndarray of float32
+        """
+        check_is_fitted(self, "network_sha256_")
+        session = _network_session(
+            self.network_, self.network_sha256_, self.providers, self.n_threads,
+            "CNNDensityCounter",
+        )
+        out = []
+        for i, item in enumerate(_check_images(images)):
+            image = _as_channels(_read(item), self.channels, f"image {i}")
+            if image.shape[0] != self.n_channels_:
+                raise ValueError(
+                    f"image {i} has {image.shape[0]} channel(s) but CNNDensityCounter was "
+                    f"fitted on {self.n_channels_}"
+                )
+            x = _pad(self._normalise(image))[None]
+            density = session.run(None, {"input": x})[0][0, 0]
+            out.append(density[: image.shape[1], : image.shape[2]])
+        return out
+
+    def predict(self, images):
+        """The count of every image: the sum of its density map.
+
+        Parameters
+        ----------
+        images : list of (M, N[, C]) arrays or paths
+
+        Returns
+        -------
+        counts : ndarray of shape (n_images,)
+        """
+        return np.array([float(d.sum()) for d in self.predict_density(images)])
+
+    def _normalise(self, image):
+        low, gain = self.intensity_range_[:, 0], self.intensity_range_[:, 1]
+        out = (image - low[:, None, None]) * gain[:, None, None]
+        return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags

@@ -1,0 +1,243 @@
+"""Tests of featcell.cnn.CNNClassifier: a CNN trained with torch and run with onnxruntime.
+
+Networks are tiny (``width=8``, 32 px) and trained for a few short epochs, so the
+module stays fast on 2 CPU cores; the learnable task is round versus elongated
+synthetic cells.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+from featcell.cells import CellSet
+from featcell.cnn import CNNClassifier
+
+pytest.importorskip("torch")
+
+
+def _shapes(n, seed=0, size=24):
+    """Round and elongated bright blobs (random orientation, position and brightness)."""
+    rng = np.random.default_rng(seed)
+    crops = rng.normal(0.3, 0.05, (n, 1, size, size)).astype(np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    y = np.where(np.arange(n) % 2 == 0, "round", "long")
+    for i in range(n):
+        cy, cx = size // 2 + rng.integers(-2, 3), size // 2 + rng.integers(-2, 3)
+        a, b = (5, 5) if y[i] == "round" else (9, 3)
+        if rng.random() < 0.5:
+            a, b = b, a
+        crops[i, 0][((yy - cy) / a) ** 2 + ((xx - cx) / b) ** 2 <= 1] += rng.uniform(0.3, 0.8)
+    return CellSet.from_crops(crops, channels=["DNA"]), y
+
+
+CELLS, Y = _shapes(80)
+TEST_CELLS, TEST_Y = _shapes(40, seed=1)
+FAST = {"width": 8, "max_epochs": 4, "patience": 2, "n_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return CNNClassifier(**FAST).fit(CELLS, Y)
+
+
+def test_shapes_names_and_attributes(fitted):
+    assert list(fitted.classes_) == ["long", "round"]
+    assert fitted.predict_proba(TEST_CELLS).shape == (40, 2)
+    assert_rows = fitted.predict_proba(TEST_CELLS).sum(axis=1)
+    np.testing.assert_allclose(assert_rows, 1.0, rtol=1e-5)
+    assert fitted.transform(TEST_CELLS).shape == (40, 32)
+    assert fitted.get_feature_names_out()[0] == "CNN_Trained_0000"
+    assert set(fitted.predict(TEST_CELLS)) <= {"long", "round"}
+    assert fitted.input_size_ == 32 and fitted.channels_ == ("DNA",)
+    assert 1 <= fitted.best_epoch_ <= len(fitted.history_) <= 4
+    assert fitted.device_.startswith("cpu") and fitted.fit_seconds_ > 0
+    assert len(fitted.network_) < 200_000  # a small ONNX graph
+    empty = fitted.predict_proba(CELLS[np.array([], dtype=int)])
+    assert empty.shape == (0, 2)
+
+
+def test_learns_round_versus_elongated():
+    clf = CNNClassifier(width=8, max_epochs=12, patience=4, n_threads=1).fit(CELLS, Y)
+    accuracy = np.mean(clf.predict(TEST_CELLS) == TEST_Y)
+    assert accuracy >= 0.85, accuracy  # chance is 0.5
+
+
+def test_seeded_fit_is_reproducible(fitted):
+    again = CNNClassifier(**FAST).fit(CELLS, Y)
+    assert again.network_sha256_ == fitted.network_sha256_ or np.allclose(
+        again.predict_proba(TEST_CELLS), fitted.predict_proba(TEST_CELLS), atol=1e-6
+    )
+    other = CNNClassifier(**FAST, random_state=1).fit(CELLS, Y)
+    assert not np.allclose(other.predict_proba(TEST_CELLS), fitted.predict_proba(TEST_CELLS))
+
+
+def test_validation_split_keeps_groups_apart():
+    image = np.repeat(np.arange(16), 5)
+    cells = CellSet.from_crops(CELLS.flat().values.reshape(80, 1, 24, 24), image_id=image)
+    clf = CNNClassifier(**FAST)
+    train, val = clf._validation_split(cells, (Y == "round").astype(int))
+    assert len(val) and not set(image[train]) & set(image[val])
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        clf._validation_split(CellSet.from_crops(np.zeros((4, 8, 8)), image_id="a"), np.arange(4) % 2)
+
+
+def test_tampered_network_is_refused(fitted):
+    tampered = clone(fitted).set_params()
+    tampered.__dict__.update(fitted.__dict__)
+    data = bytearray(fitted.network_)
+    data[-20] ^= 0xFF
+    tampered.network_ = bytes(data)
+    with pytest.raises(ValueError, match="modified after fit"):
+        tampered.predict(TEST_CELLS)
+
+
+def test_bad_input(fitted):
+    with pytest.raises(TypeError, match="CellSet"):
+        CNNClassifier().fit(np.zeros((4, 1, 8, 8)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="single class"):
+        CNNClassifier(**FAST).fit(CELLS, np.zeros(80))
+    with pytest.raises(ValueError, match="80 cells"):
+        CNNClassifier(**FAST).fit(CELLS, Y[:10])
+    with pytest.raises(ValueError, match="not among"):
+        CNNClassifier(**FAST, channels=["GFP"]).fit(CELLS, Y)
+    two = CellSet.from_crops(np.zeros((2, 2, 24, 24), np.float32), channels=["DNA", "GFP"])
+    with pytest.raises(ValueError, match="fitted on"):
+        fitted.predict(two)
+
+
+def test_sklearn_api_checks():
+    name = "CNNClassifier"
+    check_no_attributes_set_in_init(name, CNNClassifier())
+    check_parameters_default_constructible(name, CNNClassifier())
+    check_get_params_invariance(name, CNNClassifier())
+    check_set_params(name, CNNClassifier())
+
+
+def test_make_cell_classifier_trained_cnn():
+    from featcell import make_cell_classifier
+
+    model = make_cell_classifier("trained_cnn", cnn_params=FAST).fit(CELLS, Y)
+    assert model.predict_proba(TEST_CELLS).shape == (40, 2)
+    both = make_cell_classifier(
+        "classical+trained_cnn", head="lr", families=["morphology"], cnn_params=FAST
+    ).fit(CELLS, Y)
+    names = both[:-1].get_feature_names_out()
+    assert any(n.startswith("CNN_Trained_") for n in names)
+    assert any(n.startswith("AreaShape_") for n in names)
+
+
+_NO_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class _NoTorch:  # "import torch" raises ImportError, as on a machine without torch
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError(f"import of {name} blocked (test without torch)")
+            return None
+
+    sys.meta_path.insert(0, _NoTorch())
+    """
+)
+
+
+def _run_without_torch(tmp_path, code):
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(_NO_TORCH)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), root])}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_fit_without_torch_names_the_extra(tmp_path):
+    result = _run_without_torch(
+        tmp_path,
+        """
+        import numpy as np
+        from featcell import CellSet
+        from featcell.cnn import CNNClassifier
+        cells = CellSet.from_crops(np.zeros((4, 8, 8)), image_id=list("abcd"))
+        try:
+            CNNClassifier().fit(cells, [0, 1, 0, 1])
+        except ImportError as exc:
+            print("ERROR", exc)
+        """,
+    )
+    assert "ERROR" in result.stdout, result.stderr
+    assert "featcell[train]" in result.stdout
+
+
+def test_saved_model_scores_without_torch(fitted, tmp_path):
+    from featcell.persist import save_model
+
+    path = save_model(fitted, tmp_path / "cnn.featcell")
+    np.save(tmp_path / "crops.npy", TEST_CELLS.flat().values.reshape(40, 1, 24, 24))
+    np.save(tmp_path / "expected.npy", fitted.predict_proba(TEST_CELLS))
+    result = _run_without_torch(
+        tmp_path,
+        f"""
+        import sys
+        import numpy as np
+        from featcell import CellSet, load_model
+        model = load_model({str(path)!r})
+        cells = CellSet.from_crops(np.load("crops.npy"), channels=["DNA"])
+        proba = model.predict_proba(cells)
+        assert "torch" not in sys.modules
+        np.testing.assert_allclose(proba, np.load("expected.npy"), atol=1e-5)
+        print("OK", proba.shape)
+        """,
+    )
+    assert "OK (40, 2)" in result.stdout, result.stderr
+
+
+def test_cli_train_trained_cnn_then_score(capsys, tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    import featcell
+    from featcell import tasks
+    from featcell.cli import main
+
+    live_dead = Path(featcell.__file__).parent / "data" / "live_dead"
+    (tmp_path / "images").mkdir()
+    (tmp_path / "boxes").mkdir()
+    for image in sorted((live_dead / "images").iterdir())[::4][:8]:
+        shutil.copy(image, tmp_path / "images" / image.name)
+        shutil.copy(live_dead / "annotations" / f"{image.stem}.xml", tmp_path / "boxes")
+    original = tasks.make_cell_classifier
+
+    def quick(features, **kwargs):  # the CLI's network, trained briefly
+        kwargs["cnn_params"] = {**kwargs.get("cnn_params", {}), **FAST}
+        return original(features, **kwargs)
+
+    monkeypatch.setattr(tasks, "make_cell_classifier", quick)
+    model = tmp_path / "cnn.featcell"
+    code = main(["train", str(tmp_path / "images"), "--labels", str(tmp_path / "boxes"),
+                 "--as-gray", "--target", "Class", "--model", "trained_cnn", "--cv", "2",
+                 "-o", str(model), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "balanced_accuracy" in out and model.is_file()
+    code = main(["score", str(model), str(tmp_path / "images"), "--labels",
+                 str(tmp_path / "boxes"), "-o", str(tmp_path / "scores.parquet"), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    import pandas as pd
+
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert {"Prediction", "Probability_Dead Cell", "Probability_Living Cell"} <= set(scores)
