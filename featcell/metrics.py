@@ -537,7 +537,7 @@ def _coarsen(counts, level):
         raise ValueError(f"grid counts have {cells} cells per image; expected a power of 4")
     if level > fine:
         raise ValueError(f"GAME({level}) needs grid counts of level >= {level}; got {fine}")
-    n, k = 2**fine, 2 ** (fine - level)
+    k = 2 ** (fine - level)
     grid = counts.reshape(len(counts), 2**level, k, 2**level, k)
     return grid.sum(axis=(2, 4)).reshape(len(counts), -1)
 

@@ -331,7 +331,6 @@ def test_pixel_features_large_scales_match_full_resolution():
 def test_density_counter_on_vgg_cells():
     import pandas as pd
 
-    from featcell.points import read_points
 
     root = DATA / "counting" / "vgg_cells"
     table = pd.read_csv(root / "counts.csv")

@@ -14,7 +14,12 @@ The public classes keep ``featcell.cnn`` as their module, the name saved model f
 record.
 """
 
-from ._preprocess import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, MIN_INPUT_SIZE
+from ._preprocess import (  # noqa: F401 - constants the benchmarks and tools read
+    DEFAULT_INPUT_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MIN_INPUT_SIZE,
+)
 from ._sessions import BUNDLED_MODEL
 from .density import CNNDensityCounter
 from .embedding import CNNEmbedding, make_cnn_pipeline

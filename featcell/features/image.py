@@ -630,7 +630,6 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
     def _names_and_keys(self):
         keys = []
         for channel, filters in self._plan():
-            suffix = "" if channel is None else f"_Ch{channel + 1}"
             for scale in self.scales:
                 for f in filters:
                     if scale < _MIN_DERIVATIVE_SCALE and f != "gaussian":
