@@ -519,6 +519,16 @@ def _filter_maps_at(plane, scale, filters):
     return out
 
 
+def _channel_indices(channels):
+    """``channels`` (None, one index or a list of them) as a list; ``[None]``: colour averaged."""
+    if channels is None:
+        return [None]
+    listed = [channels] if isinstance(channels, numbers.Integral) else channels
+    if not listed or not all(isinstance(c, numbers.Integral) and c >= 0 for c in listed):
+        raise ValueError(f"channels={channels!r}; expected a list of channel indices")
+    return [int(c) for c in listed]
+
+
 class PixelFeatures(TransformerMixin, BaseEstimator):
     """ilastik's pixel filter bank: one feature map per filter, scale and channel.
 
@@ -600,14 +610,7 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
                 if not isinstance(c, numbers.Integral) or c < 0:
                     raise ValueError(f"filters has key {c!r}; expected channel indices >= 0")
             return [(int(c), check(f, f"[{c!r}]")) for c, f in self.filters.items()]
-        channels = self.channels
-        if channels is None:
-            return [(None, check(self.filters, ""))]
-        if isinstance(channels, numbers.Integral):
-            channels = [channels]
-        if not all(isinstance(c, numbers.Integral) and c >= 0 for c in channels) or not channels:
-            raise ValueError(f"channels={self.channels!r}; expected a list of channel indices")
-        return [(int(c), check(self.filters, "")) for c in channels]
+        return [(c, check(self.filters, "")) for c in _channel_indices(self.channels)]
 
     def fit(self, images=None, y=None):
         """Check the parameters; nothing is learnt.
@@ -784,14 +787,7 @@ class CNNPixelFeatures(TransformerMixin, BaseEstimator):
         self.n_threads = n_threads
 
     def _channels(self):
-        channels = self.channels
-        if channels is None:
-            return [None]
-        if isinstance(channels, numbers.Integral):
-            channels = [channels]
-        if not channels or not all(isinstance(c, numbers.Integral) and c >= 0 for c in channels):
-            raise ValueError(f"channels={self.channels!r}; expected a list of channel indices")
-        return [int(c) for c in channels]
+        return _channel_indices(self.channels)
 
     def fit(self, images=None, y=None):
         """Check the parameters; nothing is learnt.
