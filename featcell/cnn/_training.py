@@ -237,6 +237,8 @@ def fit_network(
     verbose=False,
     name="network",
     min_epoch_items=_MIN_EPOCH_ITEMS,
+    validate=None,
+    average_weights=False,
 ):
     """Train with AdamW until the validation loss stops improving; keep the best epoch.
 
@@ -252,6 +254,15 @@ def fit_network(
     min_epoch_items : int
         An epoch draws at least this many items (a small set is repeated), so that
         early stopping compares epochs of enough optimizer steps.
+    validate : callable(net) -> (float, dict), optional
+        The validation criterion (lower is better) of the network in eval mode, and
+        extra per-epoch figures for the history; by default the mean of ``loss_fn``
+        over the validation items.
+    average_weights : bool
+        Validate (and keep) an exponential moving average of the weights and batch-norm
+        statistics, over about one epoch of optimizer steps, instead of the last step's
+        weights: far less noisy from epoch to epoch, so that early stopping picks an
+        epoch for its trend, not for a lucky step.
     max_epochs, patience : int
         Stop after ``patience`` epochs without a lower validation loss, or after
         ``max_epochs``; the learning rate is divided by 5 after ``patience // 2``
@@ -260,7 +271,8 @@ def fit_network(
     Returns
     -------
     history : list of dict
-        Per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``seconds``.
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (the criterion), ``seconds``,
+        and the figures ``validate`` returns.
     best_epoch : int
         1-based epoch whose weights ``net`` holds on return.
     """
@@ -272,6 +284,14 @@ def fit_network(
         optimizer, factor=0.2, patience=max(1, patience // 2)
     )
     best, best_state, best_epoch, history = np.inf, None, 0, []
+    repeats = max(1, -(-min_epoch_items // train))
+    model = net
+    if average_weights:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        steps = max(1, (repeats * train) // batch_size)
+        decay = 1.0 - 1.0 / max(10, steps)  # a horizon of about one epoch
+        model = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
     progress = None
     if verbose:
         from tqdm.auto import tqdm
@@ -282,7 +302,6 @@ def fit_network(
         net.train()
         # an epoch is at least _MIN_EPOCH_ITEMS draws (small sets are repeated, so that
         # early stopping compares epochs of enough optimizer steps)
-        repeats = max(1, -(-min_epoch_items // train))
         order = torch.cat([torch.randperm(train, generator=generator) for _ in range(repeats)])
         order = order.numpy()
         total, seen = 0.0, 0
@@ -294,23 +313,33 @@ def fit_network(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average_weights:
+                model.update_parameters(net)
             total += float(loss.detach()) * len(batch_items)
             seen += len(batch_items)
         net.eval()
-        val_total = 0.0
+        evaluated = model.module if average_weights else net
+        evaluated.eval()
+        extras = {}
         with torch.no_grad():
-            for first in range(0, validation, 4 * batch_size):
-                items = np.arange(first, min(validation, first + 4 * batch_size))
-                val_total += float(loss_fn(net, make_batch(items, False))) * len(items)
-        val_loss = val_total / max(1, validation)
+            if validate is None:
+                val_total = 0.0
+                for first in range(0, validation, 4 * batch_size):
+                    items = np.arange(first, min(validation, first + 4 * batch_size))
+                    val_total += float(loss_fn(evaluated, make_batch(items, False))) * len(items)
+                val_loss = val_total / max(1, validation)
+            else:
+                val_loss, extras = validate(evaluated)
+                val_loss = float(val_loss)
         scheduler.step(val_loss)
         seconds = time.perf_counter() - start
         history.append(
-            {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val_loss, "seconds": seconds}
+            {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val_loss,
+             "seconds": seconds, **extras}
         )
         if not np.isfinite(best) or val_loss < best - 1e-4 * abs(best):
             best, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(net.state_dict())
+            best_state = copy.deepcopy(evaluated.state_dict())
         if progress is not None:
             progress.set_postfix(
                 train=f"{total / max(1, seen):.3f}", val=f"{val_loss:.3f}", best=best_epoch,

@@ -83,9 +83,13 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     Training: AdamW on a class-weighted cross-entropy (``class_weight``), random
     flips, 90-degree rotations, shifts and intensity jitter; a validation split
     of the training cells that keeps every group (``groups``, images by default)
-    on one side, stratified by class; training stops when the validation loss
-    has not improved for ``patience`` epochs and the best epoch's weights are
-    kept (the number of epochs is chosen by validation, not fixed).
+    on one side, stratified by class. An exponential moving average of the
+    weights (over about one epoch of steps) is what is validated and kept, so
+    the validation curve follows the trend rather than the last step's noise;
+    training stops when its validation loss (the unweighted cross-entropy, so
+    that a few cells of a rare class cannot decide the epoch) has not improved
+    for ``patience`` epochs and the best epoch's weights are kept (the number of
+    epochs is chosen by validation, not fixed).
 
     Parameters
     ----------
@@ -152,7 +156,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         SHA-256 of ``network_``, checked before every use.
     n_parameters_ : int
     history_ : list of dict
-        Per epoch: training and validation loss, seconds.
+        Per epoch: training and validation loss, seconds, and the validation
+        class-balanced cross-entropy and balanced accuracy.
     best_epoch_ : int
         Epoch whose weights were kept.
     fit_seconds_ : float
@@ -321,8 +326,16 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                     xb, yb = batch  # torch weights its uniform part too, biasing to rare classes
                     return torch.nn.functional.cross_entropy(model(xb), yb, weight=weight)
 
+                def validate(model):
+                    logits = torch.cat([
+                        model(x_t[val[first : first + 256]].to(device)).float().cpu()
+                        for first in range(0, len(val), 256)
+                    ])
+                    return _validation_scores(logits.numpy(), y_index[val])
+
                 self.history_, self.best_epoch_ = _training.fit_network(
                     net, loss_fn, len(train), len(val), make_batch=make_batch,
+                    validate=validate, average_weights=True,
                     batch_size=self.batch_size, learning_rate=self.learning_rate,
                     weight_decay=self.weight_decay, max_epochs=self.max_epochs,
                     patience=self.patience, device=device, generator=generator,
@@ -499,3 +512,23 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             proba[first : first + step], embedding[first : first + step] = p, z
         return proba, embedding
 
+
+def _validation_scores(logits, y):
+    """The early-stopping criterion on the validation cells (lower is better), and figures.
+
+    The criterion is the mean cross-entropy over validation cells, unweighted: each cell
+    counts once, so a handful of cells of a rare class cannot dominate the choice of epoch
+    (class-weighted, one cell among 300 of a class with 2 validation cells weighs as much as
+    50 cells of a common class, and one confident mistake on it outweighs everything else).
+    The class-balanced cross-entropy and the balanced accuracy are returned as figures.
+    """
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    nll = -log_p[np.arange(len(y)), y]
+    present = np.unique(y)
+    pred = logits.argmax(axis=1)
+    figures = {
+        "val_macro_cross_entropy": float(np.mean([nll[y == c].mean() for c in present])),
+        "val_balanced_accuracy": float(np.mean([np.mean(pred[y == c] == c) for c in present])),
+    }
+    return float(nll.mean()), figures
