@@ -82,6 +82,38 @@ def test_seeded_fit_is_reproducible(fitted):
     assert not np.allclose(other.predict_proba(TEST_CELLS), fitted.predict_proba(TEST_CELLS))
 
 
+def test_validation_scores_match_sklearn():
+    from sklearn.metrics import balanced_accuracy_score, log_loss
+
+    from featcell.cnn.trained import _validation_scores
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(40, int), np.ones(40, int), [2]]  # one cell of a rare class
+    logits = rng.normal(size=(81, 3)) + 2 * np.eye(3)[y]
+    logits[-1] = [9.0, 0.0, -9.0]  # a confident mistake on the rare cell
+    value, figures = _validation_scores(logits, y)
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert value == pytest.approx(log_loss(y, proba), rel=1e-6)  # every cell counts once
+    assert figures["val_balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(y, logits.argmax(axis=1))
+    )
+    balanced = log_loss(y, proba, sample_weight=1 / np.bincount(y)[y])
+    assert figures["val_macro_cross_entropy"] == pytest.approx(balanced, rel=1e-6)
+    assert value < 0.5 * balanced  # the rare cell's mistake dominates only the weighted one
+
+
+def test_kept_network_is_the_best_validated_epoch(fitted):
+    """The exported network is the (weight-averaged) one whose validation loss was best."""
+    y_index = np.searchsorted(fitted.classes_, Y)
+    _, val = CNNClassifier(**FAST)._validation_split(CELLS, y_index)
+    proba = fitted.predict_proba(CELLS[val])
+    loss = -np.mean(np.log(proba[np.arange(len(val)), y_index[val]]))
+    record = fitted.history_[fitted.best_epoch_ - 1]
+    assert loss == pytest.approx(record["val_loss"], rel=1e-3)
+    assert record["val_loss"] == min(h["val_loss"] for h in fitted.history_)
+    assert {"val_macro_cross_entropy", "val_balanced_accuracy"} <= set(record)
+
+
 def test_validation_split_keeps_groups_apart():
     image = np.repeat(np.arange(16), 5)
     cells = CellSet.from_crops(CELLS.flat().values.reshape(80, 1, 24, 24), image_id=image)
