@@ -94,7 +94,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="N = 32 only")
-    parser.add_argument("--no-cnn", action="store_true", help="skip the CNN-feature variant")
+    parser.add_argument("--no-filters-only", action="store_true",
+                        help="skip the filter-bank-only variant")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
@@ -112,14 +113,14 @@ def main():
     sizes = (32,) if args.quick else CURVE
     curve = []
     for n_train in sizes:
-        print(f"density counter, filter bank, N = {n_train}")
+        print(f"density counter, defaults (filter bank + CNN maps), N = {n_train}")
         curve.append(run_density(paths, points, y, truth_grid, n_train, args.draws))
     curve = pd.concat(curve, ignore_index=True)
-    results["density, filter bank"] = curve[curve["N"] == 32]
-    if not args.no_cnn:
-        print("density counter, filter bank + CNN features, N = 32")
-        results["density, filters + CNN"] = run_density(
-            paths, points, y, truth_grid, 32, args.draws, features="filters+cnn"
+    results["density, filters + CNN"] = curve[curve["N"] == 32]
+    if not args.no_filters_only:
+        print("density counter, filter bank only, N = 32")
+        results["density, filter bank only"] = run_density(
+            paths, points, y, truth_grid, 32, args.draws, features="filters"
         )
     regression = run_regression(paths, y, 32, args.draws)
 
