@@ -457,7 +457,7 @@ def build_parser():
         "by cross-validation on the training images; default: %(default)s)",
     )
     p.add_argument(
-        "--pixel-features", choices=("filters", "cnn", "filters+cnn"), default="filters",
+        "--pixel-features", choices=("filters", "cnn", "filters+cnn"), default="filters+cnn",
         help="--model density: pixel features, ilastik's filter bank and/or early CNN maps "
         "(default: %(default)s)",
     )

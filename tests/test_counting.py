@@ -186,7 +186,8 @@ BLOB_POINTS = [b[1] for b in BLOBS]
 def _density_counter(**params):
     from featcell.counting import DensityCounter
 
-    defaults = {"sigma": 2.0, "scales": (1.0, 2.0, 4.0), "head": "lr", "n_samples": 8000}
+    defaults = {"sigma": 2.0, "features": "filters", "scales": (1.0, 2.0, 4.0), "head": "lr",
+                "n_samples": 8000}
     return DensityCounter(**{**defaults, **params})
 
 
@@ -292,6 +293,26 @@ def test_density_counter_api_and_make_counter():
     counter = make_counter("density", head="rf", sigma=3.0)
     assert isinstance(counter, DensityCounter) and (counter.head, counter.sigma) == ("rf", 3.0)
     assert make_counter("density").head == "xgb"
+    assert make_counter("density").features == "filters+cnn"
+
+
+def test_calibrated_out_of_fold_error_leaves_each_image_out():
+    from featcell.counting import _calibrated_oof_mae
+
+    wanted = np.array([10.0, 20.0, 30.0, 40.0])
+    # sums off by a linear map: the calibration undoes it, leaving nothing
+    assert _calibrated_oof_mae(0.5 * wanted - 3, wanted) == pytest.approx(0.0, abs=1e-9)
+    # one outlier: the line through the other three (slope 1, no offset) predicts it,
+    # so its error is whole; the raw error would be 10 / 4
+    found = np.array([10.0, 20.0, 30.0, 50.0])
+    errors = [abs(found[3] - wanted[3])]  # image 4 left out: the others fit found = wanted
+    slope, intercept = np.polyfit(found[[0, 1, 3]], wanted[[0, 1, 3]], 1)
+    errors.append(abs(intercept + slope * found[2] - wanted[2]))
+    slope, intercept = np.polyfit(found[[0, 2, 3]], wanted[[0, 2, 3]], 1)
+    errors.append(abs(intercept + slope * found[1] - wanted[1]))
+    slope, intercept = np.polyfit(found[[1, 2, 3]], wanted[[1, 2, 3]], 1)
+    errors.append(abs(intercept + slope * found[0] - wanted[0]))
+    assert _calibrated_oof_mae(found, wanted) == pytest.approx(np.mean(errors))
 
 
 def test_pixel_features_names_and_per_channel_selection():
