@@ -20,7 +20,6 @@ the curve)::
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np

@@ -32,7 +32,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import tifffile
 from skimage.filters import threshold_otsu
 

@@ -42,23 +42,18 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from classify_cell_cycle_jurkat import DATA, load  # the same cells, read the same way
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from featcell import CellFeatures, CellSet, CNNClassifier, CNNEmbedding, compare
+from featcell import CellFeatures, CNNClassifier, CNNEmbedding, compare
 from featcell.heads import make_head
 
-DATA = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared" / "data" / "phenotype" / "jurkat_cell_cycle" / "cells.npz"
-)
 PHASES = ["G1", "S_phase", "G2", "Prophase", "Metaphase", "Anaphase", "Telophase"]
 
 
@@ -105,20 +100,6 @@ def head(name):
         ("scale", StandardScaler()),
         ("head", model),
     ]
-
-
-def load(max_cells=None):
-    data = np.load(DATA)
-    images, y = data["images"], data["phase"].astype(str)
-    if max_cells is not None and max_cells < len(y):
-        rare = np.isin(y, ["Metaphase", "Anaphase", "Telophase"])
-        common = np.flatnonzero(~rare)
-        keep, _ = train_test_split(
-            common, train_size=max_cells - rare.sum(), stratify=y[common], random_state=0
-        )
-        keep = np.sort(np.concatenate([keep, np.flatnonzero(rare)]))
-        images, y = images[keep], y[keep]
-    return CellSet.from_crops(images, channels=[str(c) for c in data["channels"]]), y
 
 
 def main(argv=None):

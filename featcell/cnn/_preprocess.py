@@ -219,6 +219,19 @@ def _batches(stream, batch_size):
         yield pending
 
 
+def _select_channels(channels, available):
+    """The channels an estimator's ``channels`` parameter picks from ``available`` (all if None)."""
+    if channels is None:
+        return tuple(available)
+    chosen = [channels] if isinstance(channels, str) else list(channels)
+    missing = [c for c in chosen if c not in available]
+    if missing or not chosen:
+        raise ValueError(
+            f"channels={channels!r}: {missing!r} not among the data's channels {list(available)}"
+        )
+    return tuple(chosen)
+
+
 def _check_finite(array, what):
     if not np.isfinite(array).all():
         raise ValueError(

@@ -41,6 +41,7 @@ from ._preprocess import (
     _dihedral_views,
     _fit_batch,
     _intensity_range,
+    _select_channels,
     _tiles,
 )
 from ._sessions import (
@@ -237,7 +238,7 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         providers = _resolve_providers(self.providers)
         session = _get_session(path, sha256, providers, self.n_threads, self.graph_optimization)
         self.input_size_ = self._check_model_input(session, path)
-        self.channels_ = self._select_channels(channel_names)
+        self.channels_ = _select_channels(self.channels, channel_names)
         if self.channel_mode == "rgb":
             self.channels_ = self.channels_[:3]
         self.channel_names_in_ = channel_names
@@ -340,17 +341,6 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         first = self._load_image(self._check_images(X)[0], 0)
         return tuple(f"Ch{i + 1}" for i in range(first.shape[0]))
 
-    def _select_channels(self, available):
-        if self.channels is None:
-            return tuple(available)
-        channels = [self.channels] if isinstance(self.channels, str) else list(self.channels)
-        missing = [c for c in channels if c not in available]
-        if missing or not channels:
-            raise ValueError(
-                f"channels={self.channels!r}: {missing!r} not among the data's channels "
-                f"{list(available)}"
-            )
-        return tuple(channels)
 
     def _check_model_input(self, session, path):
         """Validate the model's single NCHW input and return the input size to use."""

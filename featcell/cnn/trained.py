@@ -23,7 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..cells import CellSet
-from ._preprocess import MIN_INPUT_SIZE, _cell_batches, _percentiles
+from ._preprocess import MIN_INPUT_SIZE, _cell_batches, _percentiles, _select_channels
 from ._sessions import _network_session
 
 __all__ = ["CNNClassifier"]
@@ -280,7 +280,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"y has a single class {self.classes_[0]!r}; need at least two")
         self.channel_names_in_ = X.channel_names
-        self.channels_ = self._select_channels(X.channel_names)
+        self.channels_ = _select_channels(self.channels, X.channel_names)
         self.input_size_ = self.input_size or _auto_input_size(X)
         if self.normalization == "dataset":
             self.intensity_range_ = np.stack(_dataset_range(X, self.channels_, _DATASET_PERCENTILES), 1)
@@ -446,18 +446,6 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ helpers
-    def _select_channels(self, available):
-        if self.channels is None:
-            return tuple(available)
-        channels = [self.channels] if isinstance(self.channels, str) else list(self.channels)
-        missing = [c for c in channels if c not in available]
-        if missing or not channels:
-            raise ValueError(
-                f"channels={self.channels!r}: {missing!r} not among the cells' channels "
-                f"{list(available)}"
-            )
-        return tuple(channels)
-
     def _inputs(self, X):
         ranges = None
         if self.normalization == "dataset":
