@@ -48,11 +48,12 @@ def _figure(**kwargs):
     return Figure(**kwargs)
 
 
-def _save(fig, path):
+def _save(fig, path, dpi=120):
+    """Write `fig` to `path` with the Agg canvas (no pyplot state); returns `path`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     return path
 
 

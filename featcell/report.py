@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._plots import _figure, _save
+
 __all__ = ["write_report"]
 
 _FORMATS = ("html", "md")
@@ -659,7 +661,7 @@ def _density_figure(density, figdir):
         name = Path(item).name if isinstance(item, (str, Path)) else f"image {row}"
         axes[row, 0].set_title(f"{name}: {len(dots)} dots", fontsize=8)
         axes[row, 1].set_title(f"predicted density: {count:.1f}", fontsize=8)
-    path = _save(fig, figdir / "density_maps.png")
+    path = _save(fig, figdir / "density_maps.png", dpi=_DPI)
     note = density.get("note") or ""
     caption = (
         "Images (left) and the density the counter predicts (right, objects per pixel); the "
@@ -667,20 +669,6 @@ def _density_figure(density, figdir):
         f"of the density. {note}"
     ).strip()
     return FigureItem(path, caption, size="medium")
-
-
-def _save(fig, path):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=_DPI)
-    return path
-
-
-def _figure(**kwargs):
-    from matplotlib.figure import Figure  # imported only when a figure is drawn
-
-    return Figure(**kwargs)
 
 
 def _caption_for(filename, view):
@@ -737,7 +725,7 @@ def _importance(importance, figdir):
     ax.set_title("Feature-family importance")
     if len(importance) > 1:
         ax.legend(fontsize=8)
-    path = _save(fig, figdir / "family_importance.png")
+    path = _save(fig, figdir / "family_importance.png", dpi=_DPI)
     table = {}
     for name, frame in importance.items():
         rows = frame.set_index("family")
@@ -853,7 +841,7 @@ def _embedding_map(features, per_sample, view, method, max_points, rng, figdir):
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(f"{'t-SNE' if xlabel.startswith('t-SNE') else 'PCA'} map of "
                  f"{len(known)} samples")
-    path = _save(fig, figdir / f"embedding_{method}.png")
+    path = _save(fig, figdir / f"embedding_{method}.png", dpi=_DPI)
     how = (
         "t-SNE (scikit-learn, on the first principal components)"
         if xlabel.startswith("t-SNE")
@@ -922,7 +910,7 @@ def _gallery(cells, per_sample, view, n_examples, rng, figdir):
         axes[r, 0].set_ylabel(c, fontsize=9, rotation=90)
     channel = "RGB" if cells.n_channels == 3 else str(cells.channel_names[0])
     fig.suptitle(f"Example cells per class ({channel})", fontsize=10)
-    path = _save(fig, figdir / "example_cells.png")
+    path = _save(fig, figdir / "example_cells.png", dpi=_DPI)
     caption = (
         f"Example cells of each class, drawn at random (channel {channel}, contrast "
         "stretched per cell; yellow line: the cell's mask). A red arrow gives the class "
