@@ -13,6 +13,7 @@ from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.feret import feret_diameters
 from featcell.features._kernels.geodesic import geodesic_distance
 from featcell.features._kernels.intensity_sums import intensity_statistics
+from featcell.features._kernels.objects import gather_windows, label_boxes
 from featcell.features._kernels.order_stats import quartiles_and_mad
 from featcell.features._kernels.outline import outline
 
@@ -310,3 +311,46 @@ def test_feret_diameters_match_calipers():
         normals = np.stack([-sides[:, 1], sides[:, 0]]) / np.hypot(*sides.T)
         across = polygon @ normals
         assert low == pytest.approx((across.max(axis=0) - across.min(axis=0)).min(), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.int64])
+def test_label_boxes_and_windows_match_find_objects(dtype):
+    rng = np.random.default_rng(5)
+    for trial in range(25):
+        h, w = rng.integers(1, 30, 2)
+        ids = rng.choice(np.arange(1, 500), size=rng.integers(0, 6), replace=False)
+        labels = np.zeros((h, w), dtype)
+        for i in ids:  # blobs, fragments, objects on the border, ids overwritten (absent)
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            labels[max(y - 3, 0) : y + rng.integers(1, 5), max(x - 2, 0) : x + 3] = i
+            labels[rng.random((h, w)) < 0.02] = i
+        found, boxes = label_boxes(labels)
+        slices = ndi.find_objects(labels.astype(np.int64))
+        expected = [i + 1 for i, s in enumerate(slices) if s is not None]
+        assert_array_equal(found, expected)
+        assert found.dtype == np.int64
+        for k, i in enumerate(found):
+            s = slices[i - 1]
+            assert boxes[k].tolist() == [s[0].start, s[1].start, s[0].stop, s[1].stop]
+        # windows one pixel larger than the boxes where the image allows
+        origins = np.maximum(boxes[:, :2] - 1, 0)
+        ends = np.minimum(boxes[:, 2:] + 1, [h, w])
+        sizes = (ends - origins).prod(axis=1)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        stack = rng.random((2, h, w)).astype(np.float32)
+        values, mask = np.empty((2, starts[-1]), np.float32), np.empty(starts[-1], bool)
+        centroid = np.empty((found.size, 2))
+        gather_windows(stack, labels, found.astype(dtype), origins, ends, starts, values, mask,
+                       centroid)
+        for k, i in enumerate(found):
+            (y0, x0), (y1, x1) = origins[k], ends[k]
+            window = slice(starts[k], starts[k + 1])
+            assert_array_equal(values[:, window], stack[:, y0:y1, x0:x1].reshape(2, -1))
+            assert_array_equal(mask[window], (labels[y0:y1, x0:x1] == i).ravel())
+            assert_allclose(centroid[k], np.argwhere(labels == i).mean(axis=0), rtol=0, atol=1e-12)
+
+
+def test_label_boxes_of_an_empty_image():
+    for labels in (np.zeros((4, 5), np.int32), np.zeros((0, 3), np.int32)):
+        ids, boxes = label_boxes(labels)
+        assert ids.size == 0 and boxes.shape == (0, 4)

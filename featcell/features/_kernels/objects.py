@@ -1,0 +1,69 @@
+"""The objects of a label image: their boxes and their windows (``CellSet.from_labels``)."""
+
+import numpy as np
+
+from . import kernel
+
+
+@kernel
+def label_boxes(labels):
+    """Ids, bounding boxes and border contact of the objects of a label image, in one pass.
+
+    ``scipy.ndimage.find_objects`` as CellProfiler's IdentifyPrimaryObjects
+    and regionprops' ``bbox`` see the objects: per id present (ascending), the
+    first and one-past-last row and column it covers, and whether it touches
+    the image border.
+
+    Returns
+    -------
+    ids : (N,) ndarray of int64
+    boxes : (N, 4) ndarray of intp
+        Top, left, bottom, right (exclusive).
+    """
+    H, W = labels.shape
+    top = np.full(labels.max() + 1 if labels.size else 1, H, np.intp)
+    bottom, left, right = np.zeros_like(top), np.full_like(top, W), np.zeros_like(top)
+    for y in range(H):
+        for x in range(W):
+            o = labels[y, x]
+            if o:
+                top[o] = min(top[o], y)  # (rows come in order: set once, then kept)
+                bottom[o] = y + 1
+                left[o] = min(left[o], x)
+                right[o] = max(right[o], x + 1)
+    ids = np.flatnonzero(bottom[1:]) + 1
+    boxes = np.empty((ids.size, 4), np.intp)
+    for k in range(ids.size):
+        o = ids[k]
+        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = top[o], left[o], bottom[o], right[o]
+    return ids.astype(np.int64), boxes
+
+
+@kernel
+def gather_windows(stack, labels, ids, origins, ends, starts, values, mask, centroid):
+    """Cut every object's window out of the image, with its mask and centroid.
+
+    What regionprops' ``image``, ``image_intensity`` and ``centroid`` give per
+    object (``Location_Center`` of CellProfiler's MeasureObjectSizeShape):
+    window ``k`` spans rows ``origins[k, 0]`` to ``ends[k, 0] - 1`` and columns
+    ``origins[k, 1]`` to ``ends[k, 1] - 1``; its pixels go row-major to
+    ``values[:, starts[k]:]`` and whether they belong to object ``ids[k]`` to
+    ``mask[starts[k]:]``; the centroid is the mean row and column of those
+    pixels (whole-number sums: exact).
+    """
+    for k in range(ids.size):
+        y0, x0, y1, x1 = origins[k, 0], origins[k, 1], ends[k, 0], ends[k, 1]
+        p, width = starts[k], x1 - x0
+        count = rows = cols = 0
+        for y in range(y0, y1):
+            values[:, p : p + width] = stack[:, y, x0:x1]  # (row by row: block copies)
+            inside = mask[p : p + width]
+            inside[:] = labels[y, x0:x1] == ids[k]
+            for x in range(width):
+                if inside[x]:
+                    count += 1
+                    rows += y - y0
+                    cols += x
+            p += width
+        centroid[k, 0] = rows / count + y0
+        centroid[k, 1] = cols / count + x0
