@@ -86,7 +86,7 @@ def test_flat_and_mosaic_cover_every_pixel(two_objects):
         sel = flat.obj == i
         np.testing.assert_array_equal(cells.crop(i)[:, flat.row[sel], flat.col[sel]],
                                       flat.values[:, sel])
-    index, counts, obj, row, col = mask_pixels(flat, np.int32)
+    index, counts, obj, row, col = mask_pixels(flat)
     np.testing.assert_array_equal(index, np.flatnonzero(flat.mask))
     assert counts.tolist() == [36, 80] and obj.dtype == row.dtype == col.dtype == np.int32
     for name, got in (("obj", obj), ("row", row), ("col", col)):

@@ -252,18 +252,23 @@ def test_intensity_statistics_match_numpy():
     values[starts[4] : starts[4] + 3] = 0  # no mass: no centre of mass
     rows = rng.integers(0, 50, counts.sum()).astype(np.int32)
     cols = rng.integers(0, 50, counts.sum()).astype(np.int32)
-    out = np.empty((40, 9))
-    intensity_statistics(values, rows, cols, starts, counts, out)
-    assert np.isnan(out[counts == 0]).all()
-    for i in np.flatnonzero(counts):
-        part = slice(starts[i], starts[i] + counts[i])
-        v, r, c = values[part].astype(float), rows[part], cols[part]
-        peak = np.argmax(v)  # the first maximum
-        with np.errstate(invalid="ignore"):
-            centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
-        expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak]]
-        assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
-    assert np.isnan(out[4, 5:7]).all()
+    for keep in (np.ones(counts.sum(), np.uint8), (rng.random(counts.sum()) < 0.5).view(np.uint8)):
+        out = np.empty((40, 12))
+        intensity_statistics(values, rows, cols, starts, counts, keep, out)
+        for i in range(40):
+            part = slice(starts[i], starts[i] + counts[i])
+            kept = keep[part].astype(bool)
+            v, r, c = values[part][kept].astype(float), rows[part][kept], cols[part][kept]
+            if not v.size:
+                assert np.isnan(out[i, :11]).all() and out[i, 11] == 0
+                continue
+            peak = np.argmax(v)  # the first maximum
+            with np.errstate(invalid="ignore"):
+                centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
+            expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak],
+                        r.mean(), c.mean(), v.size]
+            assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
+    assert np.isnan(out[4, 5:7]).all() or out[4, 11] == 0
 
 
 def test_outline_matches_four_neighbour_erosion():
@@ -276,15 +281,15 @@ def test_outline_matches_four_neighbour_erosion():
     index = np.flatnonzero(flat)
     obj = np.repeat(np.arange(len(masks)), [m.sum() for m in masks]).astype(np.int32)
     rows, cols = (np.concatenate(a).astype(np.int32) for a in zip(*(np.nonzero(m) for m in masks)))
-    out = np.empty(index.size, dtype=bool)
-    outline(flat, index, obj, rows, cols, shapes, cut, out)
+    out = np.empty(index.size, dtype=np.uint8)
+    outline(flat.view(np.uint8), index, obj, rows, cols, shapes, cut.view(np.uint8), out)
     expected = []
     for mask, is_cut in zip(masks, cut):
         # past the crop: background, or the object itself for a cut cell ("nearest" padding)
         padded = np.pad(mask, 1, mode="edge") if is_cut else np.pad(mask, 1)
         inner = ndi.binary_erosion(padded, structure=ndi.generate_binary_structure(2, 1))
         expected.append((mask & ~inner[1:-1, 1:-1])[mask])
-    assert_array_equal(out, np.concatenate(expected))
+    assert_array_equal(out, np.concatenate(expected).view(np.uint8))
 
 
 def test_feret_diameters_match_calipers():

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-from ._pixels import CellPixels
+from ._pixels import cell_pixels
 
 __all__ = ["Colocalization"]
 
@@ -416,7 +416,7 @@ class Colocalization(CellFeatureTransformer):
         ]
 
     def _compute(self, cells):
-        pix = CellPixels(cells)
+        pix = cell_pixels(cells)
         if not pix.index.size:  # only empty masks: nothing to measure
             return {}
         columns = {}

@@ -67,3 +67,23 @@ def gather_windows(stack, labels, ids, origins, ends, starts, values, mask, cent
             p += width
         centroid[k, 0] = rows / count + y0
         centroid[k, 1] = cols / count + x0
+
+
+@kernel
+def mask_pixels(mask, shapes, index, counts, obj, row, col):
+    """Every cell's mask pixels in crop order: position, cell, row and column.
+
+    The pixels regionprops' ``coords`` lists per object, for all the crops
+    laid out one after another (``mask``: crop after crop, row-major, of
+    ``shapes``); ``counts`` receives each cell's number of them.
+    """
+    p = k = 0
+    for c in range(len(shapes)):
+        first = k
+        for i in range(shapes[c, 0]):
+            for j in range(shapes[c, 1]):
+                if mask[p]:
+                    index[k], obj[k], row[k], col[k] = p, c, i, j
+                    k += 1
+                p += 1
+        counts[c] = k - first
