@@ -894,5 +894,5 @@ def _gather_windows(stack, labels, ids, origins, ends):
     mask = np.empty(starts[-1], bool)
     centroid = np.empty((len(ids), 2))
     ids = np.asarray(ids, labels.dtype)
-    gather_windows(stack, labels, ids, origins, ends, starts, values, mask, centroid)
+    gather_windows(stack, labels, ids, origins, ends, starts, values, mask.view(np.uint8), centroid)
     return values, mask, shapes, centroid

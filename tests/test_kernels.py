@@ -36,7 +36,7 @@ def test_distance_to_background_matches_scipy():
         canvas = np.zeros((h + 4, w + 5), bool)
         canvas[2 : 2 + h, 3 : 3 + w] = mask
         out = np.full(canvas.shape, -1.0)
-        squared_distance_to_background(canvas, np.array([[1, 2, h + 2, w + 2]]), out)
+        squared_distance_to_background(canvas.view(np.uint8), np.array([[1, 2, h + 2, w + 2]]), out)
         box = canvas[1 : h + 3, 2 : w + 4]  # the mask and a ring of background
         expected = np.rint(ndi.distance_transform_edt(box) ** 2)
         assert_array_equal(out[1 : h + 3, 2 : w + 4], expected)
@@ -48,7 +48,7 @@ def test_distance_boxes_do_not_see_each_other():
     canvas[1:5, 1:4] = True  # 4 x 3, its box has a ring
     canvas[:, 5:] = True  # no background in its box: the box stands alone
     out = np.zeros(canvas.shape)
-    squared_distance_to_background(canvas, np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
+    squared_distance_to_background(canvas.view(np.uint8), np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
     assert_array_equal(out[:, :5], np.rint(ndi.distance_transform_edt(canvas[:, :5]) ** 2))
     assert (out[:, 5:] > 6**2 + 4**2).all()  # farther than anything inside the box
 
@@ -64,7 +64,7 @@ def test_object_radii_match_numpy():
         boxes.append([top - 1, left - 1, h + 2, w + 2])
     boxes = np.array(boxes, dtype=np.intp)
     squared = np.zeros(labels.shape)
-    squared_distance_to_background(labels > 0, boxes, squared)
+    squared_distance_to_background((labels > 0).view(np.uint8), boxes, squared)
     out = np.empty((len(boxes), 3))
     object_radii(squared, labels, boxes, out)
     distance = ndi.distance_transform_edt(labels > 0)
@@ -345,8 +345,8 @@ def test_label_boxes_and_windows_match_find_objects(dtype):
         stack = rng.random((2, h, w)).astype(np.float32)
         values, mask = np.empty((2, starts[-1]), np.float32), np.empty(starts[-1], bool)
         centroid = np.empty((found.size, 2))
-        gather_windows(stack, labels, found.astype(dtype), origins, ends, starts, values, mask,
-                       centroid)
+        gather_windows(stack, labels, found.astype(dtype), origins, ends, starts, values,
+                       mask.view(np.uint8), centroid)
         for k, i in enumerate(found):
             (y0, x0), (y1, x1) = origins[k], ends[k]
             window = slice(starts[k], starts[k + 1])

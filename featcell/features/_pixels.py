@@ -44,7 +44,7 @@ def mask_pixels(flat):
     m = np.count_nonzero(flat.mask)
     index, counts = np.empty(m, np.intp), np.empty(len(flat.shapes), np.intp)
     obj, row, col = (np.empty(m, np.int32) for _ in range(3))
-    _mask_pixels(flat.mask, flat.shapes, index, counts, obj, row, col)
+    _mask_pixels(flat.mask.view(np.uint8), flat.shapes, index, counts, obj, row, col)
     return index, counts, obj, row, col
 
 

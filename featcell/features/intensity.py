@@ -105,7 +105,7 @@ class _Canvas:
     def distance_to_edge(self):
         """Per mask pixel: Euclidean distance to the nearest pixel outside its object."""
         squared = np.empty(self.edges.shape)
-        squared_distance_to_background(self.edges, self.rings, squared)
+        squared_distance_to_background(self.edges.view(np.uint8), self.rings, squared)
         return np.sqrt(squared.ravel().take(self.lin))
 
 

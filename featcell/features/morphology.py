@@ -677,7 +677,7 @@ class _Shape:
         y_off, x_off, box_h, box_w, _ = boxes
         squared = np.zeros(foreground.shape)
         rings = np.column_stack([y_off, x_off, box_h + 1, box_w + 1])
-        squared_distance_to_background(foreground, rings, squared)
+        squared_distance_to_background(foreground.view(np.uint8), rings, squared)
         radii = np.empty((self.n, 3))
         object_radii(squared, labels, rings, radii)
         return radii.T

@@ -24,13 +24,17 @@ def label_boxes(labels):
     top = np.full(labels.max() + 1 if labels.size else 1, H, np.intp)
     bottom, left, right = np.zeros_like(top), np.full_like(top, W), np.zeros_like(top)
     for y in range(H):
-        for x in range(W):
-            o = labels[y, x]
+        x = 0
+        while x < W:  # run by run: the pixels x .. end - 1 of the row have label o
+            o, end = labels[y, x], x + 1
+            while end < W and labels[y, end] == o:
+                end += 1
             if o:
-                top[o] = min(top[o], y)  # (rows come in order: set once, then kept)
+                top[o] = min(top[o], y)
                 bottom[o] = y + 1
                 left[o] = min(left[o], x)
-                right[o] = max(right[o], x + 1)
+                right[o] = max(right[o], end)
+            x = end
     ids = np.flatnonzero(bottom[1:]) + 1
     boxes = np.empty((ids.size, 4), np.intp)
     for k in range(ids.size):
@@ -48,7 +52,7 @@ def gather_windows(stack, labels, ids, origins, ends, starts, values, mask, cent
     window ``k`` spans rows ``origins[k, 0]`` to ``ends[k, 0] - 1`` and columns
     ``origins[k, 1]`` to ``ends[k, 1] - 1``; its pixels go row-major to
     ``values[:, starts[k]:]`` and whether they belong to object ``ids[k]`` to
-    ``mask[starts[k]:]``; the centroid is the mean row and column of those
+    ``mask[starts[k]:]`` (uint8: a bool array's bytes); the centroid is the mean row and column of those
     pixels (whole-number sums: exact).
     """
     for k in range(ids.size):
@@ -57,13 +61,12 @@ def gather_windows(stack, labels, ids, origins, ends, starts, values, mask, cent
         count = rows = cols = 0
         for y in range(y0, y1):
             values[:, p : p + width] = stack[:, y, x0:x1]  # (row by row: block copies)
-            inside = mask[p : p + width]
-            inside[:] = labels[y, x0:x1] == ids[k]
             for x in range(width):
-                if inside[x]:
-                    count += 1
-                    rows += y - y0
-                    cols += x
+                inside = np.uint8(labels[y, x0 + x] == ids[k])
+                mask[p + x] = inside
+                count += inside
+                rows += inside * (y - y0)
+                cols += inside * x
             p += width
         centroid[k, 0] = rows / count + y0
         centroid[k, 1] = cols / count + x0
@@ -74,8 +77,8 @@ def mask_pixels(mask, shapes, index, counts, obj, row, col):
     """Every cell's mask pixels in crop order: position, cell, row and column.
 
     The pixels regionprops' ``coords`` lists per object, for all the crops
-    laid out one after another (``mask``: crop after crop, row-major, of
-    ``shapes``); ``counts`` receives each cell's number of them.
+    laid out one after another (``mask``: a bool array's bytes, crop after
+    crop, row-major, of ``shapes``); ``counts`` receives each cell's number of them.
     """
     p = k = 0
     for c in range(len(shapes)):

@@ -29,9 +29,9 @@ def outline(mask, index, obj, rows, cols, shapes, cut, out):
     """
     for k in range(len(index)):
         p, i, j, c = index[k], rows[k], cols[k], obj[k]
-        height, width = shapes[c, 0], shapes[c, 1]
-        up = mask[p - width] if i > 0 else cut[c]
-        down = mask[p + width] if i < height - 1 else cut[c]
-        left = mask[p - 1] if j > 0 else cut[c]
-        right = mask[p + 1] if j < width - 1 else cut[c]
+        height, width, rim = shapes[c, 0], shapes[c, 1], cut[c]
+        up = mask[p - width] if i > 0 else rim
+        down = mask[p + width] if i < height - 1 else rim
+        left = mask[p - 1] if j > 0 else rim
+        right = mask[p + 1] if j < width - 1 else rim
         out[k] = (up & down & left & right) == 0
