@@ -117,10 +117,12 @@ def _as_float(image, rescale, name):
         raise ValueError(f"rescale must be 'dtype' or None, got {rescale!r}")
     if np.issubdtype(image.dtype, np.integer):
         scale = float(np.iinfo(image.dtype).max) if rescale == "dtype" else 1.0
-        return image.astype(np.float32) / np.float32(scale)
+        out = image.astype(np.float32)
+        out /= np.float32(scale)
+        return out
     out = image.astype(np.float32, copy=False)
-    bad = ~np.isfinite(out)
-    if bad.any():
+    if out.size and not (np.isfinite(out.min()) and np.isfinite(out.max())):  # (NaN propagates)
+        bad = ~np.isfinite(out)
         raise ValueError(
             f"{name} contains {int(bad.sum())} NaN or infinite pixel(s); replace them "
             "(e.g. np.nan_to_num) or mask them out before building cells"

@@ -361,7 +361,6 @@ class Intensity(CellFeatureTransformer):
         if not pix.index.size:  # only empty masks: nothing to measure
             return {}
         families = self.families_
-        every = np.ones(pix.index.size, np.uint8)
         if "edge" in families:
             edge = np.empty(pix.index.size, np.uint8)
             cut = _open_edges(cells).view(np.uint8)
@@ -374,7 +373,7 @@ class Intensity(CellFeatureTransformer):
             values = pix.values(self._channel_index(channel))
             features = {}
             if "intensity" in families or "mass" in families:
-                stats = _statistics(values, pix, every)
+                stats = _statistics(values, pix, None)
             if "intensity" in families:
                 features |= _whole_object(values, stats, pix, self.quantile_method)
             if "edge" in families:
@@ -394,8 +393,8 @@ class Intensity(CellFeatureTransformer):
 
 
 def _statistics(values, pix, keep):
-    """:func:`~._kernels.intensity_sums.intensity_statistics` of the pixels ``keep`` of
-    every cell: (n_cells, 12) integrated, mean, std, min and max intensity, centre of mass
+    """:func:`~._kernels.intensity_sums.intensity_statistics` of the pixels ``keep`` (None:
+    all) of every cell: (n_cells, 12) integrated, mean, std, min and max intensity, centre of mass
     (row, column), brightest pixel (row, column), centroid (row, column), pixel count."""
     out = np.empty((pix.n, 12))
     intensity_statistics(values, pix.row, pix.col, pix.starts, pix.counts, keep, out)

@@ -11,8 +11,8 @@ def intensity_statistics(values, rows, cols, starts, counts, keep, out):
     its intensity-weighted centre, its brightest pixel and its centroid.
 
     CellProfiler's MeasureObjectIntensity (``scipy.ndimage`` sums per label)
-    over the pixels an object keeps (``keep``: all of them, or its outline
-    for the ``Edge`` features): the integrated intensity is their sum, the
+    over the pixels an object keeps (all of them, or its outline for the
+    ``Edge`` features): the integrated intensity is their sum, the
     standard deviation the population one (two passes, as ``numpy.std``), the
     centre of mass ``sum(v row) / sum(v)`` (and likewise for columns; NaN when
     the sum is 0), the brightest pixel the first one with the maximum in
@@ -27,8 +27,8 @@ def intensity_statistics(values, rows, cols, starts, counts, keep, out):
         Their coordinates.
     starts, counts : (N,) ndarrays of intp
         Where each object's pixels start and how many there are.
-    keep : (M,) ndarray of uint8
-        Non-zero for the pixels to measure.
+    keep : (M,) ndarray of uint8, or None
+        Non-zero for the pixels to measure; None: all (compiled apart).
     out : (N, 12) ndarray of float64
         Receives integrated, mean, std, min and max intensity, the centre of
         mass (row, column), the brightest pixel (row, column), the centroid
@@ -40,7 +40,7 @@ def intensity_statistics(values, rows, cols, starts, counts, keep, out):
         total = total_row = total_col = sum_row = sum_col = 0.0
         brightest, lowest, highest = first, np.inf, -np.inf
         for p in range(first, last):
-            if keep[p]:
+            if keep is None or keep[p]:
                 v = np.float64(values[p])
                 n += 1
                 total += v
@@ -58,7 +58,7 @@ def intensity_statistics(values, rows, cols, starts, counts, keep, out):
         mean = total / n
         squares = 0.0
         for p in range(first, last):
-            if keep[p]:
+            if keep is None or keep[p]:
                 squares += (values[p] - mean) * (values[p] - mean)
         out[o, 0] = total
         out[o, 1] = mean
