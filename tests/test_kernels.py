@@ -117,7 +117,7 @@ def test_geodesic_distance_matches_textbook_dijkstra():
         x += mask.shape[1] + 1
     flat_centres = np.array([(1 + i) * width + x + j for (i, j), x in zip(centres, corners)])
     out = np.full(canvas.size, np.inf)
-    geodesic_distance(canvas, flat_centres, max(m.sum() for m in masks), out)
+    geodesic_distance(canvas.view(np.uint8), flat_centres, max(m.sum() for m in masks), out)
     out = out.reshape(canvas.shape)
     for mask, centre, x in zip(masks, centres, corners):
         got = out[1 : 1 + mask.shape[0], x : x + mask.shape[1]]
@@ -133,7 +133,8 @@ def test_geodesic_distance_around_a_wall():
     mask[1:6, 3] = False  # a wall with gaps at the top and bottom rows
     canvas = np.pad(mask, 1)
     out = np.full(canvas.size, np.inf)
-    geodesic_distance(canvas, np.array([4 * 9 + 1]), mask.sum(), out)  # centre (3, 0)
+    centre = np.array([4 * 9 + 1])  # (3, 0)
+    geodesic_distance(canvas.view(np.uint8), centre, mask.sum(), out)
     out = out.reshape(canvas.shape)[1:-1, 1:-1]
     # to (3, 6): round the wall, three diagonal steps up to the gap and three down
     assert out[3, 6] == pytest.approx(6 * SQRT2)

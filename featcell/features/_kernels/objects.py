@@ -52,21 +52,25 @@ def gather_windows(stack, labels, ids, origins, ends, starts, values, mask, cent
     window ``k`` spans rows ``origins[k, 0]`` to ``ends[k, 0] - 1`` and columns
     ``origins[k, 1]`` to ``ends[k, 1] - 1``; its pixels go row-major to
     ``values[:, starts[k]:]`` and whether they belong to object ``ids[k]`` to
-    ``mask[starts[k]:]`` (uint8: a bool array's bytes); the centroid is the mean row and column of those
-    pixels (whole-number sums: exact).
+    ``mask[starts[k]:]`` (uint8: a bool array's bytes); the centroid is the
+    mean row and column of those pixels (whole-number sums: exact).
     """
     for k in range(ids.size):
         y0, x0, y1, x1 = origins[k, 0], origins[k, 1], ends[k, 0], ends[k, 1]
-        p, width = starts[k], x1 - x0
+        p, width, o = starts[k], x1 - x0, ids[k]
         count = rows = cols = 0
         for y in range(y0, y1):
-            values[:, p : p + width] = stack[:, y, x0:x1]  # (row by row: block copies)
+            for c in range(stack.shape[0]):  # (row by row: block copies)
+                values[c, p : p + width] = stack[c, y, x0:x1]
+            line, inside = labels[y, x0:x1], mask[p : p + width]
+            n = n_cols = 0  # the row's object pixels and the sum of their columns
             for x in range(width):
-                inside = np.uint8(labels[y, x0 + x] == ids[k])
-                mask[p + x] = inside
-                count += inside
-                rows += inside * (y - y0)
-                cols += inside * x
+                inside[x] = line[x] == o
+                n += inside[x]
+                n_cols += inside[x] * x
+            count += n
+            rows += n * (y - y0)
+            cols += n_cols
             p += width
         centroid[k, 0] = rows / count + y0
         centroid[k, 1] = cols / count + x0
