@@ -13,7 +13,7 @@ from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.feret import feret_diameters
 from featcell.features._kernels.geodesic import geodesic_distance
 from featcell.features._kernels.intensity_sums import intensity_statistics
-from featcell.features._kernels.objects import gather_windows, label_boxes
+from featcell.features._kernels.objects import gather_windows, label_boxes, mask_pixels, mask_runs
 from featcell.features._kernels.order_stats import quartiles_and_mad
 from featcell.features._kernels.outline import outline
 
@@ -48,7 +48,9 @@ def test_distance_boxes_do_not_see_each_other():
     canvas[1:5, 1:4] = True  # 4 x 3, its box has a ring
     canvas[:, 5:] = True  # no background in its box: the box stands alone
     out = np.zeros(canvas.shape)
-    squared_distance_to_background(canvas.view(np.uint8), np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
+    squared_distance_to_background(
+        canvas.view(np.uint8), np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out
+    )
     assert_array_equal(out[:, :5], np.rint(ndi.distance_transform_edt(canvas[:, :5]) ** 2))
     assert (out[:, 5:] > 6**2 + 4**2).all()  # farther than anything inside the box
 
@@ -266,8 +268,19 @@ def test_intensity_statistics_match_numpy():
             peak = np.argmax(v)  # the first maximum
             with np.errstate(invalid="ignore"):
                 centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
-            expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak],
-                        r.mean(), c.mean(), v.size]
+            expected = [
+                v.sum(),
+                v.mean(),
+                v.std(),
+                v.min(),
+                v.max(),
+                *centre,
+                r[peak],
+                c[peak],
+                r.mean(),
+                c.mean(),
+                v.size,
+            ]
             assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
     assert np.isnan(out[4, 5:7]).all() or out[4, 11] == 0
 
@@ -346,8 +359,17 @@ def test_label_boxes_and_windows_match_find_objects(dtype):
         stack = rng.random((2, h, w)).astype(np.float32)
         values, mask = np.empty((2, starts[-1]), np.float32), np.empty(starts[-1], bool)
         centroid = np.empty((found.size, 2))
-        gather_windows(stack, labels, found.astype(dtype), origins, ends, starts, values,
-                       mask.view(np.uint8), centroid)
+        gather_windows(
+            stack,
+            labels,
+            found.astype(dtype),
+            origins,
+            ends,
+            starts,
+            values,
+            mask.view(np.uint8),
+            centroid,
+        )
         for k, i in enumerate(found):
             (y0, x0), (y1, x1) = origins[k], ends[k]
             window = slice(starts[k], starts[k + 1])
@@ -360,3 +382,36 @@ def test_label_boxes_of_an_empty_image():
     for labels in (np.zeros((4, 5), np.int32), np.zeros((0, 3), np.int32)):
         ids, boxes = label_boxes(labels)
         assert ids.size == 0 and boxes.shape == (0, 4)
+
+
+def test_mask_runs_and_pixels_match_a_plain_scan():
+    masks = [mask for _, mask in _random_masks(30, 9)]
+    shapes = np.array([m.shape for m in masks], np.intp)
+    origins = np.arange(2 * len(masks), dtype=np.intp).reshape(-1, 2) * 3
+    flat = np.concatenate([m.ravel() for m in masks]).view(np.uint8)
+    expected = []
+    for c, mask in enumerate(masks):
+        for i, line in enumerate(mask):
+            j = 0
+            while j < len(line):
+                if line[j]:
+                    start = j
+                    while j < len(line) and line[j]:
+                        j += 1
+                    expected.append(
+                        (c, i + origins[c, 0], start + origins[c, 1], j - 1 + origins[c, 1])
+                    )
+                j += 1
+    assert_array_equal(np.column_stack(mask_runs(flat, shapes, origins)), np.array(expected))
+    m = int(flat.sum())
+    index, counts, obj, row, col = (
+        np.empty(m, np.intp),
+        np.empty(len(masks), np.intp),
+        *(np.empty(m, np.int32) for _ in range(3)),
+    )
+    mask_pixels(flat, shapes, index, counts, obj, row, col)
+    assert_array_equal(index, np.flatnonzero(flat))
+    assert counts.tolist() == [int(mask.sum()) for mask in masks]
+    places = np.concatenate([np.argwhere(mask) for mask in masks])
+    assert_array_equal(np.column_stack([row, col]), places)
+    assert_array_equal(obj, np.repeat(np.arange(len(masks)), counts))

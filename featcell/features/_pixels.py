@@ -17,35 +17,11 @@ from itertools import accumulate
 
 import numpy as np
 
-from ._kernels.objects import mask_pixels as _mask_pixels
+from ._kernels.objects import mask_pixels
 
-__all__ = ["CellPixels", "Segments", "cell_pixels", "mask_pixels", "shelf_pack"]
+__all__ = ["CellPixels", "Segments", "cell_pixels", "shelf_pack"]
 
 _CELL_PIXELS = weakref.WeakKeyDictionary()  # CellSet -> its CellPixels
-
-
-def mask_pixels(flat):
-    """The mask pixels of a :class:`~featcell.cells.FlatCells`, cell after cell.
-
-    Parameters
-    ----------
-    flat : FlatCells
-        Flat crop pixels (only ``mask`` and ``shapes`` are read).
-
-    Returns
-    -------
-    index : (M,) ndarray of intp
-        Positions of the mask pixels in the flat arrays.
-    counts : (N,) ndarray of intp
-        Mask pixels of each cell.
-    obj, row, col : (M,) ndarrays of int32
-        Cell of each mask pixel, and its coordinates inside the cell's crop.
-    """
-    m = np.count_nonzero(flat.mask)
-    index, counts = np.empty(m, np.intp), np.empty(len(flat.shapes), np.intp)
-    obj, row, col = (np.empty(m, np.int32) for _ in range(3))
-    _mask_pixels(flat.mask.view(np.uint8), flat.shapes, index, counts, obj, row, col)
-    return index, counts, obj, row, col
 
 
 def cell_pixels(cells):
@@ -73,7 +49,8 @@ class Segments:
     def __init__(self, counts):
         self.counts = np.asarray(counts, dtype=np.intp)
         self.n = self.counts.size
-        self.starts = np.cumsum(self.counts) - self.counts
+        self.bounds = np.concatenate([[0], np.cumsum(self.counts)])  # segment i: bounds[i:i+2]
+        self.starts = self.bounds[:-1]
         self.has = self.counts > 0
         self._at = self.starts[self.has]
 
@@ -147,6 +124,8 @@ class CellPixels(Segments):
         The cells' flat crop pixels (values, mask, crop shapes).
     shapes : (n_cells, 2) ndarray of intp
         Crop shapes.
+    crop_starts : (n_cells,) ndarray of intp
+        Where each crop starts in ``flat``'s arrays.
     index : (M,) ndarray of intp
         Position of every mask pixel in ``flat``'s arrays.
     obj, row, col : (M,) ndarrays of int32
@@ -157,7 +136,13 @@ class CellPixels(Segments):
     def __init__(self, cells):
         self.flat = cells.flat()
         self.shapes = self.flat.shapes
-        self.index, counts, self.obj, self.row, self.col = mask_pixels(self.flat)
+        sizes = self.shapes[:, 0] * self.shapes[:, 1]
+        self.crop_starts = np.cumsum(sizes) - sizes
+        m = np.count_nonzero(self.flat.mask)
+        self.index, counts = np.empty(m, np.intp), np.empty(len(self.shapes), np.intp)
+        self.obj, self.row, self.col = (np.empty(m, np.int32) for _ in range(3))
+        mask = self.flat.mask.view(np.uint8)
+        mask_pixels(mask, self.shapes, self.index, counts, self.obj, self.row, self.col)
         super().__init__(counts)
 
     def values(self, channel):

@@ -395,8 +395,7 @@ class Intensity(CellFeatureTransformer):
 
 def _statistics(values, pix, keep):
     """:func:`~._kernels.intensity_sums.intensity_statistics` of the pixels ``keep`` (None:
-    all) of every cell: (n_cells, 12) integrated, mean, std, min and max intensity, centre of mass
-    (row, column), brightest pixel (row, column), centroid (row, column), pixel count."""
+    all) of every cell, (n_cells, 12)."""
     out = np.empty((pix.n, 12))
     intensity_statistics(values, pix.row, pix.col, pix.starts, pix.counts, keep, out)
     return out
@@ -410,13 +409,8 @@ def _whole_object(values, stats, pix, method):
     quartiles_and_mad(pix.sort(values), pix.starts[has], pix.counts[has], at_n, found)
     order_stats = np.full((pix.n, 4), np.nan)
     order_stats[has] = found
-    columns = {name: stats[:, k] for k, name in enumerate(_EDGE_OF)}
-    return columns | {
-        "LowerQuartileIntensity": order_stats[:, 0],
-        "MedianIntensity": order_stats[:, 1],
-        "MADIntensity": order_stats[:, 2],
-        "UpperQuartileIntensity": order_stats[:, 3],
-    }
+    columns = {name: stats[:, k] for k, name in enumerate(_EDGE_OF)}  # integrated .. max
+    return columns | {name: order_stats[:, k] for k, name in enumerate(_INTENSITY[5:])}
 
 
 def _mass(stats):

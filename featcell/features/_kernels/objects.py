@@ -7,12 +7,10 @@ from . import kernel
 
 @kernel
 def label_boxes(labels):
-    """Ids, bounding boxes and border contact of the objects of a label image, in one pass.
+    """Ids and bounding boxes of the objects of a label image, in one pass.
 
-    ``scipy.ndimage.find_objects`` as CellProfiler's IdentifyPrimaryObjects
-    and regionprops' ``bbox`` see the objects: per id present (ascending), the
-    first and one-past-last row and column it covers, and whether it touches
-    the image border.
+    ``scipy.ndimage.find_objects`` (regionprops' ``bbox``): per id present
+    (ascending), the first and one-past-last row and column it covers.
 
     Returns
     -------
@@ -36,11 +34,7 @@ def label_boxes(labels):
                 right[o] = max(right[o], end)
             x = end
     ids = np.flatnonzero(bottom[1:]) + 1
-    boxes = np.empty((ids.size, 4), np.intp)
-    for k in range(ids.size):
-        o = ids[k]
-        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = top[o], left[o], bottom[o], right[o]
-    return ids.astype(np.int64), boxes
+    return ids.astype(np.int64), np.stack((top[ids], left[ids], bottom[ids], right[ids]), axis=1)
 
 
 @kernel
@@ -94,3 +88,39 @@ def mask_pixels(mask, shapes, index, counts, obj, row, col):
                     k += 1
                 p += 1
         counts[c] = k - first
+
+
+@kernel
+def mask_runs(mask, shapes, origins):
+    """Every cell's mask as horizontal runs: cell, row, first and last column of each run.
+
+    The run-length encoding the shape features are measured from, in image
+    coordinates (``origins``: each crop's top-left corner), sorted by cell,
+    row and column; ``mask`` is laid out as in :func:`mask_pixels`.
+    """
+    n = p = 0  # first pass: count the runs
+    for c in range(len(shapes)):
+        for i in range(shapes[c, 0]):
+            before = 0
+            for j in range(shapes[c, 1]):
+                n += mask[p] > before
+                before = mask[p]
+                p += 1
+    obj, row = np.empty(n, np.intp), np.empty(n, np.intp)
+    first, last = np.empty(n, np.intp), np.empty(n, np.intp)
+    k = p = 0
+    for c in range(len(shapes)):
+        width = shapes[c, 1]
+        for i in range(shapes[c, 0]):
+            j = 0
+            while j < width:
+                if mask[p + j]:
+                    start = j
+                    while j < width and mask[p + j]:
+                        j += 1
+                    obj[k], row[k] = c, i + origins[c, 0]
+                    first[k], last[k] = start + origins[c, 1], j - 1 + origins[c, 1]
+                    k += 1
+                j += 1
+            p += width
+    return obj, row, first, last
