@@ -92,21 +92,14 @@ class Segments:
         first[cell[leading]] = where[leading]
         return first
 
-    def sort(self, values):
+    def sort(self, values, positions=False):
         """``values`` sorted within each cell (``np.sort`` cell by cell: numpy's vectorised
-        sort beats any compiled loop)."""
-        out = np.empty_like(values)
-        for start, stop in zip(self.starts.tolist(), (self.starts + self.counts).tolist()):
-            out[start:stop] = np.sort(values[start:stop])
-        return out
-
-    def argsort(self, values):
-        """Positions that sort ``values`` within each cell (equal values in any order), as
-        indices into ``values``."""
-        out = np.empty(len(values), dtype=np.intp)
-        for start, stop in zip(self.starts.tolist(), (self.starts + self.counts).tolist()):
-            out[start:stop] = np.argsort(values[start:stop])
-            out[start:stop] += start
+        sort beats any compiled loop), or the ``positions`` in ``values`` that sort them
+        (equal values in any order)."""
+        out = np.empty(len(values), dtype=np.intp if positions else values.dtype)
+        for start, stop in zip(self.starts.tolist(), self.bounds[1:].tolist()):
+            part = values[start:stop]
+            out[start:stop] = np.argsort(part) + start if positions else np.sort(part)
         return out
 
 

@@ -98,29 +98,25 @@ def mask_runs(mask, shapes, origins):
     coordinates (``origins``: each crop's top-left corner), sorted by cell,
     row and column; ``mask`` is laid out as in :func:`mask_pixels`.
     """
-    n = p = 0  # first pass: count the runs
-    for c in range(len(shapes)):
-        for i in range(shapes[c, 0]):
-            before = 0
-            for j in range(shapes[c, 1]):
-                n += mask[p] > before
-                before = mask[p]
-                p += 1
-    obj, row = np.empty(n, np.intp), np.empty(n, np.intp)
-    first, last = np.empty(n, np.intp), np.empty(n, np.intp)
-    k = p = 0
-    for c in range(len(shapes)):
-        width = shapes[c, 1]
-        for i in range(shapes[c, 0]):
-            j = 0
-            while j < width:
-                if mask[p + j]:
-                    start = j
-                    while j < width and mask[p + j]:
-                        j += 1
-                    obj[k], row[k] = c, i + origins[c, 0]
-                    first[k], last[k] = start + origins[c, 1], j - 1 + origins[c, 1]
-                    k += 1
-                j += 1
-            p += width
+    obj = row = first = last = np.empty(0, np.intp)
+    for fill in (False, True):  # count the runs, then record them
+        k = p = 0
+        for c in range(len(shapes)):
+            width = shapes[c, 1]
+            for i in range(shapes[c, 0]):
+                j = 0
+                while j < width:
+                    if mask[p + j]:
+                        start = j
+                        while j < width and mask[p + j]:
+                            j += 1
+                        if fill:
+                            obj[k], row[k] = c, i + origins[c, 0]
+                            first[k], last[k] = start + origins[c, 1], j - 1 + origins[c, 1]
+                        k += 1
+                    j += 1
+                p += width
+        if not fill:
+            obj, row = np.empty(k, np.intp), np.empty(k, np.intp)
+            first, last = np.empty(k, np.intp), np.empty(k, np.intp)
     return obj, row, first, last
