@@ -4,8 +4,9 @@
 
 * ``haralick`` (MeasureTexture, scale 3, 256 levels): featcell
   ``Texture("haralick")`` vs cp_measure ``get_texture`` (mahotas per object),
-  cp_measure's numba backend (when numba is installed) and
-  ``mahotas.features.haralick`` called per object on regionprops crops;
+  cp_measure's numba backend (when numba is installed),
+  ``mahotas.features.haralick`` called per object on regionprops crops and
+  nyxus ``*ALL_GLCM*``;
 * ``granularity`` (MeasureGranularity, 16 components), all on the whole image
   (CellProfiler's way): featcell vs cp_measure ``get_granularity`` and, where
   installed, its numba backend;
@@ -14,12 +15,16 @@
 * ``gabor_energy`` (4 orientations, wavelength 3): featcell vs
   ``skimage.filters.gabor`` on the whole image plus ``ndimage.mean``;
 * ``lbp`` (uniform, P=8, R=1): featcell vs
-  ``skimage.feature.local_binary_pattern`` on the whole image plus a bincount.
+  ``skimage.feature.local_binary_pattern`` on the whole image plus a bincount;
+* nyxus ``GABOR`` (its bank of Gabor filters, one row in each Gabor family:
+  the same run) where installed.
 
-featcell is timed on a ready :class:`~featcell.CellSet` (``transform`` only,
-comparable to the peers, which take the label image directly) and, for
-Haralick, once more including ``CellSet.from_labels``. Each timing is the best
-of ``repeat`` runs (one run for anything slower than a second).
+nyxus has no granularity and no local binary patterns. featcell is timed on a
+ready :class:`~featcell.CellSet` (``transform`` only, each time on a CellSet
+it has not seen) and once more including ``CellSet.from_labels``, the row to
+compare with the peers, which take the label image and parse it themselves.
+Each timing is the best of ``repeat`` runs (one run for anything slower than a
+second); nyxus runs on one thread.
 
 Run ``python benchmarks/_speed_texture.py`` for a table on a few real images.
 """
@@ -38,6 +43,7 @@ from featcell.features.texture import Texture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fidelity_texture import cellprofiler3_gabor
+from _speed_intensity import nyxus, unseen
 
 
 def best_time(fn, repeat=3):
@@ -111,24 +117,34 @@ def run(image, labels, repeat=3):
 
     pixels = np.asarray(image, dtype=np.float32).astype(np.float64)
     labels = relabel_sequential(np.asarray(labels))[0].astype(np.int32)
-    n = int(labels.max())
+    n, ulabels = int(labels.max()), labels.astype(np.uint32)
     cells = CellSet.from_labels(pixels, labels, channels=["DNA"])
     model = {
         f: Texture(f).fit(cells)
         for f in ("haralick", "granularity", "gabor", "gabor_energy", "lbp")
     }
-    model["haralick"].transform(cells)  # warm imports and caches outside the timing
+    for transformer in model.values():  # warm imports and caches outside the timing
+        transformer.transform(cells)
 
-    def build_and(transformer):
-        return lambda: transformer.transform(CellSet.from_labels(pixels, labels, channels=["DNA"]))
+    def alone(family):
+        copies = unseen(cells, repeat)
+        return lambda: model[family].transform(copies())
+
+    def build_and(family):
+        return lambda: model[family].transform(
+            CellSet.from_labels(pixels, labels, channels=["DNA"])
+        )
 
     tools = [
-        ("haralick", "featcell Texture (haralick)", lambda: model["haralick"].transform(cells)),
         (
-            "haralick",
-            "featcell Texture (haralick, incl. CellSet.from_labels)",
-            build_and(model["haralick"]),
-        ),
+            family,
+            f"featcell Texture ({family}{', incl. CellSet.from_labels' if whole else ''})",
+            build_and(family) if whole else alone(family),
+        )
+        for family in model
+        for whole in (False, True)
+    ]
+    tools += [
         ("haralick", "cp_measure get_texture", lambda: get_texture(labels, pixels)),
         (
             "haralick",
@@ -161,15 +177,9 @@ def run(image, labels, repeat=3):
     tools += [
         (
             "granularity",
-            "featcell Texture (granularity)",
-            lambda: model["granularity"].transform(cells),
-        ),
-        (
-            "granularity",
             "cp_measure get_granularity (whole image)",
             lambda: get_granularity(labels, pixels),
         ),
-        ("gabor", "featcell Texture (gabor)", lambda: model["gabor"].transform(cells)),
         (
             "gabor",
             "CellProfiler 3 Gabor (numpy port, whole image)",
@@ -177,15 +187,9 @@ def run(image, labels, repeat=3):
         ),
         (
             "gabor_energy",
-            "featcell Texture (gabor_energy)",
-            lambda: model["gabor_energy"].transform(cells),
-        ),
-        (
-            "gabor_energy",
             "skimage.filters.gabor (whole image) + ndimage.mean",
             lambda: _skimage_gabor(pixels, labels),
         ),
-        ("lbp", "featcell Texture (lbp)", lambda: model["lbp"].transform(cells)),
         (
             "lbp",
             "skimage local_binary_pattern (whole image) + bincount",
@@ -198,6 +202,16 @@ def run(image, labels, repeat=3):
         for family, tool, fn in tools:
             seconds = best_time(fn, repeat)
             rows.append({"tool": tool, "family": family, "objects": n, "seconds": seconds})
+        for features, families in ((["*ALL_GLCM*"], ["haralick"]),
+                                   (["GABOR"], ["gabor", "gabor_energy"])):  # fmt: skip
+            try:
+                seconds = best_time(lambda f=features: nyxus(f, pixels, ulabels), repeat)
+            except ImportError:
+                continue
+            tool = f"nyxus {'+'.join(features)} (1 thread)"
+            rows += [
+                {"tool": tool, "family": f, "objects": n, "seconds": seconds} for f in families
+            ]
     return rows
 
 

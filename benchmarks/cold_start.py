@@ -1,8 +1,9 @@
 """Cold start of featcell's compiled kernels: what numba's compilation and its disk cache cost.
 
-Each row is a fresh Python process that imports featcell, builds a small CellSet and
-measures it with every transformer that runs kernels (Intensity with radial
-distribution, Morphology with Zernike, Colocalization), twice:
+Each row is a fresh Python process that imports featcell, builds a small CellSet
+(``CellSet.from_labels`` runs kernels too) and measures it with every transformer that
+runs kernels (Intensity with radial distribution, Morphology with Zernike, Texture,
+Colocalization), twice:
 
 * ``first-ever compile``: an empty numba cache (``NUMBA_CACHE_DIR`` pointed at a new
   folder), so every kernel is compiled;
@@ -36,17 +37,19 @@ from featcell import CellSet
 from featcell.features.colocalization import Colocalization
 from featcell.features.intensity import Intensity
 from featcell.features.morphology import Morphology
+from featcell.features.texture import Texture
 imported = time.perf_counter()
 rng = np.random.default_rng(0)
 labels = np.zeros((64, 64), np.int32)
 labels[5:20, 5:25] = 1
 yy, xx = np.mgrid[:64, :64]
 labels[(yy - 40) ** 2 + (xx - 40) ** 2 <= 100] = 2
-cells = CellSet.from_labels(rng.random((64, 64, 2)), labels, channels=["A", "B"])
-transformers = [Intensity(), Morphology(), Colocalization()]
+image = rng.random((64, 64, 2))
+transformers = [Intensity(), Morphology(), Texture(), Colocalization()]
 times = []
 for _ in range(2):
     t = time.perf_counter()
+    cells = CellSet.from_labels(image, labels, channels=["A", "B"])
     for transformer in transformers:
         transformer.fit_transform(cells)
     times.append(time.perf_counter() - t)

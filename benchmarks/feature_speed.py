@@ -10,11 +10,17 @@ On the same real images and masks (Coelho 2009 nuclei, DSB2018), one channel:
 * scikit-image ``regionprops_table`` (shape + intensity properties it has);
 * nyxus (all 2-D features) where installed;
 * per family, the peers listed in ``benchmarks/_speed_<family>.py`` (e.g. cp_measure's
-  numba Haralick, mahotas).
+  numba Haralick, mahotas) and nyxus's matching feature group on one thread:
+  ``*ALL_MORPHOLOGY*``, ``*ALL_INTENSITY*``, ``FRAC_AT_D``/``MEAN_FRAC``/``RADIAL_CV``
+  (radial distribution), ``*ALL_GLCM*`` (Haralick) and ``GABOR`` (both Gabor families).
+  nyxus 0.11 has no counterpart for granularity, local binary patterns and
+  colocalization (Costes included). nyxus reads the label image itself, so featcell's
+  row to compare with it is the one including ``CellSet.from_labels``.
 
-Reported as objects/second and the ratio to cp_measure; each tool's time per image (or,
-for the ``n_jobs=2`` rows, per set of images) is the median of ``--repeats`` interleaved
-rounds. Run::
+Reported as objects/second and the ratio to cp_measure and to nyxus; each tool's time per
+image (or, for the ``n_jobs=2`` rows, per set of images) is the median of ``--repeats``
+interleaved rounds (per family: the best of 3 runs). The featcell measured is the one of
+this checkout. Run::
 
     python benchmarks/feature_speed.py [--n-coelho 2 --n-dsb 4] [--skip-families]
         [--repeats 3] [--keep-freed-memory]
@@ -31,7 +37,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from _data import benchmark_images
 from sklearn.base import clone
 
@@ -127,15 +133,18 @@ def overall(images, with_nyxus=True, repeats=1):
     ]
 
 
-def report(rows, reference):
+def report(rows, references=("cp_measure", "nyxus")):
     table = pd.DataFrame(rows).groupby(["family", "tool"], sort=False)[["objects", "seconds"]].sum()
+    families = list(dict.fromkeys(table.index.get_level_values("family")))
+    table = table.iloc[np.argsort([families.index(f) for f, _ in table.index], kind="stable")]
     table["objects/s"] = table["objects"] / table["seconds"]
-    ratios = []
-    for (family, tool), row in table.iterrows():
-        ref = [k for k in table.loc[family].index if k.startswith(reference)]
-        base = table.loc[(family, ref[0]), "objects/s"] if ref else np.nan
-        ratios.append(row["objects/s"] / base)
-    table[f"x {reference}"] = ratios
+    for reference in references:  # the family's first tool of that name
+        ratios = []
+        for (family, tool), row in table.iterrows():
+            ref = [k for k in table.loc[family].index if k.startswith(reference)]
+            base = table.loc[(family, ref[0]), "objects/s"] if ref else np.nan
+            ratios.append(row["objects/s"] / base)
+        table[f"x {reference}"] = ratios
     return table
 
 
@@ -169,7 +178,7 @@ def main(argv=None):
     n_objects = sum(len(np.unique(lab)) - 1 for _, _, lab in images)
     print(f"# {len(images)} real images, {n_objects} objects, one channel")
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):
-        print(report(rows, "cp_measure").to_string(float_format=lambda v: f"{v:.4g}"))
+        print(report(rows).to_string(float_format=lambda v: f"{v:.4g}"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.tree import DecisionTreeClassifier
 
 from featcell import CellSet
-from featcell.features._pixels import mask_pixels
+from featcell.features._pixels import CellPixels
 
 
 def test_from_labels_crops_masks_and_metadata(two_objects):
@@ -86,11 +86,11 @@ def test_flat_and_mosaic_cover_every_pixel(two_objects):
         sel = flat.obj == i
         np.testing.assert_array_equal(cells.crop(i)[:, flat.row[sel], flat.col[sel]],
                                       flat.values[:, sel])
-    index, counts, obj, row, col = mask_pixels(flat, np.int32)
-    np.testing.assert_array_equal(index, np.flatnonzero(flat.mask))
-    assert counts.tolist() == [36, 80] and obj.dtype == row.dtype == col.dtype == np.int32
-    for name, got in (("obj", obj), ("row", row), ("col", col)):
-        np.testing.assert_array_equal(got, getattr(flat, name)[index])
+    pix = CellPixels(cells)
+    np.testing.assert_array_equal(pix.index, np.flatnonzero(flat.mask))
+    assert pix.counts.tolist() == [36, 80] and pix.obj.dtype == pix.col.dtype == np.int32
+    for name in ("obj", "row", "col"):
+        np.testing.assert_array_equal(getattr(pix, name), getattr(flat, name)[pix.index])
     canvas, mosaic_labels, offsets = cells.mosaic()
     assert np.bincount(mosaic_labels.ravel()).tolist()[1:] == [36, 80]
     y, x = offsets[1]

@@ -13,6 +13,7 @@ from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.feret import feret_diameters
 from featcell.features._kernels.geodesic import geodesic_distance
 from featcell.features._kernels.intensity_sums import intensity_statistics
+from featcell.features._kernels.objects import gather_windows, label_boxes, mask_pixels, mask_runs
 from featcell.features._kernels.order_stats import quartiles_and_mad
 from featcell.features._kernels.outline import outline
 
@@ -35,7 +36,7 @@ def test_distance_to_background_matches_scipy():
         canvas = np.zeros((h + 4, w + 5), bool)
         canvas[2 : 2 + h, 3 : 3 + w] = mask
         out = np.full(canvas.shape, -1.0)
-        squared_distance_to_background(canvas, np.array([[1, 2, h + 2, w + 2]]), out)
+        squared_distance_to_background(canvas.view(np.uint8), np.array([[1, 2, h + 2, w + 2]]), out)
         box = canvas[1 : h + 3, 2 : w + 4]  # the mask and a ring of background
         expected = np.rint(ndi.distance_transform_edt(box) ** 2)
         assert_array_equal(out[1 : h + 3, 2 : w + 4], expected)
@@ -47,7 +48,9 @@ def test_distance_boxes_do_not_see_each_other():
     canvas[1:5, 1:4] = True  # 4 x 3, its box has a ring
     canvas[:, 5:] = True  # no background in its box: the box stands alone
     out = np.zeros(canvas.shape)
-    squared_distance_to_background(canvas, np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out)
+    squared_distance_to_background(
+        canvas.view(np.uint8), np.array([[0, 0, 6, 5], [0, 5, 6, 4]]), out
+    )
     assert_array_equal(out[:, :5], np.rint(ndi.distance_transform_edt(canvas[:, :5]) ** 2))
     assert (out[:, 5:] > 6**2 + 4**2).all()  # farther than anything inside the box
 
@@ -63,7 +66,7 @@ def test_object_radii_match_numpy():
         boxes.append([top - 1, left - 1, h + 2, w + 2])
     boxes = np.array(boxes, dtype=np.intp)
     squared = np.zeros(labels.shape)
-    squared_distance_to_background(labels > 0, boxes, squared)
+    squared_distance_to_background((labels > 0).view(np.uint8), boxes, squared)
     out = np.empty((len(boxes), 3))
     object_radii(squared, labels, boxes, out)
     distance = ndi.distance_transform_edt(labels > 0)
@@ -116,7 +119,7 @@ def test_geodesic_distance_matches_textbook_dijkstra():
         x += mask.shape[1] + 1
     flat_centres = np.array([(1 + i) * width + x + j for (i, j), x in zip(centres, corners)])
     out = np.full(canvas.size, np.inf)
-    geodesic_distance(canvas, flat_centres, max(m.sum() for m in masks), out)
+    geodesic_distance(canvas.view(np.uint8), flat_centres, max(m.sum() for m in masks), out)
     out = out.reshape(canvas.shape)
     for mask, centre, x in zip(masks, centres, corners):
         got = out[1 : 1 + mask.shape[0], x : x + mask.shape[1]]
@@ -132,7 +135,8 @@ def test_geodesic_distance_around_a_wall():
     mask[1:6, 3] = False  # a wall with gaps at the top and bottom rows
     canvas = np.pad(mask, 1)
     out = np.full(canvas.size, np.inf)
-    geodesic_distance(canvas, np.array([4 * 9 + 1]), mask.sum(), out)  # centre (3, 0)
+    centre = np.array([4 * 9 + 1])  # (3, 0)
+    geodesic_distance(canvas.view(np.uint8), centre, mask.sum(), out)
     out = out.reshape(canvas.shape)[1:-1, 1:-1]
     # to (3, 6): round the wall, three diagonal steps up to the gap and three down
     assert out[3, 6] == pytest.approx(6 * SQRT2)
@@ -251,18 +255,34 @@ def test_intensity_statistics_match_numpy():
     values[starts[4] : starts[4] + 3] = 0  # no mass: no centre of mass
     rows = rng.integers(0, 50, counts.sum()).astype(np.int32)
     cols = rng.integers(0, 50, counts.sum()).astype(np.int32)
-    out = np.empty((40, 9))
-    intensity_statistics(values, rows, cols, starts, counts, out)
-    assert np.isnan(out[counts == 0]).all()
-    for i in np.flatnonzero(counts):
-        part = slice(starts[i], starts[i] + counts[i])
-        v, r, c = values[part].astype(float), rows[part], cols[part]
-        peak = np.argmax(v)  # the first maximum
-        with np.errstate(invalid="ignore"):
-            centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
-        expected = [v.sum(), v.mean(), v.std(), v.min(), v.max(), *centre, r[peak], c[peak]]
-        assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
-    assert np.isnan(out[4, 5:7]).all()
+    for keep in (None, (rng.random(counts.sum()) < 0.5).view(np.uint8)):
+        out = np.empty((40, 12))
+        intensity_statistics(values, rows, cols, starts, counts, keep, out)
+        for i in range(40):
+            part = slice(starts[i], starts[i] + counts[i])
+            kept = slice(None) if keep is None else keep[part].astype(bool)
+            v, r, c = values[part][kept].astype(float), rows[part][kept], cols[part][kept]
+            if not v.size:
+                assert np.isnan(out[i, :11]).all() and out[i, 11] == 0
+                continue
+            peak = np.argmax(v)  # the first maximum
+            with np.errstate(invalid="ignore"):
+                centre = [(v * r).sum() / v.sum(), (v * c).sum() / v.sum()]
+            expected = [
+                v.sum(),
+                v.mean(),
+                v.std(),
+                v.min(),
+                v.max(),
+                *centre,
+                r[peak],
+                c[peak],
+                r.mean(),
+                c.mean(),
+                v.size,
+            ]
+            assert_allclose(out[i], expected, rtol=1e-12, atol=1e-15)
+    assert np.isnan(out[4, 5:7]).all() or out[4, 11] == 0
 
 
 def test_outline_matches_four_neighbour_erosion():
@@ -275,15 +295,15 @@ def test_outline_matches_four_neighbour_erosion():
     index = np.flatnonzero(flat)
     obj = np.repeat(np.arange(len(masks)), [m.sum() for m in masks]).astype(np.int32)
     rows, cols = (np.concatenate(a).astype(np.int32) for a in zip(*(np.nonzero(m) for m in masks)))
-    out = np.empty(index.size, dtype=bool)
-    outline(flat, index, obj, rows, cols, shapes, cut, out)
+    out = np.empty(index.size, dtype=np.uint8)
+    outline(flat.view(np.uint8), index, obj, rows, cols, shapes, cut.view(np.uint8), out)
     expected = []
     for mask, is_cut in zip(masks, cut):
         # past the crop: background, or the object itself for a cut cell ("nearest" padding)
         padded = np.pad(mask, 1, mode="edge") if is_cut else np.pad(mask, 1)
         inner = ndi.binary_erosion(padded, structure=ndi.generate_binary_structure(2, 1))
         expected.append((mask & ~inner[1:-1, 1:-1])[mask])
-    assert_array_equal(out, np.concatenate(expected))
+    assert_array_equal(out, np.concatenate(expected).view(np.uint8))
 
 
 def test_feret_diameters_match_calipers():
@@ -310,3 +330,88 @@ def test_feret_diameters_match_calipers():
         normals = np.stack([-sides[:, 1], sides[:, 0]]) / np.hypot(*sides.T)
         across = polygon @ normals
         assert low == pytest.approx((across.max(axis=0) - across.min(axis=0)).min(), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.int64])
+def test_label_boxes_and_windows_match_find_objects(dtype):
+    rng = np.random.default_rng(5)
+    for trial in range(25):
+        h, w = rng.integers(1, 30, 2)
+        ids = rng.choice(np.arange(1, 500), size=rng.integers(0, 6), replace=False)
+        labels = np.zeros((h, w), dtype)
+        for i in ids:  # blobs, fragments, objects on the border, ids overwritten (absent)
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            labels[max(y - 3, 0) : y + rng.integers(1, 5), max(x - 2, 0) : x + 3] = i
+            labels[rng.random((h, w)) < 0.02] = i
+        found, boxes = label_boxes(labels)
+        slices = ndi.find_objects(labels.astype(np.int64))
+        expected = [i + 1 for i, s in enumerate(slices) if s is not None]
+        assert_array_equal(found, expected)
+        assert found.dtype == np.int64
+        for k, i in enumerate(found):
+            s = slices[i - 1]
+            assert boxes[k].tolist() == [s[0].start, s[1].start, s[0].stop, s[1].stop]
+        # windows one pixel larger than the boxes where the image allows
+        origins = np.maximum(boxes[:, :2] - 1, 0)
+        ends = np.minimum(boxes[:, 2:] + 1, [h, w])
+        sizes = (ends - origins).prod(axis=1)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        stack = rng.random((2, h, w)).astype(np.float32)
+        values, mask = np.empty((2, starts[-1]), np.float32), np.empty(starts[-1], bool)
+        centroid = np.empty((found.size, 2))
+        gather_windows(
+            stack,
+            labels,
+            found.astype(dtype),
+            origins,
+            ends,
+            starts,
+            values,
+            mask.view(np.uint8),
+            centroid,
+        )
+        for k, i in enumerate(found):
+            (y0, x0), (y1, x1) = origins[k], ends[k]
+            window = slice(starts[k], starts[k + 1])
+            assert_array_equal(values[:, window], stack[:, y0:y1, x0:x1].reshape(2, -1))
+            assert_array_equal(mask[window], (labels[y0:y1, x0:x1] == i).ravel())
+            assert_allclose(centroid[k], np.argwhere(labels == i).mean(axis=0), rtol=0, atol=1e-12)
+
+
+def test_label_boxes_of_an_empty_image():
+    for labels in (np.zeros((4, 5), np.int32), np.zeros((0, 3), np.int32)):
+        ids, boxes = label_boxes(labels)
+        assert ids.size == 0 and boxes.shape == (0, 4)
+
+
+def test_mask_runs_and_pixels_match_a_plain_scan():
+    masks = [mask for _, mask in _random_masks(30, 9)]
+    shapes = np.array([m.shape for m in masks], np.intp)
+    origins = np.arange(2 * len(masks), dtype=np.intp).reshape(-1, 2) * 3
+    flat = np.concatenate([m.ravel() for m in masks]).view(np.uint8)
+    expected = []
+    for c, mask in enumerate(masks):
+        for i, line in enumerate(mask):
+            j = 0
+            while j < len(line):
+                if line[j]:
+                    start = j
+                    while j < len(line) and line[j]:
+                        j += 1
+                    expected.append(
+                        (c, i + origins[c, 0], start + origins[c, 1], j - 1 + origins[c, 1])
+                    )
+                j += 1
+    assert_array_equal(np.column_stack(mask_runs(flat, shapes, origins)), np.array(expected))
+    m = int(flat.sum())
+    index, counts, obj, row, col = (
+        np.empty(m, np.intp),
+        np.empty(len(masks), np.intp),
+        *(np.empty(m, np.int32) for _ in range(3)),
+    )
+    mask_pixels(flat, shapes, index, counts, obj, row, col)
+    assert_array_equal(index, np.flatnonzero(flat))
+    assert counts.tolist() == [int(mask.sum()) for mask in masks]
+    places = np.concatenate([np.argwhere(mask) for mask in masks])
+    assert_array_equal(np.column_stack([row, col]), places)
+    assert_array_equal(obj, np.repeat(np.arange(len(masks)), counts))

@@ -3,7 +3,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from featcell import CellSet
-from featcell.features._pixels import CellPixels, shelf_pack
+from featcell.features._pixels import CellPixels, cell_pixels, shelf_pack
 
 
 @pytest.mark.parametrize("n", [1, 5, 60])
@@ -52,9 +52,8 @@ def test_cell_pixels_layout_and_reductions():
         mine = labels == i + 1
         assert pix.sum(values)[i] == pytest.approx(image[mine].sum(), rel=1e-6)
         assert pix.reduce(np.maximum, values)[i] == pytest.approx(image[mine].max(), rel=1e-6)
-    row, col = pix.centroid
-    assert row[0] == pytest.approx(1 + 2) and col[2] == 1  # crop coordinates (margin 2, clipped)
-    part = pix.cells_range(1, 3)
-    assert part.n == 2 and part.obj.tolist() == [0] * 16 + [1]
-    assert_array_equal(part.values(0), values[12:])
-    assert pix.batches(13) == [(0, 2), (2, 3)] and pix.batches(1000) == [(0, 3)]
+    # built once per CellSet for all the families, not shared with another CellSet
+    assert cell_pixels(cells) is cell_pixels(cells)
+    other = CellSet.from_labels(image, labels, margin=2)
+    assert cell_pixels(other) is not cell_pixels(cells)
+    assert_array_equal(cell_pixels(other).index, pix.index)

@@ -11,44 +11,26 @@ filter, a labelled-image measurement) measures every cell in one call.
 from __future__ import annotations
 
 import math
+import weakref
 from bisect import bisect_right
-from functools import cached_property
-from itertools import accumulate, pairwise
+from itertools import accumulate
 
 import numpy as np
 
-__all__ = ["CellPixels", "Segments", "mask_pixels", "shelf_pack"]
+from ._kernels.objects import mask_pixels
+
+__all__ = ["CellPixels", "Segments", "cell_pixels", "shelf_pack"]
+
+_CELL_PIXELS = weakref.WeakKeyDictionary()  # CellSet -> its CellPixels
 
 
-def mask_pixels(flat, dtype=np.intp):
-    """The mask pixels of a :class:`~featcell.cells.FlatCells`, cell after cell.
-
-    Only mask pixels are visited.
-
-    Parameters
-    ----------
-    flat : FlatCells
-        Flat crop pixels (only ``mask`` and ``shapes`` are read).
-    dtype : numpy integer dtype, default=np.intp
-        Type of the cell, row and column arrays.
-
-    Returns
-    -------
-    index : (M,) ndarray of intp
-        Positions of the mask pixels in the flat arrays.
-    counts : (N,) ndarray of intp
-        Mask pixels of each cell.
-    obj, row, col : (M,) ndarrays of ``dtype``
-        Cell of each mask pixel, and its coordinates inside the cell's crop.
-    """
-    h, w = flat.shapes[:, 0], flat.shapes[:, 1]
-    crop_starts = np.concatenate([[0], np.cumsum(h * w)]).astype(np.intp)
-    index = np.flatnonzero(flat.mask)
-    counts = np.diff(np.searchsorted(index, crop_starts))
-    obj = np.repeat(np.arange(len(flat.shapes), dtype=dtype), counts)
-    local = (index - np.repeat(crop_starts[:-1], counts)).astype(dtype, copy=False)
-    row, col = np.divmod(local, np.repeat(w.astype(dtype), counts))
-    return index, counts, obj, row, col
+def cell_pixels(cells):
+    """The :class:`CellPixels` of ``cells``, built once per CellSet for all the families
+    that measure it (kept while the CellSet lives)."""
+    pixels = _CELL_PIXELS.get(cells)
+    if pixels is None:
+        pixels = _CELL_PIXELS[cells] = CellPixels(cells)
+    return pixels
 
 
 class Segments:
@@ -67,7 +49,8 @@ class Segments:
     def __init__(self, counts):
         self.counts = np.asarray(counts, dtype=np.intp)
         self.n = self.counts.size
-        self.starts = np.cumsum(self.counts) - self.counts
+        self.bounds = np.concatenate([[0], np.cumsum(self.counts)])  # segment i: bounds[i:i+2]
+        self.starts = self.bounds[:-1]
         self.has = self.counts > 0
         self._at = self.starts[self.has]
 
@@ -109,21 +92,14 @@ class Segments:
         first[cell[leading]] = where[leading]
         return first
 
-    def sort(self, values):
+    def sort(self, values, positions=False):
         """``values`` sorted within each cell (``np.sort`` cell by cell: numpy's vectorised
-        sort beats any compiled loop)."""
-        out = np.empty_like(values)
-        for start, stop in zip(self.starts.tolist(), (self.starts + self.counts).tolist()):
-            out[start:stop] = np.sort(values[start:stop])
-        return out
-
-    def argsort(self, values):
-        """Positions that sort ``values`` within each cell (equal values in any order), as
-        indices into ``values``."""
-        out = np.empty(len(values), dtype=np.intp)
-        for start, stop in zip(self.starts.tolist(), (self.starts + self.counts).tolist()):
-            out[start:stop] = np.argsort(values[start:stop])
-            out[start:stop] += start
+        sort beats any compiled loop), or the ``positions`` in ``values`` that sort them
+        (equal values in any order)."""
+        out = np.empty(len(values), dtype=np.intp if positions else values.dtype)
+        for start, stop in zip(self.starts.tolist(), self.bounds[1:].tolist()):
+            part = values[start:stop]
+            out[start:stop] = np.argsort(part) + start if positions else np.sort(part)
         return out
 
 
@@ -141,6 +117,8 @@ class CellPixels(Segments):
         The cells' flat crop pixels (values, mask, crop shapes).
     shapes : (n_cells, 2) ndarray of intp
         Crop shapes.
+    crop_starts : (n_cells,) ndarray of intp
+        Where each crop starts in ``flat``'s arrays.
     index : (M,) ndarray of intp
         Position of every mask pixel in ``flat``'s arrays.
     obj, row, col : (M,) ndarrays of int32
@@ -151,34 +129,18 @@ class CellPixels(Segments):
     def __init__(self, cells):
         self.flat = cells.flat()
         self.shapes = self.flat.shapes
-        self.index, counts, self.obj, self.row, self.col = mask_pixels(self.flat, np.int32)
+        sizes = self.shapes[:, 0] * self.shapes[:, 1]
+        self.crop_starts = np.cumsum(sizes) - sizes
+        m = np.count_nonzero(self.flat.mask)
+        self.index, counts = np.empty(m, np.intp), np.empty(len(self.shapes), np.intp)
+        self.obj, self.row, self.col = (np.empty(m, np.int32) for _ in range(3))
+        mask = self.flat.mask.view(np.uint8)
+        mask_pixels(mask, self.shapes, self.index, counts, self.obj, self.row, self.col)
         super().__init__(counts)
 
     def values(self, channel):
         """float32 intensities of the mask pixels in one channel."""
         return self.flat.values[channel].take(self.index)  # (take: 3x faster than indexing)
-
-    @cached_property
-    def centroid(self):
-        """Per-cell mean row and column (crop coordinates; NaN for an empty cell)."""
-        return self.mean(self.row), self.mean(self.col)
-
-    def cells_range(self, lo, hi):
-        """The pixels of cells ``lo .. hi - 1`` (renumbered from 0), as views."""
-        part = Segments.__new__(CellPixels)
-        Segments.__init__(part, self.counts[lo:hi])
-        first, last = self.starts[lo], self.starts[lo] + part.counts.sum()
-        part.flat, part.shapes = self.flat, self.shapes[lo:hi]
-        part.index = self.index[first:last]
-        part.obj = self.obj[first:last] - np.int32(lo)
-        part.row, part.col = self.row[first:last], self.col[first:last]
-        return part
-
-    def batches(self, max_pixels):
-        """``(lo, hi)`` ranges of consecutive cells of about ``max_pixels`` pixels (or one cell)."""
-        batch = self.starts // max_pixels
-        bounds = np.flatnonzero(np.diff(batch)) + 1
-        return list(pairwise([0, *bounds.tolist(), self.n]))
 
 
 # ---------------------------------------------------------------------- shelf packing

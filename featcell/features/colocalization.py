@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-from ._pixels import CellPixels
+from ._pixels import cell_pixels
 
 __all__ = ["Colocalization"]
 
@@ -66,7 +66,7 @@ def _dense_ranks(values, grid, pix, scale):
         seen = np.cumsum(occupied)  # distinct values up to each bin, cells in order
         before = np.concatenate([[0], seen])[np.arange(pix.n) * bins]
         return seen[key] - 1 - pix.spread(before)
-    order = pix.argsort(values)
+    order = pix.sort(values, positions=True)
     ordered = values[order]
     new = np.ones(values.size, dtype=bool)  # a value unlike the one before it in its cell
     new[1:] = ordered[1:] != ordered[:-1]
@@ -416,7 +416,7 @@ class Colocalization(CellFeatureTransformer):
         ]
 
     def _compute(self, cells):
-        pix = CellPixels(cells)
+        pix = cell_pixels(cells)
         if not pix.index.size:  # only empty masks: nothing to measure
             return {}
         columns = {}

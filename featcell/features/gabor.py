@@ -20,11 +20,10 @@ def cellprofiler_gabor(pixels, values, channel, scales, n_angles=4):
 
     See :func:`featcell.features._kernels.gabor.cellprofiler_gabor`.
     """
-    cell_start = np.concatenate([[0], np.cumsum(pixels.counts)])
     values = values.astype(np.float64)
     return {
         f"Texture_Gabor_{channel}_{scale}": kernels.cellprofiler_gabor(
-            values, cell_start, pixels.row, pixels.col, scale, n_angles
+            values, pixels.bounds, pixels.row, pixels.col, scale, n_angles
         )
         for scale in scales
     }
@@ -74,17 +73,13 @@ def gabor_energy(pixels, channel_index, channel, scales, n_angles=4):
     of :func:`gabor_energy_names` for channel ``channel_index``.
     """
     crops = pixels.flat.values[channel_index].astype(np.float64)
-    sizes = pixels.shapes.prod(axis=1)
-    crop_start = np.cumsum(sizes) - sizes
-    cell_start = np.concatenate([[0], np.cumsum(pixels.counts)])
-    columns = {}
+    energies = []  # in the order of gabor_energy_names
     for scale in scales:
         factors = [_factors(1.0 / scale, np.pi * a / n_angles) for a in range(n_angles)]
         half = max(kx.size for kx, _ in factors) // 2
         kx, ky = (np.array([np.pad(f[i], half - f[i].size // 2) for f in factors]) for i in (0, 1))
         energy = kernels.gabor_energy(
-            crops, crop_start, pixels.shapes, cell_start, pixels.row, pixels.col, kx, ky
+            crops, pixels.crop_starts, pixels.shapes, pixels.bounds, pixels.row, pixels.col, kx, ky
         )
-        for a in range(n_angles):
-            columns[f"Texture_GaborEnergy_{channel}_{scale}_{a:02d}"] = pixels.mean(energy[a])
-    return columns
+        energies += [pixels.mean(per_angle) for per_angle in energy]
+    return dict(zip(gabor_energy_names(channel, scales, n_angles), energies))

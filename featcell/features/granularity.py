@@ -116,7 +116,7 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     for k in range(length):
         eroded = erode_cross(eroded)
         rebuilt = reconstruct_by_dilation(eroded, rebuilt)
-        new = np.bincount(cell, weight * rebuilt.ravel()[index], n_cells) / counts
+        new = np.bincount(cell, weight * rebuilt.ravel().take(index), n_cells) / counts
         spectrum[:, k] = (current - new) * 100 / start
         current = new
     return spectrum

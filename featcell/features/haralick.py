@@ -85,18 +85,14 @@ def haralick(pixels, values, channel, scales, gray_levels=256):
     qmax = pixels.reduce(np.maximum, levels, empty=0, dtype=np.int64)
     qmin = pixels.reduce(np.minimum, np.where(levels > 0, levels, 255), empty=0, dtype=np.int64)
     qmin = np.minimum(qmin, qmax)  # a cell without non-zero levels has no pairs anyway
-    cell_start = np.concatenate([[0], np.cumsum(pixels.counts)])
-    columns = {}
+    blocks = []  # per scale: (n, directions x features), in the order of haralick_names
     for scale in scales:
         offsets = np.array(DIRECTIONS, np.int64) * scale
         matrices = cooccurrence_matrices(
-            levels, cell_start, pixels.row, pixels.col, pixels.shapes, offsets
+            levels, pixels.bounds, pixels.row, pixels.col, pixels.shapes, offsets
         )
         features = haralick_features(*matrices, qmin, qmax, n_dir).reshape(n, n_dir, -1)
         no_pairs = np.diff(matrices[0]).reshape(n, n_dir) == 0
         features[no_pairs.any(axis=1)] = np.nan  # a direction without pairs: NaN at this scale
-        for d in range(n_dir):
-            for f, feature in enumerate(HARALICK_FEATURES):
-                name = f"Texture_{feature}_{channel}_{scale}_{d:02d}_{gray_levels}"
-                columns[name] = features[:, d, f]
-    return columns
+        blocks.append(features.reshape(n, -1))
+    return dict(zip(haralick_names(channel, scales, gray_levels), np.hstack(blocks).T))

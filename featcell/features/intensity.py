@@ -23,7 +23,7 @@ from ._kernels.geodesic import geodesic_distance
 from ._kernels.intensity_sums import intensity_statistics
 from ._kernels.order_stats import quartiles_and_mad
 from ._kernels.outline import outline
-from ._pixels import CellPixels, shelf_pack
+from ._pixels import cell_pixels, shelf_pack
 
 __all__ = ["Intensity"]
 
@@ -31,7 +31,8 @@ _INTENSITY = [
     "IntegratedIntensity", "MeanIntensity", "StdIntensity", "MinIntensity", "MaxIntensity",
     "LowerQuartileIntensity", "MedianIntensity", "MADIntensity", "UpperQuartileIntensity",
 ]  # fmt: skip
-_EDGE = [f"{name}Edge" for name in _INTENSITY[:5]]  # integrated .. max, on the outline
+_EDGE_OF = _INTENSITY[:5]  # integrated .. max, also on the outline
+_EDGE = [f"{name}Edge" for name in _EDGE_OF]
 _MASS = [
     "MassDisplacement", "CenterMassIntensityOffset_X", "CenterMassIntensityOffset_Y",
     "MaxIntensityOffset_X", "MaxIntensityOffset_Y",
@@ -104,7 +105,7 @@ class _Canvas:
     def distance_to_edge(self):
         """Per mask pixel: Euclidean distance to the nearest pixel outside its object."""
         squared = np.empty(self.edges.shape)
-        squared_distance_to_background(self.edges, self.rings, squared)
+        squared_distance_to_background(self.edges.view(np.uint8), self.rings, squared)
         return np.sqrt(squared.ravel().take(self.lin))
 
 
@@ -121,7 +122,8 @@ def _radial_geometry(pix, canvas, n_rings):
     d_edge = canvas.distance_to_edge()
     centre = pix.first_where(d_edge == pix.spread(pix.reduce(np.maximum, d_edge)))
     d_centre = np.full(canvas.inside.size, np.inf)
-    geodesic_distance(canvas.inside, canvas.lin[centre[pix.has]], pix.counts.max(), d_centre)
+    inside = canvas.inside.view(np.uint8)
+    geodesic_distance(inside, canvas.lin[centre[pix.has]], pix.counts.max(), d_centre)
     d_centre = d_centre.take(canvas.lin)
     centre = np.maximum(centre, 0)  # (a cell without pixels has no centre; any index will do)
     di = pix.row - pix.spread(pix.row[centre])
@@ -356,28 +358,31 @@ class Intensity(CellFeatureTransformer):
         return names
 
     def _compute(self, cells):
-        pix = CellPixels(cells)
+        pix = cell_pixels(cells)
         if not pix.index.size:  # only empty masks: nothing to measure
             return {}
         families = self.families_
         if "edge" in families:
-            edge = np.empty(pix.index.size, dtype=bool)
-            cut = _open_edges(cells)
-            outline(pix.flat.mask, pix.index, pix.obj, pix.row, pix.col, pix.shapes, cut, edge)
+            edge = np.empty(pix.index.size, np.uint8)
+            cut = _open_edges(cells).view(np.uint8)
+            mask = pix.flat.mask.view(np.uint8)
+            outline(mask, pix.index, pix.obj, pix.row, pix.col, pix.shapes, cut, edge)
         if "radial" in families:
             radial = _radial_geometry(pix, _Canvas(cells, pix), self.n_rings)
         columns = {}
         for channel in self.channels_:
             values = pix.values(self._channel_index(channel))
             features = {}
-            if {"intensity", "mass"} & set(families):
-                stats = _statistics(values, pix.row, pix.col, pix)
+            if "intensity" in families or "mass" in families:
+                stats = _statistics(values, pix, None)
             if "intensity" in families:
                 features |= _whole_object(values, stats, pix, self.quantile_method)
             if "edge" in families:
-                features |= _edge_stats(values, pix, edge)
+                stats_edge = _statistics(values, pix, edge)
+                stats_edge[stats_edge[:, 11] == 0] = 0.0  # no outline: 0, as in CellProfiler
+                features |= {f"{name}Edge": stats_edge[:, k] for k, name in enumerate(_EDGE_OF)}
             if "mass" in families:
-                features |= _mass(stats, pix)
+                features |= _mass(stats)
             columns |= {f"Intensity_{name}_{channel}": v for name, v in features.items()}
             if "radial" in families:
                 for name, per_ring in radial.features(values.astype(np.float64)).items():
@@ -388,12 +393,11 @@ class Intensity(CellFeatureTransformer):
         return columns
 
 
-def _statistics(values, rows, cols, segments):
-    """:func:`~._kernels.intensity_sums.intensity_statistics` of the pixels laid out by
-    ``segments``: (n_cells, 9) integrated, mean, std, min and max intensity, centre of
-    mass (row, column) and brightest pixel (row, column)."""
-    out = np.empty((segments.n, 9))
-    intensity_statistics(values, rows, cols, segments.starts, segments.counts, out)
+def _statistics(values, pix, keep):
+    """:func:`~._kernels.intensity_sums.intensity_statistics` of the pixels ``keep`` (None:
+    all) of every cell, (n_cells, 12)."""
+    out = np.empty((pix.n, 12))
+    intensity_statistics(values, pix.row, pix.col, pix.starts, pix.counts, keep, out)
     return out
 
 
@@ -405,39 +409,13 @@ def _whole_object(values, stats, pix, method):
     quartiles_and_mad(pix.sort(values), pix.starts[has], pix.counts[has], at_n, found)
     order_stats = np.full((pix.n, 4), np.nan)
     order_stats[has] = found
-    return {
-        "IntegratedIntensity": stats[:, 0],
-        "MeanIntensity": stats[:, 1],
-        "StdIntensity": stats[:, 2],
-        "MinIntensity": stats[:, 3],
-        "MaxIntensity": stats[:, 4],
-        "LowerQuartileIntensity": order_stats[:, 0],
-        "MedianIntensity": order_stats[:, 1],
-        "MADIntensity": order_stats[:, 2],
-        "UpperQuartileIntensity": order_stats[:, 3],
-    }
+    columns = {name: stats[:, k] for k, name in enumerate(_EDGE_OF)}  # integrated .. max
+    return columns | {name: order_stats[:, k] for k, name in enumerate(_INTENSITY[5:])}
 
 
-def _edge_stats(values, pix, edge):
-    """Integrated, mean, std, min, max intensity of each cell's outline pixels.
-
-    A cell without outline pixels gets 0, as in CellProfiler.
-    """
-    seg = pix.select(edge)
-    stats = _statistics(values[edge], pix.row[edge], pix.col[edge], seg)
-    stats[~seg.has] = 0.0
-    return {
-        "IntegratedIntensityEdge": stats[:, 0],
-        "MeanIntensityEdge": stats[:, 1],
-        "StdIntensityEdge": stats[:, 2],
-        "MinIntensityEdge": stats[:, 3],
-        "MaxIntensityEdge": stats[:, 4],
-    }
-
-
-def _mass(stats, pix):
+def _mass(stats):
     """Mass displacement and centre-of-mass / brightest-pixel offsets from the centroid."""
-    centroid_y, centroid_x = pix.centroid
+    centroid_y, centroid_x = stats[:, 9], stats[:, 10]
     offset_y, offset_x = stats[:, 5] - centroid_y, stats[:, 6] - centroid_x
     return {
         "MassDisplacement": np.hypot(offset_x, offset_y),

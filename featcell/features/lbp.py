@@ -84,14 +84,11 @@ def lbp(pixels, channel_index, channel, points=8, radius=1.0):
     whole image's when the crop margin is at least ``radius + 1``. Returns
     the columns of :func:`lbp_names` for channel ``channel_index``.
     """
-    flat = pixels.flat
-    crop_start = np.cumsum(pixels.shapes.prod(axis=1)) - pixels.shapes.prod(axis=1)
-    cell_start = np.concatenate([[0], np.cumsum(pixels.counts)])
     codes = uniform_lbp(
-        flat.values[channel_index].astype(np.float64),
-        crop_start,
+        pixels.flat.values[channel_index].astype(np.float64),
+        pixels.crop_starts,
         pixels.shapes,
-        cell_start,
+        pixels.bounds,
         pixels.row,
         pixels.col,
         *_taps(points, radius),

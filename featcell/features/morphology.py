@@ -33,6 +33,7 @@ from ._base import CellFeatureTransformer
 from ._kernels.distance import object_radii, squared_distance_to_background
 from ._kernels.enclosing_circle import minimum_enclosing_circle
 from ._kernels.feret import feret_diameters
+from ._kernels.objects import mask_runs
 from ._pixels import shelf_pack
 
 __all__ = ["Morphology", "zernike_indices"]
@@ -304,28 +305,7 @@ def _mask_runs(cells):
     CellProfiler's), sorted by cell, row and column.
     """
     flat = cells.flat()
-    mask = flat.mask
-    change = np.flatnonzero(mask[1:] != mask[:-1]) + 1  # first pixel after each change
-    first = change[mask[change]]
-    last = change[~mask[change]] - 1
-    if mask[0]:
-        first = np.concatenate([[0], first])
-    if mask[-1]:
-        last = np.append(last, len(mask) - 1)
-    # a run must not continue from the end of one crop row to the start of the next
-    h, w = flat.shapes[:, 0], flat.shapes[:, 1]
-    crop_start = _starts(h * w)
-    row_start = np.repeat(crop_start - _starts(h) * w, h) + np.arange(h.sum()) * np.repeat(w, h)
-    row_start = row_start[row_start > 0]
-    split = row_start[mask[row_start] & mask[row_start - 1]]
-    if split.size:
-        first = np.sort(np.concatenate([first, split]))
-        last = np.sort(np.concatenate([last, split - 1]))
-    # cell and crop coordinates of the run ends only (a run never leaves its crop row)
-    obj = np.searchsorted(crop_start, first, side="right") - 1
-    row, col = np.divmod(first - crop_start[obj], w[obj])
-    origin = cells.crop_origins[obj]
-    return obj, row + origin[:, 0], col + origin[:, 1], col + (last - first) + origin[:, 1]
+    return mask_runs(flat.mask.view(np.uint8), flat.shapes, cells.crop_origins)
 
 
 class _Shape:
@@ -677,7 +657,7 @@ class _Shape:
         y_off, x_off, box_h, box_w, _ = boxes
         squared = np.zeros(foreground.shape)
         rings = np.column_stack([y_off, x_off, box_h + 1, box_w + 1])
-        squared_distance_to_background(foreground, rings, squared)
+        squared_distance_to_background(foreground.view(np.uint8), rings, squared)
         radii = np.empty((self.n, 3))
         object_radii(squared, labels, rings, radii)
         return radii.T

@@ -14,7 +14,7 @@ from typing import ClassVar
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-from ._pixels import CellPixels
+from ._pixels import cell_pixels
 from .gabor import cellprofiler_gabor, gabor_energy, gabor_energy_names, gabor_names
 from .granularity import granularity, granularity_names
 from .haralick import HARALICK_FEATURES, haralick, haralick_names
@@ -240,7 +240,7 @@ class Texture(CellFeatureTransformer):
 
     # ------------------------------------------------------------------ compute
     def _compute(self, cells):
-        pixels = CellPixels(cells)
+        pixels = cell_pixels(cells)
         values = {ch: pixels.values(self._channel_index(ch)) for ch in self.channels_}
         granularity_settings = (
             self.granularity_spectrum_length,

@@ -15,7 +15,9 @@ docstring names the CellProfiler or centrosome function it reproduces:
   ``skimage.morphology.reconstruction``) and Haralick (co-occurrence matrices and
   their features, as mahotas);
 * ``gabor`` and ``lbp``: CellProfiler's Gabor score, the Gabor energy and uniform
-  local binary patterns (texture).
+  local binary patterns (texture);
+* ``objects``: the objects of a label image (boxes, windows, centroids) and each
+  cell's mask pixels and runs, the layouts every family measures from.
 
 The feature transformers arrange the data; these loops compute. Each kernel is
 called with one set of argument types (intp indices, float64 or float32 values),

@@ -21,8 +21,8 @@ def squared_distance_to_background(inside, boxes, out):
 
     Parameters
     ----------
-    inside : (H, W) ndarray of bool
-        The canvas: object pixels True.
+    inside : (H, W) ndarray of uint8
+        The canvas (a bool array's bytes): object pixels 1.
     boxes : (N, 4) ndarray of intp
         Top, left, height and width of every box on the canvas.
     out : (H, W) ndarray of float64
@@ -37,7 +37,6 @@ def squared_distance_to_background(inside, boxes, out):
     f = np.empty(widest)  # a row's squared column distances
     g = np.empty(widest)  # f(q) + q**2
     v = np.empty(widest, np.intp)  # apexes of the parabolas of the lower envelope
-    z = np.empty(widest + 1)  # where each of them starts to be the lowest
     for b in range(len(boxes)):
         top, left, height, width = boxes[b]
         far = float(height + width)  # farther than any background pixel of the box
@@ -54,28 +53,29 @@ def squared_distance_to_background(inside, boxes, out):
             below, here = out[i + 1, left : left + width], out[i, left : left + width]
             for j in range(width):
                 here[j] = min(here[j], below[j] + 1.0)
-        # 2. along the rows: min over q of (x - q)**2 + f(q), the lower envelope
+        # 2. along the rows: min over q of (x - q)**2 + f(q), the lower envelope of the
+        # parabolas. Parabola q overtakes parabola p at (g(q) - g(p)) / 2 (q - p); all
+        # values are whole numbers, so the comparisons of these points are made on the
+        # cross products, exactly
         for i in range(top, top + height):
             here = out[i, left : left + width]
             for q in range(width):
                 f[q] = here[q] * here[q]
                 g[q] = f[q] + q * q
-            k = 0
+            n = 0  # the envelope is v[0..n], v[k] lowest between its crossings with its neighbours
             v[0] = 0
-            z[0] = -np.inf
-            z[1] = np.inf
             for q in range(1, width):
-                s = (g[q] - g[v[k]]) / (2 * (q - v[k]))  # where parabola q overtakes v[k]
-                while s <= z[k]:
-                    k -= 1
-                    s = (g[q] - g[v[k]]) / (2 * (q - v[k]))
-                k += 1
-                v[k] = q
-                z[k] = s
-                z[k + 1] = np.inf
+                # drop v[n] while q overtakes it no later than v[n] overtook v[n - 1]
+                while n > 0:
+                    p, r = v[n - 1], v[n]
+                    if (g[q] - g[r]) * (r - p) > (g[r] - g[p]) * (q - r):
+                        break
+                    n -= 1
+                n += 1
+                v[n] = q
             k = 0
             for q in range(width):
-                while z[k + 1] < q:
+                while k < n and g[v[k + 1]] - g[v[k]] < 2 * q * (v[k + 1] - v[k]):
                     k += 1
                 here[q] = (q - v[k]) ** 2 + f[v[k]]
 

@@ -26,8 +26,6 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
     n_cells = cell_start.size - 1
     best = np.zeros(n_cells)
     centred = np.empty(values.size)
-    g_cos = np.empty(values.size)
-    g_sin = np.empty(values.size)
     for cell in range(n_cells):
         first, last = cell_start[cell], cell_start[cell + 1]
         area = last - first
@@ -50,8 +48,10 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
             centred[p] = (values[p] - low) / span
             mean += centred[p]
         mean /= area
+        total = 0.0  # of the centred values (0 but for round-off)
         for p in range(first, last):
             centred[p] -= mean
+            total += centred[p]
         # the wavelet at (i, j) from the centroid is a product of a row and a column term:
         # exp(-(i^2 + j^2) / 2 sigma^2) exp(i phase), phase = 2 pi / scale (i cos + j sin)
         sigma = math.sqrt(area / math.pi) / 3.0
@@ -65,19 +65,18 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
             col_phase = j * (math.sin(theta) * 2 * math.pi / scale)
             row_cos, row_sin = np.cos(row_phase) * row_envelope, np.sin(row_phase) * row_envelope
             col_cos, col_sin = np.cos(col_phase) * col_envelope, np.sin(col_phase) * col_envelope
-            mean_cos = mean_sin = 0.0
+            # sum (g - mean g) x = sum g x - mean g sum x, for the real and imaginary parts
+            sum_cos = sum_sin = real = imag = 0.0
             for p in range(first, last):
                 r, c = rows[p] - top, cols[p] - left
-                g_cos[p] = row_cos[r] * col_cos[c] - row_sin[r] * col_sin[c]
-                g_sin[p] = row_sin[r] * col_cos[c] + row_cos[r] * col_sin[c]
-                mean_cos += g_cos[p]
-                mean_sin += g_sin[p]
-            mean_cos /= area
-            mean_sin /= area
-            real = imag = 0.0
-            for p in range(first, last):
-                real += (g_cos[p] - mean_cos) * centred[p]
-                imag += (g_sin[p] - mean_sin) * centred[p]
+                g_cos = row_cos[r] * col_cos[c] - row_sin[r] * col_sin[c]
+                g_sin = row_sin[r] * col_cos[c] + row_cos[r] * col_sin[c]
+                sum_cos += g_cos
+                sum_sin += g_sin
+                real += g_cos * centred[p]
+                imag += g_sin * centred[p]
+            real -= sum_cos / area * total
+            imag -= sum_sin / area * total
             best[cell] = max(best[cell], math.hypot(real, imag))
     return best
 

@@ -20,8 +20,8 @@ def geodesic_distance(inside, centres, largest, out):
 
     Parameters
     ----------
-    inside : (H, W) ndarray of bool
-        The canvas: object pixels True, objects apart (not 8-connected to
+    inside : (H, W) ndarray of uint8
+        The canvas (a bool array's bytes): object pixels 1, objects apart (not 8-connected to
         each other) and off the canvas rim.
     centres : (N,) ndarray of intp
         Flat canvas index of every object's centre.

@@ -6,16 +6,18 @@ from . import kernel
 
 
 @kernel
-def intensity_statistics(values, rows, cols, starts, counts, out):
+def intensity_statistics(values, rows, cols, starts, counts, keep, out):
     """Integrated, mean, standard deviation, minimum and maximum intensity of every object,
-    its intensity-weighted centre and its brightest pixel.
+    its intensity-weighted centre, its brightest pixel and its centroid.
 
-    CellProfiler's MeasureObjectIntensity (``scipy.ndimage`` sums per label):
-    the integrated intensity is the sum of the object's pixels, the standard
-    deviation the population one (two passes, as ``numpy.std``), the centre
-    of mass ``sum(v row) / sum(v)`` (and likewise for columns; NaN when the
-    sum is 0) and the brightest pixel the first one with the maximum in
-    row-major order. An object without pixels gets NaN everywhere.
+    CellProfiler's MeasureObjectIntensity (``scipy.ndimage`` sums per label)
+    over the pixels an object keeps (all of them, or its outline for the
+    ``Edge`` features): the integrated intensity is their sum, the
+    standard deviation the population one (two passes, as ``numpy.std``), the
+    centre of mass ``sum(v row) / sum(v)`` (and likewise for columns; NaN when
+    the sum is 0), the brightest pixel the first one with the maximum in
+    row-major order and the centroid their mean row and column. An object
+    without such pixels gets NaN everywhere (and a count of 0).
 
     Parameters
     ----------
@@ -25,36 +27,47 @@ def intensity_statistics(values, rows, cols, starts, counts, out):
         Their coordinates.
     starts, counts : (N,) ndarrays of intp
         Where each object's pixels start and how many there are.
-    out : (N, 9) ndarray of float64
+    keep : (M,) ndarray of uint8, or None
+        Non-zero for the pixels to measure; None: all (compiled apart).
+    out : (N, 12) ndarray of float64
         Receives integrated, mean, std, min and max intensity, the centre of
-        mass (row, column) and the brightest pixel (row, column) per object.
+        mass (row, column), the brightest pixel (row, column), the centroid
+        (row, column) and the number of pixels measured, per object.
     """
     for o in range(len(starts)):
-        first, n = starts[o], counts[o]
+        first, last = starts[o], starts[o] + counts[o]
+        n = 0
+        total = total_row = total_col = sum_row = sum_col = 0.0
+        brightest, lowest, highest = first, np.inf, -np.inf
+        for p in range(first, last):
+            if keep is None or keep[p]:
+                v = np.float64(values[p])
+                n += 1
+                total += v
+                total_row += v * rows[p]
+                total_col += v * cols[p]
+                sum_row += rows[p]
+                sum_col += cols[p]
+                lowest = min(lowest, v)
+                if v > highest:
+                    brightest, highest = p, v
+        out[o, 11] = n
         if n == 0:
-            out[o, :] = np.nan
+            out[o, :11] = np.nan
             continue
-        total = total_row = total_col = 0.0
-        brightest = first
-        for p in range(first, first + n):
-            v = np.float64(values[p])
-            total += v
-            total_row += v * rows[p]
-            total_col += v * cols[p]
-            if values[p] > values[brightest]:
-                brightest = p
-        lowest = values[first]
-        squares = 0.0
         mean = total / n
-        for p in range(first, first + n):
-            lowest = min(lowest, values[p])
-            squares += (values[p] - mean) ** 2
+        squares = 0.0
+        for p in range(first, last):
+            if keep is None or keep[p]:
+                squares += (values[p] - mean) * (values[p] - mean)
         out[o, 0] = total
         out[o, 1] = mean
         out[o, 2] = np.sqrt(squares / n)
         out[o, 3] = lowest
-        out[o, 4] = values[brightest]
+        out[o, 4] = highest
         out[o, 5] = total_row / total if total != 0 else np.nan
         out[o, 6] = total_col / total if total != 0 else np.nan
         out[o, 7] = rows[brightest]
         out[o, 8] = cols[brightest]
+        out[o, 9] = sum_row / n
+        out[o, 10] = sum_col / n

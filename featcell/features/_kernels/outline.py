@@ -14,24 +14,24 @@ def outline(mask, index, obj, rows, cols, shapes, cut, out):
 
     Parameters
     ----------
-    mask : (P,) ndarray of bool
-        The crops' masks, crop after crop, row-major.
+    mask : (P,) ndarray of uint8
+        The crops' masks (a bool array's bytes), crop after crop, row-major.
     index : (M,) ndarray of intp
         Position in ``mask`` of every mask pixel.
     obj, rows, cols : (M,) ndarrays of int32
         Its cell, and its row and column in the cell's crop.
     shapes : (N, 2) ndarray of intp
         Crop shapes.
-    cut : (N,) ndarray of bool
-        Cells cut by the image border.
-    out : (M,) ndarray of bool
-        Receives whether each mask pixel is on the outline.
+    cut : (N,) ndarray of uint8
+        Cells cut by the image border (a bool array's bytes).
+    out : (M,) ndarray of uint8
+        Receives 1 for a mask pixel on the outline, else 0.
     """
     for k in range(len(index)):
         p, i, j, c = index[k], rows[k], cols[k], obj[k]
-        height, width = shapes[c]
-        up = mask[p - width] if i > 0 else cut[c]
-        down = mask[p + width] if i < height - 1 else cut[c]
-        left = mask[p - 1] if j > 0 else cut[c]
-        right = mask[p + 1] if j < width - 1 else cut[c]
-        out[k] = not (up and down and left and right)
+        height, width, rim = shapes[c, 0], shapes[c, 1], cut[c]
+        up = mask[p - width] if i > 0 else rim
+        down = mask[p + width] if i < height - 1 else rim
+        left = mask[p - 1] if j > 0 else rim
+        right = mask[p + 1] if j < width - 1 else rim
+        out[k] = (up & down & left & right) == 0
