@@ -210,6 +210,7 @@ def test_percentiles_as_the_reference_including_empty_and_flat_cells():
     counts = np.array([0, 1, 5, 3000, 10_000, 2048, 2049])
     values = rng.normal(size=(2, counts.sum())).astype(np.float32)
     values[1, 1:6] = 4.0  # a flat channel: gain 0
+    values[:, 6:3006] = rng.integers(0, 4, (2, 3000))  # many ties
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for positions in (None, np.arange(counts.sum())[::-1].copy()):
         got = _preprocess._cell_ranges(values, offsets, counts, (1.0, 99.8), positions)

@@ -209,15 +209,55 @@ def _percentile_taps(n, percentile):
 
 
 @kernel
+def _select(values, first, stop, rank):
+    """Reorder ``values[first:stop]`` so that ``values[rank]`` holds the value of that rank,
+    with no larger value before it and no smaller one after it (quickselect, Hoare
+    partitions around a median of three); linear time on average."""
+    last = stop - 1
+    while last > first:
+        a, b, c = values[first], values[(first + last) // 2], values[last]
+        pivot = max(min(a, b), min(max(a, b), c))  # the median of the three
+        i, j = first, last
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if rank <= j:
+            last = j
+        elif rank >= i:
+            first = i
+        else:
+            return
+
+
+@kernel
+def _rank_pair(values, first, n, below, above):
+    """Values of ranks ``below`` and ``above`` (``above`` is ``below`` or ``below + 1``) of
+    ``values[:n]``, searching ranks from ``first`` on (the ranks before are in place)."""
+    _select(values, first, n, below)
+    low = values[below]
+    high = low
+    if above > below:
+        high = values[above]
+        for i in range(above, n):  # after the select: the smallest value above rank below
+            high = min(high, values[i])
+    return low, high
+
+
+@kernel
 def _ranges_kernel(values, offsets, counts, positions, use_positions, p_low, p_high,
                    max_samples, low, gain):
     """Black point and gain of every crop: its ``p_low`` and ``p_high`` percentiles over
     ``values[:, offsets[b] : offsets[b] + counts[b]]`` (or over those ``positions``),
     sampled on an even stride of at most ``max_samples`` pixels; a cell without pixels
-    or a flat channel gets gain 0 (black). The four ranks needed are selected with a
-    partition (linear time), not a sort."""
+    or a flat channel gets gain 0 (black). The four ranks needed are selected
+    (quickselect, linear time), not sorted for."""
     n_channels = values.shape[0]
-    ranks = np.empty(4, np.intp)
     for b in range(len(counts)):
         count, first = counts[b], offsets[b]
         if count == 0:
@@ -226,16 +266,17 @@ def _ranges_kernel(values, offsets, counts, positions, use_positions, p_low, p_h
             continue
         stride = max(1, -(-count // max_samples))
         n = -(-count // stride)
-        ranks[0], ranks[1], w_low = _percentile_taps(n, p_low)
-        ranks[2], ranks[3], w_high = _percentile_taps(n, p_high)
+        low_below, low_above, w_low = _percentile_taps(n, p_low)
+        high_below, high_above, w_high = _percentile_taps(n, p_high)
         sample = np.empty(n, np.float32)
         for k in range(n_channels):
             for j in range(n):
                 p = first + j * stride
                 sample[j] = values[k, positions[p] if use_positions else p]
-            ordered = np.partition(sample, ranks)
-            lo = ordered[ranks[0]] + (ordered[ranks[1]] - ordered[ranks[0]]) * w_low
-            hi = ordered[ranks[2]] + (ordered[ranks[3]] - ordered[ranks[2]]) * w_high
+            v0, v1 = _rank_pair(sample, 0, n, low_below, low_above)
+            lo = v0 + (v1 - v0) * w_low
+            v0, v1 = _rank_pair(sample, low_below, n, high_below, high_above)
+            hi = v0 + (v1 - v0) * w_high
             span = hi - lo
             low[b, k] = lo
             gain[b, k] = np.float32(1.0) / span if span > 0 else np.float32(0.0)
