@@ -13,6 +13,7 @@ from featcell.cells import CellSet
 from featcell.cnn import _preprocess
 from featcell.cnn._preprocess import _PERCENTILE_SAMPLES, _gain, _sorted_percentiles
 
+
 # ---------------------------------------------------------------------- reference (802cffb)
 def _ref_block_mean(image, fy, fx):
     """Average (K, h, w) over whole fy x fx blocks (area resampling before a big shrink)."""
