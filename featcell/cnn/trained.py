@@ -98,9 +98,11 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         fine-tune the bundled ImageNet EfficientNet-Lite0 (3.4 M parameters, a 1280-d
         embedding; ``width`` is unused) with a new head, the trunk learning at a tenth of
         ``learning_rate`` and decaying towards its pretrained weights; ``input_size``
-        defaults to the ResNet's, rounded up to a multiple of 32, at least 64. It costs
-        about ten times the ResNet's training time; pick it when there are few labelled
-        cells or crops of 64 px and more, where pretrained features help most.
+        defaults to the ResNet's, rounded up to a multiple of 32, at least 64. An epoch
+        costs about 6 times the ResNet's on the CPU (Jurkat 40 px crops: 55 s against 9 s
+        on one thread), where it reached 0.565 balanced accuracy against the ResNet's
+        0.488 (label-free, 533 training cells, one split). Pick it when labelled cells are
+        few (hundreds) or the ResNet's validation accuracy stays low, and on a GPU.
     channels : str or list of str, default=None
         Channels to use, by name; ``None`` uses all.
     input_size : int, default=None
