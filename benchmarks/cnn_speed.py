@@ -201,7 +201,14 @@ def prep_rate(embedding, cells, rounds):
 
 def prep_scaling(cells, size, rounds, threads=(1, 2)):
     """Cells/s of the shared crop preparation (percentiles, resize, canvas) with 1 and 2
-    threads (``featcell.cnn._preprocess._cell_batches``; NumPy releases the GIL)."""
+    threads (``featcell.cnn._preprocess._cell_batches``; its compiled loops release the GIL).
+
+    On a loaded machine a process with two busy threads gets more of the CPU than one with
+    one, so the wall-clock ratio is followed by a CPU-time figure that load does not bend:
+    the share of one thread's CPU time spent inside the GIL-free loops, and the speed-up it
+    allows with two threads (Amdahl: the rest holds the GIL and runs one thread at a time).
+    """
+    from featcell.cnn import _preprocess
     from featcell.cnn._preprocess import _cell_batches
 
     rates = {}
@@ -218,6 +225,33 @@ def prep_scaling(cells, size, rounds, threads=(1, 2)):
     for n, rate in rates.items():
         print(f"{size:>5}  crop preparation, {n} thread(s){'':<17} {rate:8.1f}  "
               f"{rate / base:10.2f}x (vs 1 thread)")
+    inside = [0.0]  # thread CPU seconds inside the compiled loops
+
+    def timed(kernel):
+        def run(*a):
+            start = time.thread_time()
+            try:
+                return kernel(*a)
+            finally:
+                inside[0] += time.thread_time() - start
+        return run
+
+    kernels = {name: getattr(_preprocess, name) for name in ("_ranges_kernel", "_resize_kernel")}
+    shares = []
+    try:
+        for name, kernel in kernels.items():
+            setattr(_preprocess, name, timed(kernel))
+        for _ in range(rounds):
+            inside[0], start = 0.0, time.thread_time()
+            for _ in _cell_batches(cells, cells.channel_names, size, percentiles=(1.0, 99.8)):
+                pass
+            shares.append(inside[0] / (time.thread_time() - start))
+    finally:
+        for name, kernel in kernels.items():
+            setattr(_preprocess, name, kernel)
+    share = float(np.median(shares))
+    print(f"{size:>5}  crop preparation: {100 * share:.1f} % of one thread's CPU time in the "
+          f"GIL-free loops; 2 threads can reach {1 / (1 - share + share / 2):.2f}x (Amdahl)")
 
 
 def bench_trained(cells, args):
@@ -267,13 +301,17 @@ def main(argv=None):
     parser.add_argument("--torch-device", default="cpu", help="PyTorch device, e.g. cuda")
     parser.add_argument("--trained-only", action="store_true",
                         help="only the preparation scaling and the trained models' rows")
+    parser.add_argument("--prep-only", action="store_true",
+                        help="only the crop preparation with 1 and 2 threads (its scaling)")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"Coelho 2009 data not found at {DATA}")
 
     cells = load_cells(args.n_cells)
     threads = args.threads
-    run_torch, torch_label = torch_runner(threads, args.torch_device)
+    run_torch, torch_label = (None, None) if args.prep_only else torch_runner(
+        threads, args.torch_device
+    )
     print(
         f"{len(cells)} real nuclei (Coelho 2009), median crop "
         f"{np.median(cells.crop_shapes, axis=0).astype(int).tolist()} px, batch "
@@ -283,12 +321,13 @@ def main(argv=None):
     header = f"{'input':>5}  {'method':<40} {'img/s':>8}  {'vs bare ORT':>11}"
     print(header)
     print("-" * len(header))
-    if not args.trained_only:
+    if not (args.trained_only or args.prep_only):
         for size in args.input_size:
             bench_size(cells, size, args, run_torch, torch_label)
     for size in args.input_size:
         prep_scaling(cells, size, args.rounds)
-    bench_trained(cells, args)
+    if not args.prep_only:
+        bench_trained(cells, args)
 
 
 if __name__ == "__main__":

@@ -536,7 +536,9 @@ def build_parser():
             "  featcell compare images/ --labels boxes/ --target Class -o report/\n"
             "  featcell compare features.parquet --target Class --model rf lr -o report/\n"
             "  featcell compare images/ --labels masks/ --metadata images.csv --target "
-            "cell_line --candidates classical cnn -o report/"
+            "cell_line --candidates classical cnn -o report/\n"
+            "  featcell compare images/ --labels boxes/ --target Class --model lr trained_cnn "
+            "-o report/"
         ),
         formatter_class=_Formatter,
     )
@@ -548,9 +550,11 @@ def build_parser():
         help="feature sets to compare (default: all three)",
     )
     p.add_argument(
-        "--model", nargs="+", choices=_HEADS[:-1], default=["svm"], metavar="MODEL",
+        "--model", nargs="+", choices=(*_HEADS[:-1], "trained_cnn"), default=["svm"],
+        metavar="MODEL",
         help="classifier(s) on top of each feature set: svm, rf, lr, gnb, xgb "
-        "(default: svm)",
+        "(default: svm); trained_cnn adds one more candidate, a small CNN trained on the "
+        "cells' crops inside every fold (images only; needs torch, featcell[train])",
     )
     p.add_argument(
         "--families", nargs="+", choices=_CLASSICAL, default=list(_CLASSICAL),
@@ -2044,6 +2048,49 @@ def _print_prediction_summary(frame):
 # --------------------------------------------------------------------------- compare
 
 
+class _FeatureRows:
+    """The rows of a feature table measured once for all cells, looked up by cell id:
+    lets table candidates share ``compare``'s folds with a model that reads the cells'
+    pixels (the features learn nothing from other cells, so measuring them once is exact)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return self.table.loc[X.index]
+
+    def fit_transform(self, X, y=None):
+        return self.transform(X)
+
+    def get_params(self, deep=True):
+        return {"table": self.table}
+
+    def set_params(self, **params):
+        self.table = params.get("table", self.table)
+        return self
+
+
+def _trained_cnn_candidate(args, data, keep, X):
+    """(CNNClassifier pipeline, cells, feature-row lookup) for --model trained_cnn, else None."""
+    import numpy as np
+
+    if "trained_cnn" not in args.model:
+        return None
+    from featcell.tasks import make_cell_classifier
+
+    cells = data.cells[np.flatnonzero(keep)]
+    ids = cells.index
+    if ids.has_duplicates:
+        raise UserError("--model trained_cnn: some cells share an id (image name and object "
+                        "number); give every image a distinct name")
+    model = make_cell_classifier("trained_cnn", random_state=args.seed,
+                                 cnn_params={"verbose": not getattr(args, "quiet", False)})
+    return model, cells, _FeatureRows(X.set_index(ids))
+
+
 def _candidate_columns(features, names):
     classical = [c for c in features.columns if not str(c).startswith("CNN_")]
     cnn = [c for c in features.columns if str(c).startswith("CNN_")]
@@ -2064,8 +2111,12 @@ def _cmd_compare(args, console):
         f"featcell compare: {' vs '.join(args.candidates)} with {' / '.join(args.model)}, "
         f"target {args.target}"
     )
+    if "trained_cnn" in args.model and _is_table(args.input):
+        raise UserError("--model trained_cnn learns from the cells' pixels: give images, "
+                        "not a feature table")
     data = _load_data(args, console, families)
-    title = args.title or f"featcell: {' vs '.join(args.candidates)} for {args.target}"
+    names = list(args.candidates) + (["trained_cnn"] if "trained_cnn" in args.model else [])
+    title = args.title or f"featcell: {' vs '.join(names)} for {args.target}"
     _compare_and_report(args, console, data, title, families)
 
 
@@ -2094,21 +2145,26 @@ def _compare_and_report(args, console, data, title, families, dataset=None, note
     sets = _candidate_columns(X, args.candidates)
     if not sets:
         raise UserError(f"no features for candidates {args.candidates}")
+    heads = [m for m in args.model if m != "trained_cnn"]
+    trained = _trained_cnn_candidate(args, data, keep, X)  # None unless --model trained_cnn
     candidates = {}
     for set_name, columns in sets.items():
-        for head in args.model:
-            name = set_name if len(args.model) == 1 else f"{set_name} + {head}"
+        for head in heads:
+            name = set_name if len(heads) == 1 else f"{set_name} + {head}"
             select = ColumnTransformer([("select", "passthrough", columns)], remainder="drop",
                                        verbose_feature_names_out=False)
-            candidates[name] = (
-                Pipeline([("select", select), *_classifier_rest(head, None, args.seed).steps]),
-                columns, head,
-            )
+            steps = [("select", select), *_classifier_rest(head, None, args.seed).steps]
+            if trained is not None:  # X is the cells: look their feature rows up first
+                steps.insert(0, ("rows", trained[2]))
+            candidates[name] = (Pipeline(steps), columns, head)
     console.say(
         f"cross-validating {len(candidates)} candidates on the same {args.cv} folds, grouped "
         f"by {groups_text}"
     )
-    result = compare({k: v[0] for k, v in candidates.items()}, X, y, groups, cv=args.cv,
+    estimators = {k: v[0] for k, v in candidates.items()}
+    if trained is not None:
+        estimators["trained_cnn"] = trained[0]
+    result = compare(estimators, X if trained is None else trained[1], y, groups, cv=args.cv,
                      random_state=args.seed, n_jobs=args.n_jobs)
     _describe_groups(result, groups_text)
     result.protocol["candidates"] = {
@@ -2116,6 +2172,10 @@ def _compare_and_report(args, console, data, title, families, dataset=None, note
         + repr(_classifier_rest(head, None, args.seed))
         for name, (_, columns, head) in candidates.items()
     }
+    if trained is not None:
+        result.protocol["candidates"]["trained_cnn"] = (
+            "a CNN trained on the cells' crops in every fold, then\n" + repr(trained[0])
+        )
     print(result.describe())
     _print_scores(result)
     importance = None

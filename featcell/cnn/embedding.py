@@ -429,13 +429,20 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         return image[np.newaxis] if image.ndim == 2 else np.moveaxis(image, -1, 0)
 
     def _cell_inputs(self, cells):
-        """Yield (cell indices, (B, K, S, S) network-ready intensities in [0, 1]) per batch."""
+        """Yield (cell indices, (B, K, S, S) network-ready intensities in [0, 1]) per batch.
+
+        On an accelerator the crops are prepared in one thread per core (the compiled
+        preparation releases the GIL), so that the CPU keeps up with the network; on the
+        CPU provider onnxruntime already uses every core.
+        """
+        accelerator = getattr(self, "provider_", "CPUExecutionProvider") != "CPUExecutionProvider"
         return _cell_batches(
             cells,
             self.channels_,
             self.input_size_,
             percentiles=self.percentiles,
             mask_background=self.mask_background,
+            n_threads=(os.cpu_count() or 1) if accelerator else None,
         )
 
     def _image_inputs(self, images):
