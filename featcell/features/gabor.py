@@ -73,13 +73,23 @@ def gabor_energy(pixels, channel_index, channel, scales, n_angles=4):
     of :func:`gabor_energy_names` for channel ``channel_index``.
     """
     crops = pixels.flat.values[channel_index].astype(np.float64)
+    # angle n_angles - a (pi - theta) mirrors angle a: the kernel filters both
+    angles = [a for a in range(n_angles) if 2 * a <= n_angles]
+    first = np.array(angles, np.intp)
+    second = np.array([n_angles - a if 0 < a < n_angles - a else -1 for a in angles], np.intp)
     energies = []  # in the order of gabor_energy_names
     for scale in scales:
-        factors = [_factors(1.0 / scale, np.pi * a / n_angles) for a in range(n_angles)]
-        half = max(kx.size for kx, _ in factors) // 2
-        kx, ky = (np.array([np.pad(f[i], half - f[i].size // 2) for f in factors]) for i in (0, 1))
-        energy = kernels.gabor_energy(
-            crops, pixels.crop_starts, pixels.shapes, pixels.bounds, pixels.row, pixels.col, kx, ky
+        kernels_xy = [_factors(1.0 / scale, np.pi * a / n_angles) for a in angles]
+        half = max(kx.size for kx, _ in kernels_xy) // 2
+        factors = np.array(
+            [
+                [np.pad(f, half - f.size // 2) for f in (kx.real, kx.imag, ky.real, ky.imag)]
+                for kx, ky in kernels_xy
+            ]
         )
+        energy = kernels.gabor_energy(
+            crops, pixels.crop_starts, pixels.shapes, pixels.bounds, pixels.row, pixels.col,
+            factors, first, second,
+        )  # fmt: skip
         energies += [pixels.mean(per_angle) for per_angle in energy]
     return dict(zip(gabor_energy_names(channel, scales, n_angles), energies))
