@@ -96,11 +96,7 @@ class CellFeatures(CellFeatureTransformer):
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
             raise ValueError(f"unknown families {unknown!r}; choose from {list(FAMILIES)}")
-        n_channels = (
-            X.n_channels
-            if self.channels is None
-            else len([self.channels] if isinstance(self.channels, str) else self.channels)
-        )
+        n_channels = len(self._select_channels(X.channel_names))
         self.transformers_ = []
         # cells with compartments (CellSet.from_compartments): every family in every one
         compartments = getattr(X, "compartment_names", None)

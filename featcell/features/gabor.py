@@ -29,19 +29,14 @@ def cellprofiler_gabor(pixels, values, channel, scales, n_angles=4):
     }
 
 
-def _sigma(frequency):
-    """Gaussian sigma of scikit-image's Gabor kernel with bandwidth 1."""
-    b = 1.0
-    return np.sqrt(np.log(2) / 2) / np.pi * (2.0**b + 1) / (2.0**b - 1) / frequency
-
-
 def _factors(frequency, theta):
     """1-D factors of ``skimage.filters.gabor_kernel(frequency, theta)`` (bandwidth 1).
 
     With equal sigmas the kernel is ``outer(ky, kx)``. A part that is zero but
     for rounding (below 1e-12 of the other: ``cos(pi / 2)`` is 6e-17) is zeroed.
     """
-    sigma = _sigma(frequency)
+    # the Gaussian's sigma in scikit-image for bandwidth b = 1: (2**b + 1) / (2**b - 1) = 3
+    sigma = np.sqrt(np.log(2) / 2) / np.pi * 3.0 / frequency
     ct, st = np.cos(theta), np.sin(theta)
     half = int(np.ceil(max(abs(3 * sigma * ct), abs(3 * sigma * st), 1)))
     t = np.arange(-half, half + 1, dtype=np.float64)

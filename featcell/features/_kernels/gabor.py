@@ -114,27 +114,19 @@ def gabor_energy(crops, crop_start, shapes, cell_start, rows, cols, factors, fir
     span = factors.shape[2] - 1
     half = span // 2
     energy = np.empty((max(first.max(), second.max()) + 1, rows.size))
-    box = np.zeros((cell_start.size - 1, 4), np.intp)  # rows top:bottom, columns left:right
-    for cell in range(box.shape[0]):
-        first_pixel, last_pixel = cell_start[cell], cell_start[cell + 1]
-        if first_pixel < last_pixel:
-            box[cell, 0], box[cell, 1] = rows[first_pixel], rows[last_pixel - 1] + 1
-            box[cell, 2], box[cell, 3] = cols[first_pixel], cols[first_pixel] + 1
-            for p in range(first_pixel, last_pixel):
-                box[cell, 2] = min(box[cell, 2], cols[p])
-                box[cell, 3] = max(box[cell, 3], cols[p] + 1)
-    # scratch for the largest box, reused by every cell
-    tallest, widest = (box[:, 1] - box[:, 0]).max() + span, (box[:, 3] - box[:, 2]).max()
-    block = np.empty((tallest, widest + span))
-    along = np.empty((2, tallest, widest))  # P and Q
-    column = np.empty((4, widest))  # yr * P, yi * Q, yr * Q and yi * P on one row
+    # scratch for the largest crop, reused by every cell
+    block = np.empty((shapes[:, 0].max() + span, shapes[:, 1].max() + span))
+    along = np.empty((2, block.shape[0], shapes[:, 1].max()))  # P and Q
+    column = np.empty((4, shapes[:, 1].max()))  # yr * P, yi * Q, yr * Q and yi * P on one row
     nonzero = np.empty(4, np.bool_)
-    for cell in range(box.shape[0]):
+    for cell in range(cell_start.size - 1):
         first_pixel, last_pixel = cell_start[cell], cell_start[cell + 1]
         if first_pixel == last_pixel:
             continue
         height, width, start = shapes[cell, 0], shapes[cell, 1], crop_start[cell]
-        top, bottom, left, right = box[cell]
+        top, bottom, left, right = rows[first_pixel], rows[last_pixel - 1] + 1, width, 0
+        for p in range(first_pixel, last_pixel):
+            left, right = min(left, cols[p]), max(right, cols[p] + 1)
         h, w = bottom - top, right - left
         # the bounding box and ``half`` pixels around it, mirrored past the crop's sides
         for r in range(h + span):
