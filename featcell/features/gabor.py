@@ -21,12 +21,11 @@ def cellprofiler_gabor(pixels, values, channel, scales, n_angles=4):
     See :func:`featcell.features._kernels.gabor.cellprofiler_gabor`.
     """
     values = values.astype(np.float64)
-    return {
-        f"Texture_Gabor_{channel}_{scale}": kernels.cellprofiler_gabor(
-            values, pixels.bounds, pixels.row, pixels.col, scale, n_angles
-        )
+    scores = [
+        kernels.cellprofiler_gabor(values, pixels.bounds, pixels.row, pixels.col, scale, n_angles)
         for scale in scales
-    }
+    ]
+    return dict(zip(gabor_names(channel, scales), scores))
 
 
 def _factors(frequency, theta):
