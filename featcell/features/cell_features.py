@@ -112,12 +112,8 @@ class CellFeatures(CellFeatureTransformer):
                 self.transformers_.append((family, FAMILIES[family](**params).fit(X)))
         names = [t.get_feature_names_out() for _, t in self.transformers_]
         self.feature_names_out_ = np.concatenate(names) if names else np.empty(0, object)
-        self.family_of_feature_ = (
-            np.concatenate(
-                [[family] * len(n) for (family, _), n in zip(self.transformers_, names)]
-            ).astype(object)
-            if names
-            else np.empty(0, object)
+        self.family_of_feature_ = np.array(
+            [family for (family, _), n in zip(self.transformers_, names) for _ in n], dtype=object
         )
         return self
 
