@@ -157,8 +157,7 @@ def test_gabor_energy_equals_scikit_image_on_each_crop(theta):
 
     crop_start, shapes, cell_start, rows, cols = _cells(MASKS)
     crops = np.concatenate([c.ravel() for c in CROPS])
-    kx, ky = _factors(1 / 3, theta)
-    factors = np.array([[kx.real, kx.imag, ky.real, ky.imag]])
+    factors = _factors(1 / 3, theta)[None]
     energy = gabor.gabor_energy(  # theta in row 0, its mirror pi - theta in row 1
         crops, crop_start, shapes, cell_start, rows, cols, factors, np.array([0]), np.array([1])
     )

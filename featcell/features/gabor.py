@@ -31,8 +31,9 @@ def cellprofiler_gabor(pixels, values, channel, scales, n_angles=4):
 def _factors(frequency, theta):
     """1-D factors of ``skimage.filters.gabor_kernel(frequency, theta)`` (bandwidth 1).
 
-    With equal sigmas the kernel is ``outer(ky, kx)``. A part that is zero but
-    for rounding (below 1e-12 of the other: ``cos(pi / 2)`` is 6e-17) is zeroed.
+    With equal sigmas the kernel is ``outer(ky, kx)``. Returns the rows
+    ``kx.real, kx.imag, ky.real, ky.imag``; an imaginary part that is zero but
+    for rounding (below 1e-12 of the real part: ``cos(pi / 2)`` is 6e-17) is zeroed.
     """
     # the Gaussian's sigma in scikit-image for bandwidth b = 1: (2**b + 1) / (2**b - 1) = 3
     sigma = np.sqrt(np.log(2) / 2) / np.pi * 3.0 / frequency
@@ -42,10 +43,11 @@ def _factors(frequency, theta):
     gauss = np.exp(-0.5 * t * t / sigma**2)
     kx = gauss * np.exp(1j * 2 * np.pi * frequency * t * ct) / (2 * np.pi * sigma**2)
     ky = gauss * np.exp(1j * 2 * np.pi * frequency * t * st)
-    for factor in (kx, ky):
-        if np.abs(factor.imag).max() <= 1e-12 * np.abs(factor.real).max():
-            factor.imag = 0.0
-    return kx, ky
+    factors = np.array([kx.real, kx.imag, ky.real, ky.imag])
+    for k in (1, 3):
+        if np.abs(factors[k]).max() <= 1e-12 * np.abs(factors[k - 1]).max():
+            factors[k] = 0.0
+    return factors
 
 
 def gabor_energy_names(channel, scales, n_angles):
@@ -73,14 +75,9 @@ def gabor_energy(pixels, channel_index, channel, scales, n_angles=4):
     second = np.array([n_angles - a if 0 < a < n_angles - a else -1 for a in angles], np.intp)
     energies = []  # in the order of gabor_energy_names
     for scale in scales:
-        kernels_xy = [_factors(1.0 / scale, np.pi * a / n_angles) for a in angles]
-        half = max(kx.size for kx, _ in kernels_xy) // 2
-        factors = np.array(
-            [
-                [np.pad(f, half - f.size // 2) for f in (kx.real, kx.imag, ky.real, ky.imag)]
-                for kx, ky in kernels_xy
-            ]
-        )
+        factors = [_factors(1.0 / scale, np.pi * a / n_angles) for a in angles]
+        half = factors[0].shape[1] // 2  # theta = 0 has the widest kernel
+        factors = np.array([np.pad(f, ((0, 0), (half - f.shape[1] // 2,) * 2)) for f in factors])
         energy = kernels.gabor_energy(
             crops, pixels.crop_starts, pixels.shapes, pixels.bounds, pixels.row, pixels.col,
             factors, first, second,
