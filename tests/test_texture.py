@@ -16,8 +16,8 @@ from sklearn.preprocessing import StandardScaler
 
 from featcell import CellSet
 from featcell.features import granularity
-from featcell.features.haralick import HARALICK_FEATURES, quantize
 from featcell.features._kernels.lbp import uniform_lbp
+from featcell.features.haralick import HARALICK_FEATURES, quantize
 from featcell.features.lbp import _taps
 from featcell.features.texture import Texture
 

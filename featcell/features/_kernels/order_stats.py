@@ -68,4 +68,3 @@ def _quantile(x, q, at_n):
     """Quantile ``q`` of the sorted ``x``, interpolated at :func:`_position`."""
     lo, hi, f = _position(len(x), q, at_n)
     return np.float64(x[lo]) * (1.0 - f) + np.float64(x[hi]) * f
-
