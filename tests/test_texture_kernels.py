@@ -151,17 +151,19 @@ def test_cellprofiler_gabor_equals_a_port_of_cellprofiler():
     assert_allclose(ours, expected, rtol=1e-12)
 
 
-def test_gabor_energy_equals_scikit_image_on_each_crop():
+@pytest.mark.parametrize("theta", [0, np.pi / 4, np.pi / 2])
+def test_gabor_energy_equals_scikit_image_on_each_crop(theta):
     from skimage.filters import gabor as skimage_gabor
 
     crop_start, shapes, cell_start, rows, cols = _cells(MASKS)
     crops = np.concatenate([c.ravel() for c in CROPS])
-    kx, ky = _factors(1 / 3, np.pi / 4)
-    energy = gabor.gabor_energy(
-        crops, crop_start, shapes, cell_start, rows, cols, kx[None], ky[None]
-    )[0]
-    expected = [np.hypot(*skimage_gabor(c, 1 / 3, np.pi / 4))[m] for c, m in zip(CROPS, MASKS)]
-    assert_allclose(energy, np.concatenate(expected), rtol=1e-9)
+    factors = _factors(1 / 3, theta)[None]
+    energy = gabor.gabor_energy(  # theta in row 0, its mirror pi - theta in row 1
+        crops, crop_start, shapes, cell_start, rows, cols, factors, np.array([0]), np.array([1])
+    )
+    for row, angle in zip(energy, (theta, np.pi - theta)):
+        expected = [np.hypot(*skimage_gabor(c, 1 / 3, angle))[m] for c, m in zip(CROPS, MASKS)]
+        assert_allclose(row, np.concatenate(expected), rtol=1e-9)
 
 
 @pytest.mark.parametrize(("points", "radius"), [(8, 1), (12, 1.5)])

@@ -96,11 +96,7 @@ class CellFeatures(CellFeatureTransformer):
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
             raise ValueError(f"unknown families {unknown!r}; choose from {list(FAMILIES)}")
-        n_channels = (
-            X.n_channels
-            if self.channels is None
-            else len([self.channels] if isinstance(self.channels, str) else self.channels)
-        )
+        n_channels = len(self._select_channels(X.channel_names))
         self.transformers_ = []
         # cells with compartments (CellSet.from_compartments): every family in every one
         compartments = getattr(X, "compartment_names", None)
@@ -116,12 +112,8 @@ class CellFeatures(CellFeatureTransformer):
                 self.transformers_.append((family, FAMILIES[family](**params).fit(X)))
         names = [t.get_feature_names_out() for _, t in self.transformers_]
         self.feature_names_out_ = np.concatenate(names) if names else np.empty(0, object)
-        self.family_of_feature_ = (
-            np.concatenate(
-                [[family] * len(n) for (family, _), n in zip(self.transformers_, names)]
-            ).astype(object)
-            if names
-            else np.empty(0, object)
+        self.family_of_feature_ = np.array(
+            [family for (family, _), n in zip(self.transformers_, names) for _ in n], dtype=object
         )
         return self
 

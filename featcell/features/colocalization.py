@@ -21,7 +21,8 @@ from ._pixels import cell_pixels
 
 __all__ = ["Colocalization"]
 
-# feature names per family; "{a}_{b}" / "{b}_{a}" order as CellProfiler records them
+# feature names per family, in the order its method returns the values; "{a}_{b}" /
+# "{b}_{a}" order as CellProfiler records them
 _NAMES = {
     "correlation": ("Correlation_Correlation_{a}_{b}", "Correlation_Slope_{a}_{b}"),
     "overlap": ("Correlation_Overlap_{a}_{b}", "Correlation_K_{a}_{b}", "Correlation_K_{b}_{a}"),
@@ -101,7 +102,8 @@ class _Pair:
 
     ``xb``/``yb`` are the intensities where both channels reach ``threshold``
     percent of the cell's maximum (0 elsewhere); ``total_x``/``total_y`` sum
-    each channel over its own above-threshold pixels.
+    each channel over its own above-threshold pixels. Each family's method
+    returns its values in the order of the family's names in ``_NAMES``.
     """
 
     def __init__(self, x32, y32, pix, threshold, scale):
@@ -124,21 +126,17 @@ class _Pair:
         constant_x = _constant(self.x, self.pix)
         r[constant_x | _constant(self.y, self.pix)] = np.nan
         slope[constant_x] = np.nan
-        return {"Correlation_Correlation_{a}_{b}": r, "Correlation_Slope_{a}_{b}": slope}
+        return r, slope
 
     def overlap(self):
         pix, xb, yb = self.pix, self.xb, self.yb
         xx, yy, xy = pix.sum(xb * xb), pix.sum(yb * yb), pix.sum(xb * yb)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = {
-                "Correlation_Overlap_{a}_{b}": xy / np.sqrt(xx * yy),
-                "Correlation_K_{a}_{b}": xy / xx,
-                "Correlation_K_{b}_{a}": xy / yy,
-            }
-        return {name: np.where(self.any_both, v, 0.0) for name, v in out.items()}
+            overlap_k1_k2 = xy / np.sqrt(xx * yy), xy / xx, xy / yy
+        return [np.where(self.any_both, v, 0.0) for v in overlap_k1_k2]
 
     def manders(self):
-        return self._fractions("Manders", self.pix.sum(self.xb), self.pix.sum(self.yb))
+        return self._fractions(self.pix.sum(self.xb), self.pix.sum(self.yb))
 
     def rwc(self):
         pix = self.pix
@@ -147,15 +145,12 @@ class _Pair:
         top = np.maximum(pix.reduce(np.maximum, rank_x), pix.reduce(np.maximum, rank_y)) + 1
         top = pix.spread(top)
         weight = (top - np.abs(rank_x - rank_y)) / top
-        return self._fractions("RWC", pix.sum(self.xb * weight), pix.sum(self.yb * weight))
+        return self._fractions(pix.sum(self.xb * weight), pix.sum(self.yb * weight))
 
-    def _fractions(self, measure, part_x, part_y):
+    def _fractions(self, part_x, part_y):
         with np.errstate(invalid="ignore", divide="ignore"):
             x_in_y, y_in_x = part_x / self.total_x, part_y / self.total_y
-        return {
-            f"Correlation_{measure}_{{a}}_{{b}}": np.where(self.any_both, x_in_y, 0.0),
-            f"Correlation_{measure}_{{b}}_{{a}}": np.where(self.any_both, y_in_x, 0.0),
-        }
+        return np.where(self.any_both, x_in_y, 0.0), np.where(self.any_both, y_in_x, 0.0)
 
 
 def _costes(x, y, pix, scale):
@@ -434,9 +429,8 @@ class Colocalization(CellFeatureTransformer):
                                 "integer images (rescaled by their dtype) or rescale, or leave "
                                 "'costes' out of features"
                             )
-                    m1, m2 = _costes(pair.x, pair.y, pix, self.scale).T
-                    found = {"Correlation_Costes_{a}_{b}": m1, "Correlation_Costes_{b}_{a}": m2}
+                    found = _costes(pair.x, pair.y, pix, self.scale).T
                 else:
                     found = getattr(pair, family)()
-                columns |= {name.format(a=a, b=b): v for name, v in found.items()}
+                columns |= {name.format(a=a, b=b): v for name, v in zip(_NAMES[family], found)}
         return columns

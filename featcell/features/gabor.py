@@ -21,37 +21,33 @@ def cellprofiler_gabor(pixels, values, channel, scales, n_angles=4):
     See :func:`featcell.features._kernels.gabor.cellprofiler_gabor`.
     """
     values = values.astype(np.float64)
-    return {
-        f"Texture_Gabor_{channel}_{scale}": kernels.cellprofiler_gabor(
-            values, pixels.bounds, pixels.row, pixels.col, scale, n_angles
-        )
+    scores = [
+        kernels.cellprofiler_gabor(values, pixels.bounds, pixels.row, pixels.col, scale, n_angles)
         for scale in scales
-    }
-
-
-def _sigma(frequency):
-    """Gaussian sigma of scikit-image's Gabor kernel with bandwidth 1."""
-    b = 1.0
-    return np.sqrt(np.log(2) / 2) / np.pi * (2.0**b + 1) / (2.0**b - 1) / frequency
+    ]
+    return dict(zip(gabor_names(channel, scales), scores))
 
 
 def _factors(frequency, theta):
     """1-D factors of ``skimage.filters.gabor_kernel(frequency, theta)`` (bandwidth 1).
 
-    With equal sigmas the kernel is ``outer(ky, kx)``. A part that is zero but
-    for rounding (below 1e-12 of the other: ``cos(pi / 2)`` is 6e-17) is zeroed.
+    With equal sigmas the kernel is ``outer(ky, kx)``. Returns the rows
+    ``kx.real, kx.imag, ky.real, ky.imag``; an imaginary part that is zero but
+    for rounding (below 1e-12 of the real part: ``cos(pi / 2)`` is 6e-17) is zeroed.
     """
-    sigma = _sigma(frequency)
+    # the Gaussian's sigma in scikit-image for bandwidth b = 1: (2**b + 1) / (2**b - 1) = 3
+    sigma = np.sqrt(np.log(2) / 2) / np.pi * 3.0 / frequency
     ct, st = np.cos(theta), np.sin(theta)
     half = int(np.ceil(max(abs(3 * sigma * ct), abs(3 * sigma * st), 1)))
     t = np.arange(-half, half + 1, dtype=np.float64)
     gauss = np.exp(-0.5 * t * t / sigma**2)
     kx = gauss * np.exp(1j * 2 * np.pi * frequency * t * ct) / (2 * np.pi * sigma**2)
     ky = gauss * np.exp(1j * 2 * np.pi * frequency * t * st)
-    for factor in (kx, ky):
-        if np.abs(factor.imag).max() <= 1e-12 * np.abs(factor.real).max():
-            factor.imag = 0.0
-    return kx, ky
+    factors = np.array([kx.real, kx.imag, ky.real, ky.imag])
+    for k in (1, 3):
+        if np.abs(factors[k]).max() <= 1e-12 * np.abs(factors[k - 1]).max():
+            factors[k] = 0.0
+    return factors
 
 
 def gabor_energy_names(channel, scales, n_angles):
@@ -73,13 +69,18 @@ def gabor_energy(pixels, channel_index, channel, scales, n_angles=4):
     of :func:`gabor_energy_names` for channel ``channel_index``.
     """
     crops = pixels.flat.values[channel_index].astype(np.float64)
+    # angle n_angles - a (pi - theta) mirrors angle a: the kernel filters both
+    angles = [a for a in range(n_angles) if 2 * a <= n_angles]
+    first = np.array(angles, np.intp)
+    second = np.array([n_angles - a if 0 < a < n_angles - a else -1 for a in angles], np.intp)
     energies = []  # in the order of gabor_energy_names
     for scale in scales:
-        factors = [_factors(1.0 / scale, np.pi * a / n_angles) for a in range(n_angles)]
-        half = max(kx.size for kx, _ in factors) // 2
-        kx, ky = (np.array([np.pad(f[i], half - f[i].size // 2) for f in factors]) for i in (0, 1))
+        factors = [_factors(1.0 / scale, np.pi * a / n_angles) for a in angles]
+        half = factors[0].shape[1] // 2  # theta = 0 has the widest kernel
+        factors = np.array([np.pad(f, ((0, 0), (half - f.shape[1] // 2,) * 2)) for f in factors])
         energy = kernels.gabor_energy(
-            crops, pixels.crop_starts, pixels.shapes, pixels.bounds, pixels.row, pixels.col, kx, ky
-        )
+            crops, pixels.crop_starts, pixels.shapes, pixels.bounds, pixels.row, pixels.col,
+            factors, first, second,
+        )  # fmt: skip
         energies += [pixels.mean(per_angle) for per_angle in energy]
     return dict(zip(gabor_energy_names(channel, scales, n_angles), energies))

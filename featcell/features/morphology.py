@@ -644,11 +644,13 @@ class _Shape:
         candidates = np.flatnonzero(self.multi_run)
         if not candidates.size:
             return np.zeros(self.n)
-        labels, (y_off, x_off, _, box_w, objects) = self._canvas(candidates)
+        labels, _ = self._canvas(candidates)
         background, _ = ndi.label(labels == 0, structure=np.ones((3, 3), dtype=bool))
         hy, hx = np.nonzero((background != background[0, 0]) & (background > 0))
-        owner = objects[_box_owner(hy, hx, y_off, x_off, box_w)]
-        return np.bincount(owner, minlength=self.n).astype(float)
+        # a hole belongs to the nearest object pixel on its left (a box holds one object)
+        left = np.where(labels > 0, np.arange(labels.shape[1]), 0)
+        np.maximum.accumulate(left, axis=1, out=left)
+        return np.bincount(labels[hy, left[hy, hx]] - 1, minlength=self.n).astype(float)
 
     def _radii(self, labels, foreground, boxes):
         """Max, mean and median distance from each pixel to the nearest background pixel."""
@@ -726,16 +728,6 @@ def _convex_chain(group, y, x):
         keep[1:-1] = ~drop
         idx, group, y, x = idx[keep], group[keep], y[keep], x[keep]
     return idx
-
-
-def _box_owner(py, px, y_off, x_off, box_w):
-    """Index of the packed box that contains each canvas pixel."""
-    order = np.lexsort((x_off, y_off))
-    width = int((x_off + box_w).max()) + 1
-    keys = y_off[order] * width + x_off[order]
-    shelf_y = np.unique(y_off)
-    row_shelf = shelf_y[np.searchsorted(shelf_y, py, side="right") - 1]
-    return order[np.searchsorted(keys, row_shelf * width + px, side="right") - 1]
 
 
 def _inertia(central):

@@ -23,23 +23,6 @@ from .lbp import lbp, lbp_names
 __all__ = ["HARALICK_FEATURES", "Texture"]
 
 
-def _check_scales(scales):
-    try:
-        scales = tuple(scales)
-    except TypeError:
-        scales = (scales,)
-    if (
-        not scales
-        or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in scales)
-        or len(set(scales)) != len(scales)
-    ):
-        raise ValueError(
-            f"scales must be a non-empty sequence of distinct positive integers (pixels), "
-            f"e.g. (3,) or (3, 5); got {scales!r}"
-        )
-    return tuple(int(s) for s in scales)
-
-
 class Texture(CellFeatureTransformer):
     """Per-cell texture features: Haralick, Gabor, LBP and granularity, per channel.
 
@@ -216,7 +199,20 @@ class Texture(CellFeatureTransformer):
         self.n_jobs = n_jobs
 
     def _check_params(self):
-        self.scales_ = _check_scales(self.scales)
+        try:
+            scales = tuple(self.scales)
+        except TypeError:
+            scales = (self.scales,)
+        if (
+            not scales
+            or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in scales)
+            or len(set(scales)) != len(scales)
+        ):
+            raise ValueError(
+                f"scales must be a non-empty sequence of distinct positive integers (pixels), "
+                f"e.g. (3,) or (3, 5); got {scales!r}"
+            )
+        self.scales_ = tuple(int(s) for s in scales)
 
     # ------------------------------------------------------------------ names
     def _feature_names(self):

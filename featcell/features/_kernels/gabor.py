@@ -88,80 +88,88 @@ def _reflect(k, n):
     return 2 * n - 1 - k if k >= n else k
 
 
+# the column convolutions of a Gabor kernel: yr * P, yi * Q, yr * Q and yi * P, as the
+# column factor (of xr, xi, yr, yi) and the row pass (P or Q) that make each
+_PRODUCTS = ((2, 0), (3, 1), (2, 1), (3, 0))
+
+
 @kernel
-def gabor_energy(crops, crop_start, shapes, cell_start, rows, cols, kx, ky):
+def gabor_energy(crops, crop_start, shapes, cell_start, rows, cols, factors, first, second):
     """Modulus of Gabor filter responses at every mask pixel, each crop filtered alone.
 
     ``abs`` of ``skimage.filters.gabor(crop, frequency, theta)``'s complex
-    response, ``mode="reflect"``, for several kernels: scikit-image's
-    ``gabor_kernel`` (bandwidth 1, equal sigmas) is ``outer(ky, kx)``, so the
-    crop around each cell's bounding box is convolved along rows with
-    ``kx``, then along columns with ``ky``. ``crops`` (float64) holds the
-    crops one after another, crop ``i`` at ``crop_start[i]`` with shape
-    ``shapes[i]``; the mask pixels are as in :func:`cellprofiler_gabor`;
-    ``kx`` and ``ky`` (K, L) complex128 are the factors of ``K`` kernels.
-    Returns the (K, M) energies.
+    response, ``mode="reflect"``: scikit-image's ``gabor_kernel`` (bandwidth
+    1, equal sigmas) is ``outer(ky, kx)``, so the crop around each cell's
+    bounding box is convolved along rows with ``kx = xr + i xi`` (giving ``P``
+    and ``Q``), then along columns with ``ky = yr + i yi``: the response is
+    ``yr * P - yi * Q + i (yr * Q + yi * P)``. The kernel of angle ``pi -
+    theta`` is ``outer(ky, conj(kx))``, so its response, ``yr * P + yi * Q +
+    i (yi * P - yr * Q)``, comes from the same four column convolutions.
+    ``crops`` (float64) holds the crops one after another, crop ``i`` at
+    ``crop_start[i]`` with shape ``shapes[i]``; the mask pixels are as in
+    :func:`cellprofiler_gabor`. ``factors`` (K, 4, L) float64 holds ``xr,
+    xi, yr, yi`` of ``K`` kernels. Returns the energies, kernel ``k``'s in
+    row ``first[k]`` and its mirror's in row ``second[k]`` (none where -1).
     """
-    n_kernels, half = kx.shape[0], kx.shape[1] // 2
-    energy = np.empty((n_kernels, rows.size))
+    span = factors.shape[2] - 1
+    half = span // 2
+    energy = np.empty((max(first.max(), second.max()) + 1, rows.size))
+    # scratch for the largest crop, reused by every cell
+    block = np.empty((shapes[:, 0].max() + span, shapes[:, 1].max() + span))
+    along = np.empty((2, block.shape[0], shapes[:, 1].max()))  # P and Q
+    column = np.empty((4, shapes[:, 1].max()))  # yr * P, yi * Q, yr * Q and yi * P on one row
+    nonzero = np.empty(4, np.bool_)
     for cell in range(cell_start.size - 1):
-        first, last = cell_start[cell], cell_start[cell + 1]
-        if first == last:
+        first_pixel, last_pixel = cell_start[cell], cell_start[cell + 1]
+        if first_pixel == last_pixel:
             continue
         height, width, start = shapes[cell, 0], shapes[cell, 1], crop_start[cell]
-        top, left, bottom, right = height, width, 0, 0
-        for p in range(first, last):
-            top, bottom = min(top, rows[p]), max(bottom, rows[p] + 1)
+        top, bottom, left, right = rows[first_pixel], rows[last_pixel - 1] + 1, width, 0
+        for p in range(first_pixel, last_pixel):
             left, right = min(left, cols[p]), max(right, cols[p] + 1)
-        # the bounding box and ``half`` pixels around it, mirrored past the crop's sides
         h, w = bottom - top, right - left
-        block = np.empty((h + 2 * half, w + 2 * half))
-        for r in range(h + 2 * half):
+        # the bounding box and ``half`` pixels around it, mirrored past the crop's sides
+        for r in range(h + span):
             y = _reflect(top - half + r, height)
-            for c in range(w + 2 * half):
+            for c in range(w + span):
                 block[r, c] = crops[start + y * width + _reflect(left - half + c, width)]
-        for k in range(n_kernels):
-            # along rows: along[r, c] = sum_t kx[t] block[r, c + 2 half - t]
-            along_re = np.zeros((h + 2 * half, w))
-            along_im = np.zeros((h + 2 * half, w))
-            for r in range(h + 2 * half):
-                row_re, row_im = along_re[r], along_im[r]
-                for t in range(2 * half + 1):
-                    a, b = kx[k, t].real, kx[k, t].imag
-                    source = block[r, 2 * half - t : 2 * half - t + w]
-                    if a != 0:
-                        for c in range(w):
-                            row_re[c] += a * source[c]
-                    if b != 0:
-                        for c in range(w):
-                            row_im[c] += b * source[c]
+        for k in range(factors.shape[0]):
+            for f in range(4):
+                nonzero[f] = (factors[k, f] != 0).any()
+            # along rows: P[r, c] = sum_t xr[t] block[r, c + 2 half - t], Q with xi
+            for x in range(2):
+                for r in range(h + span if nonzero[x] else 0):
+                    out = along[x, r, :w]
+                    out[:] = 0.0
+                    for t in range(span + 1):
+                        tap, source = factors[k, x, t], block[r, span - t : span - t + w]
+                        if tap != 0:
+                            for c in range(w):
+                                out[c] += tap * source[c]
             # along columns, between each row's first and last pixel:
-            # response[r] = sum_t ky[t] along[r + 2 half - t]
-            response_re, response_im = np.empty(w), np.empty(w)
-            end = first  # the cell's pixels, row by row
+            # (yr * P)[r, c] = sum_t yr[t] P[r + 2 half - t, c], and so on
+            end = first_pixel  # the cell's pixels, row by row
             for r in range(h):
-                start_of_row = end
-                while end < last and rows[end] == top + r:
+                row_start = end
+                while end < last_pixel and rows[end] == top + r:
                     end += 1
-                if end == start_of_row:
+                if end == row_start:
                     continue
-                lo, hi = cols[start_of_row] - left, cols[end - 1] - left + 1
-                out_re, out_im = response_re[: hi - lo], response_im[: hi - lo]
-                out_re[:] = 0.0
-                out_im[:] = 0.0
-                for t in range(2 * half + 1):
-                    a, b = ky[k, t].real, ky[k, t].imag
-                    source_re = along_re[r + 2 * half - t, lo:hi]
-                    source_im = along_im[r + 2 * half - t, lo:hi]
-                    if a != 0:
-                        for c in range(hi - lo):
-                            out_re[c] += a * source_re[c]
-                            out_im[c] += a * source_im[c]
-                    if b != 0:
-                        for c in range(hi - lo):
-                            out_re[c] -= b * source_im[c]
-                            out_im[c] += b * source_re[c]
-                for p in range(start_of_row, end):
+                lo, n = cols[row_start] - left, cols[end - 1] - cols[row_start] + 1
+                for j, (y, x) in enumerate(_PRODUCTS):
+                    out = column[j, :n]
+                    out[:] = 0.0
+                    for t in range(span + 1 if nonzero[y] and nonzero[x] else 0):
+                        tap, source = factors[k, y, t], along[x, r + span - t, lo : lo + n]
+                        if tap != 0:
+                            for c in range(n):
+                                out[c] += tap * source[c]
+                yr_p, yi_q, yr_q, yi_p = column[0], column[1], column[2], column[3]
+                for p in range(row_start, end):
                     c = cols[p] - left - lo
-                    energy[k, p] = math.hypot(out_re[c], out_im[c])
+                    re, im = yr_p[c] - yi_q[c], yr_q[c] + yi_p[c]
+                    energy[first[k], p] = math.sqrt(re * re + im * im)
+                    if second[k] >= 0:
+                        re, im = yr_p[c] + yi_q[c], yi_p[c] - yr_q[c]
+                        energy[second[k], p] = math.sqrt(re * re + im * im)
     return energy

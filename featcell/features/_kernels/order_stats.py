@@ -37,7 +37,7 @@ def quartiles_and_mad(ordered, starts, counts, at_n, out):
         upper = _quantile(x, 0.75, at_n)
         # deviations, smallest first: below[i] = median - x[i] going down, above up
         lo, hi, f = _position(len(x), 0.5, at_n)
-        below = _count_below(x, median) - 1
+        below = np.searchsorted(x, median) - 1  # the last value below the median
         above = below + 1
         low_deviation = deviation = 0.0
         for rank in range(hi + 1):
@@ -68,16 +68,3 @@ def _quantile(x, q, at_n):
     """Quantile ``q`` of the sorted ``x``, interpolated at :func:`_position`."""
     lo, hi, f = _position(len(x), q, at_n)
     return np.float64(x[lo]) * (1.0 - f) + np.float64(x[hi]) * f
-
-
-@kernel
-def _count_below(x, value):
-    """How many of the sorted ``x`` are below ``value`` (a binary search)."""
-    lo, hi = 0, len(x)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if x[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
