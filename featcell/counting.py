@@ -401,24 +401,44 @@ class DensityCounter(RegressorMixin, BaseEstimator):
     # ----------------------------------------------------------------- pixels
 
     def _maps(self, item, extractors=None):
-        """(M, N, n_features) float32 pixel features of one image."""
-        image = _read(item)
-        parts = [e.maps(image) for e in (extractors or self.pixel_features_)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        """(m, n, n_features) float32 pixel features of one image on the prediction grid.
 
-    def _density(self, model, maps):
+        The grid is every ``stride``-th pixel of each row and column, starting at
+        pixel ``stride // 2``; also returns the image's ``(rows, cols)``.
+        """
+        image = _read(item)
         step = int(self.stride)
-        grid = maps[step // 2 :: step, step // 2 :: step] if step > 1 else maps
-        flat = np.ascontiguousarray(grid).reshape(-1, maps.shape[-1])
-        density = np.asarray(model.predict(flat), dtype=np.float64).reshape(grid.shape[:2])
+        parts = [e.maps(image, step) for e in (extractors or self.pixel_features_)]
+        maps = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        return maps, image.shape[:2]
+
+    def _grid_density(self, model, maps):
+        """The head's density on the grid points of ``maps``."""
+        flat = np.ascontiguousarray(maps).reshape(-1, maps.shape[-1])
+        return np.asarray(model.predict(flat), dtype=np.float64).reshape(maps.shape[:2])
+
+    def _density(self, model, maps, shape):
+        """The density map of one image: the grid's values interpolated onto every pixel."""
+        step = int(self.stride)
+        density = self._grid_density(model, maps)
         if step > 1:
-            density = upsample_linear(density, maps.shape[:2], step, step // 2)
+            density = upsample_linear(density, shape, step, step // 2)
         return density
+
+    def _sum(self, model, maps, shape):
+        """``_density(...).sum()`` without building the map: grid values times their weights."""
+        rows, cols = _sum_weights(maps.shape[:2], shape, int(self.stride))
+        return float(rows @ self._grid_density(model, maps) @ cols)
 
     # ----------------------------------------------------------------- fit
 
     def fit(self, images, points):
         """Learn the pixel density from dot-annotated images.
+
+        Each image's feature maps are computed once, on the prediction grid; the
+        head's training pixels and a regular sub-grid of each image (for its
+        out-of-fold count) are kept, at most ``n_samples`` and ``4 * n_samples``
+        rows in all, whatever the number of images.
 
         Parameters
         ----------
@@ -446,45 +466,62 @@ class DensityCounter(RegressorMixin, BaseEstimator):
                 "points gives counts only; a DensityCounter learns from dot annotations "
                 "((k, 2) arrays of positions) - for counts alone use make_counter('regression')"
             )
+        held_back = [i for i, t in enumerate(targets) if not isinstance(t, np.ndarray)]
         rng = np.random.default_rng(self.random_state)
+        step = int(self.stride)
         per_image = max(1, int(self.n_samples) // len(dotted))
-        X, Y, owner, sizes = [], [], [], {}
-        for i in dotted:
-            maps = self._maps(images[i], extractors)
-            shape = maps.shape[:2]
-            _check_inside(targets[i], shape, i)
-            take = rng.choice(shape[0] * shape[1], size=min(per_image, shape[0] * shape[1]),
-                              replace=False)
-            X.append(maps.reshape(-1, maps.shape[-1])[take])
-            Y.append(np.column_stack(
-                [density_target(targets[i], shape, s).ravel()[take] for s in sigmas]
-            ))
-            owner.append(np.full(len(take), i))
-            sizes[i] = shape
-            del maps
+        # the out-of-fold sums are needed for sigma="auto" and for calibrate
+        k = min(int(self.cv), len(dotted))
+        need_cv = (len(sigmas) > 1 or self.calibrate) and k >= 2
+        # images whose summed density is needed without the head having seen them, read
+        # in random order: once their sub-grids fill the budget, the rest go without
+        wanted_sums = set(dotted if need_cv else []) | set(held_back if self.calibrate else [])
+        budget = _OOF_ROWS * int(self.n_samples)
+        # sub-grid spacing at most 2 sigma: the sum of a smooth map is then estimated
+        # to a fraction of a percent
+        q = max(1, int(2 * min(sigmas) // step))
+        X, Y, owner = [], [], []  # the head's training pixels
+        sub = {}  # image -> (features, weights) of its sub-grid, for the out-of-fold sums
+        for i in rng.permutation(sorted(set(dotted) | wanted_sums)).tolist():
+            maps, shape = self._maps(images[i], extractors)
+            flat = maps.reshape(-1, maps.shape[-1])
+            dense = None
+            if isinstance(targets[i], np.ndarray):
+                _check_inside(targets[i], shape, i)
+                dense = np.column_stack([
+                    density_target(targets[i], shape, s)[step // 2 :: step, step // 2 :: step]
+                    .ravel() for s in sigmas
+                ])
+                take = rng.choice(len(flat), size=min(per_image, len(flat)), replace=False)
+                X.append(flat[take])
+                Y.append(dense[take])
+                owner.append(np.full(len(take), i))
+            kept = sum(len(v[0]) for v in sub.values())
+            if i in wanted_sums and kept + len(flat) / q**2 <= max(budget, len(flat) / q**2):
+                sub[i] = _systematic_subgrid(maps, shape, step, q, rng)
+            del maps, flat, dense
         X, Y, owner = np.concatenate(X), np.concatenate(Y), np.concatenate(owner)
         true = {i: float(len(targets[i])) for i in dotted}
-        held_back = [i for i, t in enumerate(targets) if not isinstance(t, np.ndarray)]
+        summed = [i for i in dotted if i in sub]  # the dotted images with out-of-fold sums
+        need_cv = need_cv and len(summed) >= 2
 
         self.pixel_features_ = extractors
         self.feature_names_ = np.concatenate([e.get_feature_names_out() for e in extractors])
         self.cv_mae_ = {}
-        k = min(int(self.cv), len(dotted))
-        need_cv = (len(sigmas) > 1 or self.calibrate) and k >= 2
         best = 0
         oof = None
         if need_cv:
             order = rng.permutation(dotted)
             fold_of = {int(i): f % k for f, i in enumerate(order)}
             sample_fold = np.array([fold_of[int(i)] for i in owner])
-            models = [[self._new_head().fit(X[sample_fold != f], Y[sample_fold != f, j])
-                       for f in range(k)] for j in range(len(sigmas))]
-            oof = np.empty((len(sigmas), len(dotted)))
-            for n, i in enumerate(dotted):
-                maps = self._maps(images[i])
-                for j in range(len(sigmas)):
-                    oof[j, n] = self._density(models[j][fold_of[i]], maps).sum()
-            wanted = np.array([true[i] for i in dotted])
+            oof = np.empty((len(sigmas), len(summed)))
+            for j in range(len(sigmas)):
+                for f in range(k):
+                    model = self._new_head().fit(X[sample_fold != f], Y[sample_fold != f, j])
+                    for n, i in enumerate(summed):
+                        if fold_of[i] == f:
+                            oof[j, n] = _subgrid_sum(model, sub[i])
+            wanted = np.array([true[i] for i in summed])
             if self.calibrate:  # the error the calibrated counter makes, not the raw sums'
                 errors = np.array([_calibrated_oof_mae(row, wanted) for row in oof])
             else:
@@ -498,9 +535,11 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         self.coef_, self.intercept_ = 1.0, 0.0
         if self.calibrate:
             found = [] if oof is None else list(oof[best])
-            wanted = [] if oof is None else [true[i] for i in dotted]
+            wanted = [] if oof is None else [true[i] for i in summed]
             for i in held_back:
-                found.append(self._density(self.head_, self._maps(images[i])).sum())
+                if i not in sub:
+                    continue
+                found.append(_subgrid_sum(self.head_, sub[i]))
                 wanted.append(float(targets[i]))
             self.coef_, self.intercept_ = _linear_calibration(found, wanted)
         return self
@@ -521,7 +560,7 @@ class DensityCounter(RegressorMixin, BaseEstimator):
             Objects per pixel; a map sums to the image's count less ``intercept_``.
         """
         check_is_fitted(self)
-        return [self.coef_ * self._density(self.head_, self._maps(item))
+        return [self.coef_ * self._density(self.head_, *self._maps(item))
                 for item in _check_images(images)]
 
     def predict(self, images):
@@ -538,7 +577,7 @@ class DensityCounter(RegressorMixin, BaseEstimator):
             Counts (not rounded).
         """
         check_is_fitted(self)
-        sums = [self._density(self.head_, self._maps(item)).sum() for item in _check_images(images)]
+        sums = [self._sum(self.head_, *self._maps(item)) for item in _check_images(images)]
         return self.intercept_ + self.coef_ * np.asarray(sums, dtype=np.float64)
 
     def predict_grid(self, images, level=3):
@@ -636,6 +675,57 @@ def _check_inside(points, shape, i):
     from .points import _check_points
 
     _check_points(points, f"points[{i}]", shape)
+
+
+_OOF_ROWS = 4  # the out-of-fold sub-grids keep at most this many times n_samples rows
+
+
+def _sum_weights(grid, shape, step):
+    """Per grid row and column, the weight of its value in the sum of the interpolated map.
+
+    :func:`~featcell.features.image.upsample_linear` spreads each grid value over the
+    pixels around it; the map's sum is ``rows @ grid_values @ cols`` with these weights
+    (``step`` each inside the image, different along the edges).
+    """
+    out = []
+    for m, n in zip(grid, shape):
+        if step == 1:
+            out.append(np.ones(m))
+            continue
+        position = np.clip((np.arange(n) - step // 2) / step, 0, m - 1)
+        below = np.minimum(position.astype(np.intp), m - 1)
+        above = np.minimum(below + 1, m - 1)
+        frac = position - below
+        out.append(np.bincount(below, 1 - frac, minlength=m) + np.bincount(above, frac, minlength=m))
+    return out
+
+
+def _systematic_subgrid(maps, shape, step, q, rng):
+    """The features of a regular sub-grid of the prediction grid, for an unbiased sum.
+
+    Every ``q``-th grid row and column from a random offset. Each grid point is kept
+    with probability exactly ``1 / q**2``, so ``q**2`` times the sum of the kept
+    points' densities, each times its :func:`_sum_weights`, is an unbiased estimate
+    of the whole map's sum (Horvitz-Thompson; :func:`_subgrid_sum`), with little
+    variance where the density is smooth at the scale of ``q * step`` pixels (a
+    fraction of a percent for Gaussians of sigma ``q * step / 2`` away from the
+    border, about 1 % with objects on the border too).
+
+    Returns ``(features, weights)``: ``(p, n_features)`` rows and their weights.
+    """
+    grid = maps.shape[:2]
+    rows, cols = _sum_weights(grid, shape, step)
+    r = np.arange(int(rng.integers(q)), grid[0], q)
+    c = np.arange(int(rng.integers(q)), grid[1], q)
+    features = maps[r[:, None], c[None, :]].reshape(-1, maps.shape[-1])
+    return features.copy(), (q * q) * np.outer(rows[r], cols[c]).ravel()
+
+
+def _subgrid_sum(model, subgrid):
+    features, weights = subgrid
+    if len(features) == 0:
+        return 0.0
+    return float(weights @ np.asarray(model.predict(features), dtype=np.float64))
 
 
 def _calibrated_oof_mae(found, wanted):
