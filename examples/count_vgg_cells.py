@@ -69,17 +69,18 @@ def run_density(paths, points, y, truth_grid, n_train, draws, **params):
     for seed in range(draws):
         train, test = draw(len(paths), n_train, seed)
         counter = make_counter("density", channels=[2], random_state=seed, **params)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         counter.fit([paths[i] for i in train], [points[i] for i in train])
-        fitted = time.perf_counter() - start
+        fitted, fitted_cpu = time.perf_counter() - start, time.process_time() - cpu
         cells = counter.predict_grid([paths[i] for i in test])
-        row = {"N": n_train, "draw": seed, "fit_s": fitted, "sigma": counter.sigma_,
+        row = {"N": n_train, "draw": seed, "fit_s": fitted, "fit_cpu_s": fitted_cpu,
+               "sigma": counter.sigma_,
                "MAE": float(np.abs(cells.sum(axis=1) - y[test]).mean())}
         for level in (1, 2, 3):
             row[f"GAME{level}"] = game(truth_grid[test], cells, level)
         rows.append(row)
         print(f"  N={n_train} draw {seed}: MAE {row['MAE']:.2f}, GAME(3) {row['GAME3']:.2f}, "
-              f"sigma {counter.sigma_:g}, fit {fitted:.0f} s", flush=True)
+              f"sigma {counter.sigma_:g}, fit {fitted:.0f} s ({fitted_cpu:.0f} CPU s)", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -93,12 +94,24 @@ def run_regression(paths, y, n_train, draws):
     return np.array(maes)
 
 
+VARIANTS = {"filters+cnn": "density, filters + CNN (default)",
+            "filters": "density, filter bank only", "cnn": "density, CNN maps only"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="N = 32 only")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(CURVE),
+                        help="training set sizes N (default: 8 16 32 50)")
+    parser.add_argument("--features", nargs="+", choices=list(VARIANTS),
+                        default=["filters+cnn", "filters"],
+                        help="pixel features of the density counters to run")
     parser.add_argument("--no-filters-only", action="store_true",
                         help="skip the filter-bank-only variant")
+    parser.add_argument("--no-regression", action="store_true",
+                        help="skip the regression-on-counts baseline")
+    parser.add_argument("--csv", help="also write every draw's figures to this CSV file")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
@@ -112,37 +125,34 @@ def main():
     print(f"VGG cells: {len(y)} development images, counts {int(y.min())}-{int(y.max())} "
           f"(mean {y.mean():.0f}); train on N, test on the other {len(y)} - N; "
           f"{args.draws} draws")
-    results = {}
-    sizes = (32,) if args.quick else CURVE
-    curve = []
-    for n_train in sizes:
-        print(f"density counter, defaults (filter bank + CNN maps), N = {n_train}")
-        curve.append(run_density(paths, points, y, truth_grid, n_train, args.draws))
-    curve = pd.concat(curve, ignore_index=True)
-    results["density, filters + CNN"] = curve[curve["N"] == 32]
-    if not args.no_filters_only:
-        print("density counter, filter bank only, N = 32")
-        results["density, filter bank only"] = run_density(
-            paths, points, y, truth_grid, 32, args.draws, features="filters"
-        )
-    regression = run_regression(paths, y, 32, args.draws)
+    sizes = [32] if args.quick else args.sizes
+    variants = [v for v in args.features if not (args.no_filters_only and v == "filters")]
+    frames = []
+    for features in variants:
+        for n_train in sizes:
+            print(f"{VARIANTS[features]}, N = {n_train}")
+            frame = run_density(paths, points, y, truth_grid, n_train, args.draws,
+                                features=features)
+            frames.append(frame.assign(counter=VARIANTS[features]))
+    frames = pd.concat(frames, ignore_index=True)
+    if args.csv:
+        frames.to_csv(args.csv, index=False)
 
     print()
-    print(f"N = 32 ({args.draws} draws): MAE ± sd over draws; GAME(L) means; fit seconds")
-    print(f"{'counter':32s} {'MAE':>13s} {'GAME1':>7s} {'GAME2':>7s} {'GAME3':>7s} {'fit s':>6s}")
-    for label, frame in results.items():
-        print(f"{label:32s} {frame['MAE'].mean():6.2f} ± {frame['MAE'].std(ddof=0):4.2f} "
-              f"{frame['GAME1'].mean():7.2f} {frame['GAME2'].mean():7.2f} "
-              f"{frame['GAME3'].mean():7.2f} {frame['fit_s'].mean():6.1f}")
-    print(f"{'regression (counts only), lr':32s} {regression.mean():6.2f} ± {regression.std():4.2f}")
-    if not args.quick:
-        print()
-        print("density counter, learning curve: MAE ± sd over draws")
-        for n_train, frame in curve.groupby("N"):
-            print(f"  N = {n_train:2d}: {frame['MAE'].mean():5.2f} ± {frame['MAE'].std(ddof=0):.2f}"
-                  f"   (sigma chosen: {sorted(set(frame['sigma']))})")
+    print(f"MAE ± sd over draws ({args.draws} draws); GAME(L) means; fit CPU seconds")
+    print(f"{'counter':36s} {'N':>3s} {'MAE':>13s} {'GAME1':>7s} {'GAME2':>7s} {'GAME3':>7s} "
+          f"{'fit s':>6s}  sigma chosen")
+    for (label, n_train), frame in frames.groupby(["counter", "N"], sort=False):
+        print(f"{label:36s} {n_train:3d} {frame['MAE'].mean():6.2f} ± "
+              f"{frame['MAE'].std(ddof=0):4.2f} {frame['GAME1'].mean():7.2f} "
+              f"{frame['GAME2'].mean():7.2f} {frame['GAME3'].mean():7.2f} "
+              f"{frame['fit_cpu_s'].mean():6.1f}  {sorted(set(frame['sigma']))}")
+    if not args.no_regression:
+        regression = run_regression(paths, y, 32, args.draws)
+        print(f"{'regression (counts only), lr':36s} {32:3d} {regression.mean():6.2f} ± "
+              f"{regression.std():4.2f}")
     print(
-        "published (dot annotations, official test half): Lempitsky & Zisserman 2010 "
+        "published (N = 32, dot annotations, official test half): Lempitsky & Zisserman 2010 "
         "3.5 ± 0.2; Fiaschi et al. 2012 3.2 ± 0.1; CNN density maps 2.3-2.9"
     )
 

@@ -417,6 +417,17 @@ def test_density_counter_keeps_a_bounded_pixel_sample():
     assert set(counter.cv_mae_) == {1.5, 3.0}
 
 
+def test_interpolation_matrices_equal_upsample_linear():
+    from featcell.features.image import _interpolation_matrix, upsample_linear
+
+    small = np.random.default_rng(0).random((7, 9)).astype(np.float32)
+    for step, offset in ((4, 1.5), (2, 0.25), (1.3, -0.2)):
+        rows = _interpolation_matrix(7, 20, step, offset)
+        cols = _interpolation_matrix(9, 31, step, offset)
+        assert_allclose(rows @ small @ cols.T, upsample_linear(small, (20, 31), step, offset),
+                        atol=1e-6)
+
+
 def test_pixel_maps_on_a_grid_equal_the_full_maps_there():
     from featcell.features.image import CNNPixelFeatures, PixelFeatures
 

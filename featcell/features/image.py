@@ -447,6 +447,18 @@ def _block_mean(plane, factor):
     return plane.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
 
 
+def _interpolation_matrix(m, n, step, offset):
+    """(n, m) float32 matrix of :func:`upsample_linear` along one axis of ``m`` points."""
+    position = np.clip((np.arange(n) - offset) / step, 0, m - 1)
+    below = np.minimum(position.astype(np.intp), m - 1)
+    above = np.minimum(below + 1, m - 1)
+    weight = position - below
+    matrix = np.zeros((n, m), dtype=np.float32)
+    np.add.at(matrix, (np.arange(n), below), 1 - weight)
+    np.add.at(matrix, (np.arange(n), above), weight)
+    return matrix
+
+
 def upsample_linear(small, shape, step, offset):
     """Bilinear interpolation of a coarse grid onto every pixel of ``shape``.
 
@@ -906,13 +918,17 @@ class CNNPixelFeatures(TransformerMixin, BaseEstimator):
         x = (scaled[None, None].astype(np.float32) - _IMAGENET_MEAN) / _IMAGENET_STD
         outputs = _early_session(self.n_threads).run(list(_EARLY_OUTPUTS), {"input": x})
         offset, shape = _grid(plane.shape, step)
-        maps = []
+        maps = np.empty((*shape, sum(out.shape[1] for out in outputs)), dtype=np.float32)
+        start = 0
         for (_, stride), out in zip(_EARLY_OUTPUTS.items(), outputs):
-            grid = np.moveaxis(out[0], 0, -1)  # (h, w, k)
-            # a stride-s map's point (i, j) covers input pixels s*i .. s*i + s - 1
-            maps.append(upsample_linear(grid, shape, stride / step,
-                                        ((stride - 1) / 2 - offset) / step))
-        return np.concatenate(maps, axis=-1).astype(np.float32, copy=False)
+            # a stride-s map's point (i, j) covers input pixels s*i .. s*i + s - 1;
+            # bilinear interpolation as two small matrix products per map
+            where = (stride / step, ((stride - 1) / 2 - offset) / step)
+            rows = _interpolation_matrix(out.shape[2], shape[0], *where)
+            cols = _interpolation_matrix(out.shape[3], shape[1], *where)
+            maps[..., start : start + out.shape[1]] = np.moveaxis(rows @ out[0] @ cols.T, 0, -1)
+            start += out.shape[1]
+        return maps
 
     def transform(self, images):
         """Feature maps of each image.
