@@ -443,7 +443,8 @@ class DensityCounter(RegressorMixin, BaseEstimator):
     def _sum(self, model, maps, shape):
         """``_density(...).sum()`` without building the map: grid values times their weights."""
         rows, cols = _sum_weights(maps.shape[:2], shape, int(self.stride))
-        return float(rows @ self._grid_density(model, maps) @ cols)
+        # elementwise, not a matrix product: no BLAS threads for so little work
+        return float((rows[:, None] * self._grid_density(model, maps) * cols).sum())
 
     # ----------------------------------------------------------------- fit
 
@@ -742,7 +743,7 @@ def _subgrid_sum(model, subgrid):
     features, weights = subgrid
     if len(features) == 0:
         return 0.0
-    return float(weights @ np.asarray(model.predict(features), dtype=np.float64))
+    return float((weights * np.asarray(model.predict(features), dtype=np.float64)).sum())
 
 
 def _calibrated_oof_mae(found, wanted):

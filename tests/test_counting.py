@@ -417,15 +417,14 @@ def test_density_counter_keeps_a_bounded_pixel_sample():
     assert set(counter.cv_mae_) == {1.5, 3.0}
 
 
-def test_interpolation_matrices_equal_upsample_linear():
-    from featcell.features.image import _interpolation_matrix, upsample_linear
+def test_channels_first_interpolation_equals_upsample_linear():
+    from featcell.features.image import _upsample_channels_first, upsample_linear
 
-    small = np.random.default_rng(0).random((7, 9)).astype(np.float32)
+    small = np.random.default_rng(0).random((3, 7, 9)).astype(np.float32)
     for step, offset in ((4, 1.5), (2, 0.25), (1.3, -0.2)):
-        rows = _interpolation_matrix(7, 20, step, offset)
-        cols = _interpolation_matrix(9, 31, step, offset)
-        assert_allclose(rows @ small @ cols.T, upsample_linear(small, (20, 31), step, offset),
-                        atol=1e-6)
+        out = _upsample_channels_first(small, (20, 31), step, offset)
+        expected = upsample_linear(np.moveaxis(small, 0, -1), (20, 31), step, offset)
+        assert_allclose(np.moveaxis(out, 0, -1), expected, atol=1e-6)
 
 
 def test_pixel_maps_on_a_grid_equal_the_full_maps_there():

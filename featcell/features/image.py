@@ -10,6 +10,7 @@ several scales), one feature map per filter, scale and channel, from which
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from pathlib import Path
@@ -399,8 +400,20 @@ def _eig2(a, b, c):
 
 
 def _smooth1(image, sigma, axis, order=0):
-    return ndi.gaussian_filter1d(image, sigma, axis=axis, order=order, mode="reflect",
-                                 truncate=_TRUNCATE)
+    """``ndi.gaussian_filter1d`` (mode reflect, cut at ``_TRUNCATE`` sigma), kernel cached."""
+    return ndi.correlate1d(image, _gaussian_weights(float(sigma), order), axis=axis,
+                           mode="reflect")
+
+
+@functools.lru_cache(maxsize=256)
+def _gaussian_weights(sigma, order):
+    """The weights ``ndi.gaussian_filter1d`` correlates with: its impulse response, reversed."""
+    radius = int(_TRUNCATE * sigma + 0.5)
+    impulse = np.zeros(2 * radius + 1)
+    impulse[radius] = 1.0
+    response = ndi.gaussian_filter1d(impulse, sigma, order=order, mode="constant",
+                                     truncate=_TRUNCATE)
+    return response[::-1].copy()
 
 
 def _grid(shape, step):
@@ -447,16 +460,24 @@ def _block_mean(plane, factor):
     return plane.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
 
 
-def _interpolation_matrix(m, n, step, offset):
-    """(n, m) float32 matrix of :func:`upsample_linear` along one axis of ``m`` points."""
-    position = np.clip((np.arange(n) - offset) / step, 0, m - 1)
-    below = np.minimum(position.astype(np.intp), m - 1)
-    above = np.minimum(below + 1, m - 1)
-    weight = position - below
-    matrix = np.zeros((n, m), dtype=np.float32)
-    np.add.at(matrix, (np.arange(n), below), 1 - weight)
-    np.add.at(matrix, (np.arange(n), above), weight)
-    return matrix
+def _upsample_channels_first(small, shape, step, offset):
+    """:func:`upsample_linear` of ``(k, m, n)`` maps (channels first), with no BLAS call.
+
+    Elementwise interpolation along each axis of contiguous planes: several times
+    faster than :func:`upsample_linear` on a channels-last view, and free of the
+    matrix products whose BLAS threads spin on a busy machine.
+    """
+    out = small
+    for axis, n in ((1, shape[0]), (2, shape[1])):
+        m = small.shape[axis]
+        position = np.clip((np.arange(n) - offset) / step, 0, m - 1)
+        below = np.minimum(position.astype(np.intp), m - 1)
+        above = np.minimum(below + 1, m - 1)
+        weight = (position - below).astype(out.dtype)
+        weight = weight[:, None] if axis == 1 else weight
+        a = np.take(out, below, axis=axis)
+        out = a + (np.take(out, above, axis=axis) - a) * weight
+    return out
 
 
 def upsample_linear(small, shape, step, offset):
@@ -921,12 +942,10 @@ class CNNPixelFeatures(TransformerMixin, BaseEstimator):
         maps = np.empty((*shape, sum(out.shape[1] for out in outputs)), dtype=np.float32)
         start = 0
         for (_, stride), out in zip(_EARLY_OUTPUTS.items(), outputs):
-            # a stride-s map's point (i, j) covers input pixels s*i .. s*i + s - 1;
-            # bilinear interpolation as two small matrix products per map
+            # a stride-s map's point (i, j) covers input pixels s*i .. s*i + s - 1
             where = (stride / step, ((stride - 1) / 2 - offset) / step)
-            rows = _interpolation_matrix(out.shape[2], shape[0], *where)
-            cols = _interpolation_matrix(out.shape[3], shape[1], *where)
-            maps[..., start : start + out.shape[1]] = np.moveaxis(rows @ out[0] @ cols.T, 0, -1)
+            grids = _upsample_channels_first(out[0], shape, *where)
+            maps[..., start : start + out.shape[1]] = np.moveaxis(grids, 0, -1)
             start += out.shape[1]
         return maps
 
