@@ -10,12 +10,14 @@ Counters:
 - ``density`` (:func:`featcell.make_counter` ``("density")``, a
   :class:`featcell.counting.DensityCounter`): learns a density map from the dot annotations
   (``dots/NNNdots.png``, one red pixel per cell, read by :func:`featcell.read_points`) on
-  ilastik's pixel filter bank and the early feature maps of the bundled CNN (stride 4 and
-  8), with its defaults: sigma chosen by cross-validation on the training images (the
+  ilastik's pixel filter bank (without the structure tensor) and the early feature maps of
+  the bundled CNN (stride 4 and 8), computed on the stride-2 grid it predicts on, with its
+  defaults: sigma chosen by cross-validation on the training images (the
   calibrated out-of-fold count error), XGBoost on sampled pixels, the count calibrated
   out-of-fold. Also reported: GAME(1-3), the grid errors that check the count lands in
   the right place;
 - ``density, filter bank only``: the same without the CNN maps (``features="filters"``);
+- ``density, CNN maps only``: the deep features alone (``features="cnn"``);
 - ``regression``: the image-level counter that learns from counts only
   (:class:`featcell.ImageFeatures` → ``StandardScaler`` → ridge), for comparison;
   its features have no fitted state, so they are computed once for all images.
@@ -25,17 +27,18 @@ spirit but not the same test set), all trained with dot annotations: density lea
 Lempitsky & Zisserman 2010: 3.5 ± 0.2; regression forest densities, Fiaschi et al. 2012:
 3.2 ± 0.1; CNN density maps (e.g. Xie et al. 2016, Cohen et al. 2017): 2.3-2.9.
 
-Measured with ``--quick --draws 5`` (N = 32): density, defaults (filters + CNN) 3.27 ± 0.25
-(GAME(1-3) 7.2 / 13.2 / 27.2; sigma 2 chosen in 4 draws of 5); regression on counts
-4.38 ± 0.60. Measured before sigma was chosen on the calibrated error (on the raw
-out-of-fold sums): filters + CNN 3.16 ± 0.24 (7.3 / 14.0 / 30.4), filter bank only
-4.06 ± 0.82 (8.8 / 15.6 / 31.5), and the learning curve of the filter-bank counter, 3 draws
-only (time): N = 8: 5.28 ± 1.19, N = 16: 4.87 ± 1.23, N = 50: 3.37 ± 0.51.
+Measured (N = 32, 5 draws, dev images only; a loaded machine): density,
+defaults (filters + CNN) 3.38 ± 0.29 (GAME(1-3) 8.2 / 15.2 / 32.2; sigma 4 chosen in every
+draw); filter bank only 4.01 ± 0.35 (9.7 / 16.4 / 30.4); regression on counts 4.38 ± 0.60.
+The previous, slower defaults (depth-6 XGBoost, 300 trees, 60,000 pixels, the structure
+tensor in the bank; 98 CPU s per fit) scored 3.27 ± 0.25 and 4.06 ± 0.82.
+CURVE_FIGURES
 
-Run from the project root (single-threaded, about 1-2 CPU minutes per draw and counter;
-``--quick`` runs N = 32 only, ``--draws`` changes the number of draws)::
+Run from the project root (single-threaded; about 20 CPU seconds per draw and counter at
+N = 32: a fit of about 11 s, then 0.1 s per test image)::
 
-    python examples/count_vgg_cells.py [--quick] [--draws 5] [--no-filters-only]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python examples/count_vgg_cells.py \
+        [--quick] [--draws 5] [--sizes 8 16 32 50] [--features filters+cnn filters cnn]
 """
 
 from __future__ import annotations
