@@ -66,10 +66,10 @@ def draw(n_images, n_train, seed):
     return order[:n_train], order[n_train:]
 
 
-def run_density(paths, points, y, truth_grid, n_train, draws, **params):
+def run_density(paths, points, y, truth_grid, n_train, draws, first=0, **params):
     """MAE and GAME(1-3) per draw of a density counter, and its fit time."""
     rows = []
-    for seed in range(draws):
+    for seed in range(first, first + draws):
         train, test = draw(len(paths), n_train, seed)
         counter = make_counter("density", channels=[2], random_state=seed, **params)
         start, cpu = time.perf_counter(), time.process_time()
@@ -104,6 +104,8 @@ VARIANTS = {"filters+cnn": "density, filters + CNN (default)",
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--first-draw", type=int, default=0,
+                        help="seed of the first draw (to split the draws between runs)")
     parser.add_argument("--quick", action="store_true", help="N = 32 only")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(CURVE),
                         help="training set sizes N (default: 8 16 32 50)")
@@ -134,7 +136,7 @@ def main():
     for features in variants:
         for n_train in sizes:
             print(f"{VARIANTS[features]}, N = {n_train}")
-            frame = run_density(paths, points, y, truth_grid, n_train, args.draws,
+            frame = run_density(paths, points, y, truth_grid, n_train, args.draws, args.first_draw,
                                 features=features)
             frames.append(frame.assign(counter=VARIANTS[features]))
     frames = pd.concat(frames, ignore_index=True)

@@ -724,7 +724,7 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
         if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
             raise ValueError(f"image has shape {image.shape}; expected (M, N) or (M, N, C)")
         plan = self._plan()
-        names, keys = self._names_and_keys()
+        _, keys = self._names_and_keys()
         planes = {}
         for channel, _ in plan:
             if image.ndim == 2 or channel is None:
