@@ -32,7 +32,11 @@ defaults (filters + CNN) 3.38 ± 0.29 (GAME(1-3) 8.2 / 15.2 / 32.2; sigma 4 chos
 draw); filter bank only 4.01 ± 0.35 (9.7 / 16.4 / 30.4); regression on counts 4.38 ± 0.60.
 The previous, slower defaults (depth-6 XGBoost, 300 trees, 60,000 pixels, the structure
 tensor in the bank; 98 CPU s per fit) scored 3.27 ± 0.25 and 4.06 ± 0.82.
-CURVE_FIGURES
+Learning curve (5 draws each; MAE ± sd at N = 8 / 16 / 32 / 50): defaults 5.14 ± 1.02 /
+4.36 ± 0.49 / 3.38 ± 0.29 / 3.20 ± 0.13; filter bank only 6.79 ± 2.53 / 5.19 ± 0.88 /
+4.01 ± 0.35 / 3.82 ± 0.43. CNN maps only (``--features cnn``), N = 32, 3 draws:
+3.45 ± 0.20 (GAME(3) 32.9). Fit CPU seconds per draw: 8.5 / 9.1 / 11 / 11.6 (defaults),
+3.5-5.5 (filter bank only).
 
 Run from the project root (single-threaded; about 20 CPU seconds per draw and counter at
 N = 32: a fit of about 11 s, then 0.1 s per test image)::
