@@ -4,9 +4,11 @@ Measures, single-threaded (BLAS, OpenMP, XGBoost and onnxruntime held to one thr
 
 - fitting ``make_counter("density")`` on 32 images, with its defaults (sigma by
   cross-validation, calibration out-of-fold) and with sigma set (one fit of the head);
-- predicting one image: the filter bank alone, the CNN maps alone, and the whole count;
-- the peak memory that numpy allocates while fitting on 16, 32 and 64 images, which must
-  not grow with the number of images (the head sees a fixed pixel sample).
+- predicting one image: the filter bank alone, the CNN maps alone (both on the stride-2
+  grid the counter predicts on), and the whole count;
+- the peak memory that numpy allocates while fitting on 16, 32 and 64 images with the
+  defaults, which must not grow with the number of images (the head sees a fixed pixel
+  sample, the out-of-fold sums a bounded sub-grid).
 
 Both wall-clock and process CPU seconds are printed: on a shared, loaded machine the CPU
 time is the better estimate of what one idle core takes.
@@ -27,11 +29,10 @@ import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from featcell import make_counter, read_points  # noqa: E402
-from featcell.features.image import CNNPixelFeatures, PixelFeatures  # noqa: E402
+from featcell.features.image import CNNPixelFeatures  # noqa: E402
 from featcell.io import read_image  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "counting" / "vgg_cells"
@@ -67,21 +68,22 @@ def main():
         row(label, wall, cpu)
 
     image = images[40]
-    bank = PixelFeatures(channels=[2]).fit()
-    _, wall, cpu = timed(lambda: bank.maps(image), repeat=5)
-    row("predict: filter bank maps of one image", wall, cpu)
+    default = counters["fit, 32 images, defaults (sigma by CV, calibrated)"]
+    bank = default.pixel_features_[0]
+    _, wall, cpu = timed(lambda: bank.maps(image, 2), repeat=10)
+    row("predict: filter bank maps of one image (stride-2 grid)", wall, cpu)
     cnn = CNNPixelFeatures(channels=[2], n_threads=1).fit()
-    cnn.maps(image)  # session start-up
-    _, wall, cpu = timed(lambda: cnn.maps(image), repeat=5)
-    row("predict: CNN maps of one image (features='cnn')", wall, cpu)
+    cnn.maps(image, 2)  # session start-up
+    _, wall, cpu = timed(lambda: cnn.maps(image, 2), repeat=10)
+    row("predict: CNN maps of one image (stride-2 grid)", wall, cpu)
     for label, counter in counters.items():
-        _, wall, cpu = timed(lambda c=counter: c.predict([image]), repeat=5)
+        _, wall, cpu = timed(lambda c=counter: c.predict([image]), repeat=10)
         row(f"predict one image ({label.split(', ', 2)[-1]})", wall, cpu)
 
     print()
-    print("peak memory allocated by numpy while fitting (sigma=3, no calibration):")
+    print("peak memory allocated by numpy while fitting (defaults):")
     for n in (16, 32, 64):
-        counter = make_counter("density", channels=[2], sigma=3.0, calibrate=False, n_jobs=1)
+        counter = make_counter("density", channels=[2], n_jobs=1)
         tracemalloc.start()
         counter.fit(paths[:n], points[:n])  # paths: images are read one at a time
         peak = tracemalloc.get_traced_memory()[1]

@@ -10,12 +10,14 @@ Counters:
 - ``density`` (:func:`featcell.make_counter` ``("density")``, a
   :class:`featcell.counting.DensityCounter`): learns a density map from the dot annotations
   (``dots/NNNdots.png``, one red pixel per cell, read by :func:`featcell.read_points`) on
-  ilastik's pixel filter bank and the early feature maps of the bundled CNN (stride 4 and
-  8), with its defaults: sigma chosen by cross-validation on the training images (the
+  ilastik's pixel filter bank (without the structure tensor) and the early feature maps of
+  the bundled CNN (stride 4 and 8), computed on the stride-2 grid it predicts on, with its
+  defaults: sigma chosen by cross-validation on the training images (the
   calibrated out-of-fold count error), XGBoost on sampled pixels, the count calibrated
   out-of-fold. Also reported: GAME(1-3), the grid errors that check the count lands in
   the right place;
 - ``density, filter bank only``: the same without the CNN maps (``features="filters"``);
+- ``density, CNN maps only``: the deep features alone (``features="cnn"``);
 - ``regression``: the image-level counter that learns from counts only
   (:class:`featcell.ImageFeatures` → ``StandardScaler`` → ridge), for comparison;
   its features have no fitted state, so they are computed once for all images.
@@ -25,17 +27,22 @@ spirit but not the same test set), all trained with dot annotations: density lea
 Lempitsky & Zisserman 2010: 3.5 ± 0.2; regression forest densities, Fiaschi et al. 2012:
 3.2 ± 0.1; CNN density maps (e.g. Xie et al. 2016, Cohen et al. 2017): 2.3-2.9.
 
-Measured with ``--quick --draws 5`` (N = 32): density, defaults (filters + CNN) 3.27 ± 0.25
-(GAME(1-3) 7.2 / 13.2 / 27.2; sigma 2 chosen in 4 draws of 5); regression on counts
-4.38 ± 0.60. Measured before sigma was chosen on the calibrated error (on the raw
-out-of-fold sums): filters + CNN 3.16 ± 0.24 (7.3 / 14.0 / 30.4), filter bank only
-4.06 ± 0.82 (8.8 / 15.6 / 31.5), and the learning curve of the filter-bank counter, 3 draws
-only (time): N = 8: 5.28 ± 1.19, N = 16: 4.87 ± 1.23, N = 50: 3.37 ± 0.51.
+Measured (N = 32, 5 draws, dev images only; a loaded machine): density,
+defaults (filters + CNN) 3.38 ± 0.29 (GAME(1-3) 8.2 / 15.2 / 32.2; sigma 4 chosen in every
+draw); filter bank only 4.01 ± 0.35 (9.7 / 16.4 / 30.4); regression on counts 4.38 ± 0.60.
+The previous, slower defaults (depth-6 XGBoost, 300 trees, 60,000 pixels, the structure
+tensor in the bank; 98 CPU s per fit) scored 3.27 ± 0.25 and 4.06 ± 0.82.
+Learning curve (5 draws each; MAE ± sd at N = 8 / 16 / 32 / 50): defaults 5.14 ± 1.02 /
+4.36 ± 0.49 / 3.38 ± 0.29 / 3.20 ± 0.13; filter bank only 6.79 ± 2.53 / 5.19 ± 0.88 /
+4.01 ± 0.35 / 3.82 ± 0.43. CNN maps only (``--features cnn``), N = 32, 3 draws:
+3.45 ± 0.20 (GAME(3) 32.9). Fit CPU seconds per draw: 8.5 / 9.1 / 11 / 11.6 (defaults),
+3.5-5.5 (filter bank only).
 
-Run from the project root (single-threaded, about 1-2 CPU minutes per draw and counter;
-``--quick`` runs N = 32 only, ``--draws`` changes the number of draws)::
+Run from the project root (single-threaded; about 20 CPU seconds per draw and counter at
+N = 32: a fit of about 11 s, then 0.1 s per test image)::
 
-    python examples/count_vgg_cells.py [--quick] [--draws 5] [--no-filters-only]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python examples/count_vgg_cells.py \
+        [--quick] [--draws 5] [--sizes 8 16 32 50] [--features filters+cnn filters cnn]
 """
 
 from __future__ import annotations
@@ -63,23 +70,24 @@ def draw(n_images, n_train, seed):
     return order[:n_train], order[n_train:]
 
 
-def run_density(paths, points, y, truth_grid, n_train, draws, **params):
+def run_density(paths, points, y, truth_grid, n_train, draws, first=0, **params):
     """MAE and GAME(1-3) per draw of a density counter, and its fit time."""
     rows = []
-    for seed in range(draws):
+    for seed in range(first, first + draws):
         train, test = draw(len(paths), n_train, seed)
         counter = make_counter("density", channels=[2], random_state=seed, **params)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         counter.fit([paths[i] for i in train], [points[i] for i in train])
-        fitted = time.perf_counter() - start
+        fitted, fitted_cpu = time.perf_counter() - start, time.process_time() - cpu
         cells = counter.predict_grid([paths[i] for i in test])
-        row = {"N": n_train, "draw": seed, "fit_s": fitted, "sigma": counter.sigma_,
+        row = {"N": n_train, "draw": seed, "fit_s": fitted, "fit_cpu_s": fitted_cpu,
+               "sigma": counter.sigma_,
                "MAE": float(np.abs(cells.sum(axis=1) - y[test]).mean())}
         for level in (1, 2, 3):
             row[f"GAME{level}"] = game(truth_grid[test], cells, level)
         rows.append(row)
         print(f"  N={n_train} draw {seed}: MAE {row['MAE']:.2f}, GAME(3) {row['GAME3']:.2f}, "
-              f"sigma {counter.sigma_:g}, fit {fitted:.0f} s", flush=True)
+              f"sigma {counter.sigma_:g}, fit {fitted:.0f} s ({fitted_cpu:.0f} CPU s)", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -93,12 +101,26 @@ def run_regression(paths, y, n_train, draws):
     return np.array(maes)
 
 
+VARIANTS = {"filters+cnn": "density, filters + CNN (default)",
+            "filters": "density, filter bank only", "cnn": "density, CNN maps only"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--first-draw", type=int, default=0,
+                        help="seed of the first draw (to split the draws between runs)")
     parser.add_argument("--quick", action="store_true", help="N = 32 only")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(CURVE),
+                        help="training set sizes N (default: 8 16 32 50)")
+    parser.add_argument("--features", nargs="+", choices=list(VARIANTS),
+                        default=["filters+cnn", "filters"],
+                        help="pixel features of the density counters to run")
     parser.add_argument("--no-filters-only", action="store_true",
                         help="skip the filter-bank-only variant")
+    parser.add_argument("--no-regression", action="store_true",
+                        help="skip the regression-on-counts baseline")
+    parser.add_argument("--csv", help="also write every draw's figures to this CSV file")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
@@ -112,37 +134,34 @@ def main():
     print(f"VGG cells: {len(y)} development images, counts {int(y.min())}-{int(y.max())} "
           f"(mean {y.mean():.0f}); train on N, test on the other {len(y)} - N; "
           f"{args.draws} draws")
-    results = {}
-    sizes = (32,) if args.quick else CURVE
-    curve = []
-    for n_train in sizes:
-        print(f"density counter, defaults (filter bank + CNN maps), N = {n_train}")
-        curve.append(run_density(paths, points, y, truth_grid, n_train, args.draws))
-    curve = pd.concat(curve, ignore_index=True)
-    results["density, filters + CNN"] = curve[curve["N"] == 32]
-    if not args.no_filters_only:
-        print("density counter, filter bank only, N = 32")
-        results["density, filter bank only"] = run_density(
-            paths, points, y, truth_grid, 32, args.draws, features="filters"
-        )
-    regression = run_regression(paths, y, 32, args.draws)
+    sizes = [32] if args.quick else args.sizes
+    variants = [v for v in args.features if not (args.no_filters_only and v == "filters")]
+    frames = []
+    for features in variants:
+        for n_train in sizes:
+            print(f"{VARIANTS[features]}, N = {n_train}")
+            frame = run_density(paths, points, y, truth_grid, n_train, args.draws, args.first_draw,
+                                features=features)
+            frames.append(frame.assign(counter=VARIANTS[features]))
+    frames = pd.concat(frames, ignore_index=True)
+    if args.csv:
+        frames.to_csv(args.csv, index=False)
 
     print()
-    print(f"N = 32 ({args.draws} draws): MAE ± sd over draws; GAME(L) means; fit seconds")
-    print(f"{'counter':32s} {'MAE':>13s} {'GAME1':>7s} {'GAME2':>7s} {'GAME3':>7s} {'fit s':>6s}")
-    for label, frame in results.items():
-        print(f"{label:32s} {frame['MAE'].mean():6.2f} ± {frame['MAE'].std(ddof=0):4.2f} "
-              f"{frame['GAME1'].mean():7.2f} {frame['GAME2'].mean():7.2f} "
-              f"{frame['GAME3'].mean():7.2f} {frame['fit_s'].mean():6.1f}")
-    print(f"{'regression (counts only), lr':32s} {regression.mean():6.2f} ± {regression.std():4.2f}")
-    if not args.quick:
-        print()
-        print("density counter, learning curve: MAE ± sd over draws")
-        for n_train, frame in curve.groupby("N"):
-            print(f"  N = {n_train:2d}: {frame['MAE'].mean():5.2f} ± {frame['MAE'].std(ddof=0):.2f}"
-                  f"   (sigma chosen: {sorted(set(frame['sigma']))})")
+    print(f"MAE ± sd over draws ({args.draws} draws); GAME(L) means; fit CPU seconds")
+    print(f"{'counter':36s} {'N':>3s} {'MAE':>13s} {'GAME1':>7s} {'GAME2':>7s} {'GAME3':>7s} "
+          f"{'fit s':>6s}  sigma chosen")
+    for (label, n_train), frame in frames.groupby(["counter", "N"], sort=False):
+        print(f"{label:36s} {n_train:3d} {frame['MAE'].mean():6.2f} ± "
+              f"{frame['MAE'].std(ddof=0):4.2f} {frame['GAME1'].mean():7.2f} "
+              f"{frame['GAME2'].mean():7.2f} {frame['GAME3'].mean():7.2f} "
+              f"{frame['fit_cpu_s'].mean():6.1f}  {sorted(set(frame['sigma']))}")
+    if not args.no_regression:
+        regression = run_regression(paths, y, 32, args.draws)
+        print(f"{'regression (counts only), lr':36s} {32:3d} {regression.mean():6.2f} ± "
+              f"{regression.std():4.2f}")
     print(
-        "published (dot annotations, official test half): Lempitsky & Zisserman 2010 "
+        "published (N = 32, dot annotations, official test half): Lempitsky & Zisserman 2010 "
         "3.5 ± 0.2; Fiaschi et al. 2012 3.2 ± 0.1; CNN density maps 2.3-2.9"
     )
 

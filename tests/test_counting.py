@@ -348,6 +348,99 @@ def test_pixel_features_large_scales_match_full_resolution():
     assert np.abs(maps[..., 1] - exact["LoG"])[inner].max() < 0.05 * scale
 
 
+@pytest.mark.parametrize(("shape", "step"), [((64, 64), 2), ((37, 50), 3), ((20, 9), 4), ((8, 8), 1)])
+def test_sum_weights_give_the_interpolated_maps_sum(shape, step):
+    from featcell.counting import _sum_weights
+    from featcell.features.image import _grid, upsample_linear
+
+    grid = _grid(shape, step)[1]
+    values = np.random.default_rng(0).random(grid)
+    rows, cols = _sum_weights(grid, shape, step)
+    full = upsample_linear(values, shape, step, step // 2) if step > 1 else values
+    assert full.shape == shape
+    assert rows @ values @ cols == pytest.approx(full.sum(), rel=1e-12)
+
+
+class _Offsets:
+    """Stands in for a numpy Generator: ``integers`` returns preset offsets in turn."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def integers(self, high):
+        value = self.values.pop(0)
+        assert 0 <= value < high
+        return value
+
+
+class _Identity:
+    """A 'head' whose density is its first feature."""
+
+    def predict(self, X):
+        return X[:, 0]
+
+
+@pytest.mark.parametrize("margin", [0, 8])
+def test_systematic_subgrid_sum_is_unbiased_and_close_for_smooth_densities(margin):
+    from featcell.counting import _subgrid_sum, _sum_weights, _systematic_subgrid
+    from featcell.points import density_target
+
+    shape, step = (61, 70), 2
+    points = np.random.default_rng(1).uniform(margin, 60 - margin, size=(40, 2))
+    density = density_target(points, shape, 2.0)[1::2, 1::2]  # on the prediction grid
+    maps = density[..., None]
+    rows, cols = _sum_weights(density.shape, shape, step)
+    exact = rows @ density @ cols
+    for q in (2, 3):
+        estimates = []
+        for r0 in range(q):
+            for c0 in range(q):
+                subgrid = _systematic_subgrid(maps, shape, step, q, _Offsets([r0, c0]))
+                kept = len(range(r0, density.shape[0], q)) * len(range(c0, density.shape[1], q))
+                assert len(subgrid[0]) == kept
+                estimates.append(_subgrid_sum(_Identity(), subgrid))
+        # every grid point is kept by exactly one of the q*q offsets: the mean is the sum
+        assert np.mean(estimates) == pytest.approx(exact, rel=1e-12)
+        error = np.abs(np.array(estimates) - exact).max() / exact
+        if q == 2:  # 4 px apart, 2 sigma, as fit chooses: within 1 % (5 % with border dots)
+            assert error < (0.01 if margin else 0.05)
+        else:  # 6 px apart: aliasing shows
+            assert error > 0.02
+    whole = _systematic_subgrid(maps, shape, step, 1, np.random.default_rng(0))
+    assert _subgrid_sum(_Identity(), whole) == pytest.approx(exact, rel=1e-12)
+
+
+def test_density_counter_keeps_a_bounded_pixel_sample():
+    counter = _density_counter(sigma="auto", sigma_grid=(1.5, 3.0), n_samples=1000, cv=2)
+    counter.fit(BLOB_IMAGES, BLOB_POINTS)
+    assert counter.n_train_pixels_ <= 1000
+    assert set(counter.cv_mae_) == {1.5, 3.0}
+
+
+def test_channels_first_interpolation_equals_upsample_linear():
+    from featcell.features.image import _upsample_channels_first, upsample_linear
+
+    small = np.random.default_rng(0).random((3, 7, 9)).astype(np.float32)
+    for step, offset in ((4, 1.5), (2, 0.25), (1.3, -0.2)):
+        out = _upsample_channels_first(small, (20, 31), step, offset)
+        expected = upsample_linear(np.moveaxis(small, 0, -1), (20, 31), step, offset)
+        assert_allclose(np.moveaxis(out, 0, -1), expected, atol=1e-6)
+
+
+def test_pixel_maps_on_a_grid_equal_the_full_maps_there():
+    from featcell.features.image import CNNPixelFeatures, PixelFeatures
+
+    image = np.random.default_rng(0).random((45, 52, 3)).astype(np.float32)
+    for extractor in (PixelFeatures(channels=[0, 2], scales=(0.3, 1.0, 3.5, 10.0)),
+                      CNNPixelFeatures(channels=[1])):
+        full = extractor.fit().maps(image)
+        for step in (2, 3):
+            grid = extractor.maps(image, step)
+            assert_allclose(grid, full[step // 2 :: step, step // 2 :: step], atol=1e-5)
+    with pytest.raises(ValueError, match="step"):
+        PixelFeatures().fit().maps(image, 0)
+
+
 @pytest.mark.skipif(not (DATA / "counting").is_dir(), reason="../shared/data is absent")
 def test_density_counter_on_vgg_cells():
     import pandas as pd

@@ -10,6 +10,7 @@ several scales), one feature map per filter, scale and channel, from which
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from pathlib import Path
@@ -388,6 +389,7 @@ _FILTER_MAPS = {
 }
 _MIN_DERIVATIVE_SCALE = 0.7  # as ilastik: below this only the Gaussian smoothing is defined
 _TRUNCATE = 3.5  # Gaussian kernels cut at 3.5 sigma (ilastik/vigra use 3)
+_PYRAMID_SCALE = 8.0  # scales from this one up are computed on block-reduced planes
 
 
 def _eig2(a, b, c):
@@ -398,23 +400,42 @@ def _eig2(a, b, c):
 
 
 def _smooth1(image, sigma, axis, order=0):
-    return ndi.gaussian_filter1d(image, sigma, axis=axis, order=order, mode="reflect",
-                                 truncate=_TRUNCATE)
+    """``ndi.gaussian_filter1d`` (mode reflect, cut at ``_TRUNCATE`` sigma), kernel cached."""
+    return ndi.correlate1d(image, _gaussian_weights(float(sigma), order), axis=axis,
+                           mode="reflect")
 
 
-def _filter_maps(plane, scale, filters):
+@functools.lru_cache(maxsize=256)
+def _gaussian_weights(sigma, order):
+    """The weights ``ndi.gaussian_filter1d`` correlates with: its impulse response, reversed."""
+    radius = int(_TRUNCATE * sigma + 0.5)
+    impulse = np.zeros(2 * radius + 1)
+    impulse[radius] = 1.0
+    response = ndi.gaussian_filter1d(impulse, sigma, order=order, mode="constant",
+                                     truncate=_TRUNCATE)
+    return response[::-1].copy()
+
+
+def _grid(shape, step):
+    """Offset and shape of the grid of every ``step``-th pixel, starting at ``step // 2``."""
+    offset = step // 2
+    return offset, tuple(len(range(offset, n, step)) for n in shape[:2])
+
+
+def _filter_maps(plane, scale, filters, step=1):
     """The maps of ``filters`` at one ``scale`` (pixels) on one 2-D float32 plane, by name.
 
-    Scales of 8 px and more are computed on a plane reduced 2, 4, ... times by block
-    means (the box's own blur subtracted from the scale, derivatives rescaled to
+    Maps are returned on the grid of every ``step``-th pixel (:func:`_grid`). Scales of
+    ``_PYRAMID_SCALE`` px and more are computed on a plane reduced 2, 4, ... times by
+    block means (the box's own blur subtracted from the scale, derivatives rescaled to
     full-resolution pixels) and brought back by bilinear interpolation, as in a
     Gaussian pyramid: the same maps within interpolation error, several times faster.
     """
     factor = 1
-    while scale / (2 * factor) >= 4 and min(plane.shape) >= 32 * factor:
+    while scale / (2 * factor) >= _PYRAMID_SCALE / 2 and min(plane.shape) >= 32 * factor:
         factor *= 2
     if factor == 1:
-        return _filter_maps_at(plane, scale, filters)
+        return _filter_maps_at(plane, scale, filters, step)
     small = _block_mean(plane, factor)
     reduced = np.sqrt(scale**2 - (factor**2 - 1) / 12) / factor
     maps = _filter_maps_at(small, reduced, filters)
@@ -423,7 +444,9 @@ def _filter_maps(plane, scale, filters):
              "StructureTensorEig1": 2, "StructureTensorEig2": 2}
     names = list(maps)
     stack = np.stack([maps[n] / np.float32(factor ** power.get(n, 0)) for n in names], axis=-1)
-    full = upsample_linear(stack, plane.shape, factor, (factor - 1) / 2)
+    offset, shape = _grid(plane.shape, step)
+    # reduced pixel i sits at full pixel factor * i + (factor - 1) / 2
+    full = upsample_linear(stack, shape, factor / step, ((factor - 1) / 2 - offset) / step)
     return {n: full[..., k] for k, n in enumerate(names)}
 
 
@@ -435,6 +458,26 @@ def _block_mean(plane, factor):
         plane = np.pad(plane, ((0, rows - plane.shape[0]), (0, cols - plane.shape[1])),
                        mode="edge")
     return plane.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
+
+
+def _upsample_channels_first(small, shape, step, offset):
+    """:func:`upsample_linear` of ``(k, m, n)`` maps (channels first), with no BLAS call.
+
+    Elementwise interpolation along each axis of contiguous planes: several times
+    faster than :func:`upsample_linear` on a channels-last view, and free of the
+    matrix products whose BLAS threads spin on a busy machine.
+    """
+    out = small
+    for axis, n in ((1, shape[0]), (2, shape[1])):
+        m = small.shape[axis]
+        position = np.clip((np.arange(n) - offset) / step, 0, m - 1)
+        below = np.minimum(position.astype(np.intp), m - 1)
+        above = np.minimum(below + 1, m - 1)
+        weight = (position - below).astype(out.dtype)
+        weight = weight[:, None] if axis == 1 else weight
+        a = np.take(out, below, axis=axis)
+        out = a + (np.take(out, above, axis=axis) - a) * weight
+    return out
 
 
 def upsample_linear(small, shape, step, offset):
@@ -479,42 +522,56 @@ def upsample_linear(small, shape, step, offset):
     return out
 
 
-def _filter_maps_at(plane, scale, filters):
+def _filter_maps_at(plane, scale, filters, step=1):
     """The maps of ``filters`` at one ``scale`` on one 2-D float32 plane, by name.
 
     Derivatives share their separable passes: the plane is smoothed (0th, 1st, 2nd
-    derivative) along rows once, and each result along columns.
+    derivative) along rows once, and each result along columns. With ``step`` > 1
+    only the grid's rows go through the second pass and only its pixels are kept
+    (the structure tensor, whose products need every pixel, excepted).
     """
+    offset = step // 2
+
+    def rows(a):  # the grid's rows of a first-pass result
+        return a[offset::step] if step > 1 else a
+
+    def second(a, sigma, order=0):  # the pass along columns, on the grid's columns
+        out = _smooth1(a, sigma, 1, order)
+        return out[:, offset::step] if step > 1 else out
+
     out = {}
     derivatives = scale >= _MIN_DERIVATIVE_SCALE
     need_first = derivatives and bool({"gradient", "structure"} & set(filters))
     need_second = derivatives and bool({"log", "hessian"} & set(filters))
     r0 = _smooth1(plane, scale, 0)
-    g = _smooth1(r0, scale, 1)
+    r0g = rows(r0)
+    g = second(r0g, scale)
     if "gaussian" in filters:
         out["Gaussian"] = g
     if derivatives and "dog" in filters:
-        inner = _smooth1(_smooth1(plane, 0.66 * scale, 0), 0.66 * scale, 1)
+        inner = second(rows(_smooth1(plane, 0.66 * scale, 0)), 0.66 * scale)
         out["DoG"] = g - inner
     r1 = _smooth1(plane, scale, 0, 1) if need_first or (need_second and "hessian" in filters) else None
     if need_first:
-        gy = _smooth1(r1, scale, 1)
-        gx = _smooth1(r0, scale, 1, 1)
         if "gradient" in filters:
+            gy = second(rows(r1), scale)
+            gx = second(r0g, scale, 1)
             out["GradientMagnitude"] = np.sqrt(gx * gx + gy * gy)
         if "structure" in filters:
+            gy = _smooth1(r1, scale, 1)
+            gx = _smooth1(r0, scale, 1, 1)
             outer = 0.5 * scale
-            jxx = _smooth1(_smooth1(gx * gx, outer, 0), outer, 1)
-            jxy = _smooth1(_smooth1(gx * gy, outer, 0), outer, 1)
-            jyy = _smooth1(_smooth1(gy * gy, outer, 0), outer, 1)
+            jxx = second(rows(_smooth1(gx * gx, outer, 0)), outer)
+            jxy = second(rows(_smooth1(gx * gy, outer, 0)), outer)
+            jyy = second(rows(_smooth1(gy * gy, outer, 0)), outer)
             out["StructureTensorEig1"], out["StructureTensorEig2"] = _eig2(jxx, jxy, jyy)
     if need_second:
-        gyy = _smooth1(_smooth1(plane, scale, 0, 2), scale, 1)
-        gxx = _smooth1(r0, scale, 1, 2)
+        gyy = second(rows(_smooth1(plane, scale, 0, 2)), scale)
+        gxx = second(r0g, scale, 2)
         if "log" in filters:
             out["LoG"] = gxx + gyy
         if "hessian" in filters:
-            gxy = _smooth1(r1, scale, 1, 1)
+            gxy = second(rows(r1), scale, 1)
             out["HessianEig1"], out["HessianEig2"] = _eig2(gxx, gxy, gyy)
     return out
 
@@ -644,24 +701,30 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
         ]
         return names, keys
 
-    def maps(self, image):
+    def maps(self, image, step=1):
         """The feature maps of one image.
 
         Parameters
         ----------
         image : (M, N[, C]) ndarray or path
             One image.
+        step : int, default=1
+            Return the maps on every ``step``-th pixel of each row and column only,
+            starting at pixel ``step // 2``: the same values as the full maps
+            there, computed faster.
 
         Returns
         -------
         maps : (M, N, n_features) ndarray of float32
-            Columns named by :meth:`get_feature_names_out`.
+            Columns named by :meth:`get_feature_names_out`; ``(ceil((M - step //
+            2) / step), ...)`` rows and columns with ``step``.
         """
+        step = _check_step(step)
         image = _read(image)
         if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
             raise ValueError(f"image has shape {image.shape}; expected (M, N) or (M, N, C)")
         plan = self._plan()
-        names, keys = self._names_and_keys()
+        _, keys = self._names_and_keys()
         planes = {}
         for channel, _ in plan:
             if image.ndim == 2 or channel is None:
@@ -672,11 +735,12 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
                 )
             else:
                 planes[channel] = _grey_plane(image[..., channel], image.dtype)
-        out = np.empty((*image.shape[:2], len(keys)), dtype=np.float32)
+        out = np.empty((*_grid(image.shape, step)[1], len(keys)), dtype=np.float32)
         column = {key: i for i, key in enumerate(keys)}
         for channel, filters in plan:
             for scale in self.scales:
-                for name, value in _filter_maps(planes[channel], float(scale), filters).items():
+                maps = _filter_maps(planes[channel], float(scale), filters, step)
+                for name, value in maps.items():
                     out[..., column[(channel, scale, name)]] = value
         return out
 
@@ -713,6 +777,12 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.requires_fit = False
         return tags
+
+
+def _check_step(step):
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 1 <= step <= 16:
+        raise ValueError(f"step={step!r}; expected an integer from 1 to 16")
+    return int(step)
 
 
 def _grey_plane(image, dtype=None):
@@ -826,18 +896,23 @@ class CNNPixelFeatures(TransformerMixin, BaseEstimator):
             names += [f"Pixel_CNN_s8_{i:02d}{suffix}" for i in range(40)]
         return np.asarray(names, dtype=object)
 
-    def maps(self, image):
+    def maps(self, image, step=1):
         """The upsampled feature maps of one image.
 
         Parameters
         ----------
         image : (M, N[, C]) ndarray or path
             One image.
+        step : int, default=1
+            Interpolate onto every ``step``-th pixel of each row and column only,
+            starting at pixel ``step // 2``.
 
         Returns
         -------
         maps : (M, N, 64 * n_channels) ndarray of float32
+            With ``step``, on the grid's pixels only.
         """
+        step = _check_step(step)
         image = _read(image)
         if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
             raise ValueError(f"image has shape {image.shape}; expected (M, N) or (M, N, C)")
@@ -851,10 +926,10 @@ class CNNPixelFeatures(TransformerMixin, BaseEstimator):
                 )
             else:
                 plane = _grey_plane(image[..., channel], image.dtype)
-            parts.append(self._plane_maps(plane))
+            parts.append(self._plane_maps(plane, step))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
-    def _plane_maps(self, plane):
+    def _plane_maps(self, plane, step=1):
         low, high = np.percentile(plane, [1.0, 99.8])
         scaled = np.clip((plane - low) / (high - low if high > low else 1.0), 0, 1)
         rows, cols = plane.shape
@@ -863,12 +938,16 @@ class CNNPixelFeatures(TransformerMixin, BaseEstimator):
             rows, cols) > max(pad_r, pad_c) else "edge")
         x = (scaled[None, None].astype(np.float32) - _IMAGENET_MEAN) / _IMAGENET_STD
         outputs = _early_session(self.n_threads).run(list(_EARLY_OUTPUTS), {"input": x})
-        maps = []
+        offset, shape = _grid(plane.shape, step)
+        maps = np.empty((*shape, sum(out.shape[1] for out in outputs)), dtype=np.float32)
+        start = 0
         for (_, stride), out in zip(_EARLY_OUTPUTS.items(), outputs):
-            grid = np.moveaxis(out[0], 0, -1)  # (h, w, k)
             # a stride-s map's point (i, j) covers input pixels s*i .. s*i + s - 1
-            maps.append(upsample_linear(grid, plane.shape, stride, (stride - 1) / 2))
-        return np.concatenate(maps, axis=-1).astype(np.float32)
+            where = (stride / step, ((stride - 1) / 2 - offset) / step)
+            grids = _upsample_channels_first(out[0], shape, *where)
+            maps[..., start : start + out.shape[1]] = np.moveaxis(grids, 0, -1)
+            start += out.shape[1]
+        return maps
 
     def transform(self, images):
         """Feature maps of each image.
