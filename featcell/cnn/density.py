@@ -108,9 +108,9 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         when smaller).
     patches_per_epoch : int, default=512
         Patches per epoch (``patches_per_epoch // batch_size`` optimizer steps).
-    max_epochs : int, default=40
+    max_epochs : int, default=24
         Longest training, and the length of the cosine learning-rate decay.
-    patience : int, default=10
+    patience : int, default=8
         Epochs without a lower validation count error before training stops.
     batch_size : int, default=16
     learning_rate : float, default=2e-3
@@ -197,8 +197,8 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         width=16,
         patch_size=64,
         patches_per_epoch=512,
-        max_epochs=40,
-        patience=10,
+        max_epochs=24,
+        patience=8,
         batch_size=16,
         learning_rate=2e-3,
         validation_fraction=0.2,
