@@ -422,8 +422,9 @@ def build_parser():
             "pretrained CNN's embedding of each cell + logistic regression), trained_cnn "
             "(a small CNN trained on the cells' crops: needs torch, featcell[train], to "
             "train; scoring needs only onnxruntime); counting also accepts segmentation "
-            "(count segmented nuclei, calibrated) and density (a density map learnt from "
-            "dot annotations, --points)."
+            "(count segmented nuclei, calibrated), density (a density map learnt from "
+            "dot annotations, --points) and cnn_density (a small density network trained "
+            "on the dots: needs featcell[train] to train)."
         ),
         formatter_class=_Formatter,
     )
@@ -442,19 +443,21 @@ def build_parser():
         "(default: %(default)s)",
     )
     p.add_argument(
-        "--model", choices=(*_HEADS, "segmentation", "density", "trained_cnn"), default="svm",
+        "--model", choices=(*_HEADS, "segmentation", "density", "cnn_density", "trained_cnn"),
+        default="svm",
         help="the model (default: %(default)s); see below",
     )
     p.add_argument(
         "--points", metavar="DIR_OR_CSV",
-        help="--model density: dot annotations, one point per object: a folder of dot "
-        "images or point files matched to the images by name, or one CSV with an image "
-        "column (napari, Fiji multi-point, x,y or row,col)",
+        help="--model density or cnn_density: dot annotations, one point per object: a "
+        "folder of dot images or point files matched to the images by name, or one CSV "
+        "with an image column (napari, Fiji multi-point, x,y or row,col)",
     )
     p.add_argument(
         "--sigma", default="auto", metavar="PIXELS",
-        help="--model density: Gaussian sigma around each dot, in pixels, or auto (chosen "
-        "by cross-validation on the training images; default: %(default)s)",
+        help="--model density or cnn_density: Gaussian sigma around each dot, in pixels, or "
+        "auto (density: chosen by cross-validation on the training images; cnn_density: from "
+        "the dot spacing; default: %(default)s)",
     )
     p.add_argument(
         "--pixel-features", choices=("filters", "cnn", "filters+cnn"), default="filters+cnn",
@@ -1470,10 +1473,10 @@ def _cmd_train(args, console):
     _check_writable(out.resolve().parent, f"-o {args.output!r}")
     if args.report:
         _check_writable(args.report, f"--report {args.report!r}")
-    if args.task == "counting" and args.model == "density":
+    if args.task == "counting" and args.model in ("density", "cnn_density"):
         return _train_density(args, console)
-    if args.model == "density" or args.points:
-        raise UserError("--model density and --points are for --task counting")
+    if args.model in ("density", "cnn_density") or args.points:
+        raise UserError(f"--model {args.model} and --points are for --task counting")
     if args.target is None:
         raise UserError("--target is required: the column to predict, e.g. Class or count")
     if args.task == "counting":
@@ -1773,13 +1776,14 @@ def _train_density(args, console):
     import numpy as np
     import pandas as pd
 
-    from featcell.counting import DensityCounter
+    from featcell.counting import make_counter
     from featcell.points import read_points
 
     if not args.points:
-        raise UserError("--model density learns from dot annotations: pass --points DIR_OR_CSV")
+        raise UserError(f"--model {args.model} learns from dot annotations: pass --points "
+                        "DIR_OR_CSV")
     if _is_table(args.input):
-        raise UserError("--model density needs images, not a feature table")
+        raise UserError(f"--model {args.model} needs images, not a feature table")
     sigma = args.sigma
     if sigma != "auto":
         try:
@@ -1788,8 +1792,10 @@ def _train_density(args, console):
             raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
     files = _readable_images(_check_images_source(args.input), console, args.max_pixels)
     paths = [str(f) for f in files]
-    console.say(f"featcell train: counting, density model ({args.pixel_features}), "
-                f"{len(paths)} images, points from {args.points}")
+    what = ("density network" if args.model == "cnn_density"
+            else f"density model ({args.pixel_features})")
+    console.say(f"featcell train: counting, {what}, {len(paths)} images, points from "
+                f"{args.points}")
     try:
         points = read_points(args.points, images=paths)
     except (ValueError, FileNotFoundError, TypeError) as exc:
@@ -1802,8 +1808,12 @@ def _train_density(args, console):
             meta[f"Metadata_{column}"] = extra[column].to_numpy()
     counts = np.array([len(p) for p in points], dtype=float)
     console.say(f"{int(counts.sum())} dots, {int(counts.min())}-{int(counts.max())} per image")
-    counter = DensityCounter(sigma=sigma, features=args.pixel_features, head=args.pixel_head,
-                             random_state=args.seed, n_jobs=args.n_jobs)
+    if args.model == "cnn_density":
+        counter = make_counter("cnn_density", sigma=sigma, random_state=args.seed,
+                               verbose=not console.quiet)
+    else:
+        counter = make_counter("density", sigma=sigma, features=args.pixel_features,
+                               head=args.pixel_head, random_state=args.seed, n_jobs=args.n_jobs)
     groups, groups_text = _groups(meta, args.group_by, len(paths))
     console.say(f"cross-validating ({args.cv} folds, grouped by {groups_text})")
     from featcell.evaluation import evaluate
@@ -1825,7 +1835,7 @@ def _train_density(args, console):
         train, test = result.splits[0]
         shown = clone(counter).fit([paths[i] for i in train], [points[i] for i in train])
         out = write_report(
-            result, args.report, title="featcell: counting model (density)",
+            result, args.report, title=f"featcell: counting model ({args.model})",
             dataset={"input": args.input, "points": args.points},
             density={"counter": shown, "images": [paths[i] for i in test[:4]],
                      "points": [points[i] for i in test[:4]],
@@ -1836,12 +1846,13 @@ def _train_density(args, console):
     console.say("fitting on all images")
     counter.fit(paths, points)
     console.say(f"sigma {counter.sigma_:g} px"
-                + (f" (cross-validated: {counter.cv_mae_})" if counter.cv_mae_ else ""))
+                + (f" (cross-validated: {counter.cv_mae_})" if getattr(counter, "cv_mae_", None)
+                   else ""))
     from featcell.persist import save_model
 
     save_model(counter, args.output, metadata={
         "kind": "images", "task": "counting", "target": args.target or "count",
-        "model": "density", "n_samples": len(paths), "features": {"read": {}},
+        "model": args.model, "n_samples": len(paths), "features": {"read": {}},
         "feature_columns": None, "trained_on": str(args.input), "points": str(args.points),
         "command": "featcell " + shlex.join(args.argv),
         "cross_validation": _scores_metadata(result),
@@ -1979,7 +1990,7 @@ def _score_counts(model, files, args, console, max_pixels=None):
             for path, density in zip(paths, maps):  # a map sums to the count less intercept_
                 tifffile.imwrite(density_dir / f"{Path(path).stem}_density.tif",
                                  np.asarray(density, np.float32))
-            return np.array([model.intercept_ + float(d.sum()) for d in maps])
+            return np.array([getattr(model, "intercept_", 0.0) + float(d.sum()) for d in maps])
 
     bar = console.bar(len(files), "counting", "images")
     rows, errors = [], []

@@ -135,7 +135,7 @@ def _modules():
         divided by ``scale``, so that the network works with values of order 1.
         """
 
-        def __init__(self, n_channels, width, mean, std, scale):
+        def __init__(self, n_channels, width, mean, std, scale, bias=0.0):
             super().__init__()
             self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -151,6 +151,8 @@ def _modules():
             self.enc1, self.enc2, self.enc3 = block(n_channels, w), block(w, 2 * w), block(2 * w, 4 * w)
             self.dec2, self.dec1 = block(6 * w, 2 * w), block(3 * w, w)
             self.out = nn.Conv2d(w, 1, 1)
+            with torch.no_grad():  # start at the mean density: no output dead at the ReLU
+                self.out.bias.fill_(float(bias) * self.scale)
 
         def forward(self, x):
             e1 = self.enc1((x - self.mean) / self.std)
@@ -171,8 +173,116 @@ def proba_and_embedding(net):
     return _modules()[1](net)
 
 
-def density_fcn(n_channels, width, mean, std, scale):
-    return _modules()[2](n_channels, width, mean, std, scale)
+def density_fcn(n_channels, width, mean, std, scale, bias=0.0):
+    return _modules()[2](n_channels, width, mean, std, scale, bias)
+
+
+def flip_average(net):
+    """The density network averaged over the four flips of its input (test-time
+    augmentation inside the graph: every caller of the exported ONNX gets it)."""
+    import torch
+    from torch import nn
+
+    class FlipAverage(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            out = self.net(x) + self.net(x.flip(-1)).flip(-1)
+            out = out + self.net(x.flip(-2)).flip(-2)
+            return (out + self.net(x.flip(-2, -1)).flip(-2, -1)) / torch.tensor(4.0)
+
+    return FlipAverage(net)
+
+
+def fit_density(net, loss_fn, sample, validate, *, steps, max_epochs, patience, learning_rate,
+                weight_decay, device, verbose=False, name="density network"):
+    """Train a density network on random patches; keep the best validated epoch.
+
+    AdamW with a one-epoch linear warm-up, then a cosine decay of the learning rate
+    over ``max_epochs`` (to 1 % of ``learning_rate``). After every epoch of ``steps``
+    optimizer steps an exponential moving average of the weights and batch-norm
+    statistics (horizon about one epoch) is validated; training stops after
+    ``patience`` epochs without a lower criterion and the best average is kept.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    loss_fn : callable(net, batch) -> scalar tensor
+    sample : callable() -> batch
+        A random (augmented) training batch, on ``device``.
+    validate : callable(net) -> (float, dict)
+        The criterion (lower is better) of the network in eval mode and extra
+        per-epoch figures.
+
+    Returns
+    -------
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (the criterion),
+        ``learning_rate``, ``seconds`` and the figures ``validate`` returns.
+    best_epoch : int
+        1-based epoch whose averaged weights ``net`` holds on return.
+    """
+    import math
+
+    import torch
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    net.to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    total, warmup = steps * max_epochs, min(steps, steps * max_epochs // 10)
+
+    def factor(t):
+        if t < warmup:
+            return (t + 1) / warmup
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (t - warmup) / max(1, total - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    average = AveragedModel(
+        net, multi_avg_fn=get_ema_multi_avg_fn(1.0 - 1.0 / max(10, steps)), use_buffers=True
+    )
+    best, best_state, best_epoch, history = np.inf, None, 0, []
+    progress = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=max_epochs, desc=f"{name} on {device_name(device)}", unit="epoch")
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        net.train()
+        total_loss = 0.0
+        rate = optimizer.param_groups[0]["lr"]
+        for _ in range(steps):
+            loss = loss_fn(net, sample())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            average.update_parameters(net)
+            total_loss += float(loss.detach())
+        evaluated = average.module.eval()
+        with torch.no_grad():
+            criterion, extras = validate(evaluated)
+        criterion = float(criterion)
+        seconds = time.perf_counter() - start
+        history.append({"epoch": epoch, "train_loss": total_loss / steps, "val_loss": criterion,
+                        "learning_rate": rate, "seconds": seconds, **extras})
+        if not np.isfinite(best) or criterion < best:
+            best, best_epoch = criterion, epoch
+            best_state = copy.deepcopy(evaluated.state_dict())
+        if progress is not None:
+            progress.set_postfix(train=f"{total_loss / steps:.3f}", val=f"{criterion:.3f}",
+                                 best=best_epoch, s_per_epoch=f"{seconds:.1f}")
+            progress.update()
+        if epoch - best_epoch >= patience:
+            break
+    if progress is not None:
+        progress.close()
+    if best_state is not None:  # None only if every criterion was NaN
+        net.load_state_dict(best_state)
+    net.eval()
+    return history, best_epoch
 
 
 # ---------------------------------------------------------------------- augmentation

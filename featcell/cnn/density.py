@@ -79,11 +79,19 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     about 0.1 M parameters at ``width=16``) is trained with PyTorch
     (``pip install 'featcell[train]'``, CUDA when present) to map each image to
     the Gaussian-smoothed map of its dots (:func:`featcell.points.density_target`),
-    on random square patches with random flips and 90-degree rotations. Training
-    stops when the count error of held-out training images (whole images) has
-    not improved for ``patience`` epochs; the best epoch is kept. The network is
-    then exported to ONNX (``network_`` with ``network_sha256_``); ``predict``
-    and ``predict_density`` need only onnxruntime.
+    on random square patches with random flips and 90-degree rotations; the loss
+    sees the density times 100 (values of order 1 near a dot), and the output
+    layer starts at the mean density. AdamW, a one-epoch warm-up and a cosine
+    decay of the learning rate over ``max_epochs``; after every epoch the moving
+    average of the weights is validated on held-out training images (whole
+    images, their count error) and training stops when that error has not
+    improved for ``patience`` epochs; the best epoch is kept. With
+    ``calibrate``, the counts are rescaled by the ratio of true to predicted
+    counts of those held-out images (never of images the network trained on).
+    The network, averaged over the four flips of its input when
+    ``test_time_flips``, is exported to ONNX (``network_`` with
+    ``network_sha256_``); ``predict`` and ``predict_density`` need only
+    onnxruntime.
 
     Parameters
     ----------
@@ -99,12 +107,27 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         Side of the random training patches (a multiple of 4; whole images
         when smaller).
     patches_per_epoch : int, default=512
-    max_epochs : int, default=60
+        Patches per epoch (``patches_per_epoch // batch_size`` optimizer steps).
+    max_epochs : int, default=24
+        Longest training, and the length of the cosine learning-rate decay.
     patience : int, default=8
+        Epochs without a lower validation count error before training stops.
     batch_size : int, default=16
     learning_rate : float, default=2e-3
+        Peak learning rate (after the warm-up).
     validation_fraction : float, default=0.2
-        Share of the training images held out for early stopping (at least one).
+        Share of the training images held out for early stopping and the
+        calibration (at least one).
+    test_time_flips : bool, default=True
+        Average the density over the four flips of the image (in the exported
+        graph, so prediction costs four passes).
+    calibrate : bool, default=True
+        Scale the counts by the held-out images' ratio of true to predicted
+        counts (``coef_``, limited to 0.5-2).
+    count_weight : float, default=0.0
+        Weight of a second loss term, the squared count error of each training
+        patch (divided by its pixels, in the pixel loss's units): it penalises
+        density missing where objects crowd, which the pixel loss lets pass.
     device : {"auto", "cpu", "cuda"}, default="auto"
     providers : "auto" or list of str, default="auto"
         onnxruntime execution providers for prediction.
@@ -124,8 +147,12 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         multiples of 4; output the density ``(1, 1, M, N)``.
     network_sha256_ : str
     n_parameters_ : int
+    coef_ : float
+        The count calibration (1.0 without ``calibrate``); density maps and
+        counts include it.
     history_ : list of dict
-        Per epoch: training loss, validation count MAE, seconds.
+        Per epoch: training loss, learning rate, validation count MAE, bias and
+        ratio, seconds.
     best_epoch_ : int
     fit_seconds_ : float
     device_ : str
@@ -157,6 +184,9 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(Real, 0, 0.5, closed="neither")],
+        "test_time_flips": ["boolean"],
+        "calibrate": ["boolean"],
+        "count_weight": [Interval(Real, 0, None, closed="left")],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "providers": [StrOptions({"auto"}), list, tuple],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -172,11 +202,14 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         width=16,
         patch_size=64,
         patches_per_epoch=512,
-        max_epochs=60,
+        max_epochs=24,
         patience=8,
         batch_size=16,
         learning_rate=2e-3,
         validation_fraction=0.2,
+        test_time_flips=True,
+        calibrate=True,
+        count_weight=0.0,
         device="auto",
         providers="auto",
         n_threads=None,
@@ -193,6 +226,9 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.validation_fraction = validation_fraction
+        self.test_time_flips = test_time_flips
+        self.calibrate = calibrate
+        self.count_weight = count_weight
         self.device = device
         self.providers = providers
         self.n_threads = n_threads
@@ -266,7 +302,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                 pixels = np.concatenate([inputs[i].reshape(self.n_channels_, -1) for i in train], 1)
                 net = _training.density_fcn(
                     self.n_channels_, self.width, pixels.mean(1), pixels.std(1) + 1e-3,
-                    _DENSITY_SCALE,
+                    _DENSITY_SCALE, bias=np.mean([targets[i].mean() for i in train]),
                 )
                 size = self.patch_size - self.patch_size % _MULTIPLE
 
@@ -286,42 +322,54 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                     ts = np.stack([t[:, : side[1], : side[0]] for t in ts])
                     return torch.from_numpy(xs), torch.from_numpy(ts)
 
-                def make_batch(items, training):
-                    if training:
-                        xb, tb = patches(len(items))
-                        if min(xb.shape[-2:]) == xb.shape[-1] == xb.shape[-2]:
-                            xb, tb = _training.augment_batch(
-                                xb, generator, shift=0.0, jitter=0.05, targets=tb
-                            )
-                        return "train", xb.to(device), tb.to(device)
-                    return "val", items
+                def sample():
+                    xb, tb = patches(self.batch_size)
+                    if xb.shape[-1] == xb.shape[-2]:
+                        xb, tb = _training.augment_batch(
+                            xb, generator, shift=0.0, jitter=0.05, targets=tb
+                        )
+                    return xb.to(device), tb.to(device)
 
                 def loss_fn(model, batch):
-                    if batch[0] == "train":
-                        _, xb, tb = batch
-                        pred = model(xb)
-                        return torch.mean((pred - tb) ** 2) * _DENSITY_SCALE**2
-                    errors = []
-                    for j in batch[1]:  # count error of whole validation images
-                        i = val[j]
-                        x = torch.from_numpy(_pad(inputs[i])[None]).to(device)
-                        count = float(model(x)[..., : inputs[i].shape[1], : inputs[i].shape[2]].sum())
-                        errors.append(abs(count - float(targets[i].sum())))
-                    return torch.tensor(float(np.mean(errors)))
+                    xb, tb = batch
+                    error = model(xb) - tb
+                    loss = torch.mean(error**2) * _DENSITY_SCALE**2
+                    if self.count_weight:  # each patch's count error, in the same units
+                        counts = error.sum(dim=(1, 2, 3)) * _DENSITY_SCALE
+                        loss = loss + self.count_weight * torch.mean(counts**2) / error[0].numel()
+                    return loss
 
-                self.history_, self.best_epoch_ = _training.fit_network(
-                    net, loss_fn, self.patches_per_epoch, len(val), make_batch=make_batch,
-                    batch_size=self.batch_size, learning_rate=self.learning_rate,
-                    weight_decay=1e-4, max_epochs=self.max_epochs, patience=self.patience,
-                    device=device, generator=generator, verbose=self.verbose,
-                    name="CNNDensityCounter", min_epoch_items=0,
+                def validate(model):
+                    if self.test_time_flips:
+                        model = _training.flip_average(model)
+                    found = []
+                    for i in val:  # counts of whole validation images
+                        x = torch.from_numpy(_pad(inputs[i])[None]).to(device)
+                        found.append(float(model(x)[..., : inputs[i].shape[1],
+                                                    : inputs[i].shape[2]].sum()))
+                    wanted = np.array([targets[i].sum() for i in val], dtype=float)
+                    found = np.array(found)
+                    return np.abs(found - wanted).mean(), {
+                        "val_bias": float((found - wanted).mean()),
+                        "val_ratio": float(wanted.sum() / found.sum()) if found.sum() > 0 else 1.0,
+                    }
+
+                self.history_, self.best_epoch_ = _training.fit_density(
+                    net, loss_fn, sample, validate,
+                    steps=max(1, self.patches_per_epoch // self.batch_size),
+                    max_epochs=self.max_epochs, patience=self.patience,
+                    learning_rate=self.learning_rate, weight_decay=1e-4, device=device,
+                    verbose=self.verbose, name="CNNDensityCounter",
                 )
                 for h in self.history_:
                     h["val_count_mae"] = h.pop("val_loss")
+                ratio = self.history_[self.best_epoch_ - 1]["val_ratio"] if self.best_epoch_ else 1.0
+                self.coef_ = float(np.clip(ratio, 0.5, 2.0)) if self.calibrate else 1.0
                 self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
                 example = torch.zeros(1, self.n_channels_, 32, 32)
+                graph = _training.flip_average(net) if self.test_time_flips else net
                 self.network_ = _training.export_onnx(
-                    net, example, ["input"], ["density"],
+                    graph, example, ["input"], ["density"],
                     {"input": {0: "batch", 2: "height", 3: "width"},
                      "density": {0: "batch", 2: "height", 3: "width"}},
                 )
@@ -357,7 +405,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                 )
             x = _pad(self._normalise(image))[None]
             density = session.run(None, {"input": x})[0][0, 0]
-            out.append(density[: image.shape[1], : image.shape[2]])
+            out.append(density[: image.shape[1], : image.shape[2]] * np.float32(self.coef_))
         return out
 
     def predict(self, images):
@@ -372,6 +420,24 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         counts : ndarray of shape (n_images,)
         """
         return np.array([float(d.sum()) for d in self.predict_density(images)])
+
+    def predict_grid(self, images, level=3):
+        """Objects per cell of a ``2**level x 2**level`` grid over each image, for GAME.
+
+        Parameters
+        ----------
+        images : list of (M, N[, C]) arrays or paths
+        level : int, default=3
+            Grid level (see :func:`featcell.metrics.grid_counts`).
+
+        Returns
+        -------
+        cells : (n_images, 4 ** level) ndarray
+            Summed density per cell; a row sums to :meth:`predict`'s count.
+        """
+        from ..metrics import grid_counts
+
+        return grid_counts(self.predict_density(images), level=level)
 
     def _normalise(self, image):
         low, gain = self.intensity_range_[:, 0], self.intensity_range_[:, 1]
