@@ -191,6 +191,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         "mask_background": ["boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
+        "schedule": [StrOptions({"cosine", "plateau"})],
+        "tta": ["boolean"],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -216,6 +218,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         mask_background=False,
         max_epochs=60,
         patience=8,
+        schedule="cosine",
+        tta=True,
         batch_size=64,
         learning_rate=3e-3,
         weight_decay=1e-4,
@@ -237,6 +241,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         self.mask_background = mask_background
         self.max_epochs = max_epochs
         self.patience = patience
+        self.schedule = schedule
+        self.tta = tta
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -326,16 +332,19 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                     xb, yb = batch  # torch weights its uniform part too, biasing to rare classes
                     return torch.nn.functional.cross_entropy(model(xb), yb, weight=weight)
 
+                views = 8 if self.tta else 1
+
                 def validate(model):
                     logits = torch.cat([
-                        model(x_t[val[first : first + 256]].to(device)).float().cpu()
+                        model.fc(model.embed_views(x_t[val[first : first + 256]].to(device), views))
+                        .float().cpu()
                         for first in range(0, len(val), 256)
                     ])
                     return _validation_scores(logits.numpy(), y_index[val])
 
                 self.history_, self.best_epoch_ = _training.fit_network(
                     net, loss_fn, len(train), len(val), make_batch=make_batch,
-                    validate=validate, average_weights=True,
+                    validate=validate, average_weights=True, schedule=self.schedule,
                     batch_size=self.batch_size, learning_rate=self.learning_rate,
                     weight_decay=self.weight_decay, max_epochs=self.max_epochs,
                     patience=self.patience, device=device, generator=generator,
@@ -344,7 +353,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                 self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
                 size = self.input_size_
                 self.network_ = _training.export_onnx(
-                    _training.proba_and_embedding(net),
+                    _training.proba_and_embedding(net, views),
                     torch.zeros(1, len(self.channels_), size, size),
                     ["input"], ["proba", "embedding"],
                     {"input": {0: "batch"}, "proba": {0: "batch"}, "embedding": {0: "batch"}},
