@@ -134,6 +134,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime threads")
     parser.add_argument("--verbose", action="store_true", help="training progress per epoch")
     parser.add_argument("--width", type=int, default=32, help="CNNClassifier width")
+    parser.add_argument("--max-epochs", type=int, default=60, help="CNNClassifier max_epochs")
     parser.add_argument("--parallel-folds", type=int, default=1,
                         help="train the folds' networks in this many processes first")
     args = parser.parse_args(argv)
@@ -156,6 +157,7 @@ def main(argv=None):
 
     ids = cells.groups("image")
     cnn = SharedCNN(channels=channels, width=args.width, n_threads=args.threads,
+                    max_epochs=args.max_epochs,
                     verbose=args.verbose)
     candidates = {
         "classical+lr": Pipeline([("rows", Rows(Xc, ids)), *head("lr")]),

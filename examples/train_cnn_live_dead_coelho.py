@@ -68,6 +68,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime threads")
     parser.add_argument("--verbose", action="store_true", help="training progress per epoch")
     parser.add_argument("--input-size", type=int, default=None, help="CNNClassifier input_size")
+    parser.add_argument("--width", type=int, default=32, help="CNNClassifier width")
+    parser.add_argument("--max-epochs", type=int, default=60, help="CNNClassifier max_epochs")
     parser.add_argument("--parallel-folds", type=int, default=1,
                         help="train the folds' networks in this many processes first")
     args = parser.parse_args(argv)
@@ -84,7 +86,8 @@ def main(argv=None):
     print(f"classical: {Xc.shape[1]} features in {time.perf_counter() - start:.0f} s")
     ids = cells.groups(KEY)
     SharedCNN.key = KEY
-    cnn = SharedCNN(n_threads=args.threads, verbose=args.verbose, input_size=args.input_size)
+    cnn = SharedCNN(n_threads=args.threads, verbose=args.verbose, input_size=args.input_size,
+                    width=args.width, max_epochs=args.max_epochs)
     candidates = {
         "classical+lr": Pipeline([("rows", Rows(Xc, ids, KEY)), *head("lr")]),
         "trained_cnn": cnn,

@@ -85,11 +85,15 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     of the training cells that keeps every group (``groups``, images by default)
     on one side, stratified by class. An exponential moving average of the
     weights (over about one epoch of steps) is what is validated and kept, so
-    the validation curve follows the trend rather than the last step's noise;
-    training stops when its validation loss (the unweighted cross-entropy, so
-    that a few cells of a rare class cannot decide the epoch) has not improved
-    for ``patience`` epochs and the best epoch's weights are kept (the number of
-    epochs is chosen by validation, not fixed).
+    the validation curve follows the trend rather than the last step's noise.
+    The learning rate follows cosine cycles with warm restarts (10, then 20,
+    then the epochs left of ``max_epochs``); training stops at the end of the
+    first cycle that did not lower the validation loss (the unweighted
+    cross-entropy, so that a few cells of a rare class cannot decide the
+    epoch), and the best epoch's weights are kept: the number of epochs is
+    chosen by validation, not fixed. Predictions and the embedding average the
+    8 flips and 90-degree rotations of each crop (in the exported graph, and in
+    the validation that picks the epoch).
 
     Parameters
     ----------
@@ -110,9 +114,19 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     mask_background : bool, default=False
         Black out pixels outside each cell's mask.
     max_epochs : int, default=60
-        Upper bound on the epochs; early stopping usually ends sooner.
+        Upper bound on the epochs; early stopping often ends sooner.
     patience : int, default=8
-        Epochs without a lower validation loss before training stops.
+        Epochs without a lower validation loss before training stops
+        (``schedule="plateau"`` only).
+    schedule : {"cosine", "plateau"}, default="cosine"
+        ``"cosine"``: cosine annealing with warm restarts, stopping after a cycle
+        without improvement; ``"plateau"``: a constant learning rate divided by 5
+        after ``patience // 2`` epochs without improvement, stopping after
+        ``patience``.
+    tta : bool, default=True
+        Test-time augmentation: average the embedding (and so the logits) over
+        the 8 dihedral views of each crop, so that predictions do not depend on
+        the cell's orientation. Costs 8 network passes per cell in prediction.
     batch_size : int, default=64
     learning_rate : float, default=3e-3
     weight_decay : float, default=1e-4
