@@ -35,6 +35,11 @@ classical+lr by 0.010 (paired bootstrap interval 0.002-0.018); the 0.70 goal is 
 Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 folds)::
 
     python examples/train_cnn_cell_cycle_jurkat.py [--quick] [--folds 5] [--threads 1] [--width 32]
+        [--max-epochs 60] [--all-channels] [--parallel-folds 5]
+
+``--parallel-folds N`` trains the folds' networks in N processes before ``compare`` (which
+then finds them trained). Run with ``PYTHONPATH=.`` from a checkout: ``python examples/x.py``
+puts ``examples/``, not the repository, first on the path, so an installed featcell would win.
 """
 
 from __future__ import annotations
