@@ -56,20 +56,27 @@ def candidate(columns, head):
     ])
 
 
+def load_cells(n_images=250):
+    """Cells of a fixed random subset of ``n_images`` images (seed 0), their live/dead
+    labels, and the numbers of images picked and available."""
+    paths = sorted((DATA / "images").glob("*.png"))
+    pick = np.sort(np.random.default_rng(0).choice(len(paths), min(n_images, len(paths)),
+                                                   replace=False))
+    cells = read_cells([paths[i] for i in pick], DATA / "annotations", as_gray=True)
+    y = np.where(cells.metadata["Metadata_Class"].str.startswith("Dead"), "dead", "live")
+    return cells, y, len(pick), len(paths)
+
+
 def run(quick=False, n_images=None, input_size=64, folds=5, verbose=True):
     """Run the comparison; returns tidy rows task, candidate, metric, value, ci_low, ci_high."""
     say = print if verbose else (lambda *a, **k: None)
     if not DATA.is_dir():
         raise SystemExit(f"live/dead data not found at {DATA}")
     n_images = n_images or (120 if quick else 250)
-    paths = sorted((DATA / "images").glob("*.png"))
-    pick = np.sort(np.random.default_rng(0).choice(len(paths), min(n_images, len(paths)),
-                                                   replace=False))
     start = time.perf_counter()
-    cells = read_cells([paths[i] for i in pick], DATA / "annotations", as_gray=True)
-    y = np.where(cells.metadata["Metadata_Class"].str.startswith("Dead"), "dead", "live")
+    cells, y, n_picked, n_all = load_cells(n_images)
     image = cells.groups("image")
-    say(f"Data: LDC bright-field, {len(pick)} of {len(paths)} images (random, seed 0), "
+    say(f"Data: LDC bright-field, {n_picked} of {n_all} images (random, seed 0), "
         f"{len(cells)} cells: live {np.sum(y == 'live')}, dead {np.sum(y == 'dead')} "
         f"(read in {time.perf_counter() - start:.0f} s)")
 

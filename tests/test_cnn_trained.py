@@ -273,3 +273,57 @@ def test_cli_train_trained_cnn_then_score(capsys, tmp_path, monkeypatch):
 
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     assert {"Prediction", "Probability_Dead Cell", "Probability_Living Cell"} <= set(scores)
+
+
+def test_cosine_cycles():
+    from featcell.cnn._training import _cycle_ends
+
+    assert _cycle_ends(10, 60).tolist() == [10, 30, 60]  # 10, 20, then the 30 left
+    assert _cycle_ends(10, 100).tolist() == [10, 30, 100]  # no short last cycle (30 < 40)
+    assert _cycle_ends(10, 12).tolist() == [12]
+    assert _cycle_ends(10, 5).tolist() == [5]
+
+
+def _toy_fit(val_losses, **kwargs):
+    """fit_network on a tiny linear model with a scripted validation curve."""
+    import torch
+
+    from featcell.cnn._training import fit_network
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    x, t = torch.randn(64, 2), torch.randn(64, 1)
+    curve = iter(val_losses)
+    kwargs = {"batch_size": 16, "learning_rate": 0.1, "weight_decay": 0.0, "patience": 3,
+              "min_epoch_items": 64, **kwargs}
+    return fit_network(
+        net, lambda model, b: torch.nn.functional.mse_loss(model(b[0]), b[1]), 64, 8,
+        make_batch=lambda items, training: (x[items], t[items]),
+        validate=lambda model: (next(curve), {}), device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0), **kwargs,
+    )
+
+
+def test_cosine_schedule_anneals_each_cycle_and_stops_after_a_useless_one():
+    # cycles end at epochs 2, 6, 14; the second cycle improves, the third does not
+    losses = [1.0, 0.9, 0.95, 0.9, 0.85, 0.8] + [0.85] * 8
+    history, best = _toy_fit(losses, schedule="cosine", first_cycle=2, max_epochs=14)
+    lr = [h["learning_rate"] for h in history]
+    assert len(history) == 14 and best == 6  # the whole third cycle runs, then stops
+    assert lr[1] < 0.02 and lr[5] < 0.01 and lr[13] < 0.01  # each cycle ends near zero
+    assert lr[2] > 0.05 and lr[6] > 0.05  # and restarts high
+    # a cycle without improvement ends training at its end, not before
+    history, best = _toy_fit([1.0, 0.9] + [0.95] * 4, schedule="cosine", first_cycle=2,
+                             max_epochs=14)
+    assert len(history) == 6 and best == 2
+
+
+def test_predictions_ignore_orientation(fitted):
+    """Test-time augmentation in the exported graph: flips and 90-degree rotations of a
+    cell give the same probabilities and embedding."""
+    crops = TEST_CELLS.flat().values.reshape(40, 1, 24, 24)
+    turned = CellSet.from_crops(np.ascontiguousarray(np.rot90(crops, 1, axes=(2, 3))[..., ::-1]),
+                                channels=["DNA"])
+    np.testing.assert_allclose(fitted.predict_proba(turned), fitted.predict_proba(TEST_CELLS),
+                               atol=1e-5)
+    np.testing.assert_allclose(fitted.transform(turned), fitted.transform(TEST_CELLS), atol=1e-4)

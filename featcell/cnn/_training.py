@@ -116,14 +116,17 @@ def _modules():
             return self.fc(self.dropout(self.embed(x)))
 
     class ProbaAndEmbedding(nn.Module):
-        """The graph that is exported: class probabilities and the penultimate layer."""
+        """The graph that is exported: class probabilities and the penultimate layer
+        (averaged over ``views`` dihedral views; the probabilities are the head's on
+        that embedding)."""
 
-        def __init__(self, net):
+        def __init__(self, net, views=1):
             super().__init__()
             self.net = net
+            self.views = views
 
         def forward(self, x):
-            z = self.net.embed(x)
+            z = embed_views(self.net, x, self.views)
             return torch.softmax(self.net.fc(z), dim=1), z
 
     class DensityFCN(nn.Module):
@@ -169,8 +172,22 @@ def small_resnet(n_channels, n_classes, width, mean, std):
     return _modules()[0](n_channels, n_classes, width, mean, std)
 
 
-def proba_and_embedding(net):
-    return _modules()[1](net)
+def embed_views(net, x, views=1):
+    """``net.embed(x)``, averaged over the 8 flips and 90-degree rotations of each
+    input when ``views == 8`` (test-time augmentation: the cells have no preferred
+    orientation, so neither should their embedding). Any network with an ``embed``
+    method: the small ResNet, the fine-tuned EfficientNet-Lite0."""
+    if views == 1:
+        return net.embed(x)
+    import torch
+
+    flips = [x, x.flip(-1), x.flip(-2), x.flip(-2).flip(-1)]
+    z = net.embed(torch.cat(flips + [v.transpose(-2, -1) for v in flips]))
+    return z.reshape(8, -1, z.shape[-1]).mean(dim=0)
+
+
+def proba_and_embedding(net, views=1):
+    return _modules()[1](net, views)
 
 
 def density_fcn(n_channels, width, mean, std, scale, bias=0.0):
@@ -349,6 +366,8 @@ def fit_network(
     min_epoch_items=_MIN_EPOCH_ITEMS,
     validate=None,
     average_weights=False,
+    schedule="plateau",
+    first_cycle=10,
 ):
     """Train with AdamW until the validation loss stops improving; keep the best epoch.
 
@@ -376,13 +395,24 @@ def fit_network(
     max_epochs, patience : int
         Stop after ``patience`` epochs without a lower validation loss, or after
         ``max_epochs``; the learning rate is divided by 5 after ``patience // 2``
-        epochs without improvement.
+        epochs without improvement (``schedule="plateau"``).
+    schedule : {"plateau", "cosine"}
+        ``"cosine"``: cosine annealing with warm restarts (SGDR, Loshchilov & Hutter
+        2017), per optimizer step, over cycles of ``first_cycle``, then twice, four
+        times... as many epochs (the last cycle takes the epochs left of
+        ``max_epochs``). Training stops at the end of the first cycle that did not
+        lower the validation loss: a longer cycle is run only while the last one
+        helped, so the training length follows the validation, not a fixed count
+        (``patience`` is not used: mid-cycle, the learning rate is high and the
+        validation loss is not yet what the cycle will reach).
+    first_cycle : int
+        Epochs of the first cosine cycle.
 
     Returns
     -------
     history : list of dict
         Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (the criterion), ``seconds``,
-        and the figures ``validate`` returns.
+        ``learning_rate`` (at the epoch's last step) and the figures ``validate`` returns.
     best_epoch : int
         1-based epoch whose weights ``net`` holds on return.
     """
@@ -390,11 +420,17 @@ def fit_network(
 
     net.to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=0.2, patience=max(1, patience // 2)
-    )
+    if schedule not in ("plateau", "cosine"):
+        raise ValueError(f"schedule={schedule!r}: expected 'plateau' or 'cosine'")
+    scheduler = None
+    if schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.2, patience=max(1, patience // 2)
+        )
+    cycle_ends = _cycle_ends(first_cycle, max_epochs)
     best, best_state, best_epoch, history = np.inf, None, 0, []
     repeats = max(1, -(-min_epoch_items // train))
+    steps_per_epoch = max(1, -(-(repeats * train) // batch_size))
     model = net
     if average_weights:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -415,10 +451,17 @@ def fit_network(
         order = torch.cat([torch.randperm(train, generator=generator) for _ in range(repeats)])
         order = order.numpy()
         total, seen = 0.0, 0
-        for first in range(0, len(order), batch_size):
+        cycle = int(np.searchsorted(cycle_ends, epoch))  # the cycle this epoch belongs to
+        cycle_start = cycle_ends[cycle - 1] if cycle else 0
+        cycle_steps = (cycle_ends[cycle] - cycle_start) * steps_per_epoch
+        for step, first in enumerate(range(0, len(order), batch_size)):
             batch_items = order[first : first + batch_size]
             if len(batch_items) < 2:  # batch norm needs two samples
                 continue
+            if schedule == "cosine":
+                t = ((epoch - 1 - cycle_start) * steps_per_epoch + step) / cycle_steps
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate * 0.5 * (1.0 + np.cos(np.pi * min(1.0, t)))
             loss = loss_fn(net, make_batch(batch_items, True))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -441,11 +484,12 @@ def fit_network(
             else:
                 val_loss, extras = validate(evaluated)
                 val_loss = float(val_loss)
-        scheduler.step(val_loss)
+        if scheduler is not None:
+            scheduler.step(val_loss)
         seconds = time.perf_counter() - start
         history.append(
             {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val_loss,
-             "seconds": seconds, **extras}
+             "seconds": seconds, "learning_rate": optimizer.param_groups[0]["lr"], **extras}
         )
         if not np.isfinite(best) or val_loss < best - 1e-4 * abs(best):
             best, best_epoch = val_loss, epoch
@@ -456,14 +500,32 @@ def fit_network(
                 s_per_epoch=f"{seconds:.1f}",
             )
             progress.update()
-        if epoch - best_epoch >= patience:
+        if schedule == "plateau" and epoch - best_epoch >= patience:
             break
+        if schedule == "cosine" and epoch == cycle_ends[cycle] and best_epoch <= cycle_start:
+            break  # this cycle did not improve on the previous ones: a longer one will not
     if progress is not None:
         progress.close()
     if best_state is not None:  # None only if every validation loss was NaN
         net.load_state_dict(best_state)
     net.eval()
     return history, best_epoch
+
+
+def _cycle_ends(first_cycle, max_epochs):
+    """Last epochs (1-based) of cosine cycles of ``first_cycle``, 2x, 4x... epochs; the last
+    cycle ends at ``max_epochs`` (it takes what is left, rather than leaving a short cycle)."""
+    ends, start, length = [], 0, max(1, int(first_cycle))
+    while start + length < max_epochs:
+        start += length
+        ends.append(start)
+        length *= 2
+    ends.append(max_epochs)
+    if len(ends) > 2 and ends[-1] - ends[-2] < ends[-2] - ends[-3]:
+        ends.pop(-2)  # a last cycle shorter than the one before joins it
+    elif len(ends) == 2 and ends[-1] - ends[-2] < ends[0]:
+        ends.pop(0)
+    return np.asarray(ends)
 
 
 # ---------------------------------------------------------------------- export

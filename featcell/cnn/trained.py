@@ -85,11 +85,15 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     of the training cells that keeps every group (``groups``, images by default)
     on one side, stratified by class. An exponential moving average of the
     weights (over about one epoch of steps) is what is validated and kept, so
-    the validation curve follows the trend rather than the last step's noise;
-    training stops when its validation loss (the unweighted cross-entropy, so
-    that a few cells of a rare class cannot decide the epoch) has not improved
-    for ``patience`` epochs and the best epoch's weights are kept (the number of
-    epochs is chosen by validation, not fixed).
+    the validation curve follows the trend rather than the last step's noise.
+    The learning rate follows cosine cycles with warm restarts (10, then 20,
+    then the epochs left of ``max_epochs``); training stops at the end of the
+    first cycle that did not lower the validation loss (the unweighted
+    cross-entropy, so that a few cells of a rare class cannot decide the
+    epoch), and the best epoch's weights are kept: the number of epochs is
+    chosen by validation, not fixed. Predictions and the embedding average the
+    8 flips and 90-degree rotations of each crop (in the exported graph, and in
+    the validation that picks the epoch).
 
     Parameters
     ----------
@@ -110,7 +114,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         longest crop side rounded up to a multiple of 8, between 32 and 96.
     width : int, default=32
         Channels of the first stage (then doubled twice); the embedding has
-        ``4 * width`` features.
+        ``4 * width`` features (the ResNet; EfficientNet-Lite0's has 1280).
     normalization : {"dataset", "crop"}, default="dataset"
         ``"dataset"`` maps each channel's 0.1 and 99.9 percentiles over all training
         pixels to 0 and 1, keeping differences of brightness between cells (often
@@ -118,9 +122,19 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     mask_background : bool, default=False
         Black out pixels outside each cell's mask.
     max_epochs : int, default=60
-        Upper bound on the epochs; early stopping usually ends sooner.
+        Upper bound on the epochs; early stopping often ends sooner.
     patience : int, default=8
-        Epochs without a lower validation loss before training stops.
+        Epochs without a lower validation loss before training stops
+        (``schedule="plateau"`` only).
+    schedule : {"cosine", "plateau"}, default="cosine"
+        ``"cosine"``: cosine annealing with warm restarts, stopping after a cycle
+        without improvement; ``"plateau"``: a constant learning rate divided by 5
+        after ``patience // 2`` epochs without improvement, stopping after
+        ``patience``.
+    tta : bool, default=True
+        Test-time augmentation: average the embedding (and so the logits) over
+        the 8 dihedral views of each crop, so that predictions do not depend on
+        the cell's orientation. Costs 8 network passes per cell in prediction.
     batch_size : int, default=64
     learning_rate : float, default=3e-3
     weight_decay : float, default=1e-4
@@ -199,6 +213,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         "mask_background": ["boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
+        "schedule": [StrOptions({"cosine", "plateau"})],
+        "tta": ["boolean"],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -224,6 +240,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         mask_background=False,
         max_epochs=60,
         patience=8,
+        schedule="cosine",
+        tta=True,
         batch_size=64,
         learning_rate=3e-3,
         weight_decay=1e-4,
@@ -245,6 +263,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         self.mask_background = mask_background
         self.max_epochs = max_epochs
         self.patience = patience
+        self.schedule = schedule
+        self.tta = tta
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -341,16 +361,20 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                     xb, yb = batch  # torch weights its uniform part too, biasing to rare classes
                     return torch.nn.functional.cross_entropy(model(xb), yb, weight=weight)
 
+                views = 8 if self.tta else 1
+
                 def validate(model):
                     logits = torch.cat([
-                        model(x_t[val[first : first + 256]].to(device)).float().cpu()
+                        model.fc(_training.embed_views(
+                            model, x_t[val[first : first + 256]].to(device), views
+                        )).float().cpu()
                         for first in range(0, len(val), 256)
                     ])
                     return _validation_scores(logits.numpy(), y_index[val])
 
                 self.history_, self.best_epoch_ = _training.fit_network(
                     net, loss_fn, len(train), len(val), make_batch=make_batch,
-                    validate=validate, average_weights=True,
+                    validate=validate, average_weights=True, schedule=self.schedule,
                     batch_size=self.batch_size, learning_rate=self.learning_rate,
                     weight_decay=self.weight_decay, max_epochs=self.max_epochs,
                     patience=self.patience, device=device, generator=generator,
@@ -359,7 +383,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                 self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
                 size = self.input_size_
                 self.network_ = _training.export_onnx(
-                    _training.proba_and_embedding(net),
+                    _training.proba_and_embedding(net, views),
                     torch.zeros(1, len(self.channels_), size, size),
                     ["input"], ["proba", "embedding"],
                     {"input": {0: "batch"}, "proba": {0: "batch"}, "embedding": {0: "batch"}},
@@ -412,7 +436,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        embedding : ndarray of shape (n_cells, 4 * width), float32
+        embedding : ndarray of shape (n_cells, n_features), float32
         """
         return self._run(X)[1]
 
@@ -426,7 +450,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        embedding : ndarray of shape (n_cells, 4 * width), float32
+        embedding : ndarray of shape (n_cells, n_features), float32
         """
         if y is None:
             raise ValueError("CNNClassifier is trained on labels: fit_transform needs y")
