@@ -172,6 +172,15 @@ def small_resnet(n_channels, n_classes, width, mean, std):
     return _modules()[0](n_channels, n_classes, width, mean, std)
 
 
+def _epoch_bar(verbose, max_epochs, name, device):
+    """A tqdm bar of training epochs when ``verbose``, else None."""
+    if not verbose:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=max_epochs, desc=f"{name} on {device_name(device)}", unit="epoch")
+
+
 def embed_views(net, x, views=1):
     """``net.embed(x)``, averaged over the 8 flips and 90-degree rotations of each
     input when ``views == 8`` (test-time augmentation: the cells have no preferred
@@ -260,11 +269,7 @@ def fit_density(net, loss_fn, sample, validate, *, steps, max_epochs, patience, 
         net, multi_avg_fn=get_ema_multi_avg_fn(1.0 - 1.0 / max(10, steps)), use_buffers=True
     )
     best, best_state, best_epoch, history = np.inf, None, 0, []
-    progress = None
-    if verbose:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=max_epochs, desc=f"{name} on {device_name(device)}", unit="epoch")
+    progress = _epoch_bar(verbose, max_epochs, name, device)
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
         net.train()
@@ -438,11 +443,7 @@ def fit_network(
         steps = max(1, (repeats * train) // batch_size)
         decay = 1.0 - 1.0 / max(10, steps)  # a horizon of about one epoch
         model = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-    progress = None
-    if verbose:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=max_epochs, desc=f"{name} on {device_name(device)}", unit="epoch")
+    progress = _epoch_bar(verbose, max_epochs, name, device)
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
         net.train()
