@@ -586,7 +586,32 @@ def _channel_indices(channels):
     return [int(c) for c in listed]
 
 
-class PixelFeatures(TransformerMixin, BaseEstimator):
+class _PixelMaps(TransformerMixin, BaseEstimator):
+    """What the pixel-feature transformers share: ``transform`` maps each image with
+    the subclass's ``maps(image)``; they learn nothing from the images."""
+
+    def transform(self, images):
+        """Feature maps of each image.
+
+        Parameters
+        ----------
+        images : list of (M, N[, C]) arrays or paths
+            Images; sizes may differ.
+
+        Returns
+        -------
+        maps : list of (M, N, n_features) ndarray of float32
+        """
+        return [self.maps(item) for item in _check_images(images)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = False
+        return tags
+
+
+class PixelFeatures(_PixelMaps):
     """ilastik's pixel filter bank: one feature map per filter, scale and channel.
 
     At each scale sigma (pixels) the filters are those of ilastik's pixel
@@ -744,20 +769,6 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
                     out[..., column[(channel, scale, name)]] = value
         return out
 
-    def transform(self, images):
-        """Feature maps of each image.
-
-        Parameters
-        ----------
-        images : list of (M, N[, C]) arrays or paths
-            Images; sizes may differ.
-
-        Returns
-        -------
-        maps : list of (M, N, n_features) ndarray of float32
-        """
-        return [self.maps(item) for item in _check_images(images)]
-
     def get_feature_names_out(self, input_features=None):
         """Feature names, ``Pixel_<Filter>[_Ch<c>]_s<scale>``.
 
@@ -771,12 +782,6 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
         names : ndarray of str
         """
         return np.asarray(self._names_and_keys()[0], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = False
-        return tags
 
 
 def _check_step(step):
@@ -822,7 +827,7 @@ def _early_session(n_threads):
     return _SESSIONS[key]
 
 
-class CNNPixelFeatures(TransformerMixin, BaseEstimator):
+class CNNPixelFeatures(_PixelMaps):
     """Early feature maps of the bundled CNN, upsampled to every pixel.
 
     The bundled EfficientNet-Lite0 (ImageNet) cut after its stride-4 stage (24
@@ -948,23 +953,3 @@ class CNNPixelFeatures(TransformerMixin, BaseEstimator):
             maps[..., start : start + out.shape[1]] = np.moveaxis(grids, 0, -1)
             start += out.shape[1]
         return maps
-
-    def transform(self, images):
-        """Feature maps of each image.
-
-        Parameters
-        ----------
-        images : list of (M, N[, C]) arrays or paths
-            Images; sizes may differ.
-
-        Returns
-        -------
-        maps : list of (M, N, n_features) ndarray of float32
-        """
-        return [self.maps(item) for item in _check_images(images)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = False
-        return tags
