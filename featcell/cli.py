@@ -25,6 +25,7 @@ _FAMILIES = (*_CLASSICAL, "cnn")
 _HEADS = ("svm", "rf", "lr", "gnb", "xgb", "cnn")
 _TASKS = ("viability", "phenotype", "counting")
 _CANDIDATES = ("classical", "cnn", "both")
+_COMPARE_COUNTERS = ("density", "cnn_density", "regression", "cnn", "segmentation")
 _TABLE_SUFFIXES = (".parquet", ".csv")
 _DATA = Path(__file__).resolve().parent / "data"
 _FAILED_IMAGES = r"\d+ of \d+ images could not be scored"  # score_images' warning
@@ -546,18 +547,35 @@ def build_parser():
         formatter_class=_Formatter,
     )
     p.add_argument("input", metavar="TABLE_OR_FOLDER", help="folder of images or a feature table")
-    p.add_argument("--target", required=True, metavar="COLUMN", help="the class column, e.g. Class")
+    p.add_argument(
+        "--target", metavar="COLUMN",
+        help="the class column, e.g. Class (required except with --points)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="FOLDER", help="report folder")
+    p.add_argument(
+        "--points", metavar="DIR_OR_CSV",
+        help="compare counters instead of classifiers: dot annotations of the images, one "
+        "point per object (as for 'featcell train --model density'); --model then names "
+        f"counters: {', '.join(_COMPARE_COUNTERS)} (default: density regression)",
+    )
+    p.add_argument(
+        "--sigma", default="auto", metavar="PIXELS",
+        help="with --points: the Gaussian sigma of the density counters, in pixels, or auto "
+        "(default: %(default)s)",
+    )
     p.add_argument(
         "--candidates", nargs="+", choices=_CANDIDATES, default=list(_CANDIDATES),
         help="feature sets to compare (default: all three)",
     )
     p.add_argument(
-        "--model", nargs="+", choices=(*_HEADS[:-1], "trained_cnn"), default=["svm"],
-        metavar="MODEL",
+        "--model", nargs="+", choices=(*_HEADS[:-1], "trained_cnn", *_COMPARE_COUNTERS),
+        default=None, metavar="MODEL",
         help="classifier(s) on top of each feature set: svm, rf, lr, gnb, xgb "
         "(default: svm); trained_cnn adds one more candidate, a small CNN trained on the "
-        "cells' crops inside every fold (images only; needs torch, featcell[train])",
+        "cells' crops inside every fold (images only; needs torch, featcell[train]). With "
+        "--points, the counters: density (pixel regression on dots), cnn_density (a density "
+        "network trained on the dots; needs torch), regression (image features and ridge "
+        "regression on the counts), cnn (a CNN embedding and ridge regression), segmentation",
     )
     p.add_argument(
         "--families", nargs="+", choices=_CLASSICAL, default=list(_CLASSICAL),
@@ -2113,6 +2131,16 @@ def _cmd_compare(args, console):
     if Path(args.output).suffix.lower() in (*_TABLE_SUFFIXES, ".html", ".md"):
         raise UserError(f"-o {args.output!r} should be a folder for the report")
     _check_writable(args.output, f"-o {args.output!r}")
+    if args.points:
+        return _compare_counters(args, console)
+    args.model = args.model or ["svm"]
+    counters = [m for m in args.model if m in _COMPARE_COUNTERS]
+    if counters:
+        raise UserError(f"--model {counters[0]} is a counter: give the dot annotations with "
+                        "--points to compare counters")
+    if not args.target:
+        raise UserError("--target COLUMN is required: the class to predict (or --points to "
+                        "compare counters)")
     families = list(args.families)
     if any(c in ("cnn", "both") for c in args.candidates):
         families.append("cnn")
@@ -2214,6 +2242,113 @@ def _compare_and_report(args, console, data, title, families, dataset=None, note
         dataset=dataset or _dataset_description(data, args),
         preprocessing=preprocessing, cells=cells, features=X[classical], labels=y,
         importance=importance, notes=notes, random_state=args.seed,
+    )
+    console.say(f"wrote the report {out['html']}")
+    print(out["html"])
+    return result
+
+
+class _CountsOfPoints:
+    """A counter that learns from counts, fitted on dot annotations by counting the dots:
+    lets ``compare`` put it on the same folds as the counters that learn from the dots."""
+
+    def __init__(self, counter):
+        self.counter = counter
+
+    def fit(self, images, points):
+        from sklearn.base import clone
+
+        self.counter_ = clone(self.counter).fit(images, [float(len(p)) for p in points])
+        return self
+
+    def get_params(self, deep=True):
+        return {"counter": self.counter}
+
+    def set_params(self, **params):
+        self.counter = params.get("counter", self.counter)
+        return self
+
+    def __repr__(self):
+        return f"{self.counter!r} fitted on the dot counts"
+
+    def predict(self, images):
+        return self.counter_.predict(images)
+
+
+def _compare_counters(args, console):
+    """featcell compare --points: counters on the same grouped folds, with a report."""
+    import numpy as np
+    import pandas as pd
+
+    from sklearn.base import clone
+
+    from featcell.counting import make_counter
+    from featcell.evaluation import compare
+    from featcell.points import read_points
+    from featcell.report import write_report
+
+    if _is_table(args.input):
+        raise UserError("--points: the counters learn from the images; give a folder of "
+                        "images, not a feature table")
+    models = list(dict.fromkeys(args.model or ["density", "regression"]))
+    heads = [m for m in models if m not in _COMPARE_COUNTERS]
+    if heads:
+        raise UserError(f"--model {heads[0]} is a classifier; with --points choose counters "
+                        f"among {', '.join(_COMPARE_COUNTERS)}")
+    sigma = args.sigma
+    if sigma != "auto":
+        try:
+            sigma = float(sigma)
+        except ValueError:
+            raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
+    files = _readable_images(_check_images_source(args.input), console, args.max_pixels)
+    paths = [str(f) for f in files]
+    try:
+        points = read_points(args.points, images=paths)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+    counts = np.array([len(p) for p in points], dtype=float)
+    console.say(f"featcell compare: counters {' vs '.join(models)} on {len(paths)} images, "
+                f"{int(counts.sum())} dots ({int(counts.min())}-{int(counts.max())} per image)")
+    from_dots = {"density": {"sigma": sigma, "n_jobs": args.n_jobs},
+                 "cnn_density": {"sigma": sigma, "verbose": not console.quiet}}
+    estimators = {}
+    for name in models:
+        if name in from_dots:
+            estimators[name] = make_counter(name, random_state=args.seed, **from_dots[name])
+        else:
+            estimators[name] = _CountsOfPoints(make_counter(name, random_state=args.seed))
+    meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
+    if args.metadata:
+        extra = _read_image_table(args.metadata).reindex(meta["Metadata_ImageID"])
+        for column in extra.columns:
+            meta[f"Metadata_{column}"] = extra[column].to_numpy()
+    groups, groups_text = _groups(meta, args.group_by, len(paths))
+    console.say(f"cross-validating {len(estimators)} counters on the same {args.cv} folds, "
+                f"grouped by {groups_text}")
+    try:
+        result = compare(estimators, paths, points, groups, cv=args.cv, task="regression",
+                         random_state=args.seed, n_jobs=args.n_jobs)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    _describe_groups(result, groups_text)
+    result.protocol["candidates"] = {name: repr(est) for name, est in estimators.items()}
+    print(result.describe())
+    _print_scores(result)
+    density = None
+    shown = next((name for name in models if name in from_dots), None)
+    if shown is not None:  # the first fold's test images, by a counter fitted without them
+        train, test = next(iter(result.results.values())).splits[0]
+        counter = clone(estimators[shown]).fit([paths[i] for i in train],
+                                               [points[i] for i in train])
+        density = {"counter": counter, "images": [paths[i] for i in test[:4]],
+                   "points": [points[i] for i in test[:4]],
+                   "note": f"The maps are out-of-fold: the {shown} counter shown was fitted "
+                           "on the first fold's training images only."}
+    out = write_report(
+        result, args.output, title=args.title or f"featcell: counters {' vs '.join(models)}",
+        dataset={"input": args.input, "points": args.points}, density=density,
+        random_state=args.seed,
     )
     console.say(f"wrote the report {out['html']}")
     print(out["html"])
