@@ -15,9 +15,11 @@ On the same real images and masks (Coelho 2009 nuclei, DSB2018), one channel:
   module's docstring says what every row computes): ``*ALL_MORPHOLOGY*``; the 19
   intensity, edge and mass features, then ``*ALL_INTENSITY*``; ``FRAC_AT_D``/
   ``MEAN_FRAC``/``RADIAL_CV`` (radial distribution); CellProfiler's 13 Haralick features
-  at offset 3 with 256 levels, then ``*ALL_GLCM*``; ``GABOR`` with the Gabor energy's
-  filter bank, then with nyxus's default one (both Gabor families). nyxus 0.11 has no
-  counterpart for granularity, local binary patterns and colocalization (Costes
+  at offset 3 with nyxus's 64 grey levels, then with CellProfiler's 256, then
+  ``*ALL_GLCM*``; ``GABOR`` with the Gabor energy's filter bank, then with nyxus's
+  default one (both Gabor families). Where CellProfiler's own setting would make nyxus
+  slower (256 grey levels), the first row keeps nyxus's faster one, so the ratio to it
+  is not inflated. nyxus 0.11 has no counterpart for granularity, local binary patterns and colocalization (Costes
   included). nyxus reads the label image itself, so featcell's row to compare with it
   is the one including ``CellSet.from_labels``; "x nyxus" is the ratio to the family's
   first nyxus row.
