@@ -8,8 +8,9 @@
   ``regionprops_table`` (mean/min/max/std only) and nyxus twice: the same
   features (``NYXUS_INTENSITY``: the nine whole-object statistics, the five
   edge ones, mass displacement, the centroid and the intensity-weighted
-  centroid; nyxus has no brightest-pixel location, and it finds the edge as
-  an ordered contour, more work than CellProfiler's outline), and
+  centroid; nyxus has no brightest-pixel location, and it takes the edge
+  pixels from the contour it traces for its perimeter, more work than
+  CellProfiler's outline), and
   ``*ALL_INTENSITY*`` (36 whole-object statistics: the nine and 27 others such
   as skewness, entropy and percentiles, but no edge or mass feature);
 * family ``radial`` (MeasureObjectIntensityDistribution, 4 rings): featcell
