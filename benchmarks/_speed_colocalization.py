@@ -30,7 +30,7 @@ from featcell import CellSet
 from featcell.features.colocalization import Colocalization
 
 
-def run(image, labels, repeat=3):
+def run(image, labels, repeat=3, with_nyxus=True):
     """Time featcell and cp_measure colocalization of the first channel pair.
 
     Parameters
@@ -41,6 +41,8 @@ def run(image, labels, repeat=3):
         Instance labels.
     repeat : int, default=3
         Runs per tool; the best is kept.
+    with_nyxus : bool, default=True
+        Ignored: nyxus has no colocalization features.
 
     Returns
     -------

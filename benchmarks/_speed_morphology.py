@@ -9,7 +9,9 @@
   is installed;
 * scikit-image ``regionprops_table`` with the shape properties it has;
 * mahotas ``zernike_moments``, one call per object (Zernike only);
-* nyxus ``*ALL_MORPHOLOGY*`` (1 thread) where installed.
+* nyxus ``*ALL_MORPHOLOGY*`` (1 thread) where installed, on the image as
+  16-bit levels (``_speed_intensity.nyxus_input``: nyxus casts intensities to
+  ``uint32``, so the float image in [0, 1] would be blank to it).
 
 Run alone for a table on a few real images::
 
@@ -83,7 +85,7 @@ def _nyxus(image, labels):
     return Nyxus(["*ALL_MORPHOLOGY*"], n_feature_calc_threads=1).featurize(image, labels)
 
 
-def run(image, labels, repeat=3):
+def run(image, labels, repeat=3, with_nyxus=True):
     """Seconds per tool on one image: a list of dicts (tool, family, objects, seconds).
 
     Parameters
@@ -95,6 +97,8 @@ def run(image, labels, repeat=3):
     repeat : int, default=3
         Repeats for featcell and cp_measure, keeping the best time (the others
         measure the machine's load); the slower peers run once.
+    with_nyxus : bool, default=True
+        Time nyxus too (where installed).
     """
     from skimage.measure import regionprops_table
 
@@ -125,8 +129,11 @@ def run(image, labels, repeat=3):
         pass
     try:
         import nyxus  # noqa: F401
+        from _speed_intensity import nyxus_input
 
-        tools["nyxus *ALL_MORPHOLOGY* (1 thread)"] = lambda: _nyxus(image, labels.astype(np.uint32))
+        if with_nyxus:
+            levels = nyxus_input(image, labels)
+            tools["nyxus *ALL_MORPHOLOGY* (1 thread)"] = lambda: _nyxus(*levels)
     except ImportError:
         pass
     rows = []

@@ -2,11 +2,20 @@
 
 ``run(image, labels)`` times, on the same objects, per family:
 
-* ``haralick`` (MeasureTexture, scale 3, 256 levels): featcell
-  ``Texture("haralick")`` vs cp_measure ``get_texture`` (mahotas per object),
-  cp_measure's numba backend (when numba is installed),
+* ``haralick`` (MeasureTexture, scale 3, 256 levels, 13 features in 4
+  directions): featcell ``Texture("haralick")`` vs cp_measure ``get_texture``
+  (mahotas per object), cp_measure's numba backend (when numba is installed),
   ``mahotas.features.haralick`` called per object on regionprops crops and
-  nyxus ``*ALL_GLCM*``;
+  nyxus three times: the same 13 features (``NYXUS_HARALICK``) in the same 4
+  directions at offset 3 (``glcm/offset=3``), first with nyxus's default 64
+  grey levels, less work than CellProfiler's 256 for nyxus, whose matrices are
+  dense (the row ``x nyxus`` refers to), then with 256 levels
+  (``coarse_gray_depth=256``: nyxus's ``glcm/greydepth`` setting has no
+  effect in 0.11), about 10 times slower; nyxus spreads the levels over each
+  object's own intensity range where CellProfiler uses the image's 0-255
+  scale. Last ``*ALL_GLCM*`` with nyxus's defaults: 30 features in 4
+  directions and 29 averages, 64 levels, and offset 0 (nyxus 0.11's default
+  ``glcm/offset``: each pixel paired with itself, every matrix diagonal);
 * ``granularity`` (MeasureGranularity, 16 components), all on the whole image
   (CellProfiler's way): featcell vs cp_measure ``get_granularity`` and, where
   installed, its numba backend;
@@ -16,15 +25,27 @@
   ``skimage.filters.gabor`` on the whole image plus ``ndimage.mean``;
 * ``lbp`` (uniform, P=8, R=1): featcell vs
   ``skimage.feature.local_binary_pattern`` on the whole image plus a bincount;
-* nyxus ``GABOR`` (its bank of Gabor filters, one row in each Gabor family:
-  the same run) where installed.
+* nyxus ``GABOR``, one row in each Gabor family (the same run): first with
+  the filter bank of the Gabor energy (``NYXUS_GABOR``: 4 orientations 0, 45,
+  90 and 135 degrees, wavelength 3, equal sigmas of 1.686 pixels, a 13 x 13
+  kernel, as ``skimage.filters.gabor_kernel(1 / 3, theta)``), then with
+  nyxus's default bank (16 x 16 kernels of aspect 0.1, frequencies 4, 16, 32
+  and 64 radians per pixel, as nyxus's ``Gabor`` kernel reads them). nyxus
+  convolves each object's box with the full 2-D complex kernel and with a
+  low-pass one, and reports the fraction of pixels whose response passes a
+  threshold, where featcell averages the response's modulus (separable
+  kernels). CellProfiler's Gabor score has no nyxus counterpart: it
+  correlates each object with one wavelet the object's size per orientation,
+  far less work than any filter bank; the row shows nyxus's nearest feature.
 
 nyxus has no granularity and no local binary patterns. featcell is timed on a
 ready :class:`~featcell.CellSet` (``transform`` only, each time on a CellSet
 it has not seen) and once more including ``CellSet.from_labels``, the row to
 compare with the peers, which take the label image and parse it themselves.
 Each timing is the best of ``repeat`` runs (one run for anything slower than a
-second); nyxus runs on one thread.
+second); nyxus runs on one thread, on the image as 16-bit levels
+(``_speed_intensity.nyxus_input``: nyxus would read the float image in [0, 1]
+as all zeros, as the ``(before)`` rows show).
 
 Run ``python benchmarks/_speed_texture.py`` for a table on a few real images.
 """
@@ -43,7 +64,22 @@ from featcell.features.texture import Texture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fidelity_texture import cellprofiler3_gabor
-from _speed_intensity import nyxus, unseen
+from _speed_intensity import nyxus, nyxus_input, unseen
+
+# CellProfiler's 13 Haralick features in nyxus's names, and its settings for them
+NYXUS_HARALICK = [
+    "GLCM_ASM", "GLCM_CONTRAST", "GLCM_CORRELATION", "GLCM_VARIANCE", "GLCM_IDM",
+    "GLCM_SUMAVERAGE", "GLCM_SUMVARIANCE", "GLCM_SUMENTROPY", "GLCM_ENTROPY", "GLCM_DIFVAR",
+    "GLCM_DIFENTRO", "GLCM_INFOMEAS1", "GLCM_INFOMEAS2",
+]  # fmt: skip
+NYXUS_OFFSET_3 = ("glcm/offset=3",)
+# skimage.filters.gabor_kernel(1 / 3, theta) in nyxus's terms: frequency 2 pi / 3 radians per
+# pixel (nyxus's kernel is exp(i f x'), wavelength 2 pi / f = 3), sigma = 0.562 * 3 = 1.686
+# pixels on both axes (aspect 1), 13 x 13 taps (3 sigma each side)
+NYXUS_GABOR = {
+    "gabor_kersize": 13, "gabor_gamma": 1.0, "gabor_sig2lam": 0.562,
+    "gabor_freqs": [2 * np.pi / 3] * 4, "gabor_thetas": [0, 45, 90, 135],
+}  # fmt: skip
 
 
 def best_time(fn, repeat=3):
@@ -95,7 +131,7 @@ def _skimage_lbp(pixels, labels):
     return np.bincount((labels[inside] - 1) * 10 + codes[inside], minlength=labels.max() * 10)
 
 
-def run(image, labels, repeat=3):
+def run(image, labels, repeat=3, with_nyxus=True):
     """Time featcell and its peers on one image.
 
     Parameters
@@ -106,6 +142,8 @@ def run(image, labels, repeat=3):
         Instance labels.
     repeat : int, default=3
         Runs per tool; the best is kept.
+    with_nyxus : bool, default=True
+        Time nyxus too (where installed).
 
     Returns
     -------
@@ -117,7 +155,7 @@ def run(image, labels, repeat=3):
 
     pixels = np.asarray(image, dtype=np.float32).astype(np.float64)
     labels = relabel_sequential(np.asarray(labels))[0].astype(np.int32)
-    n, ulabels = int(labels.max()), labels.astype(np.uint32)
+    n, (levels, ulabels) = int(labels.max()), nyxus_input(pixels, labels)
     cells = CellSet.from_labels(pixels, labels, channels=["DNA"])
     model = {
         f: Texture(f).fit(cells)
@@ -202,13 +240,35 @@ def run(image, labels, repeat=3):
         for family, tool, fn in tools:
             seconds = best_time(fn, repeat)
             rows.append({"tool": tool, "family": family, "objects": n, "seconds": seconds})
-        for features, families in ((["*ALL_GLCM*"], ["haralick"]),
-                                   (["GABOR"], ["gabor", "gabor_energy"])):  # fmt: skip
+        nyxus_runs = [
+            ("the same 13 features, offset 3, 64 levels", NYXUS_HARALICK, levels,
+             NYXUS_OFFSET_3, {}, ["haralick"]),
+            ("the same 13 features, offset 3, 256 levels", NYXUS_HARALICK, levels,
+             NYXUS_OFFSET_3, {"coarse_gray_depth": 256}, ["haralick"]),
+            ("*ALL_GLCM* (defaults: 30 features, 64 levels, offset 0)", ["*ALL_GLCM*"], levels,
+             (), {}, ["haralick"]),
+            ("(before) nyxus *ALL_GLCM*, float image read as 0", ["*ALL_GLCM*"], pixels,
+             (), {}, ["haralick"]),
+            ("GABOR, the Gabor energy's bank (4 x wavelength 3, 13 x 13)", ["GABOR"], levels,
+             (), NYXUS_GABOR, ["gabor", "gabor_energy"]),
+            ("GABOR (defaults: 16 x 16, frequencies 4 to 64)", ["GABOR"], levels,
+             (), {}, ["gabor", "gabor_energy"]),
+            ("(before) nyxus GABOR, float image read as 0", ["GABOR"], pixels,
+             (), {}, ["gabor", "gabor_energy"]),
+        ]  # fmt: skip
+        for name, features, intensities, settings, params, families in nyxus_runs:
+            if not with_nyxus:
+                break
             try:
-                seconds = best_time(lambda f=features: nyxus(f, pixels, ulabels), repeat)
+                seconds = best_time(
+                    lambda f=features, i=intensities, s=settings, p=params: nyxus(
+                        f, i, ulabels, s, **p
+                    ),
+                    repeat,
+                )
             except ImportError:
-                continue
-            tool = f"nyxus {'+'.join(features)} (1 thread)"
+                break
+            tool = name if name.startswith("(before)") else f"nyxus {name} (1 thread)"
             rows += [
                 {"tool": tool, "family": f, "objects": n, "seconds": seconds} for f in families
             ]

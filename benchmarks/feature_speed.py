@@ -10,12 +10,25 @@ On the same real images and masks (Coelho 2009 nuclei, DSB2018), one channel:
 * scikit-image ``regionprops_table`` (shape + intensity properties it has);
 * nyxus (all 2-D features) where installed;
 * per family, the peers listed in ``benchmarks/_speed_<family>.py`` (e.g. cp_measure's
-  numba Haralick, mahotas) and nyxus's matching feature group on one thread:
-  ``*ALL_MORPHOLOGY*``, ``*ALL_INTENSITY*``, ``FRAC_AT_D``/``MEAN_FRAC``/``RADIAL_CV``
-  (radial distribution), ``*ALL_GLCM*`` (Haralick) and ``GABOR`` (both Gabor families).
-  nyxus 0.11 has no counterpart for granularity, local binary patterns and
-  colocalization (Costes included). nyxus reads the label image itself, so featcell's
-  row to compare with it is the one including ``CellSet.from_labels``.
+  numba Haralick, mahotas) and nyxus on one thread, first computing the family's own
+  features as far as nyxus has them, then its feature group with its defaults (each
+  module's docstring says what every row computes): ``*ALL_MORPHOLOGY*``; the 19
+  intensity, edge and mass features, then ``*ALL_INTENSITY*``; ``FRAC_AT_D``/
+  ``MEAN_FRAC``/``RADIAL_CV`` (radial distribution); CellProfiler's 13 Haralick features
+  at offset 3 with nyxus's 64 grey levels, then with CellProfiler's 256, then
+  ``*ALL_GLCM*``; ``GABOR`` with the Gabor energy's filter bank, then with nyxus's
+  default one (both Gabor families). Where CellProfiler's own setting would make nyxus
+  slower (256 grey levels), the first row keeps nyxus's faster one, so the ratio to it
+  is not inflated. nyxus 0.11 has no counterpart for granularity, local binary patterns and colocalization (Costes
+  included). nyxus reads the label image itself, so featcell's row to compare with it
+  is the one including ``CellSet.from_labels``; "x nyxus" is the ratio to the family's
+  first nyxus row.
+
+nyxus casts intensities to ``uint32``, so it gets the images as 16-bit levels
+(``_speed_intensity.nyxus_input``, outside the timing): given the float images in
+[0, 1] the other tools get, it would measure blank images (earlier versions of this
+benchmark did; the per-family ``(before)`` rows repeat that call). ``--no-nyxus`` leaves
+out every nyxus row, the per-family ones included.
 
 Reported as objects/second and the ratio to cp_measure and to nyxus; each tool's time per
 image (or, for the ``n_jobs=2`` rows, per set of images) is the median of ``--repeats``
@@ -23,7 +36,7 @@ interleaved rounds (per family: the best of 3 runs). The featcell measured is th
 this checkout. Run::
 
     python benchmarks/feature_speed.py [--n-coelho 2 --n-dsb 4] [--skip-families]
-        [--repeats 3] [--keep-freed-memory]
+        [--repeats 3] [--keep-freed-memory] [--no-nyxus]
 """
 
 import argparse
@@ -39,6 +52,7 @@ from joblib import Parallel, delayed
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from _data import benchmark_images
+from _speed_intensity import nyxus_input
 from sklearn.base import clone
 
 from featcell import CellFeatures, CellSet, Intensity, Morphology, Texture
@@ -78,10 +92,10 @@ def _regionprops(image, labels):
     return regionprops_table(labels, image, properties=props)
 
 
-def _nyxus(image, labels):
+def _nyxus(levels, labels):
     from nyxus import Nyxus
 
-    return Nyxus(["*ALL*"], n_feature_calc_threads=1).featurize(image, labels)
+    return Nyxus(["*ALL*"], n_feature_calc_threads=1).featurize(levels, labels)
 
 
 def _time(fn, *args):
@@ -104,8 +118,9 @@ def overall(images, with_nyxus=True, repeats=1):
         "cp_measure featurize (same families)": _cp_measure,
         "scikit-image regionprops_table (shape+intensity only)": _regionprops,
     }
-    if with_nyxus:
-        tools["nyxus *ALL* (1 thread)"] = _nyxus
+    if with_nyxus:  # on 16-bit levels (a float image in [0, 1] is all zeros to nyxus)
+        levels = {id(image): nyxus_input(image, labels) for _, image, labels in images}
+        tools["nyxus *ALL* (1 thread)"] = lambda image, labels: _nyxus(*levels[id(image)])
     batches = {
         "featcell (cp_measure's families, n_jobs=2: 2 images at a time)": True,
         "featcell (all families incl. Gabor, LBP, n_jobs=2: 2 images at a time)": False,
@@ -174,7 +189,7 @@ def main(argv=None):
         for family in FAMILIES:
             module = importlib.import_module(f"_speed_{family}")
             for _, image, labels in images:
-                rows.extend(module.run(image, labels))
+                rows.extend(module.run(image, labels, with_nyxus=not args.no_nyxus))
     n_objects = sum(len(np.unique(lab)) - 1 for _, _, lab in images)
     print(f"# {len(images)} real images, {n_objects} objects, one channel")
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):

@@ -121,7 +121,7 @@ def _as_float(image, rescale, name):
         out /= np.float32(scale)
         return out
     out = image.astype(np.float32, copy=False)
-    if out.size and not (np.isfinite(out.min()) and np.isfinite(out.max())):  # (NaN propagates)
+    if not np.isfinite(out).all():  # (one pass, faster than the minimum and maximum)
         bad = ~np.isfinite(out)
         raise ValueError(
             f"{name} contains {int(bad.sum())} NaN or infinite pixel(s); replace them "
@@ -163,7 +163,7 @@ def _check_labels(labels):
         )
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D (H, W), got shape {labels.shape}")
-    if labels.size and labels.min() < 0:
+    if labels.size and labels.dtype.kind == "i" and labels.min() < 0:  # (unsigned: never)
         raise ValueError("labels contains negative values; expected 0 = background, >0 = object")
     return labels
 

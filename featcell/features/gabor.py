@@ -20,7 +20,6 @@ def cellprofiler_gabor(pixels, values, channel, scales, n_angles=4):
 
     See :func:`featcell.features._kernels.gabor.cellprofiler_gabor`.
     """
-    values = values.astype(np.float64)
     scores = [
         kernels.cellprofiler_gabor(values, pixels.bounds, pixels.row, pixels.col, scale, n_angles)
         for scale in scales
@@ -68,7 +67,7 @@ def gabor_energy(pixels, channel_index, channel, scales, n_angles=4):
     (about ``1.7 * scale`` pixels) stays within the crop. Returns the columns
     of :func:`gabor_energy_names` for channel ``channel_index``.
     """
-    crops = pixels.flat.values[channel_index].astype(np.float64)
+    crops = pixels.flat.values[channel_index]  # (float32: the kernel reads it into float64)
     # angle n_angles - a (pi - theta) mirrors angle a: the kernel filters both
     angles = [a for a in range(n_angles) if 2 * a <= n_angles]
     first = np.array(angles, np.intp)

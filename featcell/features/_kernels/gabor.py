@@ -18,7 +18,7 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
     pi) / 3``, scaled by ``1000 / (2 pi sigma^2)``), with its real and
     imaginary parts made zero-mean over the cell, is correlated with them;
     the score is the largest modulus over the orientations ``pi k /
-    n_angles``. ``values`` (float64), ``rows`` and ``cols`` (int32) are the
+    n_angles``. ``values`` (float32), ``rows`` and ``cols`` (int32) are the
     mask pixels' intensities and places, cells one after another (cell ``i``
     owns pixels ``cell_start[i]`` to ``cell_start[i + 1] - 1``). Returns the
     (N,) scores.
@@ -31,7 +31,7 @@ def cellprofiler_gabor(values, cell_start, rows, cols, scale, n_angles):
         area = last - first
         if area == 0:
             continue
-        low, high = values[first], values[first]
+        low = high = np.float64(values[first])  # (float64 from here on)
         mean_row = mean_col = 0.0
         top, left, bottom, right = rows[first], cols[first], rows[first], cols[first]
         for p in range(first, last):
@@ -105,7 +105,7 @@ def gabor_energy(crops, crop_start, shapes, cell_start, rows, cols, factors, fir
     ``yr * P - yi * Q + i (yr * Q + yi * P)``. The kernel of angle ``pi -
     theta`` is ``outer(ky, conj(kx))``, so its response, ``yr * P + yi * Q +
     i (yi * P - yr * Q)``, comes from the same four column convolutions.
-    ``crops`` (float64) holds the crops one after another, crop ``i`` at
+    ``crops`` (float32) holds the crops one after another, crop ``i`` at
     ``crop_start[i]`` with shape ``shapes[i]``; the mask pixels are as in
     :func:`cellprofiler_gabor`. ``factors`` (K, 4, L) float64 holds ``xr,
     xi, yr, yi`` of ``K`` kernels. Returns the energies, kernel ``k``'s in
