@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse import csr_matrix
 from skimage.morphology import disk
 
 from ._kernels.reconstruction import bilinear_weights, erode_cross, reconstruct_by_dilation
@@ -105,7 +106,8 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     cell_start = np.concatenate([[0], np.cumsum(counts)])
     scaled_y = y * ((new_shape[0] - 1) / (shape[0] - 1))
     scaled_x = x * ((new_shape[1] - 1) / (shape[1] - 1))
-    cell, index, weight = bilinear_weights(cell_start, scaled_y, scaled_x, new_shape)
+    weights = bilinear_weights(cell_start, scaled_y, scaled_x, new_shape)
+    means = csr_matrix(weights, shape=(n_cells, image.size))  # (sums, divided by counts)
     current = np.add.reduceat(raw, cell_start[:-1], dtype=np.float64) / counts
     start = np.maximum(current, np.finfo(float).eps)
 
@@ -116,7 +118,7 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     for k in range(length):
         eroded = erode_cross(eroded)
         rebuilt = reconstruct_by_dilation(eroded, rebuilt)
-        new = np.bincount(cell, weight * rebuilt.ravel().take(index), n_cells) / counts
+        new = means @ rebuilt.ravel() / counts
         spectrum[:, k] = (current - new) * 100 / start
         current = new
     return spectrum

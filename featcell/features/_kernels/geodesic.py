@@ -33,7 +33,7 @@ def geodesic_distance(inside, centres, largest, out):
         centre, stay ``inf``).
     """
     width = inside.shape[1]
-    flat = inside.ravel()
+    flat = inside.ravel().copy()  # 0 once a pixel's distance is final and spread
     moves = np.array([-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1])
     lengths = np.array([np.sqrt(2.0), 1.0, np.sqrt(2.0), 1.0, 1.0, np.sqrt(2.0), 1.0, np.sqrt(2.0)])
     # a pixel enters the queue at most once per neighbour, plus the centre
@@ -48,9 +48,10 @@ def geodesic_distance(inside, centres, largest, out):
             now = k % 3
             for n in range(size[now]):  # (what it reaches goes to the next two buckets)
                 p = bucket[now, n]
-                d = out[p]
-                if d >= k + 1:  # improved into a later bucket since it was put here
+                if not flat[p]:  # in a bucket again, or twice: spread already
                     continue
+                flat[p] = 0
+                d = out[p]
                 for move in range(8):
                     q = p + moves[move]
                     nd = d + lengths[move]

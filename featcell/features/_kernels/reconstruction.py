@@ -33,46 +33,53 @@ def reconstruct_by_dilation(seed, mask):
     """
     H, W = seed.shape
     out = np.empty_like(mask)
-    # raster scan: the seed raised to its upper and left neighbours, under the mask
-    for y in range(H):
+    # raster scan: the seed raised to its upper and left neighbours, under the mask; two
+    # rows at a time (the lower one sees the upper one's new value): two chains side by side
+    for y in range(0, H, 2):
+        left = left2 = -np.inf  # out[y, x - 1] and out[y + 1, x - 1]
         for x in range(W):
-            v = seed[y, x]
-            if y > 0:
-                v = max(v, out[y - 1, x])
-            if x > 0:
-                v = max(v, out[y, x - 1])
-            out[y, x] = min(v, mask[y, x])
+            up = out[y - 1, x] if y > 0 else -np.inf
+            left = min(max(seed[y, x], up, left), mask[y, x])
+            out[y, x] = left
+            if y + 1 < H:
+                left2 = min(max(seed[y + 1, x], left, left2), mask[y + 1, x])
+                out[y + 1, x] = left2
 
-    # anti-raster scan: the lower and right neighbours; a pixel that could still raise one
-    # of them goes into the queue (a ring buffer: a pixel is in it at most once at a time)
+    # anti-raster scan: the lower and right neighbours, rows y and y - 1 side by side; a
+    # pixel that could still raise one of them goes into the queue (a ring buffer of rows
+    # and columns: a pixel is in it at most once at a time)
     size = H * W + 1
-    queue = np.empty(size, np.int32)
-    queued = np.zeros((H, W), np.bool_)
-    head = tail = 0
-    for y in range(H - 1, -1, -1):
+    queue_y, queue_x = np.empty(size, np.intp), np.empty(size, np.intp)
+    queued = np.empty((H, W), np.bool_)
+    tail = 0
+    for y in range(H - 1, -1, -2):
+        right = right_mask = right2 = right2_mask = -np.inf  # out and mask at x + 1
         for x in range(W - 1, -1, -1):
-            v = out[y, x]
-            if y < H - 1:
-                v = max(v, out[y + 1, x])
-            if x < W - 1:
-                v = max(v, out[y, x + 1])
-            v = min(v, mask[y, x])
+            below = out[y + 1, x] if y + 1 < H else -np.inf
+            below_mask = mask[y + 1, x] if y + 1 < H else -np.inf
+            v = min(max(out[y, x], below, right), mask[y, x])
             out[y, x] = v
-            grows = False  # (no short-circuit: fewer mispredicted branches)
-            if y < H - 1:
-                grows |= (out[y + 1, x] < v) & (out[y + 1, x] < mask[y + 1, x])
-            if x < W - 1:
-                grows |= (out[y, x + 1] < v) & (out[y, x + 1] < mask[y, x + 1])
+            grows = (below < min(v, below_mask)) | (right < min(v, right_mask))
+            queued[y, x] = grows
             if grows:
-                queue[tail] = y * W + x
+                queue_y[tail], queue_x[tail] = y, x
                 tail += 1
-                queued[y, x] = True
+            right, right_mask = v, mask[y, x]
+            if y > 0:  # row y - 1, below it the new v
+                v2 = min(max(out[y - 1, x], v, right2), mask[y - 1, x])
+                out[y - 1, x] = v2
+                grows = (v < min(v2, right_mask)) | (right2 < min(v2, right2_mask))
+                queued[y - 1, x] = grows
+                if grows:
+                    queue_y[tail], queue_x[tail] = y - 1, x
+                    tail += 1
+                right2, right2_mask = v2, mask[y - 1, x]
 
     # propagation: a dequeued pixel raises its four neighbours up to their mask
+    head = 0
     while head != tail:
-        p = queue[head]
+        y, x = queue_y[head], queue_x[head]
         head = head + 1 if head + 1 < size else 0
-        y, x = p // W, p % W
         queued[y, x] = False
         v = out[y, x]
         for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
@@ -83,7 +90,7 @@ def reconstruct_by_dilation(seed, mask):
                 out[ny, nx] = raised
                 if not queued[ny, nx]:
                     queued[ny, nx] = True
-                    queue[tail] = ny * W + nx
+                    queue_y[tail], queue_x[tail] = ny, nx
                     tail = tail + 1 if tail + 1 < size else 0
     return out
 
@@ -118,18 +125,19 @@ def bilinear_weights(cell_start, y, x, shape):
     column, then averages it per object): the sum of a cell's interpolated
     values at its points ``(y, x)`` (>= 0; cell ``i`` owns points
     ``cell_start[i]`` to ``cell_start[i + 1] - 1``) is a fixed weighted sum
-    of the image's pixels. Returns the ``cell``, flat image pixel ``index``
-    and ``weight`` of every non-zero weight.
+    of the image's pixels. Returns that (n_cells, H * W) matrix in CSR form:
+    the ``weight`` and flat image pixel ``index`` of every non-zero weight,
+    cell ``i``'s from ``start[i]`` to ``start[i + 1] - 1``.
     """
     H, W = shape[0], shape[1]
     n_cells = cell_start.size - 1
-    cell = np.empty(4 * y.size, np.int64)
+    start = np.empty(n_cells + 1, np.int64)
     index = np.empty(4 * y.size, np.int64)
     weight = np.empty(4 * y.size)
     total = np.zeros(H * W)  # scratch, zero again after each cell
     n = 0
     for i in range(n_cells):
-        first = n
+        start[i] = n
         for p in range(cell_start[i], cell_start[i + 1]):
             if y[p] > H - 1 or x[p] > W - 1:
                 continue
@@ -148,7 +156,8 @@ def bilinear_weights(cell_start, y, x, shape):
                     index[n] = q
                     n += 1
                 total[q] += w
-        for e in range(first, n):
-            cell[e], weight[e] = i, total[index[e]]
+        for e in range(start[i], n):
+            weight[e] = total[index[e]]
             total[index[e]] = 0.0
-    return cell[:n].copy(), index[:n].copy(), weight[:n].copy()
+    start[n_cells] = n
+    return weight[:n].copy(), index[:n].copy(), start
