@@ -140,7 +140,7 @@ def _linear(image, t, axis):
     t1 = np.minimum(t0 + 1, n - 1)
     f, inside = t - t0, (t >= 0) & (t <= n - 1)
     if inside.all() and not f.any():  # whole pixels (subsampling by 1/4): read as they are
-        return image.take(t0, axis).astype(np.float64)
+        return image.take(t0, axis).astype(np.float64, copy=False)
     shape = (-1, 1) if axis == 0 else (1, -1)
     out = image.take(t0, axis) * (1 - f).reshape(shape) + image.take(t1, axis) * f.reshape(shape)
     out *= inside.reshape(shape)
