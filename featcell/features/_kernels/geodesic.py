@@ -1,4 +1,4 @@
-"""The geodesic distance from each object's centre, of CellProfiler's radial distribution."""
+"""The geodesic distance from each object's centre and the bins of CellProfiler's radial distribution."""
 
 import numpy as np
 
@@ -62,3 +62,30 @@ def geodesic_distance(inside, centres, largest, out):
                         size[later] += 1
             size[now] = 0
             k += 1
+
+
+@kernel
+def radial_bins(d_centre, d_edge, row, col, starts, counts, centre, n_rings, slot):
+    """Each pixel's ring and wedge, as MeasureObjectIntensityDistribution bins it.
+
+    The ring of the normalised distance ``d_centre / (d_centre + d_edge +
+    0.001)`` (``n_rings`` rings, ``n_rings`` itself past the last one) and
+    the wedge of the anisotropy measure: below the centre (+1), right of it
+    (+2), steeper than the diagonal (+4). Writes ``slot`` = (cell * (n_rings
+    + 1) + ring) * 8 + wedge for every pixel (cell ``c`` owns ``counts[c]``
+    pixels from ``starts[c]``, ``centre[c]`` the one at its centre), -1 where
+    the centre cannot be reached (``d_centre`` inf).
+    """
+    for c in range(len(starts)):
+        if counts[c] == 0:
+            continue
+        y, x = row[centre[c]], col[centre[c]]
+        for p in range(starts[c], starts[c] + counts[c]):
+            normalised = d_centre[p] / (d_edge[p] + d_centre[p] + 0.001)
+            if not np.isfinite(normalised):
+                slot[p] = -1
+                continue
+            ring = min(int(normalised * n_rings), n_rings)
+            dy, dx = row[p] - y, col[p] - x
+            wedge = (dy > 0) + 2 * (dx > 0) + 4 * (abs(dy) > abs(dx))
+            slot[p] = (c * (n_rings + 1) + ring) * 8 + wedge
