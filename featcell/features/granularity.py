@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from scipy.sparse import csr_matrix
 from skimage.morphology import disk
 
-from ._kernels.reconstruction import bilinear_weights, erode_cross, reconstruct_by_dilation
+from ._kernels.reconstruction import bilinear_weights, erode_and_reconstruct
 
 __all__ = ["granularity", "granularity_names"]
 
@@ -116,8 +116,7 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     spectrum = np.empty((n_cells, length))
     eroded = rebuilt = image
     for k in range(length):
-        eroded = erode_cross(eroded)
-        rebuilt = reconstruct_by_dilation(eroded, rebuilt)
+        eroded, rebuilt = erode_and_reconstruct(eroded, rebuilt)
         new = means @ rebuilt.ravel() / counts
         spectrum[:, k] = (current - new) * 100 / start
         current = new

@@ -1,4 +1,4 @@
-"""Grey reconstruction by dilation, the step that makes granularity's openings.
+"""Erosion and grey reconstruction by dilation, the step that makes granularity's openings.
 
 CellProfiler's MeasureGranularity opens the image with ever larger
 structuring elements by eroding it once more with a 4-connected cross and
@@ -12,18 +12,22 @@ from . import kernel
 
 
 @kernel
-def reconstruct_by_dilation(seed, mask):
-    """Grey reconstruction by dilation of ``seed`` under ``mask``, 4-connected.
+def erode_and_reconstruct(image, mask):
+    """One step of granularity: erode ``image`` by the 4-connected cross, then rebuild the
+    result under ``mask`` by grey reconstruction by dilation, 4-connected.
 
-    The same image as ``skimage.morphology.reconstruction(seed, mask,
-    method="dilation", footprint=disk(1))`` (CellProfiler's
-    ``MeasureGranularity`` and cp_measure's ``get_granularity``): every pixel
-    gets the largest value it can reach from a seed along a 4-connected path
-    on which the mask is never lower. Vincent's hybrid algorithm [1]_: a
-    raster and an anti-raster scan of geodesic dilations, then a first-in
-    first-out queue of the pixels that can still raise a neighbour, until
-    it drains. Only minima and maxima are taken, so the result is exact.
-    ``seed`` and ``mask`` are (H, W) float64.
+    ``seed = skimage.morphology.erosion(image, disk(1))`` (pixels off the
+    image ignored: scikit-image's ``mode="reflect"`` only repeats pixels the
+    cross covers) and ``skimage.morphology.reconstruction(seed, mask,
+    method="dilation", footprint=disk(1))``, as CellProfiler's
+    ``MeasureGranularity`` and cp_measure's ``get_granularity`` take them:
+    every pixel gets the largest value it can reach from a seed along a
+    4-connected path on which the mask is never lower. Vincent's hybrid
+    algorithm [1]_: a raster and an anti-raster scan of geodesic dilations,
+    then a first-in first-out queue of the pixels that can still raise a
+    neighbour, until it drains. Only minima and maxima are taken, so the
+    result is exact. ``image`` and ``mask`` are (H, W) float64; returns the
+    seed and the reconstruction.
 
     References
     ----------
@@ -31,8 +35,16 @@ def reconstruct_by_dilation(seed, mask):
        applications and efficient algorithms", IEEE Trans. Image Process. 2,
        176-201 (1993).
     """
-    H, W = seed.shape
-    out = np.empty_like(mask)
+    H, W = image.shape
+    seed, out = np.empty_like(image), np.empty_like(mask)
+    for y in range(H):  # the erosion: the minimum of each pixel's cross
+        above, here, below = image[max(y - 1, 0)], image[y], image[min(y + 1, H - 1)]
+        for x in range(W):
+            seed[y, x] = min(above[x], here[x], below[x])
+        for x in range(1, W):
+            seed[y, x] = min(seed[y, x], here[x - 1])
+        for x in range(W - 1):
+            seed[y, x] = min(seed[y, x], here[x + 1])
     # raster scan: the seed raised to its upper and left neighbours, under the mask; two
     # rows at a time (the lower one sees the upper one's new value): two chains side by side
     for y in range(0, H, 2):
@@ -92,27 +104,7 @@ def reconstruct_by_dilation(seed, mask):
                     queued[ny, nx] = True
                     queue_y[tail], queue_x[tail] = ny, nx
                     tail = tail + 1 if tail + 1 < size else 0
-    return out
-
-
-@kernel
-def erode_cross(image):
-    """Grey erosion by the 4-connected cross, ignoring pixels off the image.
-
-    ``skimage.morphology.erosion(image, disk(1))`` as MeasureGranularity
-    erodes before each reconstruction (scikit-image's ``mode="reflect"``
-    only repeats pixels the cross already covers).
-    """
-    H, W = image.shape
-    out = np.empty_like(image)
-    for y in range(H):
-        for x in range(W):
-            v = image[y, x]
-            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                if 0 <= ny < H and 0 <= nx < W:
-                    v = min(v, image[ny, nx])
-            out[y, x] = v
-    return out
+    return seed, out
 
 
 @kernel
