@@ -129,7 +129,7 @@ def _sample(image, i, j):
     Bilinear interpolation on a grid is linear interpolation along the rows
     ``i`` then the columns ``j``; as ``map_coordinates``, 0 past the image.
     """
-    return _linear(_linear(image, i, axis=0), j, axis=1)
+    return _linear(_linear(image, i, axis=0), j, axis=1).astype(np.float64, copy=False)
 
 
 def _linear(image, t, axis):
@@ -139,7 +139,7 @@ def _linear(image, t, axis):
     t1 = np.minimum(t0 + 1, n - 1)
     f, inside = t - t0, (t >= 0) & (t <= n - 1)
     if inside.all() and not f.any():  # whole pixels (subsampling by 1/4): read as they are
-        return image.take(t0, axis).astype(np.float64, copy=False)
+        return image.take(t0, axis)
     shape = (-1, 1) if axis == 0 else (1, -1)
     out = image.take(t0, axis) * (1 - f).reshape(shape) + image.take(t1, axis) * f.reshape(shape)
     out *= inside.reshape(shape)
