@@ -278,7 +278,9 @@ class Morphology(CellFeatureTransformer):
         return [f"AreaShape_{name}" for family in self.families_ for name in table[family]]
 
     def _compute(self, cells):
-        runs = _mask_runs(cells)
+        flat = cells.flat()  # runs (cell, row, first and last column) in image coordinates,
+        # sorted by cell, row and column (the enclosing circles' round-off is CellProfiler's)
+        runs = mask_runs(flat.mask.view(np.uint8), flat.shapes, cells.crop_origins)
         present = np.bincount(runs[0], minlength=len(cells)) > 0
         if not present.any():
             return {}
@@ -296,16 +298,6 @@ class Morphology(CellFeatureTransformer):
             out[f"AreaShape_{name}"] = np.full(len(cells), np.nan)
             out[f"AreaShape_{name}"][present] = values
         return out
-
-
-def _mask_runs(cells):
-    """Horizontal runs of mask pixels: (cell, row, first column, last column).
-
-    In image coordinates (so that round-off in the enclosing circles matches
-    CellProfiler's), sorted by cell, row and column.
-    """
-    flat = cells.flat()
-    return mask_runs(flat.mask.view(np.uint8), flat.shapes, cells.crop_origins)
 
 
 class _Shape:

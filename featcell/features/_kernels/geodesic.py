@@ -1,4 +1,4 @@
-"""The geodesic distance from each object's centre and the bins of CellProfiler's radial distribution."""
+"""The geodesic distance from each object's centre, and the bins of the radial distribution."""
 
 import numpy as np
 
@@ -68,13 +68,11 @@ def geodesic_distance(inside, centres, largest, out):
 def radial_bins(d_centre, d_edge, row, col, starts, counts, centre, n_rings, slot):
     """Each pixel's ring and wedge, as MeasureObjectIntensityDistribution bins it.
 
-    The ring of the normalised distance ``d_centre / (d_centre + d_edge +
-    0.001)`` (``n_rings`` rings, ``n_rings`` itself past the last one) and
-    the wedge of the anisotropy measure: below the centre (+1), right of it
-    (+2), steeper than the diagonal (+4). Writes ``slot`` = (cell * (n_rings
-    + 1) + ring) * 8 + wedge for every pixel (cell ``c`` owns ``counts[c]``
-    pixels from ``starts[c]``, ``centre[c]`` the one at its centre), -1 where
-    the centre cannot be reached (``d_centre`` inf).
+    Ring: of the normalised distance ``d_centre / (d_centre + d_edge + 0.001)``
+    (``n_rings`` past the last one). Wedge: below the centre (+1), right of it
+    (+2), steeper than the diagonal (+4). Writes ``slot`` = (cell * (n_rings +
+    1) + ring) * 8 + wedge (cell ``c``: ``counts[c]`` pixels from ``starts[c]``,
+    its centre ``centre[c]``), -1 where the centre is out of reach (``d_centre`` inf).
     """
     for c in range(len(starts)):
         if counts[c] == 0:

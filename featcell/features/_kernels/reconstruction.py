@@ -13,21 +13,18 @@ from . import kernel
 
 @kernel
 def erode_and_reconstruct(image, mask):
-    """One step of granularity: erode ``image`` by the 4-connected cross, then rebuild the
-    result under ``mask`` by grey reconstruction by dilation, 4-connected.
+    """One step of granularity: ``image`` eroded by the 4-connected cross, then
+    rebuilt under ``mask`` by grey reconstruction by dilation, 4-connected.
 
-    ``seed = skimage.morphology.erosion(image, disk(1))`` (pixels off the
-    image ignored: scikit-image's ``mode="reflect"`` only repeats pixels the
-    cross covers) and ``skimage.morphology.reconstruction(seed, mask,
-    method="dilation", footprint=disk(1))``, as CellProfiler's
-    ``MeasureGranularity`` and cp_measure's ``get_granularity`` take them:
-    every pixel gets the largest value it can reach from a seed along a
+    ``seed = skimage.morphology.erosion(image, disk(1))`` and
+    ``reconstruction(seed, mask, footprint=disk(1))``, as CellProfiler's
+    ``MeasureGranularity`` (and cp_measure's ``get_granularity``) take them:
+    every pixel gets the largest value it can reach from the seed along a
     4-connected path on which the mask is never lower. Vincent's hybrid
-    algorithm [1]_: a raster and an anti-raster scan of geodesic dilations,
-    then a first-in first-out queue of the pixels that can still raise a
-    neighbour, until it drains. Only minima and maxima are taken, so the
-    result is exact. ``image`` and ``mask`` are (H, W) float64; returns the
-    seed and the reconstruction.
+    algorithm [1]_: a raster and an anti-raster scan, then a first-in
+    first-out queue of the pixels that can still raise a neighbour. Only
+    minima and maxima are taken: exact. Returns ``seed`` and the
+    reconstruction, (H, W) float64 as ``image`` and ``mask``.
 
     References
     ----------
@@ -37,7 +34,7 @@ def erode_and_reconstruct(image, mask):
     """
     H, W = image.shape
     seed, out = np.empty_like(image), np.empty_like(mask)
-    for y in range(H):  # the erosion: the minimum of each pixel's cross
+    for y in range(H):  # the erosion (pixels off the image ignored, as scikit-image's reflection)
         above, here, below = image[max(y - 1, 0)], image[y], image[min(y + 1, H - 1)]
         for x in range(W):
             seed[y, x] = min(above[x], here[x], below[x])
@@ -67,8 +64,7 @@ def erode_and_reconstruct(image, mask):
     for y in range(H - 1, -1, -2):
         right = right_mask = right2 = right2_mask = -np.inf  # out and mask at x + 1
         for x in range(W - 1, -1, -1):
-            below = out[y + 1, x] if y + 1 < H else -np.inf
-            below_mask = mask[y + 1, x] if y + 1 < H else -np.inf
+            below, below_mask = (out[y + 1, x], mask[y + 1, x]) if y + 1 < H else (-np.inf, -np.inf)
             v = min(max(out[y, x], below, right), mask[y, x])
             out[y, x] = v
             grows = (below < min(v, below_mask)) | (right < min(v, right_mask))
