@@ -107,7 +107,7 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     scaled_y = y * ((new_shape[0] - 1) / (shape[0] - 1))
     scaled_x = x * ((new_shape[1] - 1) / (shape[1] - 1))
     weights = bilinear_weights(cell_start, scaled_y, scaled_x, new_shape)
-    means = csr_matrix(weights, shape=(n_cells, image.size))  # (sums, divided by counts)
+    sums = csr_matrix(weights, shape=(n_cells, image.size))
     current = np.add.reduceat(raw, cell_start[:-1], dtype=np.float64) / counts
     start = np.maximum(current, np.finfo(float).eps)
 
@@ -117,7 +117,7 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     eroded = rebuilt = image
     for k in range(length):
         eroded, rebuilt = erode_and_reconstruct(eroded, rebuilt)
-        new = means @ rebuilt.ravel() / counts
+        new = sums @ rebuilt.ravel() / counts
         spectrum[:, k] = (current - new) * 100 / start
         current = new
     return spectrum

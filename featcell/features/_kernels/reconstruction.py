@@ -35,13 +35,13 @@ def erode_and_reconstruct(image, mask):
     H, W = image.shape
     seed, out = np.empty_like(image), np.empty_like(mask)
     for y in range(H):  # the erosion (pixels off the image ignored, as scikit-image's reflection)
-        above, here, below = image[max(y - 1, 0)], image[y], image[min(y + 1, H - 1)]
+        upper, row, lower = image[max(y - 1, 0)], image[y], image[min(y + 1, H - 1)]
         for x in range(W):
-            seed[y, x] = min(above[x], here[x], below[x])
+            seed[y, x] = min(upper[x], row[x], lower[x])
         for x in range(1, W):
-            seed[y, x] = min(seed[y, x], here[x - 1])
+            seed[y, x] = min(seed[y, x], row[x - 1])
         for x in range(W - 1):
-            seed[y, x] = min(seed[y, x], here[x + 1])
+            seed[y, x] = min(seed[y, x], row[x + 1])
     # raster scan: the seed raised to its upper and left neighbours, under the mask; two
     # rows at a time (the lower one sees the upper one's new value): two chains side by side
     for y in range(0, H, 2):
