@@ -54,12 +54,16 @@ def test_erosion_and_reconstruction_equal_scikit_image(trial):
 
 
 def test_bilinear_weights_give_the_means_of_map_coordinates():
-    image = RNG.random((5, 7))
-    y, x = RNG.random(40) * 4.2, RNG.random(40) * 6.3  # some past the last row/column
+    image = RNG.random((5, 7))  # an image of (18, 26) subsampled: its coordinates times scale
+    scale = np.array([4 / 17, 6 / 25])
+    rows, cols = RNG.integers(0, 18, 40), RNG.integers(0, 26, 40)  # some past the last row/column
+    origins = np.array([[0, 0], [3, 2], [1, 4]], np.intp)  # the crops' corners
     cell_start = np.array([0, 15, 15, 40], np.int64)  # the middle cell has no points
-    weight, index, start = bilinear_weights(cell_start, y, x, np.array(image.shape))
+    weight, index, start = bilinear_weights(cell_start, rows, cols, origins, scale, np.array((5, 7)))
     cell = np.repeat(np.arange(3), np.diff(start))
     ours = np.bincount(cell, weight * image.ravel()[index], 3)
+    owner = np.repeat(np.arange(3), np.diff(cell_start))
+    y, x = (rows + origins[owner, 0]) * scale[0], (cols + origins[owner, 1]) * scale[1]
     sampled = ndi.map_coordinates(image, (y, x), order=1)  # 0 beyond the image
     assert_allclose(ours, [sampled[:15].sum(), 0.0, sampled[15:].sum()], rtol=1e-12)
 

@@ -55,28 +55,26 @@ def granularity(
     origins = cells.crop_origins
     settings = (length, subsample_size, image_sample_size, element_size)
     spectrum = np.full((pixels.n, length), np.nan)
-    y = pixels.row + pixels.spread(origins[:, 0])  # in the image
-    x = pixels.col + pixels.spread(origins[:, 1])
     for f, image in enumerate(images):
         members = np.flatnonzero(field == f)
         at = pixels.spread(field == f) if members.size < pixels.n else slice(None)
-        counts = pixels.counts[members]
-        image = image[channel_index]
-        spectrum[members] = _spectrum(image, counts, y[at], x[at], values[at], *settings)
-    for i in np.flatnonzero(field < 0):  # only a crop: it is the image
+        pts = (pixels.counts[members], origins[members], pixels.row[at], pixels.col[at])
+        spectrum[members] = _spectrum(image[channel_index], *pts, values[at], *settings)
+    for i in np.flatnonzero(field < 0):  # only a crop: it is the image, at (0, 0)
         at = slice(pixels.starts[i], pixels.starts[i] + pixels.counts[i])
-        crop = cells.crop(i)[channel_index]
-        counts = pixels.counts[i : i + 1]
-        spectrum[i] = _spectrum(crop, counts, pixels.row[at], pixels.col[at], values[at], *settings)
+        pts = (pixels.counts[i : i + 1], np.zeros((1, 2), np.intp), pixels.row[at], pixels.col[at])
+        spectrum[i] = _spectrum(cells.crop(i)[channel_index], *pts, values[at], *settings)
     return {f"Granularity_{k}_{channel}": spectrum[:, k - 1] for k in range(1, length + 1)}
 
 
-def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_size, element_size):
+def _spectrum(image, counts, origins, y, x, raw, length, subsample_size, image_sample_size,
+              element_size):  # fmt: skip
     """The granular spectrum, (n_cells, length), of the cells of one image.
 
-    ``counts`` are the cells' numbers of mask pixels; ``y``, ``x`` and
-    ``raw`` give every mask pixel's position in ``image`` and intensity,
-    cell after cell. cp_measure's ``get_granularity``, step by step.
+    ``counts`` are the cells' numbers of mask pixels, ``origins`` their crops'
+    corners in ``image``; ``y``, ``x`` and ``raw`` give every mask pixel's
+    position in its crop and intensity, cell after cell. cp_measure's
+    ``get_granularity``, step by step.
     """
     n_cells = counts.size
     shape = np.array(image.shape)
@@ -104,9 +102,8 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
 
     # 3. each cell's mean of an image of this size, restored to the original scale
     cell_start = np.concatenate([[0], np.cumsum(counts)])
-    scaled_y = y * ((new_shape[0] - 1) / (shape[0] - 1))
-    scaled_x = x * ((new_shape[1] - 1) / (shape[1] - 1))
-    weights = bilinear_weights(cell_start, scaled_y, scaled_x, new_shape)
+    scale = (new_shape - 1) / (shape - 1)
+    weights = bilinear_weights(cell_start, y, x, origins, scale, new_shape)
     sums = csr_matrix(weights, shape=(n_cells, image.size))
     current = np.add.reduceat(raw, cell_start[:-1], dtype=np.float64) / counts
     start = np.maximum(current, np.finfo(float).eps)

@@ -104,15 +104,16 @@ def erode_and_reconstruct(image, mask):
 
 
 @kernel
-def bilinear_weights(cell_start, y, x, shape):
+def bilinear_weights(cell_start, rows, cols, origins, scale, shape):
     """How much each pixel of an image of ``shape`` weighs in each cell's bilinear mean.
 
     cp_measure's ``_make_fused_upsample_mean`` (MeasureGranularity restores
     each reconstruction to the original scale with
     ``scipy.ndimage.map_coordinates(order=1)``, 0 beyond the last row or
     column, then averages it per object): the sum of a cell's interpolated
-    values at its points ``(y, x)`` (>= 0; cell ``i`` owns points
-    ``cell_start[i]`` to ``cell_start[i + 1] - 1``) is a fixed weighted sum
+    values at its pixels (cell ``i`` owns ``rows`` and ``cols`` ``cell_start[i]``
+    to ``cell_start[i + 1] - 1`` of its crop, at ``origins[i]`` in the original
+    image, whose coordinates times ``scale`` are this image's) is a fixed weighted sum
     of the image's pixels. Returns that (n_cells, H * W) matrix in CSR form:
     the ``weight`` and flat image pixel ``index`` of every non-zero weight,
     cell ``i``'s from ``start[i]`` to ``start[i + 1] - 1``.
@@ -120,17 +121,18 @@ def bilinear_weights(cell_start, y, x, shape):
     H, W = shape[0], shape[1]
     n_cells = cell_start.size - 1
     start = np.empty(n_cells + 1, np.int64)
-    index = np.empty(4 * y.size, np.int64)
-    weight = np.empty(4 * y.size)
+    index = np.empty(4 * rows.size, np.int64)
+    weight = np.empty(4 * rows.size)
     total = np.zeros(H * W)  # scratch, zero again after each cell
     n = 0
     for i in range(n_cells):
         start[i] = n
         for p in range(cell_start[i], cell_start[i + 1]):
-            if y[p] > H - 1 or x[p] > W - 1:
+            y, x = (rows[p] + origins[i, 0]) * scale[0], (cols[p] + origins[i, 1]) * scale[1]
+            if y > H - 1 or x > W - 1:
                 continue
-            y0, x0 = int(y[p]), int(x[p])
-            fy, fx = y[p] - y0, x[p] - x0
+            y0, x0 = int(y), int(x)
+            fy, fx = y - y0, x - x0
             y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
             for q, w in (
                 (y0 * W + x0, (1 - fy) * (1 - fx)),
