@@ -293,10 +293,11 @@ class Morphology(CellFeatureTransformer):
                 columns |= shape.zernike(self.zernike_order)
             else:
                 columns |= getattr(shape, family)()
-        out = {}
-        for name, values in columns.items():
-            out[f"AreaShape_{name}"] = np.full(len(cells), np.nan)
-            out[f"AreaShape_{name}"][present] = values
+        out = {f"AreaShape_{name}": values for name, values in columns.items()}
+        if not present.all():  # cells with an empty mask: NaN
+            for name, values in out.items():
+                out[name] = np.full(len(cells), np.nan)
+                out[name][present] = values
         return out
 
 
@@ -649,7 +650,7 @@ class _Shape:
         # the squared Euclidean distance transform of every box with the background ring
         # round it on its own, to skip the canvas' empty space
         y_off, x_off, box_h, box_w, _ = boxes
-        squared = np.zeros(foreground.shape)
+        squared = np.empty(foreground.shape)  # (written inside the boxes, read only there)
         rings = np.column_stack([y_off, x_off, box_h + 1, box_w + 1])
         squared_distance_to_background(foreground.view(np.uint8), rings, squared)
         radii = np.empty((self.n, 3))
