@@ -59,7 +59,8 @@ def test_bilinear_weights_give_the_means_of_map_coordinates():
     rows, cols = RNG.integers(0, 18, 40), RNG.integers(0, 26, 40)  # some past the last row/column
     origins = np.array([[0, 0], [3, 2], [1, 4]], np.intp)  # the crops' corners
     cell_start = np.array([0, 15, 15, 40], np.int64)  # the middle cell has no points
-    weight, index, start = bilinear_weights(cell_start, rows, cols, origins, scale, np.array((5, 7)))
+    shape = np.array(image.shape)
+    weight, index, start = bilinear_weights(cell_start, rows, cols, origins, scale, shape)
     cell = np.repeat(np.arange(3), np.diff(start))
     ours = np.bincount(cell, weight * image.ravel()[index], 3)
     owner = np.repeat(np.arange(3), np.diff(cell_start))
