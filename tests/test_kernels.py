@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 from featcell.features._kernels.distance import object_radii, squared_distance_to_background
 from featcell.features._kernels.enclosing_circle import minimum_enclosing_circle
 from featcell.features._kernels.feret import feret_diameters
-from featcell.features._kernels.geodesic import geodesic_distance
+from featcell.features._kernels.geodesic import geodesic_distance, radial_bins
 from featcell.features._kernels.intensity_sums import intensity_statistics
 from featcell.features._kernels.objects import gather_windows, label_boxes, mask_pixels, mask_runs
 from featcell.features._kernels.order_stats import quartiles_and_mad
@@ -141,6 +141,30 @@ def test_geodesic_distance_around_a_wall():
     # to (3, 6): round the wall, three diagonal steps up to the gap and three down
     assert out[3, 6] == pytest.approx(6 * SQRT2)
     assert out[3, 2] == 2 and np.isinf(out[3, 3])
+
+
+@pytest.mark.parametrize("n_rings", [1, 4, 40])
+def test_radial_bins_as_cellprofiler_bins_them(n_rings):
+    rng = np.random.default_rng(n_rings)
+    counts = np.array([5, 0, 30, 1, 12], np.intp)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+    row, col = rng.integers(0, 9, (2, counts.sum())).astype(np.int32)
+    d_edge = rng.random(counts.sum()) * 5
+    d_centre = np.where(rng.random(counts.sum()) < 0.1, np.inf, rng.random(counts.sum()) * 5)
+    centre = np.where(counts > 0, starts + counts // 2, -1)
+    slot = np.empty(counts.sum(), np.intp)
+    radial_bins(d_centre, d_edge, row, col, starts, counts, centre, n_rings, slot)
+    for c in range(len(counts)):  # MeasureObjectIntensityDistribution, pixel by pixel
+        ci, cj = row[centre[c]], col[centre[c]]
+        for p in range(starts[c], starts[c] + counts[c]):
+            if np.isinf(d_centre[p]):
+                assert slot[p] == -1
+                continue
+            normalized = d_centre[p] / (d_centre[p] + d_edge[p] + 0.001)
+            ring = min(int(np.floor(normalized * n_rings)), n_rings)
+            i, j = row[p], col[p]
+            wedge = int(i > ci) + 2 * int(j > cj) + 4 * int(abs(i - ci) > abs(j - cj))
+            assert slot[p] == (c * (n_rings + 1) + ring) * 8 + wedge
 
 
 def _reference_quantile(x, q, at_n):

@@ -9,11 +9,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk, erosion, reconstruction
 
 from featcell.features._kernels import cooccurrence, gabor, lbp
-from featcell.features._kernels.reconstruction import (
-    bilinear_weights,
-    erode_cross,
-    reconstruct_by_dilation,
-)
+from featcell.features._kernels.reconstruction import bilinear_weights, erode_and_reconstruct
 from featcell.features.gabor import _factors
 from featcell.features.haralick import DIRECTIONS
 from featcell.features.lbp import _taps
@@ -44,28 +40,31 @@ MASKS = [RNG.random(c.shape) < 0.7 for c in CROPS]
 MASKS[1][:] = True
 
 
-@pytest.mark.parametrize("trial", range(6))
-def test_reconstruction_equals_scikit_image(trial):
+@pytest.mark.parametrize("trial", range(8))
+def test_erosion_and_reconstruction_equal_scikit_image(trial):
     rng = np.random.default_rng(trial)
     mask = rng.random(rng.integers(1, 25, 2))
     if trial % 2:
         mask = np.round(mask * 3)  # plateaus and ties
-    seed = mask - rng.random(mask.shape) * trial
+    image = mask - rng.random(mask.shape) * (trial % 4) + (trial == 6)  # above mask in places
+    seed, rebuilt = erode_and_reconstruct(image, mask)
+    assert_array_equal(seed, erosion(image, disk(1)))
     expected = reconstruction(np.minimum(seed, mask), mask, footprint=disk(1))
-    assert_array_equal(reconstruct_by_dilation(seed, mask), expected)
-
-
-def test_cross_erosion_equals_scikit_image():
-    image = RNG.random((7, 10))
-    assert_array_equal(erode_cross(image), erosion(image, disk(1)))
+    assert_array_equal(rebuilt, expected)
 
 
 def test_bilinear_weights_give_the_means_of_map_coordinates():
-    image = RNG.random((5, 7))
-    y, x = RNG.random(40) * 4.2, RNG.random(40) * 6.3  # some past the last row/column
+    image = RNG.random((5, 7))  # an image of (18, 26) subsampled: its coordinates times scale
+    scale = np.array([4 / 17, 6 / 25])
+    rows, cols = RNG.integers(0, 18, 40), RNG.integers(0, 26, 40)  # some past the last row/column
+    origins = np.array([[0, 0], [3, 2], [1, 4]], np.intp)  # the crops' corners
     cell_start = np.array([0, 15, 15, 40], np.int64)  # the middle cell has no points
-    cell, index, weight = bilinear_weights(cell_start, y, x, np.array(image.shape))
+    shape = np.array(image.shape)
+    weight, index, start = bilinear_weights(cell_start, rows, cols, origins, scale, shape)
+    cell = np.repeat(np.arange(3), np.diff(start))
     ours = np.bincount(cell, weight * image.ravel()[index], 3)
+    owner = np.repeat(np.arange(3), np.diff(cell_start))
+    y, x = (rows + origins[owner, 0]) * scale[0], (cols + origins[owner, 1]) * scale[1]
     sampled = ndi.map_coordinates(image, (y, x), order=1)  # 0 beyond the image
     assert_allclose(ours, [sampled[:15].sum(), 0.0, sampled[15:].sum()], rtol=1e-12)
 

@@ -6,9 +6,10 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse import csr_matrix
 from skimage.morphology import disk
 
-from ._kernels.reconstruction import bilinear_weights, erode_cross, reconstruct_by_dilation
+from ._kernels.reconstruction import bilinear_weights, erode_and_reconstruct
 
 __all__ = ["granularity", "granularity_names"]
 
@@ -54,28 +55,26 @@ def granularity(
     origins = cells.crop_origins
     settings = (length, subsample_size, image_sample_size, element_size)
     spectrum = np.full((pixels.n, length), np.nan)
-    y = pixels.row + pixels.spread(origins[:, 0])  # in the image
-    x = pixels.col + pixels.spread(origins[:, 1])
     for f, image in enumerate(images):
         members = np.flatnonzero(field == f)
         at = pixels.spread(field == f) if members.size < pixels.n else slice(None)
-        counts = pixels.counts[members]
-        image = image[channel_index]
-        spectrum[members] = _spectrum(image, counts, y[at], x[at], values[at], *settings)
-    for i in np.flatnonzero(field < 0):  # only a crop: it is the image
+        pts = (pixels.counts[members], origins[members], pixels.row[at], pixels.col[at])
+        spectrum[members] = _spectrum(image[channel_index], *pts, values[at], *settings)
+    for i in np.flatnonzero(field < 0):  # only a crop: it is the image, at (0, 0)
         at = slice(pixels.starts[i], pixels.starts[i] + pixels.counts[i])
-        crop = cells.crop(i)[channel_index]
-        counts = pixels.counts[i : i + 1]
-        spectrum[i] = _spectrum(crop, counts, pixels.row[at], pixels.col[at], values[at], *settings)
+        pts = (pixels.counts[i : i + 1], np.zeros((1, 2), np.intp), pixels.row[at], pixels.col[at])
+        spectrum[i] = _spectrum(cells.crop(i)[channel_index], *pts, values[at], *settings)
     return {f"Granularity_{k}_{channel}": spectrum[:, k - 1] for k in range(1, length + 1)}
 
 
-def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_size, element_size):
+def _spectrum(image, counts, origins, y, x, raw, length, subsample_size, image_sample_size,
+              element_size):  # fmt: skip
     """The granular spectrum, (n_cells, length), of the cells of one image.
 
-    ``counts`` are the cells' numbers of mask pixels; ``y``, ``x`` and
-    ``raw`` give every mask pixel's position in ``image`` and intensity,
-    cell after cell. cp_measure's ``get_granularity``, step by step.
+    ``counts`` are the cells' numbers of mask pixels, ``origins`` their crops'
+    corners in ``image``; ``y``, ``x`` and ``raw`` give every mask pixel's
+    position in its crop and intensity, cell after cell. cp_measure's
+    ``get_granularity``, step by step.
     """
     n_cells = counts.size
     shape = np.array(image.shape)
@@ -103,9 +102,9 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
 
     # 3. each cell's mean of an image of this size, restored to the original scale
     cell_start = np.concatenate([[0], np.cumsum(counts)])
-    scaled_y = y * ((new_shape[0] - 1) / (shape[0] - 1))
-    scaled_x = x * ((new_shape[1] - 1) / (shape[1] - 1))
-    cell, index, weight = bilinear_weights(cell_start, scaled_y, scaled_x, new_shape)
+    scale = (new_shape - 1) / (shape - 1)
+    weights = bilinear_weights(cell_start, y, x, origins, scale, new_shape)
+    sums = csr_matrix(weights, shape=(n_cells, image.size))
     current = np.add.reduceat(raw, cell_start[:-1], dtype=np.float64) / counts
     start = np.maximum(current, np.finfo(float).eps)
 
@@ -114,9 +113,8 @@ def _spectrum(image, counts, y, x, raw, length, subsample_size, image_sample_siz
     spectrum = np.empty((n_cells, length))
     eroded = rebuilt = image
     for k in range(length):
-        eroded = erode_cross(eroded)
-        rebuilt = reconstruct_by_dilation(eroded, rebuilt)
-        new = np.bincount(cell, weight * rebuilt.ravel().take(index), n_cells) / counts
+        eroded, rebuilt = erode_and_reconstruct(eroded, rebuilt)
+        new = sums @ rebuilt.ravel() / counts
         spectrum[:, k] = (current - new) * 100 / start
         current = new
     return spectrum
@@ -128,7 +126,7 @@ def _sample(image, i, j):
     Bilinear interpolation on a grid is linear interpolation along the rows
     ``i`` then the columns ``j``; as ``map_coordinates``, 0 past the image.
     """
-    return _linear(_linear(image, i, axis=0), j, axis=1)
+    return _linear(_linear(image, i, axis=0), j, axis=1).astype(np.float64, copy=False)
 
 
 def _linear(image, t, axis):
@@ -138,7 +136,7 @@ def _linear(image, t, axis):
     t1 = np.minimum(t0 + 1, n - 1)
     f, inside = t - t0, (t >= 0) & (t <= n - 1)
     if inside.all() and not f.any():  # whole pixels (subsampling by 1/4): read as they are
-        return image.take(t0, axis).astype(np.float64)
+        return image.take(t0, axis)
     shape = (-1, 1) if axis == 0 else (1, -1)
     out = image.take(t0, axis) * (1 - f).reshape(shape) + image.take(t1, axis) * f.reshape(shape)
     out *= inside.reshape(shape)

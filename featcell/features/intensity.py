@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import CellFeatureTransformer
 from ._kernels.distance import squared_distance_to_background
-from ._kernels.geodesic import geodesic_distance
+from ._kernels.geodesic import geodesic_distance, radial_bins
 from ._kernels.intensity_sums import intensity_statistics
 from ._kernels.order_stats import quartiles_and_mad
 from ._kernels.outline import outline
@@ -124,45 +124,25 @@ def _radial_geometry(pix, canvas, n_rings):
     d_centre = np.full(canvas.inside.size, np.inf)
     inside = canvas.inside.view(np.uint8)
     geodesic_distance(inside, canvas.lin[centre[pix.has]], pix.counts.max(), d_centre)
-    d_centre = d_centre.take(canvas.lin)
-    centre = np.maximum(centre, 0)  # (a cell without pixels has no centre; any index will do)
-    di = pix.row - pix.spread(pix.row[centre])
-    dj = pix.col - pix.spread(pix.col[centre])
-    quadrant = (dj > 0).view(np.uint8) << np.uint8(1)
-    quadrant |= di > 0
-    steep = np.abs(di) > np.abs(dj)
-    d_edge += d_centre
-    d_edge += 0.001
-    with np.errstate(invalid="ignore"):
-        normalised = np.divide(d_centre, d_edge, out=d_centre)
-    return _RadialBins(pix, normalised, quadrant, steep, n_rings)
+    slot = np.empty(pix.index.size, np.intp)
+    radial_bins(d_centre.take(canvas.lin), d_edge, pix.row, pix.col, pix.starts, pix.counts,
+                centre, n_rings, slot)  # fmt: skip
+    return _RadialBins(pix, slot, n_rings)
 
 
 class _RadialBins:
     """Each mask pixel's (cell, ring, wedge) slot and the per-slot pixel counts.
 
     Geometry only, shared by all channels; :meth:`features` bins one channel.
-    Eight wedges around the centre: below?, right of?, steeper than the
-    diagonal? Ring totals are sums over the wedges.
+    Eight wedges around the centre (:func:`~._kernels.geodesic.radial_bins`);
+    ring totals are sums over the wedges.
     """
 
-    def __init__(self, pix, normalised, quadrant, steep, n_rings):
+    def __init__(self, pix, slot, n_rings):
         self.n_rings = n_rings
         self.shape = (pix.n, n_rings + 1, _N_WEDGES)
-        good = np.isfinite(normalised)
+        good = slot >= 0  # (the others cannot be reached from their centre)
         self.good = None if good.all() else good
-        # ring and wedge of a pixel in one small integer, 8 ring + wedge, then the cell's
-        # offset (n_rings + 1) * 8 * cell added once in intp
-        small = np.uint8 if 8 * n_rings + 7 <= 0xFF else np.intp
-        with np.errstate(invalid="ignore"):  # (NaN where unreachable: dropped below)
-            ring = np.multiply(normalised, n_rings, out=normalised).astype(small)
-        np.minimum(ring, n_rings, out=ring)
-        ring <<= 3  # * _N_WEDGES
-        ring |= steep.view(np.uint8) << np.uint8(2)
-        ring |= quadrant
-        cell_slots = (n_rings + 1) * _N_WEDGES
-        slot = pix.spread(np.arange(0, pix.n * cell_slots, cell_slots, dtype=np.intp))
-        slot += ring
         self.slot = slot if self.good is None else slot[good]
         size = int(np.prod(self.shape))
         self.w_count = np.bincount(self.slot, minlength=size).reshape(self.shape)

@@ -278,7 +278,9 @@ class Morphology(CellFeatureTransformer):
         return [f"AreaShape_{name}" for family in self.families_ for name in table[family]]
 
     def _compute(self, cells):
-        runs = _mask_runs(cells)
+        flat = cells.flat()  # runs (cell, row, first and last column) in image coordinates,
+        # sorted by cell, row and column (the enclosing circles' round-off is CellProfiler's)
+        runs = mask_runs(flat.mask.view(np.uint8), flat.shapes, cells.crop_origins)
         present = np.bincount(runs[0], minlength=len(cells)) > 0
         if not present.any():
             return {}
@@ -291,21 +293,12 @@ class Morphology(CellFeatureTransformer):
                 columns |= shape.zernike(self.zernike_order)
             else:
                 columns |= getattr(shape, family)()
-        out = {}
-        for name, values in columns.items():
-            out[f"AreaShape_{name}"] = np.full(len(cells), np.nan)
-            out[f"AreaShape_{name}"][present] = values
+        out = {f"AreaShape_{name}": values for name, values in columns.items()}
+        if not present.all():  # cells with an empty mask: NaN
+            for name, values in out.items():
+                out[name] = np.full(len(cells), np.nan)
+                out[name][present] = values
         return out
-
-
-def _mask_runs(cells):
-    """Horizontal runs of mask pixels: (cell, row, first column, last column).
-
-    In image coordinates (so that round-off in the enclosing circles matches
-    CellProfiler's), sorted by cell, row and column.
-    """
-    flat = cells.flat()
-    return mask_runs(flat.mask.view(np.uint8), flat.shapes, cells.crop_origins)
 
 
 class _Shape:
@@ -657,7 +650,7 @@ class _Shape:
         # the squared Euclidean distance transform of every box with the background ring
         # round it on its own, to skip the canvas' empty space
         y_off, x_off, box_h, box_w, _ = boxes
-        squared = np.zeros(foreground.shape)
+        squared = np.empty(foreground.shape)  # (written inside the boxes, read only there)
         rings = np.column_stack([y_off, x_off, box_h + 1, box_w + 1])
         squared_distance_to_background(foreground.view(np.uint8), rings, squared)
         radii = np.empty((self.n, 3))

@@ -4,16 +4,17 @@ Each module here holds the ``@kernel`` loops of one step, and each kernel's
 docstring names the CellProfiler or centrosome function it reproduces:
 
 * ``distance``: the Euclidean distance transform (radii, distance to the edge);
-* ``geodesic``: the distance from an object's centre inside it (centrosome ``propagate``);
+* ``geodesic``: the distance from an object's centre inside it (centrosome ``propagate``)
+  and the bins of the radial distribution;
 * ``intensity_sums`` and ``order_stats``: MeasureObjectIntensity's per-object sums,
   quartiles, median and MAD;
 * ``enclosing_circle`` and ``feret``: the minimum enclosing circle of the Zernike
   features and the Feret diameters (centrosome ``minimum_enclosing_circle``,
   ``feret_diameter``);
 * ``outline``: the object outlines of the edge intensities (centrosome ``outline``);
-* ``reconstruction`` and ``cooccurrence``: granularity (grey reconstruction, as
-  ``skimage.morphology.reconstruction``) and Haralick (co-occurrence matrices and
-  their features, as mahotas);
+* ``reconstruction`` and ``cooccurrence``: granularity (erosion and grey reconstruction,
+  as ``skimage.morphology``) and Haralick (co-occurrence matrices and their features, as
+  mahotas);
 * ``gabor`` and ``lbp``: CellProfiler's Gabor score, the Gabor energy and uniform
   local binary patterns (texture);
 * ``objects``: the objects of a label image (boxes, windows, centroids) and each

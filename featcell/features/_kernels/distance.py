@@ -34,8 +34,8 @@ def squared_distance_to_background(inside, boxes, out):
        functions", Theory of Computing 8, 415-428 (2012).
     """
     widest = max(boxes[:, 3].max(), 1) if len(boxes) else 1
-    f = np.empty(widest)  # a row's squared column distances
-    g = np.empty(widest)  # f(q) + q**2
+    f = np.empty(widest, np.intp)  # a row's squared column distances (whole numbers)
+    g = np.empty(widest, np.intp)  # f(q) + q**2
     v = np.empty(widest, np.intp)  # apexes of the parabolas of the lower envelope
     for b in range(len(boxes)):
         top, left, height, width = boxes[b]
@@ -60,7 +60,7 @@ def squared_distance_to_background(inside, boxes, out):
         for i in range(top, top + height):
             here = out[i, left : left + width]
             for q in range(width):
-                f[q] = here[q] * here[q]
+                f[q] = int(here[q]) ** 2
                 g[q] = f[q] + q * q
             n = 0  # the envelope is v[0..n], v[k] lowest between its crossings with its neighbours
             v[0] = 0

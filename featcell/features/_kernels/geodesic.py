@@ -1,4 +1,4 @@
-"""The geodesic distance from each object's centre, of CellProfiler's radial distribution."""
+"""The geodesic distance from each object's centre, and the bins of the radial distribution."""
 
 import numpy as np
 
@@ -33,7 +33,7 @@ def geodesic_distance(inside, centres, largest, out):
         centre, stay ``inf``).
     """
     width = inside.shape[1]
-    flat = inside.ravel()
+    flat = inside.ravel().copy()  # 0 once a pixel's distance is final and spread
     moves = np.array([-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1])
     lengths = np.array([np.sqrt(2.0), 1.0, np.sqrt(2.0), 1.0, 1.0, np.sqrt(2.0), 1.0, np.sqrt(2.0)])
     # a pixel enters the queue at most once per neighbour, plus the centre
@@ -48,9 +48,10 @@ def geodesic_distance(inside, centres, largest, out):
             now = k % 3
             for n in range(size[now]):  # (what it reaches goes to the next two buckets)
                 p = bucket[now, n]
-                d = out[p]
-                if d >= k + 1:  # improved into a later bucket since it was put here
+                if not flat[p]:  # in a bucket again, or twice: spread already
                     continue
+                flat[p] = 0
+                d = out[p]
                 for move in range(8):
                     q = p + moves[move]
                     nd = d + lengths[move]
@@ -61,3 +62,28 @@ def geodesic_distance(inside, centres, largest, out):
                         size[later] += 1
             size[now] = 0
             k += 1
+
+
+@kernel
+def radial_bins(d_centre, d_edge, row, col, starts, counts, centre, n_rings, slot):
+    """Each pixel's ring and wedge, as MeasureObjectIntensityDistribution bins it.
+
+    Ring: of the normalised distance ``d_centre / (d_centre + d_edge + 0.001)``
+    (``n_rings`` past the last one). Wedge: below the centre (+1), right of it
+    (+2), steeper than the diagonal (+4). Writes ``slot`` = (cell * (n_rings +
+    1) + ring) * 8 + wedge (cell ``c``: ``counts[c]`` pixels from ``starts[c]``,
+    its centre ``centre[c]``), -1 where the centre is out of reach (``d_centre`` inf).
+    """
+    for c in range(len(starts)):
+        if counts[c] == 0:
+            continue
+        y, x = row[centre[c]], col[centre[c]]
+        for p in range(starts[c], starts[c] + counts[c]):
+            normalised = d_centre[p] / (d_edge[p] + d_centre[p] + 0.001)
+            if not np.isfinite(normalised):
+                slot[p] = -1
+                continue
+            ring = min(int(normalised * n_rings), n_rings)
+            dy, dx = row[p] - y, col[p] - x
+            wedge = (dy > 0) + 2 * (dx > 0) + 4 * (abs(dy) > abs(dx))
+            slot[p] = (c * (n_rings + 1) + ring) * 8 + wedge

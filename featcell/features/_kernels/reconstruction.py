@@ -1,4 +1,4 @@
-"""Grey reconstruction by dilation, the step that makes granularity's openings.
+"""Erosion and grey reconstruction by dilation, the step that makes granularity's openings.
 
 CellProfiler's MeasureGranularity opens the image with ever larger
 structuring elements by eroding it once more with a 4-connected cross and
@@ -12,18 +12,19 @@ from . import kernel
 
 
 @kernel
-def reconstruct_by_dilation(seed, mask):
-    """Grey reconstruction by dilation of ``seed`` under ``mask``, 4-connected.
+def erode_and_reconstruct(image, mask):
+    """One step of granularity: ``image`` eroded by the 4-connected cross, then
+    rebuilt under ``mask`` by grey reconstruction by dilation, 4-connected.
 
-    The same image as ``skimage.morphology.reconstruction(seed, mask,
-    method="dilation", footprint=disk(1))`` (CellProfiler's
-    ``MeasureGranularity`` and cp_measure's ``get_granularity``): every pixel
-    gets the largest value it can reach from a seed along a 4-connected path
-    on which the mask is never lower. Vincent's hybrid algorithm [1]_: a
-    raster and an anti-raster scan of geodesic dilations, then a first-in
-    first-out queue of the pixels that can still raise a neighbour, until
-    it drains. Only minima and maxima are taken, so the result is exact.
-    ``seed`` and ``mask`` are (H, W) float64.
+    ``seed = skimage.morphology.erosion(image, disk(1))`` and
+    ``reconstruction(seed, mask, footprint=disk(1))``, as CellProfiler's
+    ``MeasureGranularity`` (and cp_measure's ``get_granularity``) take them:
+    every pixel gets the largest value it can reach from the seed along a
+    4-connected path on which the mask is never lower. Vincent's hybrid
+    algorithm [1]_: a raster and an anti-raster scan, then a first-in
+    first-out queue of the pixels that can still raise a neighbour. Only
+    minima and maxima are taken: exact. Returns ``seed`` and the
+    reconstruction, (H, W) float64 as ``image`` and ``mask``.
 
     References
     ----------
@@ -31,48 +32,62 @@ def reconstruct_by_dilation(seed, mask):
        applications and efficient algorithms", IEEE Trans. Image Process. 2,
        176-201 (1993).
     """
-    H, W = seed.shape
-    out = np.empty_like(mask)
-    # raster scan: the seed raised to its upper and left neighbours, under the mask
-    for y in range(H):
+    H, W = image.shape
+    seed, out = np.empty_like(image), np.empty_like(mask)
+    for y in range(H):  # the erosion (pixels off the image ignored, as scikit-image's reflection)
+        upper, row, lower = image[max(y - 1, 0)], image[y], image[min(y + 1, H - 1)]
         for x in range(W):
-            v = seed[y, x]
-            if y > 0:
-                v = max(v, out[y - 1, x])
-            if x > 0:
-                v = max(v, out[y, x - 1])
-            out[y, x] = min(v, mask[y, x])
+            seed[y, x] = min(upper[x], row[x], lower[x])
+        for x in range(1, W):
+            seed[y, x] = min(seed[y, x], row[x - 1])
+        for x in range(W - 1):
+            seed[y, x] = min(seed[y, x], row[x + 1])
+    # raster scan: the seed raised to its upper and left neighbours, under the mask; two
+    # rows at a time (the lower one sees the upper one's new value): two chains side by side
+    for y in range(0, H, 2):
+        left = left2 = -np.inf  # out[y, x - 1] and out[y + 1, x - 1]
+        for x in range(W):
+            up = out[y - 1, x] if y > 0 else -np.inf
+            left = min(max(seed[y, x], up, left), mask[y, x])
+            out[y, x] = left
+            if y + 1 < H:
+                left2 = min(max(seed[y + 1, x], left, left2), mask[y + 1, x])
+                out[y + 1, x] = left2
 
-    # anti-raster scan: the lower and right neighbours; a pixel that could still raise one
-    # of them goes into the queue (a ring buffer: a pixel is in it at most once at a time)
+    # anti-raster scan: the lower and right neighbours, rows y and y - 1 side by side; a
+    # pixel that could still raise one of them goes into the queue (a ring buffer of rows
+    # and columns: a pixel is in it at most once at a time)
     size = H * W + 1
-    queue = np.empty(size, np.int32)
-    queued = np.zeros((H, W), np.bool_)
-    head = tail = 0
-    for y in range(H - 1, -1, -1):
+    queue_y, queue_x = np.empty(size, np.intp), np.empty(size, np.intp)
+    queued = np.empty((H, W), np.bool_)
+    tail = 0
+    for y in range(H - 1, -1, -2):
+        right = right_mask = right2 = right2_mask = -np.inf  # out and mask at x + 1
         for x in range(W - 1, -1, -1):
-            v = out[y, x]
-            if y < H - 1:
-                v = max(v, out[y + 1, x])
-            if x < W - 1:
-                v = max(v, out[y, x + 1])
-            v = min(v, mask[y, x])
+            below, below_mask = (out[y + 1, x], mask[y + 1, x]) if y + 1 < H else (-np.inf, -np.inf)
+            v = min(max(out[y, x], below, right), mask[y, x])
             out[y, x] = v
-            grows = False  # (no short-circuit: fewer mispredicted branches)
-            if y < H - 1:
-                grows |= (out[y + 1, x] < v) & (out[y + 1, x] < mask[y + 1, x])
-            if x < W - 1:
-                grows |= (out[y, x + 1] < v) & (out[y, x + 1] < mask[y, x + 1])
+            grows = (below < min(v, below_mask)) | (right < min(v, right_mask))
+            queued[y, x] = grows
             if grows:
-                queue[tail] = y * W + x
+                queue_y[tail], queue_x[tail] = y, x
                 tail += 1
-                queued[y, x] = True
+            right, right_mask = v, mask[y, x]
+            if y > 0:  # row y - 1, below it the new v
+                v2 = min(max(out[y - 1, x], v, right2), mask[y - 1, x])
+                out[y - 1, x] = v2
+                grows = (v < min(v2, right_mask)) | (right2 < min(v2, right2_mask))
+                queued[y - 1, x] = grows
+                if grows:
+                    queue_y[tail], queue_x[tail] = y - 1, x
+                    tail += 1
+                right2, right2_mask = v2, mask[y - 1, x]
 
     # propagation: a dequeued pixel raises its four neighbours up to their mask
+    head = 0
     while head != tail:
-        p = queue[head]
+        y, x = queue_y[head], queue_x[head]
         head = head + 1 if head + 1 < size else 0
-        y, x = p // W, p % W
         queued[y, x] = False
         v = out[y, x]
         for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
@@ -83,58 +98,41 @@ def reconstruct_by_dilation(seed, mask):
                 out[ny, nx] = raised
                 if not queued[ny, nx]:
                     queued[ny, nx] = True
-                    queue[tail] = ny * W + nx
+                    queue_y[tail], queue_x[tail] = ny, nx
                     tail = tail + 1 if tail + 1 < size else 0
-    return out
+    return seed, out
 
 
 @kernel
-def erode_cross(image):
-    """Grey erosion by the 4-connected cross, ignoring pixels off the image.
-
-    ``skimage.morphology.erosion(image, disk(1))`` as MeasureGranularity
-    erodes before each reconstruction (scikit-image's ``mode="reflect"``
-    only repeats pixels the cross already covers).
-    """
-    H, W = image.shape
-    out = np.empty_like(image)
-    for y in range(H):
-        for x in range(W):
-            v = image[y, x]
-            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                if 0 <= ny < H and 0 <= nx < W:
-                    v = min(v, image[ny, nx])
-            out[y, x] = v
-    return out
-
-
-@kernel
-def bilinear_weights(cell_start, y, x, shape):
+def bilinear_weights(cell_start, rows, cols, origins, scale, shape):
     """How much each pixel of an image of ``shape`` weighs in each cell's bilinear mean.
 
     cp_measure's ``_make_fused_upsample_mean`` (MeasureGranularity restores
     each reconstruction to the original scale with
     ``scipy.ndimage.map_coordinates(order=1)``, 0 beyond the last row or
     column, then averages it per object): the sum of a cell's interpolated
-    values at its points ``(y, x)`` (>= 0; cell ``i`` owns points
-    ``cell_start[i]`` to ``cell_start[i + 1] - 1``) is a fixed weighted sum
-    of the image's pixels. Returns the ``cell``, flat image pixel ``index``
-    and ``weight`` of every non-zero weight.
+    values at its pixels (cell ``i`` owns ``rows`` and ``cols`` ``cell_start[i]``
+    to ``cell_start[i + 1] - 1`` of its crop, at ``origins[i]`` in the original
+    image, whose coordinates times ``scale`` are this image's) is a fixed weighted sum
+    of the image's pixels. Returns that (n_cells, H * W) matrix in CSR form:
+    the ``weight`` and flat image pixel ``index`` of every non-zero weight,
+    cell ``i``'s from ``start[i]`` to ``start[i + 1] - 1``.
     """
     H, W = shape[0], shape[1]
     n_cells = cell_start.size - 1
-    cell = np.empty(4 * y.size, np.int64)
-    index = np.empty(4 * y.size, np.int64)
-    weight = np.empty(4 * y.size)
+    start = np.empty(n_cells + 1, np.int64)
+    index = np.empty(4 * rows.size, np.int64)
+    weight = np.empty(4 * rows.size)
     total = np.zeros(H * W)  # scratch, zero again after each cell
     n = 0
     for i in range(n_cells):
-        first = n
+        start[i] = n
         for p in range(cell_start[i], cell_start[i + 1]):
-            if y[p] > H - 1 or x[p] > W - 1:
+            y, x = (rows[p] + origins[i, 0]) * scale[0], (cols[p] + origins[i, 1]) * scale[1]
+            if y > H - 1 or x > W - 1:
                 continue
-            y0, x0 = int(y[p]), int(x[p])
-            fy, fx = y[p] - y0, x[p] - x0
+            y0, x0 = int(y), int(x)
+            fy, fx = y - y0, x - x0
             y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
             for q, w in (
                 (y0 * W + x0, (1 - fy) * (1 - fx)),
@@ -148,7 +146,8 @@ def bilinear_weights(cell_start, y, x, shape):
                     index[n] = q
                     n += 1
                 total[q] += w
-        for e in range(first, n):
-            cell[e], weight[e] = i, total[index[e]]
+        for e in range(start[i], n):
+            weight[e] = total[index[e]]
             total[index[e]] = 0.0
-    return cell[:n].copy(), index[:n].copy(), weight[:n].copy()
+    start[n_cells] = n
+    return weight[:n].copy(), index[:n].copy(), start
