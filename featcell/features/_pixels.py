@@ -187,12 +187,12 @@ class ObjectCanvas:
         self.rings = np.column_stack([corners - 1, height + 2, width + 2])
         self.corners, self.boxes = corners, np.column_stack([top, left, height, width])
 
-    def squared_distances(self, inside, rings):
-        """Per mask pixel: :func:`squared_distance_to_background` of ``inside`` (this
-        canvas or a variant) in the ``rings`` given (other pixels: undefined)."""
+    def squared_distances(self, inside, rings, pixels=slice(None)):
+        """:func:`squared_distance_to_background` of ``inside`` (this canvas or a variant)
+        in the ``rings`` given, at the mask ``pixels`` given (all: every pixel)."""
         squared = np.empty(inside.shape)
         squared_distance_to_background(inside.view(np.uint8), rings, squared)
-        return squared.ravel().take(self.lin)
+        return squared.ravel().take(self.lin[pixels])
 
 
 # ---------------------------------------------------------------------- shelf packing

@@ -60,11 +60,11 @@ def _distance_to_edge(cells, pix):
     border (also for a cell cut on opposite sides, which a mirrored copy of
     the box would give background beyond the border).
     """
-    squared, canvas = pix.squared_distances, pix.canvas
-    cut = np.flatnonzero(_open_edges(cells) & pix.has)
-    if cut.size:  # a few cells: copy their rim into the ring, and measure them again
+    distance, canvas = np.sqrt(pix.squared_distances), pix.canvas
+    cut = _open_edges(cells) & pix.has
+    if cut.any():  # a few cells: copy their rim into the ring, and measure them again
         edges = canvas.inside.copy()
-        for i in cut:
+        for i in np.flatnonzero(cut):
             (r0, c0), (top, left, h, w) = canvas.corners[i], canvas.boxes[i]
             box, ring = edges[r0 : r0 + h, c0 : c0 + w], edges[r0 - 1 : r0 + h + 1]
             if top == 0:
@@ -75,9 +75,9 @@ def _distance_to_edge(cells, pix):
                 ring[:, c0 - 1] = ring[:, c0]
             if left + w == pix.shapes[i, 1]:
                 ring[:, c0 + w] = ring[:, c0 + w - 1]
-        again = np.repeat(np.isin(np.arange(pix.n), cut), pix.counts)
-        squared = np.where(again, canvas.squared_distances(edges, canvas.rings[cut]), squared)
-    return np.sqrt(squared)
+        again = np.flatnonzero(np.repeat(cut, pix.counts))
+        distance[again] = np.sqrt(canvas.squared_distances(edges, canvas.rings[cut], again))
+    return distance
 
 
 def _radial_geometry(cells, pix, n_rings):
