@@ -11,9 +11,9 @@ horizontal runs of mask pixels (first and last column of every run):
   the Feret diameters, the minimum enclosing circle (Chrystal's algorithm, run
   exactly as CellProfiler's ``centrosome`` runs it) and the convex area (an
   exact lattice-point count) follow from the hulls;
-* perimeter, Euler number, Crofton perimeter and holes from one canvas holding
-  every mask, one background pixel apart (holes only for the masks that may have
-  some); the radii from the distance transform shared with the radial distribution.
+* perimeter, Euler number, Crofton perimeter and the distance-transform radii
+  on the canvas of every mask that the radial distribution measures too; holes
+  on a canvas of the masks that may have some.
 
 All of them reproduce CellProfiler's values (cp_measure) to round-off.
 """
@@ -292,7 +292,7 @@ class Morphology(CellFeatureTransformer):
             if family == "zernike":
                 columns |= shape.zernike(self.zernike_order)
             elif family == "sizeshape":
-                columns |= shape.sizeshape(_radii(cells)[present])
+                columns |= shape.sizeshape(*_on_canvas(cells))
             else:
                 columns |= getattr(shape, family)()
         out = {f"AreaShape_{name}": values for name, values in columns.items()}
@@ -453,10 +453,9 @@ class _Shape:
             )
         return self._cache["hull"]
 
-    def _canvas(self, objects=None):
-        """Masks in one label canvas (object ``o`` has label ``o + 1``), 1 background pixel
-        apart and from the edges; ``objects`` selects a subset."""
-        objects = np.arange(self.n) if objects is None else objects
+    def _canvas(self, objects):
+        """The masks of ``objects`` in one label canvas (object ``o`` has label ``o + 1``),
+        1 background pixel apart and from the edges."""
         height, width = self.r1 - self.r0 + 1, self.c1 - self.c0 + 1
         corners, shape = shelf_pack(height[objects], width[objects], gap=1)
         slot = np.full(self.n, -1)
@@ -471,13 +470,11 @@ class _Shape:
         return np.cumsum(marks, axis=1, dtype=np.int32)
 
     # ------------------------------------------------------------------ families
-    def sizeshape(self, radii):
-        """The size and shape features; ``radii``: per object (max, mean, median) radius."""
+    def sizeshape(self, labels, foreground, radii):
+        """The size and shape features, given the objects on a canvas (:func:`_on_canvas`)."""
         area = self.area
         bbox_area = (self.r1 - self.r0 + 1.0) * (self.c1 - self.c0 + 1.0)
         convex_area = self._convex_area()
-        labels = self._canvas()
-        foreground = labels > 0
         perimeter = self._perimeter(labels, foreground)
         euler, crofton = self._euler_crofton(labels, foreground)
         filled = area + self._hole_area()
@@ -637,13 +634,16 @@ class _Shape:
         return np.bincount(labels[hy, left[hy, hx]] - 1, minlength=self.n).astype(float)
 
 
-def _radii(cells):
-    """Max, mean and median distance from each mask pixel to the nearest background pixel,
-    per cell ((n_cells, 3); NaN for an empty mask)."""
-    pix = cell_pixels(cells)  # (the squared distances shared with the radial distribution)
+def _on_canvas(cells):
+    """The cells with a mask on the canvas every family of the CellSet shares: labels (the
+    i-th has label i + 1), foreground, and the max, mean and median distance from each
+    mask pixel to the nearest background pixel (from the shared distance transform)."""
+    pix = cell_pixels(cells)
+    labels = np.zeros(pix.canvas.inside.shape, np.int32)
+    labels.ravel()[pix.canvas.lin] = np.cumsum(pix.has, dtype=np.int32).take(pix.obj)
     radii = np.empty((pix.n, 3))
     object_radii(pix.squared_distances, pix.starts, pix.counts, radii)
-    return radii
+    return labels, pix.canvas.inside, radii[pix.has]
 
 
 _ORDER = np.add.outer(np.arange(4), np.arange(4))  # p + q
