@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from scipy import ndimage as ndi
 
 from featcell import CellSet
 from featcell.features._pixels import CellPixels, cell_pixels, shelf_pack
@@ -57,3 +58,20 @@ def test_cell_pixels_layout_and_reductions():
     other = CellSet.from_labels(image, labels, margin=2)
     assert cell_pixels(other) is not cell_pixels(cells)
     assert_array_equal(cell_pixels(other).index, pix.index)
+
+
+def test_squared_distances_are_each_masks_own_distance_transform():
+    # border objects, a hole, two fragments, a one-pixel object
+    rng = np.random.default_rng(3)
+    labels = np.zeros((40, 50), np.int32)
+    labels[0:9, 5:20], labels[20:35, 0:12], labels[30:40, 35:50] = 4, 9, 2
+    labels[12:24, 20:34], labels[16:19, 25:28] = 7, 0
+    labels[2:6, 40:44], labels[8:10, 46:49], labels[25, 20] = 5, 5, 11
+    for margin in (0, 2):
+        cells = CellSet.from_labels(rng.random((40, 50)), labels, margin=margin)
+        pix = cell_pixels(cells)
+        assert pix.squared_distances is pix.squared_distances  # computed once
+        for i in range(len(cells)):
+            mask = np.pad(cells.mask(i), 1)  # the crop's outside is background
+            expected = np.rint(ndi.distance_transform_edt(mask)[mask] ** 2)
+            assert_array_equal(pix.squared_distances[pix.bounds[i] : pix.bounds[i + 1]], expected)

@@ -18,12 +18,11 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import CellFeatureTransformer
-from ._kernels.distance import squared_distance_to_background
 from ._kernels.geodesic import geodesic_distance, radial_bins
 from ._kernels.intensity_sums import intensity_statistics
 from ._kernels.order_stats import quartiles_and_mad
 from ._kernels.outline import outline
-from ._pixels import cell_pixels, shelf_pack
+from ._pixels import cell_pixels
 
 __all__ = ["Intensity"]
 
@@ -48,69 +47,40 @@ def _open_edges(cells):
     return cells.metadata["Metadata_TouchesBorder"].to_numpy(dtype=bool)
 
 
-# ---------------------------------------------------------------------- the object canvas
-class _Canvas:
-    """All objects on one boolean canvas, for the distances of the radial distribution.
-
-    Each object sits in its tight bounding box, boxes two background pixels
-    apart (:func:`~featcell.features._pixels.shelf_pack`), so every box has a
-    ring of background of its own and one pass measures every object as if it
-    were alone on a background. CellProfiler does not treat the image border
-    as background: for a cell cut by the border (flagged
-    ``Metadata_TouchesBorder`` and reaching its crop's side there) the ring
-    on that side of ``edges`` repeats the object's pixels next to it, so
-    nearest-background distances behave as at an image border (also for a
-    cell cut on opposite sides, which a mirrored copy of the box would give
-    background beyond the border).
-
-    Attributes: ``inside`` (the objects), ``edges`` (the objects and the
-    repeated rings), ``lin`` (flat canvas index of every mask pixel),
-    ``rings`` (per cell: top, left, height and width of its box with the
-    ring).
-    """
-
-    def __init__(self, cells, pix):
-        # rows ascend within a cell: its first and last pixels give the top and bottom
-        last = np.where(pix.has, pix.starts + pix.counts - 1, 0)
-        top = np.where(pix.has, pix.row[np.where(pix.has, pix.starts, 0)], 0).astype(np.intp)
-        height = np.where(pix.has, pix.row[last], 0).astype(np.intp) - top + 1
-        left = pix.reduce(np.minimum, pix.col, dtype=np.intp)
-        width = pix.reduce(np.maximum, pix.col, dtype=np.intp) - left + 1
-        corners, shape = shelf_pack(height, width, gap=2)
-        self.width = shape[1]
-        base = (corners[:, 0] - top) * self.width + (corners[:, 1] - left)
-        self.lin = pix.spread(base)
-        self.lin += np.multiply(pix.row, self.width, dtype=np.intp)
-        self.lin += pix.col
-        self.inside = np.zeros(shape, dtype=bool)
-        self.inside.ravel()[self.lin] = True
-        self.rings = np.column_stack([corners - 1, height + 2, width + 2])
-
-        self.edges = self.inside
-        cut = _open_edges(cells) & pix.has
-        for i in np.flatnonzero(cut):  # a few cells: copy their rim into the ring
-            if self.edges is self.inside:
-                self.edges = self.inside.copy()
-            r0, c0, h, w = corners[i, 0], corners[i, 1], height[i], width[i]
-            box, ring = self.edges[r0 : r0 + h, c0 : c0 + w], self.edges[r0 - 1 : r0 + h + 1]
-            if top[i] == 0:
-                self.edges[r0 - 1, c0 : c0 + w] = box[0]
-            if top[i] + h == pix.shapes[i, 0]:
-                self.edges[r0 + h, c0 : c0 + w] = box[-1]
-            if left[i] == 0:  # (the corners of the ring too)
-                ring[:, c0 - 1] = ring[:, c0]
-            if left[i] + w == pix.shapes[i, 1]:
-                ring[:, c0 + w] = ring[:, c0 + w - 1]
-
-    def distance_to_edge(self):
-        """Per mask pixel: Euclidean distance to the nearest pixel outside its object."""
-        squared = np.empty(self.edges.shape)
-        squared_distance_to_background(self.edges.view(np.uint8), self.rings, squared)
-        return np.sqrt(squared.ravel().take(self.lin))
-
-
 # ---------------------------------------------------------------------- radial geometry
-def _radial_geometry(pix, canvas, n_rings):
+def _distance_to_edge(cells, pix):
+    """Per mask pixel: Euclidean distance to the nearest pixel outside its object.
+
+    Each object is measured alone on a background
+    (:attr:`~featcell.features._pixels.CellPixels.squared_distances`), but
+    CellProfiler does not treat the image border as background: for a cell
+    cut by the border (flagged ``Metadata_TouchesBorder`` and reaching its
+    crop's side there) the ring of its box on that side repeats the object's
+    pixels next to it, so nearest-background distances behave as at an image
+    border (also for a cell cut on opposite sides, which a mirrored copy of
+    the box would give background beyond the border).
+    """
+    distance, canvas = np.sqrt(pix.squared_distances), pix.canvas
+    cut = _open_edges(cells) & pix.has
+    if cut.any():  # a few cells: copy their rim into the ring, and measure them again
+        edges = canvas.inside.copy()
+        for i in np.flatnonzero(cut):
+            (r0, c0), (top, left, h, w) = canvas.corners[i], canvas.boxes[i]
+            box, ring = edges[r0 : r0 + h, c0 : c0 + w], edges[r0 - 1 : r0 + h + 1]
+            if top == 0:
+                edges[r0 - 1, c0 : c0 + w] = box[0]
+            if top + h == pix.shapes[i, 0]:
+                edges[r0 + h, c0 : c0 + w] = box[-1]
+            if left == 0:  # (the corners of the ring too)
+                ring[:, c0 - 1] = ring[:, c0]
+            if left + w == pix.shapes[i, 1]:
+                ring[:, c0 + w] = ring[:, c0 + w - 1]
+        again = np.flatnonzero(np.repeat(cut, pix.counts))
+        distance[again] = np.sqrt(canvas.squared_distances(edges, canvas.rings[cut], again))
+    return distance
+
+
+def _radial_geometry(cells, pix, n_rings):
     """The radial bins of every mask pixel, as CellProfiler (a :class:`_RadialBins`).
 
     The centre of an object is its point farthest from the edge (the first in
@@ -119,7 +89,7 @@ def _radial_geometry(pix, canvas, n_rings):
     distance from the centre inside the object, undefined where the centre
     cannot be reached (other fragments of a disconnected object: left out).
     """
-    d_edge = canvas.distance_to_edge()
+    d_edge, canvas = _distance_to_edge(cells, pix), pix.canvas
     centre = pix.first_where(d_edge == pix.spread(pix.reduce(np.maximum, d_edge)))
     d_centre = np.full(canvas.inside.size, np.inf)
     inside = canvas.inside.view(np.uint8)
@@ -348,7 +318,7 @@ class Intensity(CellFeatureTransformer):
             mask = pix.flat.mask.view(np.uint8)
             outline(mask, pix.index, pix.obj, pix.row, pix.col, pix.shapes, cut, edge)
         if "radial" in families:
-            radial = _radial_geometry(pix, _Canvas(cells, pix), self.n_rings)
+            radial = _radial_geometry(cells, pix, self.n_rings)
         columns = {}
         for channel in self.channels_:
             values = pix.values(self._channel_index(channel))

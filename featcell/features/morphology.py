@@ -11,9 +11,9 @@ horizontal runs of mask pixels (first and last column of every run):
   the Feret diameters, the minimum enclosing circle (Chrystal's algorithm, run
   exactly as CellProfiler's ``centrosome`` runs it) and the convex area (an
   exact lattice-point count) follow from the hulls;
-* perimeter, Euler number, Crofton perimeter, holes and the distance-transform
-  radii from one canvas holding every mask, one background pixel apart (holes
-  and distances box by box where that skips work).
+* perimeter, Euler number, Crofton perimeter and the distance-transform radii
+  on the canvas of every mask that the radial distribution measures too; holes
+  on a canvas of the masks that may have some.
 
 All of them reproduce CellProfiler's values (cp_measure) to round-off.
 """
@@ -30,11 +30,11 @@ from scipy import ndimage as ndi
 from sklearn.utils._param_validation import Interval
 
 from ._base import CellFeatureTransformer
-from ._kernels.distance import object_radii, squared_distance_to_background
+from ._kernels.distance import object_radii
 from ._kernels.enclosing_circle import minimum_enclosing_circle
 from ._kernels.feret import feret_diameters
 from ._kernels.objects import mask_runs
-from ._pixels import shelf_pack
+from ._pixels import cell_pixels, shelf_pack
 
 __all__ = ["Morphology", "zernike_indices"]
 
@@ -291,6 +291,8 @@ class Morphology(CellFeatureTransformer):
         for family in self.families_:
             if family == "zernike":
                 columns |= shape.zernike(self.zernike_order)
+            elif family == "sizeshape":
+                columns |= shape.sizeshape(*_on_canvas(cells))
             else:
                 columns |= getattr(shape, family)()
         out = {f"AreaShape_{name}": values for name, values in columns.items()}
@@ -451,46 +453,32 @@ class _Shape:
             )
         return self._cache["hull"]
 
-    def _canvas(self, objects=None):
-        """Masks in one label canvas, 1 background pixel apart and from the edges.
-
-        Returns the canvas (object ``o`` has label ``o + 1``) and the packed
-        boxes ``(y, x, height, width, object)``. ``objects`` selects a subset.
-        """
-        if objects is None and "canvas" in self._cache:
-            return self._cache["canvas"]
-        objects = np.arange(self.n) if objects is None else objects
-        # bounding boxes 1 background pixel apart and from the rim; a box below is
-        # its bounding box plus the row above and the column to its left
-        box_h = self.r1[objects] - self.r0[objects] + 2
-        box_w = self.c1[objects] - self.c0[objects] + 2
-        corners, shape = shelf_pack(box_h - 1, box_w - 1, gap=1)
-        y_off, x_off = corners[:, 0] - 1, corners[:, 1] - 1
+    def _canvas(self, objects):
+        """The masks of ``objects`` in one label canvas (object ``o`` has label ``o + 1``),
+        1 background pixel apart and from the edges."""
+        height, width = self.r1 - self.r0 + 1, self.c1 - self.c0 + 1
+        corners, shape = shelf_pack(height[objects], width[objects], gap=1)
         slot = np.full(self.n, -1)
         slot[objects] = np.arange(len(objects))
         runs = np.flatnonzero(slot[self.obj] >= 0)
         obj, k = self.obj[runs], slot[self.obj[runs]]
-        y = y_off[k] + 1 + self.row[runs] - self.r0[obj]
-        x = x_off[k] + 1 + self.a[runs] - self.c0[obj]
+        y = corners[k, 0] + self.row[runs] - self.r0[obj]
+        x = corners[k, 1] + self.a[runs] - self.c0[obj]
         marks = np.zeros(shape, dtype=np.int32)
         marks[y, x] = obj + 1
         marks[y, x + self.length[runs]] = -(obj + 1)
-        result = np.cumsum(marks, axis=1, dtype=np.int32), (y_off, x_off, box_h, box_w, objects)
-        if len(objects) == self.n:
-            self._cache["canvas"] = result
-        return result
+        return np.cumsum(marks, axis=1, dtype=np.int32)
 
     # ------------------------------------------------------------------ families
-    def sizeshape(self):
+    def sizeshape(self, labels, foreground, radii):
+        """The size and shape features, given the objects on a canvas (:func:`_on_canvas`)."""
         area = self.area
         bbox_area = (self.r1 - self.r0 + 1.0) * (self.c1 - self.c0 + 1.0)
         convex_area = self._convex_area()
-        labels, boxes = self._canvas()
-        foreground = labels > 0
         perimeter = self._perimeter(labels, foreground)
         euler, crofton = self._euler_crofton(labels, foreground)
         filled = area + self._hole_area()
-        max_r, mean_r, median_r = self._radii(labels, foreground, boxes)
+        max_r, mean_r, median_r = radii.T
         major, minor, eccentricity, orientation = _ellipse(self._central()[1])
         with np.errstate(divide="ignore", invalid="ignore"):
             form_factor = np.where(perimeter > 0, 4 * np.pi * area / perimeter**2, np.nan)
@@ -637,7 +625,7 @@ class _Shape:
         candidates = np.flatnonzero(self.multi_run)
         if not candidates.size:
             return np.zeros(self.n)
-        labels, _ = self._canvas(candidates)
+        labels = self._canvas(candidates)
         background, _ = ndi.label(labels == 0, structure=np.ones((3, 3), dtype=bool))
         hy, hx = np.nonzero((background != background[0, 0]) & (background > 0))
         # a hole belongs to the nearest object pixel on its left (a box holds one object)
@@ -645,17 +633,17 @@ class _Shape:
         np.maximum.accumulate(left, axis=1, out=left)
         return np.bincount(labels[hy, left[hy, hx]] - 1, minlength=self.n).astype(float)
 
-    def _radii(self, labels, foreground, boxes):
-        """Max, mean and median distance from each pixel to the nearest background pixel."""
-        # the squared Euclidean distance transform of every box with the background ring
-        # round it on its own, to skip the canvas' empty space
-        y_off, x_off, box_h, box_w, _ = boxes
-        squared = np.empty(foreground.shape)  # (written inside the boxes, read only there)
-        rings = np.column_stack([y_off, x_off, box_h + 1, box_w + 1])
-        squared_distance_to_background(foreground.view(np.uint8), rings, squared)
-        radii = np.empty((self.n, 3))
-        object_radii(squared, labels, rings, radii)
-        return radii.T
+
+def _on_canvas(cells):
+    """The cells with a mask on the canvas every family of the CellSet shares: labels (the
+    i-th has label i + 1), foreground, and the max, mean and median distance from each
+    mask pixel to the nearest background pixel (from the shared distance transform)."""
+    pix = cell_pixels(cells)
+    labels = np.zeros(pix.canvas.inside.shape, np.int32)
+    labels.ravel()[pix.canvas.lin] = np.cumsum(pix.has, dtype=np.int32).take(pix.obj)
+    radii = np.empty((pix.n, 3))
+    object_radii(pix.squared_distances, pix.starts, pix.counts, radii)
+    return labels, pix.canvas.inside, radii[pix.has]
 
 
 _ORDER = np.add.outer(np.arange(4), np.arange(4))  # p + q

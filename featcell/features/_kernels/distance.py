@@ -81,7 +81,7 @@ def squared_distance_to_background(inside, boxes, out):
 
 
 @kernel
-def object_radii(squared, labels, boxes, out):
+def object_radii(squared, starts, counts, out):
     """Maximum, mean and median distance to the background of each object's pixels.
 
     CellProfiler's MeasureObjectSizeShape ``MaximumRadius``, ``MeanRadius``
@@ -92,29 +92,23 @@ def object_radii(squared, labels, boxes, out):
 
     Parameters
     ----------
-    squared : (H, W) ndarray of float64
-        Squared distances (:func:`squared_distance_to_background`).
-    labels : (H, W) ndarray of int32
-        Object ``o`` has label ``o + 1``.
-    boxes : (N, 4) ndarray of intp
-        Top, left, height and width of the box holding object ``o`` and a ring of
-        background round it.
+    squared : (M,) ndarray of float64
+        Squared distances (:func:`squared_distance_to_background`) of the objects'
+        pixels, object after object.
+    starts, counts : (N,) ndarrays of intp
+        Where each object's pixels start in ``squared``, and how many there are.
     out : (N, 3) ndarray of float64
         Receives maximum, mean and median radius per object (NaN without pixels).
     """
-    for o in range(len(boxes)):
-        top, left, height, width = boxes[o]
-        # no pixel of a box lies farther than half its smaller side from the ring round it
-        # (the ring is background; the clip only guards memory against a box without one)
-        histogram = np.zeros((min(height, width) // 2) ** 2 + 1, np.intp)
-        for i in range(top, top + height):
-            for j in range(left, left + width):
-                if labels[i, j] == o + 1:
-                    histogram[min(int(squared[i, j]), len(histogram) - 1)] += 1
-        count = histogram.sum()
+    for o in range(len(starts)):
+        count = counts[o]
         if count == 0:
             out[o, :] = np.nan
             continue
+        values = squared[starts[o] : starts[o] + count]
+        histogram = np.zeros(int(values.max()) + 1, np.intp)
+        for value in values:
+            histogram[int(value)] += 1
         # the largest value, the sum, and the values of ranks (count - 1) // 2 and count // 2
         total, seen, low, high, largest = 0.0, 0, -1, -1, 0
         for value in range(len(histogram)):
