@@ -361,7 +361,7 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         channels=None,
         head="xgb",
         n_samples=32_000,
-        auto_context=1,
+        auto_context=2,
         calibrate="auto",
         cv=3,
         stride=2,
@@ -470,36 +470,37 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         maps = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
         return maps, image.shape[:2]
 
-    def _context(self, model, features):
-        """Auto-context maps of one image: a stage's density and its local averages.
+    def _context_planes(self, coarse, chain):
+        """Auto-context of one image on its coarse grid (every other grid point).
 
-        The stage's head predicts the density on every other point of the grid; that
+        Each stage's head of ``chain`` predicts the density on the coarse grid from the
+        pixel maps ``coarse`` and the previous stage's context; the context is that
         density and its Gaussian averages at ``_CONTEXT_SCALES`` times ``sigma_`` (the
-        expected number of objects around each point, at growing radii) are
-        interpolated back onto the grid: ``(m, n, 1 + len(_CONTEXT_SCALES))``.
+        objects expected around each point, at growing radii):
+        ``(1 + len(_CONTEXT_SCALES), m, n)`` planes, or None for an empty chain.
         """
-        coarse = features[::2, ::2]
-        density = self._grid_density(model, coarse).astype(np.float32)
         spacing = 2 * int(self.stride)  # pixels between the coarse points
         unit = max(float(self.sigma_), float(self.stride))
-        planes = [density] + [
-            ndi.gaussian_filter(density, scale * unit / spacing, mode="reflect")
-            for scale in _CONTEXT_SCALES
-        ]
-        out = _upsample_channels_first(np.stack(planes), features.shape[:2], 2, 0)
-        return np.moveaxis(out, 0, -1)
-
-    def _context_features(self, maps, chain):
-        """The pixel maps, then each context stage of ``chain`` in turn adds its context."""
-        features = maps
+        features, planes = coarse, None
         for model in chain:
-            features = np.concatenate([maps, self._context(model, features)], axis=-1)
-        return features
+            density = self._grid_density(model, features).astype(np.float32)
+            planes = np.stack([density] + [
+                ndi.gaussian_filter(density, scale * unit / spacing, mode="reflect")
+                for scale in _CONTEXT_SCALES
+            ])
+            features = np.concatenate([coarse, np.moveaxis(planes, 0, -1)], axis=-1)
+        return planes
 
     def _features(self, item):
-        """The final head's features of one image on the grid, and the image's shape."""
+        """The final head's features of one image on the grid, and the image's shape:
+        the pixel maps and, with auto-context, the context interpolated onto the grid."""
         maps, shape = self._maps(item)
-        return self._context_features(maps, getattr(self, "context_heads_", [])), shape
+        chain = getattr(self, "context_heads_", [])
+        if not chain:
+            return maps, shape
+        planes = self._context_planes(maps[::2, ::2], chain)
+        context = _upsample_channels_first(planes, maps.shape[:2], 2, 0)
+        return np.concatenate([maps, np.moveaxis(context, 0, -1)], axis=-1), shape
 
     def _grid_density(self, model, maps):
         """The head's density on the grid points of ``maps``."""
@@ -575,6 +576,8 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         X, Y, owner = [], [], []  # the head's training pixels
         taken = {}  # image -> the grid points of its training pixels
         sub = {}  # image -> (features, weights, grid points) of its sub-grid, for its sum
+        coarse = {}  # image -> its maps on every other grid point, for auto-context
+        cached = 0
         for i in rng.permutation(sorted(set(dotted) | wanted_sums)).tolist():
             maps, shape = self._maps(images[i], extractors)
             flat = maps.reshape(-1, maps.shape[-1])
@@ -593,6 +596,12 @@ class DensityCounter(RegressorMixin, BaseEstimator):
             kept = sum(len(v[0]) for v in sub.values())
             if i in wanted_sums and kept + len(flat) / q**2 <= max(budget, len(flat) / q**2):
                 sub[i] = _systematic_subgrid(maps, shape, step, q, rng)
+            # auto-context predicts on the coarse grid only: keep it (within the same
+            # budget as the sub-grids) rather than computing the maps again
+            size = len(range(0, maps.shape[0], 2)) * len(range(0, maps.shape[1], 2))
+            if stages and i in set(taken) | set(sub) and cached + size <= budget:
+                coarse[i] = (maps[::2, ::2].copy(), maps.shape[:2])
+                cached += size
             del maps, flat, dense
         X, Y, owner = np.concatenate(X), np.concatenate(Y), np.concatenate(owner)
         true = {i: float(len(targets[i])) for i in dotted}
@@ -646,7 +655,8 @@ class DensityCounter(RegressorMixin, BaseEstimator):
                 break
             self.context_heads_.append(head)
             fold_heads.append(models[best])
-            X, sub = self._add_context(images, X, owner, taken, sub, fold_heads, fold_of)
+            X, sub = self._add_context(images, X, owner, taken, sub, coarse, fold_heads,
+                                       fold_of)
         self.n_train_pixels_ = len(X)
         del X, Y
         self.coef_, self.intercept_ = 1.0, 0.0
@@ -673,10 +683,11 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         calibrated = _calibrated_oof_mae(found, wanted)
         return min(raw, calibrated) if self.calibrate == "auto" else calibrated
 
-    def _add_context(self, images, X, owner, taken, sub, fold_heads, fold_of):
+    def _add_context(self, images, X, owner, taken, sub, coarse, fold_heads, fold_of):
         """Replace the context columns of the training pixels and sub-grids by the last
         context stage's, computed out-of-fold: each dotted image through the fold heads
-        that did not see it, the others through the final heads."""
+        that did not see it, the others through the final heads. ``coarse``: the cached
+        coarse grids' maps, ``{image: (maps, grid shape)}``."""
         n_maps = len(self.feature_names_)
         columns = n_maps + len(_CONTEXT_SCALES) + 1
         out = np.empty((len(X), columns), dtype=np.float32)
@@ -686,18 +697,23 @@ class DensityCounter(RegressorMixin, BaseEstimator):
             rows[int(i)] = np.flatnonzero(owner == i)
         new_sub = {}
         for i in sorted(set(taken) | set(sub)):
-            maps, shape = self._maps(images[i])
+            if i in coarse:
+                small, grid = coarse[i]
+            else:  # beyond the cache's budget: computed again
+                maps = self._maps(images[i])[0]
+                small, grid = maps[::2, ::2], maps.shape[:2]
+                del maps
             if i in fold_of:
                 chain = [models[fold_of[i]] for models in fold_heads]
             else:
                 chain = self.context_heads_
-            features = self._context_features(maps, chain)
-            flat = features.reshape(-1, columns)
+            planes = self._context_planes(small, chain)
+            context = _upsample_channels_first(planes, grid, 2, 0).reshape(len(planes), -1)
             if i in taken:
-                out[rows[i], n_maps:] = flat[taken[i], n_maps:]
+                out[rows[i], n_maps:] = context[:, taken[i]].T
             if i in sub:
-                new_sub[i] = (flat[sub[i][2]], sub[i][1], sub[i][2])
-            del maps, features, flat
+                new_sub[i] = (np.hstack([sub[i][0][:, :n_maps], context[:, sub[i][2]].T]),
+                              sub[i][1], sub[i][2])
         return out, new_sub
 
     # ----------------------------------------------------------------- predict
@@ -839,7 +855,7 @@ _OOF_ROWS = 4  # the out-of-fold sub-grids keep at most this many times n_sample
 # auto-context: the previous stage's density and its Gaussian averages at these multiples
 # of sigma (at least the stride): from one object's neighbourhood to a few objects around
 _CONTEXT_SCALES = (0.5, 1.0, 2.0, 4.0)
-_CONTEXT_XGB_TREES = 100  # the context stages' xgb heads: their density is only context
+_CONTEXT_XGB_TREES = 60  # the context stages' xgb heads: their density is only context
 
 
 def _sum_weights(grid, shape, step):
