@@ -3,7 +3,8 @@
 Measures, single-threaded (BLAS, OpenMP, XGBoost and onnxruntime held to one thread):
 
 - fitting ``make_counter("density")`` on 32 images, with its defaults (sigma by
-  cross-validation, calibration out-of-fold) and with sigma set (one fit of the head);
+  cross-validation, calibration out-of-fold, one auto-context stage), with sigma set and
+  no calibration, and without auto-context (``auto_context=0``, the single-stage counter);
 - predicting one image: the filter bank alone, the CNN maps alone (both on the stride-2
   grid the counter predicts on), and the whole count;
 - the peak memory that numpy allocates while fitting on 16, 32 and 64 images with the
@@ -61,6 +62,7 @@ def main():
     for label, params in [
         ("fit, 32 images, defaults (sigma by CV, calibrated)", {}),
         ("fit, 32 images, sigma=3 (no CV, no calibration)", {"sigma": 3.0, "calibrate": False}),
+        ("fit, 32 images, one stage (auto_context=0)", {"auto_context": 0}),
     ]:
         counter = make_counter("density", channels=[2], n_jobs=1, **params)
         counters[label] = counter

@@ -12,10 +12,11 @@ Counters:
   (``dots/NNNdots.png``, one red pixel per cell, read by :func:`featcell.read_points`) on
   ilastik's pixel filter bank (without the structure tensor) and the early feature maps of
   the bundled CNN (stride 4 and 8), computed on the stride-2 grid it predicts on, with its
-  defaults: sigma chosen by cross-validation on the training images (the
-  calibrated out-of-fold count error), XGBoost on sampled pixels, the count calibrated
-  out-of-fold. Also reported: GAME(1-3), the grid errors that check the count lands in
-  the right place;
+  defaults: sigma chosen by cross-validation on the training images (the first stage's
+  out-of-fold count error), XGBoost on sampled pixels, one auto-context stage (a first
+  head's cross-fitted density and its local averages as features of the final head), the
+  count calibration kept only where it helps out-of-fold. Also reported: GAME(1-3), the
+  grid errors that check the count lands in the right place;
 - ``density, filter bank only``: the same without the CNN maps (``features="filters"``);
 - ``density, CNN maps only``: the deep features alone (``features="cnn"``);
 - ``regression``: the image-level counter that learns from counts only
@@ -28,15 +29,20 @@ Lempitsky & Zisserman 2010: 3.5 ± 0.2; regression forest densities, Fiaschi et 
 3.2 ± 0.1; CNN density maps (e.g. Xie et al. 2016, Cohen et al. 2017): 2.3-2.9.
 
 Measured (N = 32, 5 draws, dev images only; a loaded machine): density,
-defaults (filters + CNN) 3.38 ± 0.29 (GAME(1-3) 8.2 / 15.2 / 32.2; sigma 4 chosen in every
-draw); filter bank only 4.01 ± 0.35 (9.7 / 16.4 / 30.4); regression on counts 4.38 ± 0.60.
-The previous, slower defaults (depth-6 XGBoost, 300 trees, 60,000 pixels, the structure
-tensor in the bank; 98 CPU s per fit) scored 3.27 ± 0.25 and 4.06 ± 0.82.
-Learning curve (5 draws each; MAE ± sd at N = 8 / 16 / 32 / 50): defaults 5.14 ± 1.02 /
-4.36 ± 0.49 / 3.38 ± 0.29 / 3.20 ± 0.13; filter bank only 6.79 ± 2.53 / 5.19 ± 0.88 /
-4.01 ± 0.35 / 3.82 ± 0.43. CNN maps only (``--features cnn``), N = 32, 3 draws:
-3.45 ± 0.20 (GAME(3) 32.9). Fit CPU seconds per draw: 8.5 / 9.1 / 11 / 11.6 (defaults),
-3.5-5.5 (filter bank only).
+defaults (filters + CNN, one auto-context stage) 3.08 ± 0.25 (draws 2.94, 3.20, 3.29, 3.33,
+2.65; GAME(1-3) 6.7 / 13.9 / 31.4; sigma 4 chosen in every draw); filter bank only
+4.14 ± 0.58 (9.0 / 15.4 / 28.8); CNN maps only 3.98 ± 0.21 (8.4 / 15.5 / 32.7);
+regression on counts 4.38 ± 0.60. Without auto-context (``auto_context=0``, the previous
+defaults with the count calibration out-of-fold): 3.38 ± 0.29 (GAME(1-3) 8.2 / 15.2 /
+32.2), filter bank only 4.01 ± 0.35, CNN maps only 3.45 ± 0.20 (3 draws; 3.79 ± 0.26 over 5
+with ``calibrate="auto"``): auto-context helps the default features, not the filter bank
+or the CNN maps alone. Two auto-context stages (60-tree context heads) scored 3.10 ± 0.29
+and fit about 40 % longer than one.
+Learning curve (5 draws each; MAE ± sd at N = 8 / 16 / 32 / 50): defaults 4.05 ± 0.47 /
+4.14 ± 0.60 / 3.08 ± 0.25 / 2.90 ± 0.18 (without auto-context: 5.14 ± 1.02 / 4.36 ± 0.49 /
+3.38 ± 0.29 / 3.20 ± 0.13); filter bank only, without auto-context, 6.79 ± 2.53 /
+5.19 ± 0.88 / 4.01 ± 0.35 / 3.82 ± 0.43. Fit CPU seconds per draw (loaded machine):
+10 / 9 / 12 / 12 (defaults), 6 (filter bank only), 7 (CNN maps only).
 
 Run from the project root (single-threaded; about 20 CPU seconds per draw and counter at
 N = 32: a fit of about 11 s, then 0.1 s per test image)::

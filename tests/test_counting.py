@@ -275,6 +275,10 @@ def test_density_counter_bad_points(points, match):
         ({"stride": 0}, "stride"),
         ({"scales": []}, "scales"),
         ({"filters": ["sobel"]}, "filters"),
+        ({"auto_context": -1}, "auto_context"),
+        ({"auto_context": 4}, "auto_context"),
+        ({"auto_context": True}, "auto_context"),
+        ({"calibrate": "yes"}, "calibrate"),
     ],
 )
 def test_density_counter_bad_parameters(params, match):
@@ -408,6 +412,76 @@ def test_systematic_subgrid_sum_is_unbiased_and_close_for_smooth_densities(margi
             assert error > 0.02
     whole = _systematic_subgrid(maps, shape, step, 1, np.random.default_rng(0))
     assert _subgrid_sum(_Identity(), whole) == pytest.approx(exact, rel=1e-12)
+
+
+def test_density_counter_auto_context_stages():
+    train, points = BLOB_IMAGES[::2], BLOB_POINTS[::2]
+    counter = _density_counter(auto_context=2).fit(train, points)
+    assert len(counter.context_heads_) == 2
+    # the last head sees the pixel maps and the context: a density and 4 averages of it
+    assert counter.head_.n_features_in_ == len(counter.feature_names_) + 5
+    for head in counter.context_heads_[1:]:
+        assert head.n_features_in_ == len(counter.feature_names_) + 5
+    assert counter.context_heads_[0].n_features_in_ == len(counter.feature_names_)
+    test = [_blobs(k, seed=100 + k) for k in (5, 17, 33)]
+    predicted = counter.predict([t[0] for t in test])
+    assert_allclose(predicted, [5, 17, 33], atol=2.5)
+    density = counter.predict_density([test[1][0]])[0]
+    assert density.shape == (64, 64)
+    assert_allclose(density.sum() + counter.intercept_, predicted[1], rtol=1e-9)
+    single = clone(counter).set_params(auto_context=0).fit(train, points)
+    assert single.context_heads_ == []
+    assert single.head_.n_features_in_ == len(single.feature_names_)
+    # one dotted image: no folds to cross-fit the context, so one stage
+    alone = clone(counter).fit(train[:1], points[:1])
+    assert alone.context_heads_ == []
+
+
+class _Column:
+    """A 'head' whose density is one of its features."""
+
+    def __init__(self, column):
+        self.column = column
+
+    def predict(self, X):
+        return X[:, self.column]
+
+
+def test_context_planes_are_a_density_and_its_local_averages():
+    from scipy import ndimage as ndi
+
+    from featcell.counting import _CONTEXT_SCALES, DensityCounter
+
+    counter = DensityCounter(stride=2)
+    counter.sigma_ = 4.0
+    coarse = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
+    planes = counter._context_planes(coarse, [_Column(1)])
+    assert planes.shape == (1 + len(_CONTEXT_SCALES), 20, 24)
+    assert_allclose(planes[0], coarse[..., 1])
+    # coarse points are 4 px apart: sigma 4 px x 0.5 is half a point
+    assert_allclose(planes[1], ndi.gaussian_filter(coarse[..., 1], 0.5, mode="reflect"),
+                    rtol=1e-5)
+    assert_allclose(planes.sum(axis=(1, 2)), coarse[..., 1].sum(), rtol=1e-4)
+    # a second stage sees the maps and the first stage's planes after them
+    chained = counter._context_planes(coarse, [_Column(1), _Column(3 + len(_CONTEXT_SCALES))])
+    assert_allclose(chained[0], planes[-1])
+    assert counter._context_planes(coarse, []) is None
+
+
+def test_auto_calibration_with_auto_context_uses_held_back_images_only():
+    # dotted images, then images with counts only that are 10 more than their dots
+    dotted = list(range(0, 14, 2))
+    held = list(range(1, 14, 2))
+    images = [BLOB_IMAGES[i] for i in dotted + held]
+    points = [BLOB_POINTS[i] for i in dotted] + [len(BLOB_POINTS[i]) + 10.0 for i in held]
+    counter = _density_counter(auto_context=1).fit(images, points)
+    assert 7 < counter.intercept_ < 13 and abs(counter.coef_ - 1) < 0.2
+    # without held-back images, out-of-fold sums through cross-fitted stages are not
+    # trusted to calibrate: no line
+    plain = _density_counter(auto_context=1).fit(images[:7], points[:7])
+    assert (plain.coef_, plain.intercept_) == (1.0, 0.0)
+    forced = _density_counter(auto_context=1, calibrate=True).fit(images[:7], points[:7])
+    assert forced.coef_ != 1.0
 
 
 def test_density_counter_keeps_a_bounded_pixel_sample():
