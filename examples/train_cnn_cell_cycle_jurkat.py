@@ -45,8 +45,12 @@ puts ``examples/``, not the repository, first on the path, so an installed featc
 from __future__ import annotations
 
 import argparse
+import hashlib
+import pickle
 import time
 import warnings
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -57,7 +61,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from featcell import CellFeatures, CNNClassifier, CNNEmbedding, compare
+from featcell import CellFeatures, CNNClassifier, CNNEmbedding, CNNFusionClassifier, compare
 from featcell.heads import make_head
 
 PHASES = ["G1", "S_phase", "G2", "Prophase", "Metaphase", "Anaphase", "Telophase"]
@@ -88,11 +92,11 @@ class SharedCNN(CNNClassifier):
     the same training cells (same parameters, same seed: the same deterministic fit), so
     ``trained_cnn`` and ``classical+trained_cnn`` train one network per fold, not two."""
 
-    _fits: dict = {}
+    _fits: ClassVar[dict] = {}
     key = "image"  # metadata column with one value per cell
 
     def fit(self, X, y):
-        key = (repr(self.get_params()), hash(tuple(X.groups(self.key))))
+        key = _key(self, X)
         if key not in SharedCNN._fits:
             SharedCNN._fits[key] = dict(super().fit(X, y).__dict__)
         else:
@@ -100,23 +104,58 @@ class SharedCNN(CNNClassifier):
         return self
 
 
+class Fusion(CNNFusionClassifier):
+    """CNNFusionClassifier that keeps, per fit, the weight it chose (printed at the end)."""
+
+    chosen: ClassVar[list] = []
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        Fusion.chosen.append(self.weight_)
+        return self
+
+
 def _fitted_state(cnn, cells, y):
     return dict(CNNClassifier(**cnn.get_params()).fit(cells, y).__dict__)
 
 
-def pretrain(cnn, cells, y, splits, n_jobs):
+def _key(cnn, cells):
+    return (repr(cnn.get_params()), hash(tuple(cells.groups(cnn.key))))
+
+
+def _cache_file(cache, cnn, cells):
+    """A file name for this network's fit: a hash of its parameters and training cells."""
+    digest = hashlib.sha256(repr(cnn.get_params()).encode())
+    digest.update("\n".join(map(str, cells.groups(cnn.key))).encode())
+    return Path(cache) / f"cnn_{digest.hexdigest()[:20]}.pkl"
+
+
+def pretrain(cnn, cells, y, splits, n_jobs, cache=None):
     """Train the folds' networks in ``n_jobs`` processes at once, before ``compare``: it then
     finds each fold's network already trained (the same deterministic fit it would make),
-    so on a machine with spare cores the folds train side by side. Returns each fold's
+    so on a machine with spare cores the folds train side by side. With ``cache`` (a
+    folder), fitted networks are kept there (this script's own files, keyed by the
+    parameters and the training cells) and reused by a later run. Returns each fold's
     seconds."""
     from joblib import Parallel, delayed
 
-    states = Parallel(n_jobs=n_jobs)(
-        delayed(_fitted_state)(cnn, cells[train], y[train]) for train, _ in splits
+    states = [None] * len(splits)
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        for i, (train, _) in enumerate(splits):
+            file = _cache_file(cache, cnn, cells[train])
+            if file.exists():
+                states[i] = pickle.loads(file.read_bytes())
+    todo = [i for i, state in enumerate(states) if state is None]
+    fitted = Parallel(n_jobs=n_jobs)(
+        delayed(_fitted_state)(cnn, cells[splits[i][0]], y[splits[i][0]]) for i in todo
     )
+    for i, state in zip(todo, fitted, strict=True):
+        states[i] = state
+        if cache is not None:
+            _cache_file(cache, cnn, cells[splits[i][0]]).write_bytes(pickle.dumps(state))
     for (train, _), state in zip(splits, states, strict=True):
-        key = (repr(cnn.get_params()), hash(tuple(cells[train].groups(cnn.key))))
-        SharedCNN._fits[key] = state
+        SharedCNN._fits[_key(cnn, cells[train])] = state
     return [state["fit_seconds_"] for state in states]
 
 
@@ -142,6 +181,8 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=60, help="CNNClassifier max_epochs")
     parser.add_argument("--parallel-folds", type=int, default=1,
                         help="train the folds' networks in this many processes first")
+    parser.add_argument("--cache", default=None,
+                        help="folder keeping the folds' fitted networks for a later run")
     args = parser.parse_args(argv)
     if not DATA.exists():
         raise SystemExit(f"Jurkat cells not found at {DATA}")
@@ -151,12 +192,21 @@ def main(argv=None):
     print(f"{len(y)} cells, channels {channels}: "
           + ", ".join(f"{p} {np.sum(y == p)}" for p in PHASES))
 
-    start = time.perf_counter()
-    Xc = CellFeatures(channels=channels).fit_transform(cells)
-    t_classical = time.perf_counter() - start
-    start = time.perf_counter()
-    Xz = CNNEmbedding(input_size=64, channels=channels, n_threads=args.threads).fit_transform(cells)
-    t_frozen = time.perf_counter() - start
+    tables = Path(args.cache or ".") / f"tables_{len(y)}_{'_'.join(channels)}.npz"
+    if args.cache and tables.exists():  # features computed by an earlier run
+        saved = np.load(tables)
+        Xc, Xz, t_classical, t_frozen = saved["Xc"], saved["Xz"], *saved["seconds"]
+    else:
+        start = time.perf_counter()
+        Xc = CellFeatures(channels=channels).fit_transform(cells)
+        t_classical = time.perf_counter() - start
+        start = time.perf_counter()
+        Xz = CNNEmbedding(input_size=64, channels=channels,
+                          n_threads=args.threads).fit_transform(cells)
+        t_frozen = time.perf_counter() - start
+        if args.cache:
+            Path(args.cache).mkdir(parents=True, exist_ok=True)
+            np.savez(tables, Xc=Xc, Xz=Xz, seconds=[t_classical, t_frozen])
     print(f"precomputed: classical {Xc.shape[1]} features in {t_classical:.0f} s, frozen "
           f"embedding {Xz.shape[1]} in {t_frozen:.0f} s")
 
@@ -173,11 +223,12 @@ def main(argv=None):
             ("features", FeatureUnion([("classical", Rows(Xc, ids)), ("cnn", cnn)])),
             *head("lr"),
         ]),
+        "late_fusion": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids)), *head("lr")])),
     }
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(cells, y))
-    if args.parallel_folds > 1:  # the same splits compare makes for cv=folds, groups="none"
+    if args.parallel_folds > 1 or args.cache:  # the splits compare gets
         start = time.perf_counter()
-        pretrain(cnn, cells, y, splits, args.parallel_folds)
+        pretrain(cnn, cells, y, splits, args.parallel_folds, args.cache)
         print(f"networks of {folds} folds trained in {args.parallel_folds} processes in "
               f"{time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
@@ -206,6 +257,8 @@ def main(argv=None):
           + ", ".join(f"{f['best_epoch_']}/{len(f['history_'])}" for f in fits)
           + "; training seconds per fold: " + ", ".join(f"{f['fit_seconds_']:.0f}" for f in fits)
           + f" on {fitted['device_']}")
+    print("late fusion: the CNN's weight chosen per fold: "
+          + ", ".join(f"{w:.1f}" for w in Fusion.chosen))
 
 
 if __name__ == "__main__":

@@ -182,6 +182,9 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         class-balanced cross-entropy and balanced accuracy.
     best_epoch_ : int
         Epoch whose weights were kept.
+    validation_index_ : ndarray of int
+        Positions, among the cells given to ``fit``, of the validation cells held out
+        for early stopping (the network did not train on them; the others it did).
     fit_seconds_ : float
         Wall time of ``fit`` (preparation, training and export).
     device_ : str
@@ -316,6 +319,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             self.intensity_range_ = np.stack(_dataset_range(X, self.channels_, _DATASET_PERCENTILES), 1)
         inputs = self._inputs(X)
         train, val = self._validation_split(X, y_index)
+        self.validation_index_ = np.asarray(val, dtype=np.intp)
 
         from . import _training
 
