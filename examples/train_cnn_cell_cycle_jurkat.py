@@ -125,7 +125,9 @@ def _key(cnn, cells):
 
 def _cache_file(cache, cnn, cells):
     """A file name for this network's fit: a hash of its parameters and training cells."""
-    digest = hashlib.sha256(repr(cnn.get_params()).encode())
+    defaults = CNNClassifier().get_params()  # a new parameter left at its default: same fit
+    changed = {k: v for k, v in cnn.get_params().items() if k not in defaults or v != defaults[k]}
+    digest = hashlib.sha256(repr(changed).encode())
     digest.update("\n".join(map(str, cells.groups(cnn.key))).encode())
     return Path(cache) / f"cnn_{digest.hexdigest()[:20]}.pkl"
 

@@ -120,3 +120,17 @@ def test_saved_and_loaded(fused, tmp_path):
     np.testing.assert_allclose(
         again.predict_proba(TEST_CELLS), fused.predict_proba(TEST_CELLS), atol=1e-6
     )
+
+
+def test_make_cell_classifier_late_fusion():
+    model = make_cell_classifier(
+        "classical+trained_cnn", head="lr", families=["morphology"], cnn_params=FAST,
+        fusion="late",
+    )
+    fusion = model[-1]
+    assert isinstance(fusion, CNNFusionClassifier)
+    assert fusion.cnn.get_params()["width"] == 8
+    assert fusion.partner.named_steps["features"].families == ["morphology"]
+    assert type(fusion.partner[-1]).__name__ == "LogisticRegression"
+    with pytest.raises(ValueError, match="fusion"):
+        make_cell_classifier("classical+trained_cnn", fusion="stacked")

@@ -38,13 +38,13 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
     ``p(c) = w p_cnn(c) + (1 - w) p_partner(c)``  (``pooling="linear"``),
 
     with the weight ``w`` chosen in ``fit`` on the cells the network held out for
-    early stopping (``CNNClassifier.validation_index_``): the partner is trained on
-    the other cells, both predict the held-out ones (neither has trained on them),
+    early stopping (``CNNClassifier.validation_index_`` and ``validation_proba_``):
+    the partner is trained on the other cells, both predict the held-out ones
+    (neither has trained on them),
     and ``w`` minimises the mean cross-entropy there over a grid of ``n_weights``
     values from 0 (partner alone) to 1 (CNN alone). The partner is then refitted on
-    all training cells. The CNN is trained once (on all cells but its validation
-    cells, like :class:`~featcell.cnn.CNNClassifier` alone), so the fusion costs
-    two fits of the partner on top of the network.
+    all training cells (and the network too, if it has ``refit=True``). The
+    fusion costs two fits of the partner on top of the network's.
 
     Parameters
     ----------
@@ -137,7 +137,11 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
         train = np.flatnonzero(~held_out)
         partner = self._partner()
         inner = clone(partner).fit(X[train], y[train])
-        p_cnn = self._aligned(self.cnn_, X[val])
+        p_cnn = getattr(self.cnn_, "validation_proba_", None)  # as validated (before a refit)
+        if p_cnn is None:
+            p_cnn = self._aligned(self.cnn_, X[val])
+        else:  # CNNClassifier's classes are those of y
+            p_cnn = np.asarray(p_cnn, dtype=np.float64)
         p_partner = self._aligned(inner, X[val])
         y_val = np.searchsorted(self.classes_, y[val])
         weights = np.linspace(0.0, 1.0, self.n_weights)
