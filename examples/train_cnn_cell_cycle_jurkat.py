@@ -17,7 +17,10 @@ bootstrap interval over cells. Candidates:
 - ``trained_cnn``: :class:`featcell.CNNClassifier`, a small ResNet trained from scratch in
   each fold (early stopping on a validation split of that fold's training cells);
 - ``classical+trained_cnn``: the classical features and the trained network's penultimate
-  layer side by side → logistic regression (the network trained in each fold).
+  layer side by side → logistic regression (the network trained in each fold; early fusion);
+- ``late_fusion``: :class:`featcell.CNNFusionClassifier`, the trained network's and
+  ``classical+lr``'s probabilities pooled (weighted geometric mean), the weight chosen on
+  the network's own validation cells, where both are out-of-sample (same network per fold).
 
 The classical features and the frozen embedding learn nothing from other cells, so they are
 computed once and looked up per cell (``Rows``); the trained networks are fitted inside
@@ -38,7 +41,8 @@ Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 f
         [--max-epochs 60] [--all-channels] [--parallel-folds 5]
 
 ``--parallel-folds N`` trains the folds' networks in N processes before ``compare`` (which
-then finds them trained). Run with ``PYTHONPATH=.`` from a checkout: ``python examples/x.py``
+then finds them trained); ``--cache DIR`` keeps the fitted networks (and the precomputed
+feature tables) in DIR, so that a second run with the same parameters reuses them. Run with ``PYTHONPATH=.`` from a checkout: ``python examples/x.py``
 puts ``examples/``, not the repository, first on the path, so an installed featcell would win.
 """
 
