@@ -153,7 +153,7 @@ def pretrain(cnn, cells, y, splits, n_jobs, cache=None):
             if file.exists():
                 states[i] = pickle.loads(file.read_bytes())
     todo = [i for i, state in enumerate(states) if state is None]
-    fitted = Parallel(n_jobs=n_jobs)(
+    fitted = Parallel(n_jobs=n_jobs, return_as="generator")(  # each kept as it comes
         delayed(_fitted_state)(cnn, cells[splits[i][0]], y[splits[i][0]]) for i in todo
     )
     for i, state in zip(todo, fitted, strict=True):
