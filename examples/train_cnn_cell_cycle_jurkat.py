@@ -28,12 +28,13 @@ every fold, like any estimator (one network per fold, shared by the two candidat
 it). Training time per fold and the hardware are printed; the combined candidate's time
 excludes the shared network's training.
 
-Result (``--threads 1 --width 16``, 5 folds, 1 CPU thread, loaded machine): balanced
-accuracy classical+trained_cnn 0.674 [0.616-0.729], classical+lr 0.664 [0.605-0.720],
-classical+svm 0.589 [0.559-0.621], frozen_cnn+lr 0.526 [0.481-0.571], trained_cnn 0.526
-[0.493-0.555]; the network (77 k parameters, 0.31 MB of ONNX) kept epochs 15-43 of 23-51,
-chosen by the validation loss, about 1-1.5 min per fold. The combined model beats
-classical+lr by 0.010 (paired bootstrap interval 0.002-0.018); the 0.70 goal is not reached.
+Result (``--threads 1 --width 16 --max-epochs 60 --parallel-folds 2``, 5 folds, 1 CPU thread
+per network): balanced accuracy late_fusion 0.677 [0.621-0.732] (the network's weight 0.4-0.6
+per fold), classical+trained_cnn 0.673 [0.619-0.727], classical+lr 0.664 [0.605-0.720],
+classical+svm 0.589 [0.559-0.621], trained_cnn 0.555 [0.514-0.603], frozen_cnn+lr 0.526
+[0.481-0.571]; the network (77 k parameters, 0.31 MB of ONNX) kept epochs 49-60 of 60. Late
+fusion beats classical+lr by 0.013 (paired bootstrap interval -0.005 to 0.030); the 0.70 goal
+is not reached.
 
 Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 folds)::
 
