@@ -17,7 +17,10 @@ bootstrap interval over cells. Candidates:
 - ``trained_cnn``: :class:`featcell.CNNClassifier`, a small ResNet trained from scratch in
   each fold (early stopping on a validation split of that fold's training cells);
 - ``classical+trained_cnn``: the classical features and the trained network's penultimate
-  layer side by side → logistic regression (the network trained in each fold).
+  layer side by side → logistic regression (the network trained in each fold; early fusion);
+- ``late_fusion``: :class:`featcell.CNNFusionClassifier`, the trained network's and
+  ``classical+lr``'s probabilities pooled (weighted geometric mean), the weight chosen on
+  the network's own validation cells, where both are out-of-sample (same network per fold).
 
 The classical features and the frozen embedding learn nothing from other cells, so they are
 computed once and looked up per cell (``Rows``); the trained networks are fitted inside
@@ -25,12 +28,13 @@ every fold, like any estimator (one network per fold, shared by the two candidat
 it). Training time per fold and the hardware are printed; the combined candidate's time
 excludes the shared network's training.
 
-Result (``--threads 1 --width 16``, 5 folds, 1 CPU thread, loaded machine): balanced
-accuracy classical+trained_cnn 0.674 [0.616-0.729], classical+lr 0.664 [0.605-0.720],
-classical+svm 0.589 [0.559-0.621], frozen_cnn+lr 0.526 [0.481-0.571], trained_cnn 0.526
-[0.493-0.555]; the network (77 k parameters, 0.31 MB of ONNX) kept epochs 15-43 of 23-51,
-chosen by the validation loss, about 1-1.5 min per fold. The combined model beats
-classical+lr by 0.010 (paired bootstrap interval 0.002-0.018); the 0.70 goal is not reached.
+Result (``--threads 1 --width 16 --max-epochs 60 --parallel-folds 2``, 5 folds, 1 CPU thread
+per network): balanced accuracy late_fusion 0.677 [0.621-0.732] (the network's weight 0.4-0.6
+per fold), classical+trained_cnn 0.673 [0.619-0.727], classical+lr 0.664 [0.605-0.720],
+classical+svm 0.589 [0.559-0.621], trained_cnn 0.555 [0.514-0.603], frozen_cnn+lr 0.526
+[0.481-0.571]; the network (77 k parameters, 0.31 MB of ONNX) kept epochs 49-60 of 60. Late
+fusion beats classical+lr by 0.013 (paired bootstrap interval -0.005 to 0.030); the 0.70 goal
+is not reached.
 
 Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 folds)::
 
@@ -38,15 +42,20 @@ Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 f
         [--max-epochs 60] [--all-channels] [--parallel-folds 5]
 
 ``--parallel-folds N`` trains the folds' networks in N processes before ``compare`` (which
-then finds them trained). Run with ``PYTHONPATH=.`` from a checkout: ``python examples/x.py``
+then finds them trained); ``--cache DIR`` keeps the fitted networks (and the precomputed
+feature tables) in DIR, so that a second run with the same parameters reuses them. Run with ``PYTHONPATH=.`` from a checkout: ``python examples/x.py``
 puts ``examples/``, not the repository, first on the path, so an installed featcell would win.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import pickle
 import time
 import warnings
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -57,7 +66,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from featcell import CellFeatures, CNNClassifier, CNNEmbedding, compare
+from featcell import CellFeatures, CNNClassifier, CNNEmbedding, CNNFusionClassifier, compare
 from featcell.heads import make_head
 
 PHASES = ["G1", "S_phase", "G2", "Prophase", "Metaphase", "Anaphase", "Telophase"]
@@ -88,11 +97,11 @@ class SharedCNN(CNNClassifier):
     the same training cells (same parameters, same seed: the same deterministic fit), so
     ``trained_cnn`` and ``classical+trained_cnn`` train one network per fold, not two."""
 
-    _fits: dict = {}
+    _fits: ClassVar[dict] = {}
     key = "image"  # metadata column with one value per cell
 
     def fit(self, X, y):
-        key = (repr(self.get_params()), hash(tuple(X.groups(self.key))))
+        key = _key(self, X)
         if key not in SharedCNN._fits:
             SharedCNN._fits[key] = dict(super().fit(X, y).__dict__)
         else:
@@ -100,23 +109,60 @@ class SharedCNN(CNNClassifier):
         return self
 
 
+class Fusion(CNNFusionClassifier):
+    """CNNFusionClassifier that keeps, per fit, the weight it chose (printed at the end)."""
+
+    chosen: ClassVar[list] = []
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        Fusion.chosen.append(self.weight_)
+        return self
+
+
 def _fitted_state(cnn, cells, y):
     return dict(CNNClassifier(**cnn.get_params()).fit(cells, y).__dict__)
 
 
-def pretrain(cnn, cells, y, splits, n_jobs):
+def _key(cnn, cells):
+    return (repr(cnn.get_params()), hash(tuple(cells.groups(cnn.key))))
+
+
+def _cache_file(cache, cnn, cells):
+    """A file name for this network's fit: a hash of its parameters and training cells."""
+    defaults = CNNClassifier().get_params()  # a new parameter left at its default: same fit
+    changed = {k: v for k, v in cnn.get_params().items() if k not in defaults or v != defaults[k]}
+    digest = hashlib.sha256(repr(changed).encode())
+    digest.update("\n".join(map(str, cells.groups(cnn.key))).encode())
+    return Path(cache) / f"cnn_{digest.hexdigest()[:20]}.pkl"
+
+
+def pretrain(cnn, cells, y, splits, n_jobs, cache=None):
     """Train the folds' networks in ``n_jobs`` processes at once, before ``compare``: it then
     finds each fold's network already trained (the same deterministic fit it would make),
-    so on a machine with spare cores the folds train side by side. Returns each fold's
+    so on a machine with spare cores the folds train side by side. With ``cache`` (a
+    folder), fitted networks are kept there (this script's own files, keyed by the
+    parameters and the training cells) and reused by a later run. Returns each fold's
     seconds."""
     from joblib import Parallel, delayed
 
-    states = Parallel(n_jobs=n_jobs)(
-        delayed(_fitted_state)(cnn, cells[train], y[train]) for train, _ in splits
+    states = [None] * len(splits)
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        for i, (train, _) in enumerate(splits):
+            file = _cache_file(cache, cnn, cells[train])
+            if file.exists():
+                states[i] = pickle.loads(file.read_bytes())
+    todo = [i for i, state in enumerate(states) if state is None]
+    fitted = Parallel(n_jobs=n_jobs, return_as="generator")(  # each kept as it comes
+        delayed(_fitted_state)(cnn, cells[splits[i][0]], y[splits[i][0]]) for i in todo
     )
+    for i, state in zip(todo, fitted, strict=True):
+        states[i] = state
+        if cache is not None:
+            _cache_file(cache, cnn, cells[splits[i][0]]).write_bytes(pickle.dumps(state))
     for (train, _), state in zip(splits, states, strict=True):
-        key = (repr(cnn.get_params()), hash(tuple(cells[train].groups(cnn.key))))
-        SharedCNN._fits[key] = state
+        SharedCNN._fits[_key(cnn, cells[train])] = state
     return [state["fit_seconds_"] for state in states]
 
 
@@ -142,6 +188,8 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=60, help="CNNClassifier max_epochs")
     parser.add_argument("--parallel-folds", type=int, default=1,
                         help="train the folds' networks in this many processes first")
+    parser.add_argument("--cache", default=None,
+                        help="folder keeping the folds' fitted networks for a later run")
     args = parser.parse_args(argv)
     if not DATA.exists():
         raise SystemExit(f"Jurkat cells not found at {DATA}")
@@ -151,12 +199,21 @@ def main(argv=None):
     print(f"{len(y)} cells, channels {channels}: "
           + ", ".join(f"{p} {np.sum(y == p)}" for p in PHASES))
 
-    start = time.perf_counter()
-    Xc = CellFeatures(channels=channels).fit_transform(cells)
-    t_classical = time.perf_counter() - start
-    start = time.perf_counter()
-    Xz = CNNEmbedding(input_size=64, channels=channels, n_threads=args.threads).fit_transform(cells)
-    t_frozen = time.perf_counter() - start
+    tables = Path(args.cache or ".") / f"tables_{len(y)}_{'_'.join(channels)}.npz"
+    if args.cache and tables.exists():  # features computed by an earlier run
+        saved = np.load(tables)
+        Xc, Xz, t_classical, t_frozen = saved["Xc"], saved["Xz"], *saved["seconds"]
+    else:
+        start = time.perf_counter()
+        Xc = CellFeatures(channels=channels).fit_transform(cells)
+        t_classical = time.perf_counter() - start
+        start = time.perf_counter()
+        Xz = CNNEmbedding(input_size=64, channels=channels,
+                          n_threads=args.threads).fit_transform(cells)
+        t_frozen = time.perf_counter() - start
+        if args.cache:
+            Path(args.cache).mkdir(parents=True, exist_ok=True)
+            np.savez(tables, Xc=Xc, Xz=Xz, seconds=[t_classical, t_frozen])
     print(f"precomputed: classical {Xc.shape[1]} features in {t_classical:.0f} s, frozen "
           f"embedding {Xz.shape[1]} in {t_frozen:.0f} s")
 
@@ -173,11 +230,12 @@ def main(argv=None):
             ("features", FeatureUnion([("classical", Rows(Xc, ids)), ("cnn", cnn)])),
             *head("lr"),
         ]),
+        "late_fusion": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids)), *head("lr")])),
     }
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(cells, y))
-    if args.parallel_folds > 1:  # the same splits compare makes for cv=folds, groups="none"
+    if args.parallel_folds > 1 or args.cache:  # the splits compare gets
         start = time.perf_counter()
-        pretrain(cnn, cells, y, splits, args.parallel_folds)
+        pretrain(cnn, cells, y, splits, args.parallel_folds, args.cache)
         print(f"networks of {folds} folds trained in {args.parallel_folds} processes in "
               f"{time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
@@ -206,6 +264,8 @@ def main(argv=None):
           + ", ".join(f"{f['best_epoch_']}/{len(f['history_'])}" for f in fits)
           + "; training seconds per fold: " + ", ".join(f"{f['fit_seconds_']:.0f}" for f in fits)
           + f" on {fitted['device_']}")
+    print("late fusion: the CNN's weight chosen per fold: "
+          + ", ".join(f"{w:.1f}" for w in Fusion.chosen))
 
 
 if __name__ == "__main__":

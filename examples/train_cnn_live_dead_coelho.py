@@ -17,7 +17,9 @@ Candidates:
 - ``trained_cnn``: :class:`featcell.CNNClassifier` with its defaults, trained in each fold
   (its epochs chosen on a validation split of that fold's training images);
 - ``classical+trained_cnn``: the classical features and the trained network's embedding side
-  by side → the same logistic regression (one network per fold, shared with ``trained_cnn``).
+  by side → the same logistic regression (one network per fold, shared with ``trained_cnn``);
+- ``late_fusion``: :class:`featcell.CNNFusionClassifier`, the network's and ``classical+lr``'s
+  probabilities pooled with a weight chosen on the network's validation cells.
 
 Training time per fold, hardware, network size and the epochs kept are printed.
 
@@ -37,7 +39,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
-from train_cnn_cell_cycle_jurkat import Rows, SharedCNN, head, pretrain
+from train_cnn_cell_cycle_jurkat import Fusion, Rows, SharedCNN, head, pretrain
 
 from featcell import CellFeatures, compare
 
@@ -72,6 +74,8 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=60, help="CNNClassifier max_epochs")
     parser.add_argument("--parallel-folds", type=int, default=1,
                         help="train the folds' networks in this many processes first")
+    parser.add_argument("--cache", default=None,
+                        help="folder keeping the folds' fitted networks for a later run")
     args = parser.parse_args(argv)
     cells, y = load(args.dataset, args.quick)
     cells.metadata[f"Metadata_{KEY}"] = np.arange(len(cells))
@@ -95,13 +99,14 @@ def main(argv=None):
             ("features", FeatureUnion([("classical", Rows(Xc, ids, KEY)), ("cnn", cnn)])),
             *head("lr"),
         ]),
+        "late_fusion": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids, KEY)), *head("lr")])),
     }
     # the splits compare makes for cv=folds with groups
     splitter = StratifiedGroupKFold(args.folds, shuffle=True, random_state=0)
     splits = list(splitter.split(np.zeros(len(y)), y, images))
-    if args.parallel_folds > 1:
+    if args.parallel_folds > 1 or args.cache:
         start = time.perf_counter()
-        pretrain(cnn, cells, y, splits, args.parallel_folds)
+        pretrain(cnn, cells, y, splits, args.parallel_folds, args.cache)
         print(f"networks of {args.folds} folds trained in {args.parallel_folds} processes in "
               f"{time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
@@ -126,6 +131,8 @@ def main(argv=None):
           + ", ".join(f"{f['best_epoch_']}/{len(f['history_'])}" for f in fits)
           + "; seconds per fold: " + ", ".join(f"{f['fit_seconds_']:.0f}" for f in fits)
           + f" on {fits[0]['device_']}")
+    print("late fusion: the CNN's weight chosen per fold: "
+          + ", ".join(f"{w:.1f}" for w in Fusion.chosen))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ _EXPORTS = {
     "CNNClassifier": "cnn",
     "CNNDensityCounter": "cnn",
     "CNNEmbedding": "cnn",
+    "CNNFusionClassifier": "cnn",
     "CellFeatures": "features.cell_features",
     "CellSet": "cells",
     "Colocalization": "features.colocalization",

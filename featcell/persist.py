@@ -67,6 +67,7 @@ _FEATCELL_TYPES = (
     "featcell.cnn.CNNClassifier",
     "featcell.cnn.CNNDensityCounter",
     "featcell.cnn.CNNEmbedding",
+    "featcell.cnn.CNNFusionClassifier",
     "featcell.counting.DensityCounter",
     "featcell.counting.SegmentationCounter",
     "featcell.features.cell_features.CellFeatures",

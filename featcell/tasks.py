@@ -33,6 +33,7 @@ def make_cell_classifier(
     class_weight="balanced",
     random_state=0,
     n_jobs=None,
+    fusion="early",
 ):
     """A per-cell classifier: features → impute → scale → head.
 
@@ -66,6 +67,13 @@ default="classical"
         Number of jobs to run in parallel. ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context. ``-1`` means using all
         processors.
+    fusion : {"early", "late"}, default="early"
+        How ``"classical+trained_cnn"`` combines the two: ``"early"``, the
+        network's embedding next to the classical features before ``head``;
+        ``"late"``, a :class:`~featcell.CNNFusionClassifier` pooling the
+        network's probabilities with those of classical features → ``head``,
+        weighted on the network's validation cells (the head never sees an
+        embedding of cells the network trained on).
 
     Returns
     -------
@@ -90,6 +98,8 @@ default="classical"
     """
     if features not in _FEATURES:
         raise ValueError(f"features must be one of {_FEATURES}, got {features!r}")
+    if fusion not in ("early", "late"):
+        raise ValueError(f"fusion must be 'early' or 'late', got {fusion!r}")
     classical = CellFeatures(families, channels=channels, n_jobs=n_jobs)
     if "trained_cnn" in features:
         from .cnn import CNNClassifier
@@ -98,6 +108,14 @@ default="classical"
         trained = CNNClassifier(class_weight=class_weight, **params)
         if features == "trained_cnn":
             return Pipeline([("head", trained)])
+        if fusion == "late":
+            from .cnn import CNNFusionClassifier
+
+            partner = make_cell_classifier(
+                "classical", head, families=families, channels=channels,
+                class_weight=class_weight, random_state=random_state, n_jobs=n_jobs,
+            )
+            return Pipeline([("head", CNNFusionClassifier(trained, partner))])
         step = FeatureUnion(
             [("classical", classical), ("cnn", trained)], verbose_feature_names_out=False
         )

@@ -124,6 +124,25 @@ def test_validation_split_keeps_groups_apart():
         clf._validation_split(CellSet.from_crops(np.zeros((4, 8, 8)), image_id="a"), np.arange(4) % 2)
 
 
+def test_validation_probabilities_are_the_kept_networks(fitted):
+    val = fitted.validation_index_
+    assert 0 < len(val) < len(Y) and len(np.unique(val)) == len(val)
+    np.testing.assert_allclose(
+        fitted.validation_proba_, fitted.predict_proba(CELLS[val]), atol=1e-4
+    )
+
+
+def test_refit_trains_on_all_cells_for_the_chosen_epochs(fitted):
+    refit = CNNClassifier(**FAST, refit=True).fit(CELLS, Y)
+    assert refit.best_epoch_ == fitted.best_epoch_  # the same validated run first
+    np.testing.assert_allclose(refit.validation_proba_, fitted.validation_proba_, atol=1e-6)
+    assert len(refit.refit_history_) == refit.best_epoch_
+    assert refit.network_sha256_ != fitted.network_sha256_  # a new network, on all cells
+    assert refit.predict_proba(TEST_CELLS).shape == (40, 2)
+    with pytest.raises(ValueError, match="cosine"):
+        CNNClassifier(**FAST, refit=True, schedule="plateau").fit(CELLS, Y)
+
+
 def test_tampered_network_is_refused(fitted):
     tampered = clone(fitted).set_params()
     tampered.__dict__.update(fitted.__dict__)

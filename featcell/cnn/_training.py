@@ -382,7 +382,9 @@ def fit_network(
     loss_fn : callable(net, batch) -> scalar tensor
         ``batch`` as returned by ``make_batch`` (already on ``device``).
     train, validation : int
-        Numbers of training and validation items.
+        Numbers of training and validation items; ``validation=0`` trains for
+        ``max_epochs`` without validating and keeps the last epoch (a refit on all
+        items for an epoch count chosen before).
     make_batch : callable(indices, training) -> batch
         Builds (and, when ``training``, augments) the batch of these items.
     min_epoch_items : int
@@ -476,7 +478,9 @@ def fit_network(
         evaluated.eval()
         extras = {}
         with torch.no_grad():
-            if validate is None:
+            if validation == 0:
+                val_loss = float("nan")
+            elif validate is None:
                 val_total = 0.0
                 for first in range(0, validation, 4 * batch_size):
                     items = np.arange(first, min(validation, first + 4 * batch_size))
@@ -485,14 +489,16 @@ def fit_network(
             else:
                 val_loss, extras = validate(evaluated)
                 val_loss = float(val_loss)
-        if scheduler is not None:
+        if scheduler is not None and validation:
             scheduler.step(val_loss)
         seconds = time.perf_counter() - start
         history.append(
             {"epoch": epoch, "train_loss": total / max(1, seen), "val_loss": val_loss,
              "seconds": seconds, "learning_rate": optimizer.param_groups[0]["lr"], **extras}
         )
-        if not np.isfinite(best) or val_loss < best - 1e-4 * abs(best):
+        if validation == 0:  # no validation: keep the last epoch
+            best_epoch = epoch
+        elif not np.isfinite(best) or val_loss < best - 1e-4 * abs(best):
             best, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(evaluated.state_dict())
         if progress is not None:
@@ -507,7 +513,9 @@ def fit_network(
             break  # this cycle did not improve on the previous ones: a longer one will not
     if progress is not None:
         progress.close()
-    if best_state is not None:  # None only if every validation loss was NaN
+    if validation == 0 and average_weights:
+        net.load_state_dict(model.module.state_dict())
+    elif best_state is not None:  # None only if every validation loss was NaN
         net.load_state_dict(best_state)
     net.eval()
     return history, best_epoch

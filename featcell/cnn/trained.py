@@ -135,6 +135,12 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         Test-time augmentation: average the embedding (and so the logits) over
         the 8 dihedral views of each crop, so that predictions do not depend on
         the cell's orientation. Costs 8 network passes per cell in prediction.
+    refit : bool, default=False
+        After the epochs are chosen on the validation cells, train a new network
+        on all the cells (validation ones included), with the same seed and
+        schedule, for ``best_epoch_`` epochs, and keep that one. Costs about twice
+        the training; the network learns from every cell. Needs
+        ``schedule="cosine"`` (the plateau schedule's steps follow the validation).
     batch_size : int, default=64
     learning_rate : float, default=3e-3
     weight_decay : float, default=1e-4
@@ -182,6 +188,14 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         class-balanced cross-entropy and balanced accuracy.
     best_epoch_ : int
         Epoch whose weights were kept.
+    validation_index_ : ndarray of int
+        Positions, among the cells given to ``fit``, of the validation cells held out
+        for early stopping.
+    validation_proba_ : ndarray of shape (n_validation, n_classes)
+        The validated network's probabilities of those cells (which it did not
+        train on; with ``refit``, the kept network did).
+    refit_history_ : list of dict
+        With ``refit``: the refit's epochs (training loss, seconds).
     fit_seconds_ : float
         Wall time of ``fit`` (preparation, training and export).
     device_ : str
@@ -215,6 +229,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"cosine", "plateau"})],
         "tta": ["boolean"],
+        "refit": ["boolean"],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -242,6 +257,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         patience=8,
         schedule="cosine",
         tta=True,
+        refit=False,
         batch_size=64,
         learning_rate=3e-3,
         weight_decay=1e-4,
@@ -265,6 +281,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.schedule = schedule
         self.tta = tta
+        self.refit = refit
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -298,6 +315,9 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         from ._training import require_torch
 
         torch = require_torch(type(self).__name__)
+        if self.refit and self.schedule != "cosine":
+            raise ValueError("refit=True needs schedule='cosine': the plateau schedule's "
+                             "learning rate follows the validation loss, which a refit lacks")
         start = time.perf_counter()
         _check_cells(X, "CNNClassifier.fit")
         y = column_or_1d(y, warn=True)
@@ -316,6 +336,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             self.intensity_range_ = np.stack(_dataset_range(X, self.channels_, _DATASET_PERCENTILES), 1)
         inputs = self._inputs(X)
         train, val = self._validation_split(X, y_index)
+        self.validation_index_ = np.asarray(val, dtype=np.intp)
 
         from . import _training
 
@@ -331,22 +352,15 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                 generator = torch.Generator().manual_seed(seed)
                 device = _training.resolve_device(self.device)
                 self.device_ = _training.device_name(device)
-                x_train = inputs[train]
-                mean, std = x_train.mean(axis=(0, 2, 3)), x_train.std(axis=(0, 2, 3)) + 1e-3
-                if self.architecture == "efficientnet_lite0":  # pretrained trunk, new head
-                    from ._efficientnet import efficientnet_lite0
-
-                    net = efficientnet_lite0(len(self.channels_), len(self.classes_))
-                else:
-                    net = _training.small_resnet(
-                        len(self.channels_), len(self.classes_), self.width, mean, std
-                    )
-                weight = None
-                if self.class_weight == "balanced":
-                    present = np.unique(y_index[train])
+                def class_weights(rows):
+                    if self.class_weight != "balanced":
+                        return None
+                    present = np.unique(y_index[rows])
                     w = np.ones(len(self.classes_), np.float32)
-                    w[present] = compute_class_weight("balanced", classes=present, y=y_index[train])
-                    weight = torch.as_tensor(w, device=device)
+                    w[present] = compute_class_weight("balanced", classes=present, y=y_index[rows])
+                    return torch.as_tensor(w, device=device)
+
+                weight = class_weights(train)
                 x_t, y_t = torch.from_numpy(inputs), torch.from_numpy(y_index.astype(np.int64))
                 sets = {True: train, False: val}
 
@@ -363,23 +377,51 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
 
                 views = 8 if self.tta else 1
 
-                def validate(model):
-                    logits = torch.cat([
+                def validation_logits(model):
+                    return torch.cat([
                         model.fc(_training.embed_views(
                             model, x_t[val[first : first + 256]].to(device), views
                         )).float().cpu()
                         for first in range(0, len(val), 256)
-                    ])
-                    return _validation_scores(logits.numpy(), y_index[val])
+                    ]).numpy()
 
-                self.history_, self.best_epoch_ = _training.fit_network(
-                    net, loss_fn, len(train), len(val), make_batch=make_batch,
-                    validate=validate, average_weights=True, schedule=self.schedule,
+                def validate(model):
+                    return _validation_scores(validation_logits(model), y_index[val])
+
+                def make_net(rows):
+                    x = inputs[rows]
+                    mean, std = x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3)) + 1e-3
+                    if self.architecture == "efficientnet_lite0":  # pretrained trunk, new head
+                        from ._efficientnet import efficientnet_lite0
+
+                        return efficientnet_lite0(len(self.channels_), len(self.classes_))
+                    return _training.small_resnet(
+                        len(self.channels_), len(self.classes_), self.width, mean, std
+                    )
+
+                net = make_net(train)
+                settings = dict(
+                    make_batch=make_batch, average_weights=True, schedule=self.schedule,
                     batch_size=self.batch_size, learning_rate=self.learning_rate,
-                    weight_decay=self.weight_decay, max_epochs=self.max_epochs,
-                    patience=self.patience, device=device, generator=generator,
-                    verbose=self.verbose, name="CNNClassifier",
+                    weight_decay=self.weight_decay, patience=self.patience, device=device,
+                    generator=generator, verbose=self.verbose, name="CNNClassifier",
                 )
+                self.history_, self.best_epoch_ = _training.fit_network(
+                    net, loss_fn, len(train), len(val), validate=validate,
+                    max_epochs=self.max_epochs, **settings,
+                )
+                with torch.no_grad():
+                    logits = validation_logits(net.eval())
+                self.validation_proba_ = _softmax(logits)
+                if self.refit:  # the same seed, schedule and epochs, on all the cells
+                    torch.manual_seed(seed)
+                    generator.manual_seed(seed)
+                    train = np.arange(len(y_index))
+                    sets[True], weight = train, class_weights(train)
+                    net = make_net(train)
+                    self.refit_history_, _ = _training.fit_network(
+                        net, loss_fn, len(train), 0, max_epochs=self.best_epoch_, **settings
+                    )
                 self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
                 size = self.input_size_
                 self.network_ = _training.export_onnx(
@@ -538,6 +580,11 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             p, z = session.run(None, {"input": inputs[first : first + step]})
             proba[first : first + step], embedding[first : first + step] = p, z
         return proba, embedding
+
+
+def _softmax(logits):
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _validation_scores(logits, y):
