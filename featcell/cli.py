@@ -1790,18 +1790,11 @@ def _readable_images(files, console, max_pixels=None):
     return readable
 
 
-def _train_density(args, console):
-    import numpy as np
-    import pandas as pd
-
-    from featcell.counting import make_counter
+def _dotted_images(args, console):
+    """The readable images of ``args.input``, their dot annotations (``--points``) and
+    ``--sigma`` (pixels, or "auto"): what the density counters learn from."""
     from featcell.points import read_points
 
-    if not args.points:
-        raise UserError(f"--model {args.model} learns from dot annotations: pass --points "
-                        "DIR_OR_CSV")
-    if _is_table(args.input):
-        raise UserError(f"--model {args.model} needs images, not a feature table")
     sigma = args.sigma
     if sigma != "auto":
         try:
@@ -1810,14 +1803,29 @@ def _train_density(args, console):
             raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
     files = _readable_images(_check_images_source(args.input), console, args.max_pixels)
     paths = [str(f) for f in files]
-    what = ("density network" if args.model == "cnn_density"
-            else f"density model ({args.pixel_features})")
-    console.say(f"featcell train: counting, {what}, {len(paths)} images, points from "
-                f"{args.points}")
     try:
         points = read_points(args.points, images=paths)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         raise UserError(str(exc)) from None
+    return files, paths, points, sigma
+
+
+def _train_density(args, console):
+    import numpy as np
+    import pandas as pd
+
+    from featcell.counting import make_counter
+
+    if not args.points:
+        raise UserError(f"--model {args.model} learns from dot annotations: pass --points "
+                        "DIR_OR_CSV")
+    if _is_table(args.input):
+        raise UserError(f"--model {args.model} needs images, not a feature table")
+    files, paths, points, sigma = _dotted_images(args, console)
+    what = ("density network" if args.model == "cnn_density"
+            else f"density model ({args.pixel_features})")
+    console.say(f"featcell train: counting, {what}, {len(paths)} images, points from "
+                f"{args.points}")
     meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
     if args.metadata:
         table = _read_image_table(args.metadata)
@@ -2284,7 +2292,6 @@ def _compare_counters(args, console):
 
     from featcell.counting import make_counter
     from featcell.evaluation import compare
-    from featcell.points import read_points
     from featcell.report import write_report
 
     if _is_table(args.input):
@@ -2295,18 +2302,7 @@ def _compare_counters(args, console):
     if heads:
         raise UserError(f"--model {heads[0]} is a classifier; with --points choose counters "
                         f"among {', '.join(_COMPARE_COUNTERS)}")
-    sigma = args.sigma
-    if sigma != "auto":
-        try:
-            sigma = float(sigma)
-        except ValueError:
-            raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
-    files = _readable_images(_check_images_source(args.input), console, args.max_pixels)
-    paths = [str(f) for f in files]
-    try:
-        points = read_points(args.points, images=paths)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        raise UserError(str(exc)) from None
+    files, paths, points, sigma = _dotted_images(args, console)
     counts = np.array([len(p) for p in points], dtype=float)
     console.say(f"featcell compare: counters {' vs '.join(models)} on {len(paths)} images, "
                 f"{int(counts.sum())} dots ({int(counts.min())}-{int(counts.max())} per image)")
