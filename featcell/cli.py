@@ -1791,8 +1791,11 @@ def _readable_images(files, console, max_pixels=None):
 
 
 def _dotted_images(args, console):
-    """The readable images of ``args.input``, their dot annotations (``--points``) and
-    ``--sigma`` (pixels, or "auto"): what the density counters learn from."""
+    """What the density counters learn from: the readable images of ``args.input``
+    (paths), their dot annotations (``--points``), ``--sigma`` (pixels, or "auto") and the
+    images' metadata (``Metadata_ImageID`` and the ``--metadata`` table's columns)."""
+    import pandas as pd
+
     from featcell.points import read_points
 
     sigma = args.sigma
@@ -1807,12 +1810,16 @@ def _dotted_images(args, console):
         points = read_points(args.points, images=paths)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         raise UserError(str(exc)) from None
-    return files, paths, points, sigma
+    meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
+    if args.metadata:
+        extra = _read_image_table(args.metadata).reindex(meta["Metadata_ImageID"])
+        for column in extra.columns:
+            meta[f"Metadata_{column}"] = extra[column].to_numpy()
+    return paths, points, sigma, meta
 
 
 def _train_density(args, console):
     import numpy as np
-    import pandas as pd
 
     from featcell.counting import make_counter
 
@@ -1821,17 +1828,11 @@ def _train_density(args, console):
                         "DIR_OR_CSV")
     if _is_table(args.input):
         raise UserError(f"--model {args.model} needs images, not a feature table")
-    files, paths, points, sigma = _dotted_images(args, console)
+    paths, points, sigma, meta = _dotted_images(args, console)
     what = ("density network" if args.model == "cnn_density"
             else f"density model ({args.pixel_features})")
     console.say(f"featcell train: counting, {what}, {len(paths)} images, points from "
                 f"{args.points}")
-    meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
-    if args.metadata:
-        table = _read_image_table(args.metadata)
-        extra = table.reindex([f.name for f in files]).reset_index(drop=True)
-        for column in extra.columns:
-            meta[f"Metadata_{column}"] = extra[column].to_numpy()
     counts = np.array([len(p) for p in points], dtype=float)
     console.say(f"{int(counts.sum())} dots, {int(counts.min())}-{int(counts.max())} per image")
     if args.model == "cnn_density":
@@ -2286,7 +2287,6 @@ class _CountsOfPoints:
 def _compare_counters(args, console):
     """featcell compare --points: counters on the same grouped folds, with a report."""
     import numpy as np
-    import pandas as pd
 
     from sklearn.base import clone
 
@@ -2302,7 +2302,7 @@ def _compare_counters(args, console):
     if heads:
         raise UserError(f"--model {heads[0]} is a classifier; with --points choose counters "
                         f"among {', '.join(_COMPARE_COUNTERS)}")
-    files, paths, points, sigma = _dotted_images(args, console)
+    paths, points, sigma, meta = _dotted_images(args, console)
     counts = np.array([len(p) for p in points], dtype=float)
     console.say(f"featcell compare: counters {' vs '.join(models)} on {len(paths)} images, "
                 f"{int(counts.sum())} dots ({int(counts.min())}-{int(counts.max())} per image)")
@@ -2314,11 +2314,6 @@ def _compare_counters(args, console):
             estimators[name] = make_counter(name, random_state=args.seed, **from_dots[name])
         else:
             estimators[name] = _CountsOfPoints(make_counter(name, random_state=args.seed))
-    meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
-    if args.metadata:
-        extra = _read_image_table(args.metadata).reindex(meta["Metadata_ImageID"])
-        for column in extra.columns:
-            meta[f"Metadata_{column}"] = extra[column].to_numpy()
     groups, groups_text = _groups(meta, args.group_by, len(paths))
     console.say(f"cross-validating {len(estimators)} counters on the same {args.cv} folds, "
                 f"grouped by {groups_text}")

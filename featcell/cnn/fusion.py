@@ -15,10 +15,9 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
-from .trained import CNNClassifier, _check_cells
+from .trained import CNNClassifier, _check_cells, _check_training_cells
 
 __all__ = ["CNNFusionClassifier"]
 
@@ -118,11 +117,7 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
         self : object
         """
         start = time.perf_counter()
-        _check_cells(X, "CNNFusionClassifier.fit")
-        y = column_or_1d(y, warn=True)
-        if len(y) != len(X):
-            raise ValueError(f"y has {len(y)} labels but X has {len(X)} cells")
-        check_classification_targets(y)
+        y = _check_training_cells(X, y, "CNNFusionClassifier.fit")
         self.classes_ = np.unique(y)
         cnn = CNNClassifier() if self.cnn is None else self.cnn
         self.cnn_ = clone(cnn).fit(X, y)

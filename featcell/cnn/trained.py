@@ -38,6 +38,16 @@ def _check_cells(X, who):
         raise TypeError(f"{who} needs a featcell.CellSet of cells, got {type(X).__name__}")
 
 
+def _check_training_cells(X, y, who):
+    """``y`` as a 1-D array of class labels, one per cell of the CellSet ``X``."""
+    _check_cells(X, who)
+    y = column_or_1d(y, warn=True)
+    if len(y) != len(X):
+        raise ValueError(f"y has {len(y)} labels but X has {len(X)} cells")
+    check_classification_targets(y)
+    return y
+
+
 def _auto_input_size(cells):
     """Network side for these crops: their median longest side, rounded up to a multiple
     of 8, between 32 and 96 (small crops are used at their own resolution)."""
@@ -319,11 +329,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             raise ValueError("refit=True needs schedule='cosine': the plateau schedule's "
                              "learning rate follows the validation loss, which a refit lacks")
         start = time.perf_counter()
-        _check_cells(X, "CNNClassifier.fit")
-        y = column_or_1d(y, warn=True)
-        if len(y) != len(X):
-            raise ValueError(f"y has {len(y)} labels but X has {len(X)} cells")
-        check_classification_targets(y)
+        y = _check_training_cells(X, y, "CNNClassifier.fit")
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y has a single class {self.classes_[0]!r}; need at least two")
