@@ -1,4 +1,5 @@
-"""featcell compare --model trained_cnn: a CNN trained in every fold next to table models."""
+"""The command line with a trained CNN: compare --model trained_cnn (a CNN trained in every
+fold next to table models), and train --model trained_cnn then score."""
 
 import shutil
 from pathlib import Path
@@ -24,23 +25,28 @@ def images(tmp_path):
     return tmp_path
 
 
-def test_compare_with_a_trained_cnn(capsys, images, monkeypatch):
-    from functools import partial
-
+@pytest.fixture
+def quick_network(monkeypatch):
+    """The command line's network, trained briefly: the tests check the wiring, not accuracy."""
     from featcell import tasks
-    from featcell.cnn import _training
-
-    monkeypatch.setattr(  # epochs of 64 draws: the test checks the wiring, not accuracy
-        _training, "fit_network", partial(_training.fit_network, min_epoch_items=64)
-    )
 
     original = tasks.make_cell_classifier
 
-    def quick(features, **kwargs):  # the CLI's network, trained briefly
+    def quick(features, **kwargs):
         kwargs["cnn_params"] = {**kwargs.get("cnn_params", {}), **FAST}
         return original(features, **kwargs)
 
     monkeypatch.setattr(tasks, "make_cell_classifier", quick)
+
+
+def test_compare_with_a_trained_cnn(capsys, images, monkeypatch, quick_network):
+    from functools import partial
+
+    from featcell.cnn import _training
+
+    monkeypatch.setattr(  # epochs of 64 draws
+        _training, "fit_network", partial(_training.fit_network, min_epoch_items=64)
+    )
     report = images / "report"
     code = main(["compare", str(images / "images"), "--labels", str(images / "boxes"),
                  "--as-gray", "--target", "Class", "--families", "morphology",
@@ -60,3 +66,21 @@ def test_compare_trained_cnn_needs_images(capsys, tmp_path):
                  "-o", str(tmp_path / "report")])
     _, err = capsys.readouterr()
     assert code == 2 and "give images" in err
+
+
+def test_train_trained_cnn_then_score(capsys, images, quick_network):
+    import pandas as pd
+
+    model = images / "cnn.featcell"
+    code = main(["train", str(images / "images"), "--labels", str(images / "boxes"),
+                 "--as-gray", "--target", "Class", "--model", "trained_cnn", "--cv", "2",
+                 "-o", str(model), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "balanced_accuracy" in out and model.is_file()
+    code = main(["score", str(model), str(images / "images"), "--labels",
+                 str(images / "boxes"), "-o", str(images / "scores.parquet"), "-q"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    scores = pd.read_parquet(images / "scores.parquet")
+    assert {"Prediction", "Probability_Dead Cell", "Probability_Living Cell"} <= set(scores)

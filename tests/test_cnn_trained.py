@@ -256,44 +256,6 @@ def test_saved_model_scores_without_torch(fitted, tmp_path):
     assert "OK (40, 2)" in result.stdout, result.stderr
 
 
-def test_cli_train_trained_cnn_then_score(capsys, tmp_path, monkeypatch):
-    import shutil
-    from pathlib import Path
-
-    import featcell
-    from featcell import tasks
-    from featcell.cli import main
-
-    live_dead = Path(featcell.__file__).parent / "data" / "live_dead"
-    (tmp_path / "images").mkdir()
-    (tmp_path / "boxes").mkdir()
-    for image in sorted((live_dead / "images").iterdir())[::4][:8]:
-        shutil.copy(image, tmp_path / "images" / image.name)
-        shutil.copy(live_dead / "annotations" / f"{image.stem}.xml", tmp_path / "boxes")
-    original = tasks.make_cell_classifier
-
-    def quick(features, **kwargs):  # the CLI's network, trained briefly
-        kwargs["cnn_params"] = {**kwargs.get("cnn_params", {}), **FAST}
-        return original(features, **kwargs)
-
-    monkeypatch.setattr(tasks, "make_cell_classifier", quick)
-    model = tmp_path / "cnn.featcell"
-    code = main(["train", str(tmp_path / "images"), "--labels", str(tmp_path / "boxes"),
-                 "--as-gray", "--target", "Class", "--model", "trained_cnn", "--cv", "2",
-                 "-o", str(model), "-q"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert "balanced_accuracy" in out and model.is_file()
-    code = main(["score", str(model), str(tmp_path / "images"), "--labels",
-                 str(tmp_path / "boxes"), "-o", str(tmp_path / "scores.parquet"), "-q"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    import pandas as pd
-
-    scores = pd.read_parquet(tmp_path / "scores.parquet")
-    assert {"Prediction", "Probability_Dead Cell", "Probability_Living Cell"} <= set(scores)
-
-
 def test_cosine_cycles():
     from featcell.cnn._training import _cycle_ends
 
