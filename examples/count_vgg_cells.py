@@ -127,6 +127,8 @@ def main():
     parser.add_argument("--no-regression", action="store_true",
                         help="skip the regression-on-counts baseline")
     parser.add_argument("--csv", help="also write every draw's figures to this CSV file")
+    parser.add_argument("--n-samples", type=int, default=None,
+                        help="training pixels of the density counter (default: its own, 32000)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
@@ -146,8 +148,9 @@ def main():
     for features in variants:
         for n_train in sizes:
             print(f"{VARIANTS[features]}, N = {n_train}")
+            extra = {} if args.n_samples is None else {"n_samples": args.n_samples}
             frame = run_density(paths, points, y, truth_grid, n_train, args.draws, args.first_draw,
-                                features=features)
+                                features=features, **extra)
             frames.append(frame.assign(counter=VARIANTS[features]))
     frames = pd.concat(frames, ignore_index=True)
     if args.csv:
