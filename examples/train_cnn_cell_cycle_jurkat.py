@@ -12,6 +12,9 @@ bootstrap interval over cells. Candidates:
 
 - ``classical+lr`` / ``classical+svm``: :class:`featcell.CellFeatures` → class-balanced
   logistic regression (C = 0.1) / RBF SVM;
+- ``classical+lr_cv``: the same logistic regression, its C chosen in each fold by a
+  stratified 5-fold cross-validation of that fold's training cells (log loss, C from 0.001
+  to 10);
 - ``frozen_cnn+lr``: the bundled ImageNet EfficientNet-Lite0 embedding (64 px) → logistic
   regression;
 - ``trained_cnn``: :class:`featcell.CNNClassifier`, a small ResNet trained from scratch in
@@ -20,11 +23,13 @@ bootstrap interval over cells. Candidates:
   layer side by side → logistic regression (the network trained in each fold; early fusion);
 - ``late_fusion``: :class:`featcell.CNNFusionClassifier`, the trained network's and
   ``classical+lr``'s probabilities pooled (weighted geometric mean), the weight chosen on
-  the network's own validation cells, where both are out-of-sample (same network per fold).
+  the network's own validation cells, where both are out-of-sample (same network per fold);
+  ``late_fusion+lr_cv``: the same with ``classical+lr_cv`` as the partner (its C chosen by
+  the inner cross-validation, once on the cells the network trained on, once on all).
 
 The classical features and the frozen embedding learn nothing from other cells, so they are
 computed once and looked up per cell (``Rows``); the trained networks are fitted inside
-every fold, like any estimator (one network per fold, shared by the two candidates that use
+every fold, like any estimator (one network per fold, shared by the candidates that use
 it). Training time per fold and the hardware are printed; the combined candidate's time
 excludes the shared network's training.
 
@@ -62,6 +67,7 @@ import pandas as pd
 from classify_cell_cycle_jurkat import DATA, load  # the same cells, read the same way
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -110,13 +116,17 @@ class SharedCNN(CNNClassifier):
 
 
 class Fusion(CNNFusionClassifier):
-    """CNNFusionClassifier that keeps, per fit, the weight it chose (printed at the end)."""
+    """CNNFusionClassifier that keeps, per fit, the weight it chose (and the partner's C when
+    it was chosen by cross-validation), printed at the end."""
 
-    chosen: ClassVar[list] = []
+    chosen: ClassVar[dict] = {}
 
     def fit(self, X, y):
         super().fit(X, y)
-        Fusion.chosen.append(self.weight_)
+        head = self.partner_[-1]
+        key = type(head).__name__
+        c = f" (C {np.ravel(head.C_)[0]:.3g})" if hasattr(head, "C_") else ""
+        Fusion.chosen.setdefault(key, []).append(f"{self.weight_:.1f}{c}")
         return self
 
 
@@ -167,7 +177,13 @@ def pretrain(cnn, cells, y, splits, n_jobs, cache=None):
 
 
 def head(name):
-    model = make_head(name, "classification", class_weight="balanced", random_state=0)
+    if name == "lr_cv":  # C chosen by a stratified 5-fold CV of the fold's training cells
+        model = LogisticRegressionCV(
+            Cs=np.logspace(-3, 1, 9), cv=StratifiedKFold(5, shuffle=True, random_state=0),
+            scoring="neg_log_loss", class_weight="balanced", max_iter=1000,
+        )
+    else:
+        model = make_head(name, "classification", class_weight="balanced", random_state=0)
     if name == "lr":
         model.set_params(C=0.1, max_iter=500)
     return [
@@ -223,6 +239,7 @@ def main(argv=None):
                     verbose=args.verbose)
     candidates = {
         "classical+lr": Pipeline([("rows", Rows(Xc, ids)), *head("lr")]),
+        "classical+lr_cv": Pipeline([("rows", Rows(Xc, ids)), *head("lr_cv")]),
         "classical+svm": Pipeline([("rows", Rows(Xc, ids)), *head("svm")]),
         "frozen_cnn+lr": Pipeline([("rows", Rows(Xz, ids)), *head("lr")]),
         "trained_cnn": cnn,
@@ -231,6 +248,7 @@ def main(argv=None):
             *head("lr"),
         ]),
         "late_fusion": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids)), *head("lr")])),
+        "late_fusion+lr_cv": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids)), *head("lr_cv")])),
     }
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(cells, y))
     if args.parallel_folds > 1 or args.cache:  # the splits compare gets
@@ -264,8 +282,8 @@ def main(argv=None):
           + ", ".join(f"{f['best_epoch_']}/{len(f['history_'])}" for f in fits)
           + "; training seconds per fold: " + ", ".join(f"{f['fit_seconds_']:.0f}" for f in fits)
           + f" on {fitted['device_']}")
-    print("late fusion: the CNN's weight chosen per fold: "
-          + ", ".join(f"{w:.1f}" for w in Fusion.chosen))
+    for partner, chosen in Fusion.chosen.items():
+        print(f"late fusion with {partner}: the CNN's weight chosen per fold: " + ", ".join(chosen))
 
 
 if __name__ == "__main__":
