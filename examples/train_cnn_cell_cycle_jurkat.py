@@ -44,7 +44,7 @@ is not reached.
 Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 folds)::
 
     python examples/train_cnn_cell_cycle_jurkat.py [--quick] [--folds 5] [--threads 1] [--width 32]
-        [--max-epochs 60] [--all-channels] [--parallel-folds 5]
+        [--max-epochs 120] [--all-channels] [--parallel-folds 5]
 
 ``--parallel-folds N`` trains the folds' networks in N processes before ``compare`` (which
 then finds them trained); ``--cache DIR`` keeps the fitted networks (and the precomputed
@@ -201,7 +201,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime threads")
     parser.add_argument("--verbose", action="store_true", help="training progress per epoch")
     parser.add_argument("--width", type=int, default=32, help="CNNClassifier width")
-    parser.add_argument("--max-epochs", type=int, default=60, help="CNNClassifier max_epochs")
+    parser.add_argument("--max-epochs", type=int, default=120, help="CNNClassifier max_epochs")
     parser.add_argument("--parallel-folds", type=int, default=1,
                         help="train the folds' networks in this many processes first")
     parser.add_argument("--cache", default=None,
