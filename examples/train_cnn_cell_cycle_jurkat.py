@@ -33,13 +33,16 @@ every fold, like any estimator (one network per fold, shared by the candidates t
 it). Training time per fold and the hardware are printed; the combined candidate's time
 excludes the shared network's training.
 
-Result (``--threads 1 --width 16 --max-epochs 60 --parallel-folds 2``, 5 folds, 1 CPU thread
-per network): balanced accuracy late_fusion 0.677 [0.621-0.732] (the network's weight 0.4-0.6
-per fold), classical+trained_cnn 0.673 [0.619-0.727], classical+lr 0.664 [0.605-0.720],
-classical+svm 0.589 [0.559-0.621], trained_cnn 0.555 [0.514-0.603], frozen_cnn+lr 0.526
-[0.481-0.571]; the network (77 k parameters, 0.31 MB of ONNX) kept epochs 49-60 of 60. Late
-fusion beats classical+lr by 0.013 (paired bootstrap interval -0.005 to 0.030); the 0.70 goal
-is not reached.
+Result (``--threads 1 --width 16 --max-epochs 120 --parallel-folds 2``, 5 folds, 1 CPU
+thread per network; label-free): balanced accuracy late_fusion+lr_cv 0.690 [0.632-0.744] (the
+network's weight 0.4-0.6 per fold, the partner's C 0.032 in every fold), classical+trained_cnn
+0.685 [0.628-0.742], late_fusion 0.671 [0.615-0.724], classical+lr 0.664 [0.605-0.720],
+classical+lr_cv 0.660 [0.601-0.715], trained_cnn 0.590 [0.542-0.641], classical+svm 0.589
+[0.559-0.621], frozen_cnn+lr 0.526 [0.481-0.571]. late_fusion+lr_cv beats classical+lr by
+0.026 (paired bootstrap interval 0.008 to 0.047); the 0.70 goal is not reached. The network
+(77 k parameters, 0.31 MB of ONNX) kept epochs 92-116 of 120, 513-954 s per fold on one
+thread of a loaded machine. With ``--max-epochs 60`` (best epochs 49-60 of 60): trained_cnn
+0.555, classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691.
 
 Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 folds)::
 
