@@ -128,7 +128,7 @@ def main():
                         help="skip the regression-on-counts baseline")
     parser.add_argument("--csv", help="also write every draw's figures to this CSV file")
     parser.add_argument("--n-samples", type=int, default=None,
-                        help="training pixels of the density counter (default: its own, 32000)")
+                        help="training pixels of the density counter (default: its own, 64000)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
