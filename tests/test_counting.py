@@ -485,9 +485,10 @@ def test_auto_calibration_with_auto_context_uses_held_back_images_only():
 
 
 def test_density_counter_keeps_a_bounded_pixel_sample():
-    counter = _density_counter(sigma="auto", sigma_grid=(1.5, 3.0), n_samples=1000, cv=2)
+    # the out-of-fold sub-grids keep at most 2 * n_samples rows: two 32 x 32 grids here
+    counter = _density_counter(sigma="auto", sigma_grid=(1.5, 3.0), n_samples=1024, cv=2)
     counter.fit(BLOB_IMAGES, BLOB_POINTS)
-    assert counter.n_train_pixels_ <= 1000
+    assert counter.n_train_pixels_ <= 1024
     assert set(counter.cv_mae_) == {1.5, 3.0}
 
 
@@ -567,3 +568,34 @@ def test_cli_density_train_score_and_report(tmp_path, capsys):
                  "--points", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "m2.featcell")])
     assert code == 2
     assert "bad.csv" in capsys.readouterr().err
+
+
+def test_head_rows_bin_once_and_fit_like_the_heads_own_fit():
+    from featcell.counting import _PIXEL_XGB, _HeadRows
+    from featcell.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    y = X[:, 0] ** 2 + X[:, 1] + 0.1 * rng.normal(size=3000)
+    fold = np.arange(3000) % 3
+
+    def head():
+        return make_head("xgb", "regression", random_state=0).set_params(**_PIXEL_XGB)
+
+    rows = _HeadRows(X, fold, np.random.default_rng(0))
+    # all rows, bins sketched on all of them (fewer than _SKETCH_ROWS): XGBRegressor.fit's model
+    np.testing.assert_allclose(rows.fit(head(), y).predict(X), head().fit(X, y).predict(X),
+                               rtol=1e-5, atol=1e-5)
+    # all but a fold: the same rows as a plain fit, binned with the stage's bins
+    out = fold != 1
+    binned = rows.fit(head(), y, 1)
+    assert binned.n_features_in_ == 6 and set(rows.binned) == {None, 1}
+    plain = head().fit(X[out], y[out])
+    assert np.corrcoef(binned.predict(X), plain.predict(X))[0, 1] > 0.99
+    # a new target reuses the fold's binned rows
+    other = rows.fit(head(), -y, 1)
+    assert np.corrcoef(other.predict(X), -plain.predict(X))[0, 1] > 0.99
+    # other heads are fitted on the rows as usual
+    ridge = rows.fit(make_head("lr", "regression"), y, 2)
+    expected = make_head("lr", "regression").fit(X[fold != 2], y[fold != 2])
+    np.testing.assert_allclose(ridge.predict(X), expected.predict(X))
