@@ -40,6 +40,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, nargs="+", default=[32])
     parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--first-draw", type=int, default=0,
+                        help="seed of the first draw (exploration: 10 and above, never 0-4)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--verbose", action="store_true")
@@ -55,7 +57,7 @@ def main(argv=None):
     blue = [imread(p)[..., 2] for p in paths]
     for n_train in args.n_train:
         maes, seconds = [], []
-        for seed in range(args.draws):
+        for seed in range(args.first_draw, args.first_draw + args.draws):
             order = np.random.default_rng(seed).permutation(len(y))
             train, test = order[:n_train], order[n_train:]
             counter = make_counter(
@@ -67,7 +69,7 @@ def main(argv=None):
             seconds.append(counter.fit_seconds_)
             print(f"N={n_train} draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:.2f}, "
                   f"calibration {counter.coef_:.3f}, best "
-                  f"epoch {counter.best_epoch_}/{len(counter.history_)}, fit "
+                  f"epochs {counter.best_epochs_} of {counter.max_epochs}, fit "
                   f"{counter.fit_seconds_:.0f} s on {counter.device_}, "
                   f"{counter.n_parameters_} parameters, ONNX {len(counter.network_) / 1e6:.2f} MB",
                   flush=True)

@@ -148,12 +148,22 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     validation_fraction : float, default=0.2
         Share of the training images held out for early stopping and the
         calibration (at least one).
-    test_time_flips : bool, default=True
+    test_time_flips : bool or "dihedral", default=True
         Average the density over the four flips of the image (in the exported
-        graph, so prediction costs four passes).
+        graph, so prediction costs four passes); ``"dihedral"``: over the eight
+        flips and 90-degree rotations (eight passes per network; validation
+        during training uses the four flips).
+    n_members : int, default=1
+        Networks trained by cross-fitting: the training images are split into
+        ``n_members`` folds, member *k* is early-stopped on fold *k* and trained
+        on the others, and the density is the members' mean (in one exported
+        graph). Every training image is then both trained on (by the other
+        members) and held out (by its own), and the calibration uses all of
+        them. ``1``: one network, ``validation_fraction`` of the images held out.
     calibrate : bool, default=True
         Scale the counts by the held-out images' ratio of true to predicted
-        counts (``coef_``, limited to 0.5-2).
+        counts (``coef_``, limited to 0.5-2; with ``n_members > 1`` each image
+        counted by the member that did not train on it).
     count_weight : float, default=0.0
         Weight of a second loss term, the squared count error of each training
         patch (divided by its pixels, in the pixel loss's units): it penalises
@@ -181,9 +191,15 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         The count calibration (1.0 without ``calibrate``); density maps and
         counts include it.
     history_ : list of dict
-        Per epoch: training loss, learning rate, validation count MAE, bias and
-        ratio, seconds.
+        Per epoch of each member: ``member``, training loss, learning rate,
+        validation count MAE, bias and ratio, seconds.
+    best_epochs_ : list of int
+        Per member, the epoch whose weights it kept.
     best_epoch_ : int
+        Their median.
+    validation_mae_ : float
+        Count error of the held-out images (each by the member that did not
+        train on it), after the calibration: an out-of-sample estimate.
     fit_seconds_ : float
     device_ : str
 
@@ -415,7 +431,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                 loss = loss + self.count_weight * torch.mean(counts**2) / error[0].numel()
             return loss
 
-        def counts(model):
+        def counts(model, views=min(views, 4)):  # validation: the flips at most
             model = _mean_graph([model], views) if views > 1 else model
             found = []
             for i in val:  # counts of whole validation images
@@ -443,7 +459,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
             h["val_count_mae"] = h.pop("val_loss")
             h["member"] = member
         with torch.no_grad():
-            found = counts(net.eval())
+            found = counts(net.eval(), views)
         return net.to("cpu"), history, best, found
 
     def predict_density(self, images):
