@@ -115,13 +115,17 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     decay of the learning rate over ``max_epochs``; after every epoch the moving
     average of the weights is validated on held-out training images (whole
     images, their count error) and training stops when that error has not
-    improved for ``patience`` epochs; the best epoch is kept. With
+    improved for ``patience`` epochs; the best epoch is kept. By default three
+    such networks are trained by cross-fitting (``n_members``): each holds out
+    a third of the images and trains on the rest, so every image trains two
+    members and validates one, and the density is their mean (averaging
+    reduces the variance that dominates small training sets). With
     ``calibrate``, the counts are rescaled by the ratio of true to predicted
-    counts of those held-out images (never of images the network trained on).
-    The network, averaged over the four flips of its input when
-    ``test_time_flips``, is exported to ONNX (``network_`` with
-    ``network_sha256_``); ``predict`` and ``predict_density`` need only
-    onnxruntime.
+    counts of the held-out images (each counted by a member that never trained
+    on it: with the default, all training images). The networks, averaged over
+    the eight flips and rotations of the input (``test_time_flips``), are
+    exported to ONNX as one graph (``network_`` with ``network_sha256_``);
+    ``predict`` and ``predict_density`` need only onnxruntime.
 
     Parameters
     ----------
@@ -138,7 +142,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         when smaller).
     patches_per_epoch : int, default=512
         Patches per epoch (``patches_per_epoch // batch_size`` optimizer steps).
-    max_epochs : int, default=24
+    max_epochs : int, default=12
         Longest training, and the length of the cosine learning-rate decay.
     patience : int, default=8
         Epochs without a lower validation count error before training stops.
@@ -146,14 +150,15 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     learning_rate : float, default=2e-3
         Peak learning rate (after the warm-up).
     validation_fraction : float, default=0.2
-        Share of the training images held out for early stopping and the
-        calibration (at least one).
-    test_time_flips : bool or "dihedral", default=True
+        With ``n_members=1``, the share of the training images held out for
+        early stopping and the calibration (at least one); with more members,
+        each holds out ``1 / n_members`` of them.
+    test_time_flips : bool or "dihedral", default="dihedral"
         Average the density over the four flips of the image (in the exported
         graph, so prediction costs four passes); ``"dihedral"``: over the eight
         flips and 90-degree rotations (eight passes per network; validation
         during training uses the four flips).
-    n_members : int, default=1
+    n_members : int, default=3
         Networks trained by cross-fitting: the training images are split into
         ``n_members`` folds, member *k* is early-stopped on fold *k* and trained
         on the others, and the density is the members' mean (in one exported
@@ -249,13 +254,13 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         width=16,
         patch_size=64,
         patches_per_epoch=512,
-        max_epochs=24,
+        max_epochs=12,
         patience=8,
         batch_size=16,
         learning_rate=2e-3,
         validation_fraction=0.2,
-        test_time_flips=True,
-        n_members=1,
+        test_time_flips="dihedral",
+        n_members=3,
         calibrate=True,
         count_weight=0.0,
         device="auto",
