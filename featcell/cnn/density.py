@@ -436,8 +436,9 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                 loss = loss + self.count_weight * torch.mean(counts**2) / error[0].numel()
             return loss
 
-        def counts(model, views=min(views, 4)):  # validation: the flips at most
-            model = _mean_graph([model], views) if views > 1 else model
+        def counts(model, n_views=None):  # validation: the four flips at most
+            n_views = min(views, 4) if n_views is None else n_views
+            model = _mean_graph([model], n_views) if n_views > 1 else model
             found = []
             for i in val:  # counts of whole validation images
                 x = torch.from_numpy(_pad(inputs[i])[None]).to(device)
