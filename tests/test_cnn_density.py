@@ -54,7 +54,8 @@ def test_seeded_and_tamper_checked(fitted):
 
 
 def test_learns_to_count():
-    counter = make_counter("cnn_density", **{**FAST, "width": 8, "max_epochs": 15, "patience": 6,
+    # three cross-fitted networks (the default), each trained on 6-7 of the 10 images
+    counter = make_counter("cnn_density", **{**FAST, "width": 8, "max_epochs": 12, "patience": 8,
                                             "patches_per_epoch": 128, "batch_size": 8})
     counter.fit(IMAGES, POINTS)
     test_images, test_points = _blobs([3, 7, 12, 16], seed=1)
@@ -64,11 +65,29 @@ def test_learns_to_count():
     assert 0.5 <= counter.coef_ <= 2.0 and counter.best_epoch_ > 1
 
 
+def test_cross_fitted_ensemble_with_dihedral_views(fitted):
+    counter = fitted  # the defaults: three members, eight views
+    assert len(counter.best_epochs_) == 3 and {h["member"] for h in counter.history_} == {0, 1, 2}
+    assert 0.5 <= counter.coef_ <= 2.0 and np.isfinite(counter.validation_mae_)
+    # the eight views: a transposed or rotated image has the transposed (rotated) density
+    # (sides padded at the bottom and right: a rotation is exact for multiples of 4)
+    image, odd = IMAGES[3][:36, :32], IMAGES[3][:37, :33]
+    density = counter.predict_density([image, np.rot90(image), odd, odd.T])
+    np.testing.assert_allclose(np.rot90(density[0]), density[1], atol=1e-6)
+    np.testing.assert_allclose(density[3].T, density[2], atol=1e-6)
+    single = make_counter("cnn_density", **{**FAST, "n_members": 1}).fit(IMAGES, POINTS)
+    assert counter.n_parameters_ == 3 * single.n_parameters_ and len(single.best_epochs_) == 1
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="count"):
         make_counter("cnn_density", **FAST).fit(IMAGES[:3], [2.0, 5.0, 8.0])
     with pytest.raises(ValueError, match="at least 2"):
         make_counter("cnn_density", **FAST).fit(IMAGES[:1], POINTS[:1])
+    with pytest.raises(ValueError, match="n_members"):
+        make_counter("cnn_density", **{**FAST, "n_members": 0}).fit(IMAGES, POINTS)
+    with pytest.raises(ValueError, match="test_time_flips"):
+        make_counter("cnn_density", **{**FAST, "test_time_flips": "rotations"}).fit(IMAGES, POINTS)
 
 
 def test_saved_counter_round_trip(fitted, tmp_path):

@@ -72,6 +72,36 @@ def _auto_sigma(points):
     return float(np.clip(np.median(np.concatenate(gaps)) / 4, 1.0, 8.0))
 
 
+def _mean_graph(nets, views):
+    """One torch module: the density averaged over the networks ``nets`` and over
+    ``views`` (4: the flips; 8: the flips and 90-degree rotations) of the input, each
+    view's output mapped back onto the image (exported to ONNX as one graph)."""
+    import torch
+    from torch import nn
+
+    class MeanDensity(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.nets = nn.ModuleList(nets)
+
+        def forward(self, x):
+            out = None
+            for net in self.nets:
+                for flip in ((), (-1,), (-2,), (-2, -1)):
+                    v = x.flip(flip) if flip else x
+                    d = net(v)
+                    d = d.flip(flip) if flip else d
+                    out = d if out is None else out + d
+                    if views == 8:  # the transposed view (with the flip, a rotation)
+                        d = net(v.transpose(-2, -1)).transpose(-2, -1)
+                        out = out + (d.flip(flip) if flip else d)
+                    if views == 1:
+                        break
+            return out / torch.tensor(float(len(self.nets) * views))
+
+    return MeanDensity()
+
+
 class CNNDensityCounter(RegressorMixin, BaseEstimator):
     """Count objects as the sum of a density map predicted by a small trained FCN.
 
@@ -85,13 +115,17 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     decay of the learning rate over ``max_epochs``; after every epoch the moving
     average of the weights is validated on held-out training images (whole
     images, their count error) and training stops when that error has not
-    improved for ``patience`` epochs; the best epoch is kept. With
+    improved for ``patience`` epochs; the best epoch is kept. By default three
+    such networks are trained by cross-fitting (``n_members``): each holds out
+    a third of the images and trains on the rest, so every image trains two
+    members and validates one, and the density is their mean (averaging
+    reduces the variance that dominates small training sets). With
     ``calibrate``, the counts are rescaled by the ratio of true to predicted
-    counts of those held-out images (never of images the network trained on).
-    The network, averaged over the four flips of its input when
-    ``test_time_flips``, is exported to ONNX (``network_`` with
-    ``network_sha256_``); ``predict`` and ``predict_density`` need only
-    onnxruntime.
+    counts of the held-out images (each counted by a member that never trained
+    on it: with the default, all training images). The networks, averaged over
+    the eight flips and rotations of the input (``test_time_flips``), are
+    exported to ONNX as one graph (``network_`` with ``network_sha256_``);
+    ``predict`` and ``predict_density`` need only onnxruntime.
 
     Parameters
     ----------
@@ -108,7 +142,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         when smaller).
     patches_per_epoch : int, default=512
         Patches per epoch (``patches_per_epoch // batch_size`` optimizer steps).
-    max_epochs : int, default=24
+    max_epochs : int, default=12
         Longest training, and the length of the cosine learning-rate decay.
     patience : int, default=8
         Epochs without a lower validation count error before training stops.
@@ -116,14 +150,25 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     learning_rate : float, default=2e-3
         Peak learning rate (after the warm-up).
     validation_fraction : float, default=0.2
-        Share of the training images held out for early stopping and the
-        calibration (at least one).
-    test_time_flips : bool, default=True
+        With ``n_members=1``, the share of the training images held out for
+        early stopping and the calibration (at least one); with more members,
+        each holds out ``1 / n_members`` of them.
+    test_time_flips : bool or "dihedral", default="dihedral"
         Average the density over the four flips of the image (in the exported
-        graph, so prediction costs four passes).
+        graph, so prediction costs four passes); ``"dihedral"``: over the eight
+        flips and 90-degree rotations (eight passes per network; validation
+        during training uses the four flips).
+    n_members : int, default=3
+        Networks trained by cross-fitting: the training images are split into
+        ``n_members`` folds, member *k* is early-stopped on fold *k* and trained
+        on the others, and the density is the members' mean (in one exported
+        graph). Every training image is then both trained on (by the other
+        members) and held out (by its own), and the calibration uses all of
+        them. ``1``: one network, ``validation_fraction`` of the images held out.
     calibrate : bool, default=True
         Scale the counts by the held-out images' ratio of true to predicted
-        counts (``coef_``, limited to 0.5-2).
+        counts (``coef_``, limited to 0.5-2; with ``n_members > 1`` each image
+        counted by the member that did not train on it).
     count_weight : float, default=0.0
         Weight of a second loss term, the squared count error of each training
         patch (divided by its pixels, in the pixel loss's units): it penalises
@@ -151,9 +196,15 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         The count calibration (1.0 without ``calibrate``); density maps and
         counts include it.
     history_ : list of dict
-        Per epoch: training loss, learning rate, validation count MAE, bias and
-        ratio, seconds.
+        Per epoch of each member: ``member``, training loss, learning rate,
+        validation count MAE, bias and ratio, seconds.
+    best_epochs_ : list of int
+        Per member, the epoch whose weights it kept.
     best_epoch_ : int
+        Their median.
+    validation_mae_ : float
+        Count error of the held-out images (each by the member that did not
+        train on it), after the calibration: an out-of-sample estimate.
     fit_seconds_ : float
     device_ : str
 
@@ -184,7 +235,8 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(Real, 0, 0.5, closed="neither")],
-        "test_time_flips": ["boolean"],
+        "test_time_flips": ["boolean", StrOptions({"dihedral"})],
+        "n_members": [Interval(Integral, 1, None, closed="left")],
         "calibrate": ["boolean"],
         "count_weight": [Interval(Real, 0, None, closed="left")],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
@@ -202,12 +254,13 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         width=16,
         patch_size=64,
         patches_per_epoch=512,
-        max_epochs=24,
+        max_epochs=12,
         patience=8,
         batch_size=16,
         learning_rate=2e-3,
         validation_fraction=0.2,
-        test_time_flips=True,
+        test_time_flips="dihedral",
+        n_members=3,
         calibrate=True,
         count_weight=0.0,
         device="auto",
@@ -227,6 +280,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.validation_fraction = validation_fraction
         self.test_time_flips = test_time_flips
+        self.n_members = n_members
         self.calibrate = calibrate
         self.count_weight = count_weight
         self.device = device
@@ -288,8 +342,13 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         seed = int(self.random_state) if isinstance(self.random_state, Integral) else 0
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(images))
-        n_val = max(1, int(round(self.validation_fraction * len(images))))
-        val, train = order[:n_val], order[n_val:]
+        n_members = min(self.n_members, len(images))
+        if n_members == 1:
+            n_val = max(1, int(round(self.validation_fraction * len(images))))
+            folds = [order[:n_val]]
+        else:  # cross-fitting: every image validates one member and trains the others
+            folds = np.array_split(order, n_members)
+        views = {False: 1, True: 4, "dihedral": 8}[self.test_time_flips]
         threads = torch.get_num_threads()
         if self.n_threads is not None:
             torch.set_num_threads(self.n_threads)
@@ -299,75 +358,29 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                 generator = torch.Generator().manual_seed(seed)
                 device = _training.resolve_device(self.device)
                 self.device_ = _training.device_name(device)
-                pixels = np.concatenate([inputs[i].reshape(self.n_channels_, -1) for i in train], 1)
-                net = _training.density_fcn(
-                    self.n_channels_, self.width, pixels.mean(1), pixels.std(1) + 1e-3,
-                    _DENSITY_SCALE, bias=np.mean([targets[i].mean() for i in train]),
-                )
-                size = self.patch_size - self.patch_size % _MULTIPLE
-
-                def patches(n):
-                    xs, ts = [], []
-                    picks = rng.choice(train, size=n)
-                    for i in picks:
-                        image, target = _pad(inputs[i]), _pad(targets[i][None])
-                        s = min(size, image.shape[1], image.shape[2])
-                        s -= s % _MULTIPLE
-                        y0 = rng.integers(0, image.shape[1] - s + 1)
-                        x0 = rng.integers(0, image.shape[2] - s + 1)
-                        xs.append(image[:, y0 : y0 + s, x0 : x0 + s])
-                        ts.append(target[:, y0 : y0 + s, x0 : x0 + s])
-                    side = min(x.shape[-1] for x in xs), min(x.shape[-2] for x in xs)
-                    xs = np.stack([x[:, : side[1], : side[0]] for x in xs])
-                    ts = np.stack([t[:, : side[1], : side[0]] for t in ts])
-                    return torch.from_numpy(xs), torch.from_numpy(ts)
-
-                def sample():
-                    xb, tb = patches(self.batch_size)
-                    if xb.shape[-1] == xb.shape[-2]:
-                        xb, tb = _training.augment_batch(
-                            xb, generator, shift=0.0, jitter=0.05, targets=tb
-                        )
-                    return xb.to(device), tb.to(device)
-
-                def loss_fn(model, batch):
-                    xb, tb = batch
-                    error = model(xb) - tb
-                    loss = torch.mean(error**2) * _DENSITY_SCALE**2
-                    if self.count_weight:  # each patch's count error, in the same units
-                        counts = error.sum(dim=(1, 2, 3)) * _DENSITY_SCALE
-                        loss = loss + self.count_weight * torch.mean(counts**2) / error[0].numel()
-                    return loss
-
-                def validate(model):
-                    if self.test_time_flips:
-                        model = _training.flip_average(model)
-                    found = []
-                    for i in val:  # counts of whole validation images
-                        x = torch.from_numpy(_pad(inputs[i])[None]).to(device)
-                        found.append(float(model(x)[..., : inputs[i].shape[1],
-                                                    : inputs[i].shape[2]].sum()))
-                    wanted = np.array([targets[i].sum() for i in val], dtype=float)
-                    found = np.array(found)
-                    return np.abs(found - wanted).mean(), {
-                        "val_bias": float((found - wanted).mean()),
-                        "val_ratio": float(wanted.sum() / found.sum()) if found.sum() > 0 else 1.0,
-                    }
-
-                self.history_, self.best_epoch_ = _training.fit_density(
-                    net, loss_fn, sample, validate,
-                    steps=max(1, self.patches_per_epoch // self.batch_size),
-                    max_epochs=self.max_epochs, patience=self.patience,
-                    learning_rate=self.learning_rate, weight_decay=1e-4, device=device,
-                    verbose=self.verbose, name="CNNDensityCounter",
-                )
-                for h in self.history_:
-                    h["val_count_mae"] = h.pop("val_loss")
-                ratio = self.history_[self.best_epoch_ - 1]["val_ratio"] if self.best_epoch_ else 1.0
+                nets, self.history_, self.best_epochs_, found, wanted = [], [], [], [], []
+                for member, val in enumerate(folds):
+                    train = order[~np.isin(order, val)]
+                    net, history, best, counts = self._fit_member(
+                        torch, _training, inputs, targets, train, val, rng, generator, device,
+                        views, member,
+                    )
+                    nets.append(net)
+                    self.history_ += history
+                    self.best_epochs_.append(best)
+                    found += list(counts)
+                    wanted += [float(targets[i].sum()) for i in val]
+                self.best_epoch_ = int(np.median(self.best_epochs_))
+                found, wanted = np.asarray(found), np.asarray(wanted)
+                # held-out counts only: each image by the member that did not train on it
+                ratio = wanted.sum() / found.sum() if found.sum() > 0 else 1.0
                 self.coef_ = float(np.clip(ratio, 0.5, 2.0)) if self.calibrate else 1.0
-                self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
+                self.validation_mae_ = float(np.abs(found * self.coef_ - wanted).mean())
+                self.n_parameters_ = int(sum(p.numel() for n in nets for p in n.parameters()))
                 example = torch.zeros(1, self.n_channels_, 32, 32)
-                graph = _training.flip_average(net) if self.test_time_flips else net
+                graph = _training.flip_average(nets[0]) if views == 4 and len(nets) == 1 else (
+                    _mean_graph(nets, views) if views > 1 or len(nets) > 1 else nets[0]
+                )
                 self.network_ = _training.export_onnx(
                     graph, example, ["input"], ["density"],
                     {"input": {0: "batch", 2: "height", 3: "width"},
@@ -378,6 +391,82 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         self.network_sha256_ = hashlib.sha256(self.network_).hexdigest()
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _fit_member(self, torch, _training, inputs, targets, train, val, rng, generator,
+                    device, views, member):
+        """Train one network on the images ``train``, early-stopped on ``val``; returns it,
+        its history, its best epoch and its (uncalibrated) counts of the ``val`` images."""
+        pixels = np.concatenate([inputs[i].reshape(self.n_channels_, -1) for i in train], 1)
+        net = _training.density_fcn(
+            self.n_channels_, self.width, pixels.mean(1), pixels.std(1) + 1e-3,
+            _DENSITY_SCALE, bias=np.mean([targets[i].mean() for i in train]),
+        )
+        size = self.patch_size - self.patch_size % _MULTIPLE
+
+        def patches(n):
+            xs, ts = [], []
+            picks = rng.choice(train, size=n)
+            for i in picks:
+                image, target = _pad(inputs[i]), _pad(targets[i][None])
+                s = min(size, image.shape[1], image.shape[2])
+                s -= s % _MULTIPLE
+                y0 = rng.integers(0, image.shape[1] - s + 1)
+                x0 = rng.integers(0, image.shape[2] - s + 1)
+                xs.append(image[:, y0 : y0 + s, x0 : x0 + s])
+                ts.append(target[:, y0 : y0 + s, x0 : x0 + s])
+            side = min(x.shape[-1] for x in xs), min(x.shape[-2] for x in xs)
+            xs = np.stack([x[:, : side[1], : side[0]] for x in xs])
+            ts = np.stack([t[:, : side[1], : side[0]] for t in ts])
+            return torch.from_numpy(xs), torch.from_numpy(ts)
+
+        def sample():
+            xb, tb = patches(self.batch_size)
+            if xb.shape[-1] == xb.shape[-2]:
+                xb, tb = _training.augment_batch(
+                    xb, generator, shift=0.0, jitter=0.05, targets=tb
+                )
+            return xb.to(device), tb.to(device)
+
+        def loss_fn(model, batch):
+            xb, tb = batch
+            error = model(xb) - tb
+            loss = torch.mean(error**2) * _DENSITY_SCALE**2
+            if self.count_weight:  # each patch's count error, in the same units
+                counts = error.sum(dim=(1, 2, 3)) * _DENSITY_SCALE
+                loss = loss + self.count_weight * torch.mean(counts**2) / error[0].numel()
+            return loss
+
+        def counts(model, n_views=None):  # validation: the four flips at most
+            n_views = min(views, 4) if n_views is None else n_views
+            model = _mean_graph([model], n_views) if n_views > 1 else model
+            found = []
+            for i in val:  # counts of whole validation images
+                x = torch.from_numpy(_pad(inputs[i])[None]).to(device)
+                found.append(float(model(x)[..., : inputs[i].shape[1], : inputs[i].shape[2]].sum()))
+            return np.array(found)
+
+        wanted = np.array([targets[i].sum() for i in val], dtype=float)
+
+        def validate(model):
+            found = counts(model)
+            return np.abs(found - wanted).mean(), {
+                "val_bias": float((found - wanted).mean()),
+                "val_ratio": float(wanted.sum() / found.sum()) if found.sum() > 0 else 1.0,
+            }
+
+        history, best = _training.fit_density(
+            net, loss_fn, sample, validate,
+            steps=max(1, self.patches_per_epoch // self.batch_size),
+            max_epochs=self.max_epochs, patience=self.patience,
+            learning_rate=self.learning_rate, weight_decay=1e-4, device=device,
+            verbose=self.verbose, name=f"CNNDensityCounter member {member + 1}",
+        )
+        for h in history:
+            h["val_count_mae"] = h.pop("val_loss")
+            h["member"] = member
+        with torch.no_grad():
+            found = counts(net.eval(), views)
+        return net.to("cpu"), history, best, found
 
     def predict_density(self, images):
         """The density map of every image (sums to its predicted count).
