@@ -9,18 +9,24 @@ Measures, single-threaded (BLAS, OpenMP, XGBoost and onnxruntime held to one thr
   grid the counter predicts on), and the whole count;
 - the peak memory that numpy allocates while fitting on 16, 32 and 64 images with the
   defaults, which must not grow with the number of images (the head sees a fixed pixel
-  sample, the out-of-fold sums a bounded sub-grid).
+  sample, the out-of-fold sums a bounded sub-grid);
+- with ``--cnn-density`` (needs torch to train), predicting one image with the trained
+  density network ``make_counter("cnn_density")``: its defaults (three networks, eight
+  views) against one network with the four flips (the previous defaults). The networks
+  are trained for one short epoch only: the time of a prediction does not depend on
+  the weights.
 
 Both wall-clock and process CPU seconds are printed: on a shared, loaded machine the CPU
 time is the better estimate of what one idle core takes.
 
 Run from the project root::
 
-    python benchmarks/counting_speed.py
+    python benchmarks/counting_speed.py [--cnn-density]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -46,7 +52,11 @@ def timed(function, repeat=1):
     return out, (time.perf_counter() - wall) / repeat, (time.process_time() - cpu) / repeat
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cnn-density", action="store_true",
+                        help="also time the trained density network's prediction")
+    args = parser.parse_args(argv)
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
     table = pd.read_csv(DATA / "counts.csv")
@@ -81,6 +91,17 @@ def main():
     for label, counter in counters.items():
         _, wall, cpu = timed(lambda c=counter: c.predict([image]), repeat=10)
         row(f"predict one image ({label.split(', ', 2)[-1]})", wall, cpu)
+    if args.cnn_density:
+        blue = [im[..., 2] for im in images[:9]]
+        for label, params in [
+            ("cnn_density defaults (3 networks x 8 views)", {}),
+            ("cnn_density, 1 network x 4 flips", {"n_members": 1, "test_time_flips": True}),
+        ]:
+            counter = make_counter("cnn_density", max_epochs=1, patches_per_epoch=32,
+                                   n_threads=1, **params).fit(blue, points[:9])
+            counter.predict([image[..., 2]])  # session start-up
+            _, wall, cpu = timed(lambda c=counter: c.predict([image[..., 2]]), repeat=5)
+            row(f"predict one image ({label})", wall, cpu)
 
     print()
     print("peak memory allocated by numpy while fitting (defaults):")
