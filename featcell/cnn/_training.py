@@ -203,25 +203,6 @@ def density_fcn(n_channels, width, mean, std, scale, bias=0.0):
     return _modules()[2](n_channels, width, mean, std, scale, bias)
 
 
-def flip_average(net):
-    """The density network averaged over the four flips of its input (test-time
-    augmentation inside the graph: every caller of the exported ONNX gets it)."""
-    import torch
-    from torch import nn
-
-    class FlipAverage(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            out = self.net(x) + self.net(x.flip(-1)).flip(-1)
-            out = out + self.net(x.flip(-2)).flip(-2)
-            return (out + self.net(x.flip(-2, -1)).flip(-2, -1)) / torch.tensor(4.0)
-
-    return FlipAverage(net)
-
-
 def fit_density(net, loss_fn, sample, validate, *, steps, max_epochs, patience, learning_rate,
                 weight_decay, device, verbose=False, name="density network"):
     """Train a density network on random patches; keep the best validated epoch.

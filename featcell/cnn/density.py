@@ -378,9 +378,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                 self.validation_mae_ = float(np.abs(found * self.coef_ - wanted).mean())
                 self.n_parameters_ = int(sum(p.numel() for n in nets for p in n.parameters()))
                 example = torch.zeros(1, self.n_channels_, 32, 32)
-                graph = _training.flip_average(nets[0]) if views == 4 and len(nets) == 1 else (
-                    _mean_graph(nets, views) if views > 1 or len(nets) > 1 else nets[0]
-                )
+                graph = _mean_graph(nets, views) if views > 1 or len(nets) > 1 else nets[0]
                 self.network_ = _training.export_onnx(
                     graph, example, ["input"], ["density"],
                     {"input": {0: "batch", 2: "height", 3: "width"},
