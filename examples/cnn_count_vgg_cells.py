@@ -23,8 +23,9 @@ test set's own best scale), three cross-fitted networks with 14 epochs 2.66 (2.6
 ensemble's gain there is the calibration on all training images; sigma twice the dot-spacing
 rule was worse (2.93).
 
-Curve, draw 0 only (``--n-train 8 16 50 --draws 1``, load ~1): N = 8 / 16 / 50 MAE
-2.79 / 3.09 / 2.98, fit 295 / 304 / 464 s; before (one network, 3 draws) 4.64 / 2.97 / 2.56.
+Curve (``--n-train 8 16 50 --draws 1``, load ~1; N = 50 also ``--n-train 50 --draws 2
+--first-draw 1``): N = 8 / 16 MAE 2.79 / 3.09 (draw 0 only), N = 50 2.80 ± 0.13 (draws 2.98,
+2.67, 2.74), fit 295 / 304 / 387-464 s; before (one network, 3 draws) 4.64 / 2.97 / 2.56.
 
 Published (official test half): Lempitsky & Zisserman 2010 3.5 ± 0.2; Fiaschi et al. 2012
 3.2 ± 0.1; FCRN-A 2.9 ± 0.2; Count-ception 2.3-2.4.
