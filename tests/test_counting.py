@@ -191,17 +191,28 @@ def _density_counter(**params):
     return DensityCounter(**{**defaults, **params})
 
 
+# three new blob images, with 5, 17 and 33 blobs
+HELD_OUT_BLOBS = [_blobs(k, seed=100 + k) for k in (5, 17, 33)]
+
+
+def _check_counts_held_out_blobs(counter):
+    """The counter counts the held-out blobs within 2.5, and its maps (64 x 64) sum to
+    its counts; returns the maps."""
+    images = [image for image, _ in HELD_OUT_BLOBS]
+    predicted = counter.predict(images)
+    assert_allclose(predicted, [5, 17, 33], atol=2.5)
+    density = counter.predict_density(images)
+    assert all(d.shape == (64, 64) for d in density)
+    assert_allclose([d.sum() + counter.intercept_ for d in density], predicted, rtol=1e-9)
+    return density
+
+
 @pytest.mark.parametrize("head", ["lr", "xgb"])
 def test_density_counter_counts_blobs(head):
     counter = _density_counter(head=head).fit(BLOB_IMAGES[::2], BLOB_POINTS[::2])
-    test = [_blobs(k, seed=100 + k) for k in (5, 17, 33)]
-    predicted = counter.predict([t[0] for t in test])
-    assert_allclose(predicted, [5, 17, 33], atol=2.5)
     # the density map sums to the count and peaks near the objects
-    density = counter.predict_density([test[0][0]])[0]
-    assert density.shape == (64, 64)
-    assert_allclose(density.sum() + counter.intercept_, predicted[0], rtol=1e-9)
-    r, c = np.round(test[0][1][0]).astype(int)
+    density = _check_counts_held_out_blobs(counter)[0]
+    r, c = np.round(HELD_OUT_BLOBS[0][1][0]).astype(int)
     assert density[r, c] > 5 * np.median(density)
 
 
@@ -423,12 +434,7 @@ def test_density_counter_auto_context_stages():
     for head in counter.context_heads_[1:]:
         assert head.n_features_in_ == len(counter.feature_names_) + 5
     assert counter.context_heads_[0].n_features_in_ == len(counter.feature_names_)
-    test = [_blobs(k, seed=100 + k) for k in (5, 17, 33)]
-    predicted = counter.predict([t[0] for t in test])
-    assert_allclose(predicted, [5, 17, 33], atol=2.5)
-    density = counter.predict_density([test[1][0]])[0]
-    assert density.shape == (64, 64)
-    assert_allclose(density.sum() + counter.intercept_, predicted[1], rtol=1e-9)
+    _check_counts_held_out_blobs(counter)
     single = clone(counter).set_params(auto_context=0).fit(train, points)
     assert single.context_heads_ == []
     assert single.head_.n_features_in_ == len(single.feature_names_)

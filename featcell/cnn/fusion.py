@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .trained import CNNClassifier, _check_cells, _check_training_cells
+from .trained import CNNClassifier, _balanced_accuracy, _check_cells, _check_training_cells
 
 __all__ = ["CNNFusionClassifier"]
 
@@ -148,10 +148,10 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
         self.validation_ = {
             "weights": weights.tolist(),
             "cross_entropy": losses,
-            "balanced_accuracy_cnn": _balanced_accuracy(y_val, p_cnn),
-            "balanced_accuracy_partner": _balanced_accuracy(y_val, p_partner),
+            "balanced_accuracy_cnn": _balanced_accuracy(y_val, p_cnn.argmax(axis=1)),
+            "balanced_accuracy_partner": _balanced_accuracy(y_val, p_partner.argmax(axis=1)),
             "balanced_accuracy_fused": _balanced_accuracy(
-                y_val, self._pool(p_cnn, p_partner, self.weight_)
+                y_val, self._pool(p_cnn, p_partner, self.weight_).argmax(axis=1)
             ),
         }
         self.partner_ = clone(partner).fit(X, y)
@@ -221,7 +221,3 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
         p = np.clip(p, _FLOOR, None)
         return p / p.sum(axis=1, keepdims=True)
 
-
-def _balanced_accuracy(y, p):
-    pred = p.argmax(axis=1)
-    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))

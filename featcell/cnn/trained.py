@@ -610,10 +610,14 @@ def _validation_scores(logits, y):
     logits = logits - logits.max(axis=1, keepdims=True)
     log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     nll = -log_p[np.arange(len(y)), y]
-    present = np.unique(y)
-    pred = logits.argmax(axis=1)
     figures = {
-        "val_macro_cross_entropy": float(np.mean([nll[y == c].mean() for c in present])),
-        "val_balanced_accuracy": float(np.mean([np.mean(pred[y == c] == c) for c in present])),
+        "val_macro_cross_entropy": float(np.mean([nll[y == c].mean() for c in np.unique(y)])),
+        "val_balanced_accuracy": _balanced_accuracy(y, logits.argmax(axis=1)),
     }
     return float(nll.mean()), figures
+
+
+def _balanced_accuracy(y, predicted):
+    """Mean recall over the classes present in ``y`` (class codes, as ``predicted``);
+    unlike scikit-learn's, no warning for a predicted class that ``y`` lacks."""
+    return float(np.mean([np.mean(predicted[y == c] == c) for c in np.unique(y)]))
