@@ -18,10 +18,11 @@ Measured (``--draws 5 --threads 1``, one process, machine loaded 2-5x): MAE 2.72
 (2.67, 2.81, 2.74, 2.65, 2.75); 350-930 s per fit on one thread depending on the load (about
 350 s at load 2); 0.35 M parameters, 1.59 MB ONNX. Before (one network, 24 epochs, four flips,
 calibrated on the 6 held-out images): 3.00 ± 0.36 (3.02, 2.65, 3.68, 2.85, 2.79), 2.5-4 CPU
-minutes per fit. Exploration draw 10 (never draws 0-4): one network 2.90 (2.56 with the
-test set's own best scale), three cross-fitted networks with 14 epochs 2.66 (2.67): the
-ensemble's gain there is the calibration on all training images; sigma twice the dot-spacing
-rule was worse (2.93).
+minutes per fit. Exploration on draw 10 (never draws 0-4), with a scratch script that also
+scored each counter at the test set's own best scale, so not reproduced by this example: one
+network 2.90 (2.56 at the best scale), three cross-fitted networks with 14 epochs 2.66 (2.67):
+the ensemble's gain there is the calibration on all training images; sigma twice the
+dot-spacing rule was worse (2.93).
 
 Curve (``--n-train 8 16 50 --draws 1``, load ~1; N = 50 also ``--n-train 50 --draws 2
 --first-draw 1``): N = 8 / 16 MAE 2.79 / 3.09 (draw 0 only), N = 50 2.80 ± 0.13 (draws 2.98,

@@ -261,8 +261,9 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         binned once for all its heads. Against the previous 150 trees of depth
         4 at rate 0.1, the deeper, faster-learning trees counted VGG cells more
         accurately (MAE 2.97 against 3.20 at N = 32 with 32,000 pixels, 2.92
-        against 3.10 with 64,000; 5 exploration draws, see
-        ``examples/count_vgg_cells.py``).
+        against 3.10 with 64,000; 5 exploration draws of
+        ``examples/count_vgg_cells.py``'s protocol, the head varied by a
+        scratch script).
     n_samples : int, default=64000
         Pixels sampled for the final head, spread evenly over the training
         images with dots; the auto-context stages' heads learn from every
@@ -270,7 +271,7 @@ class DensityCounter(RegressorMixin, BaseEstimator):
         (images beyond that budget get no out-of-fold count). Twice the
         previous 32,000 pixels counted VGG cells more accurately with the
         previous head (MAE 3.10 against 3.20, 5 exploration draws at N = 32),
-        barely with the current one (2.96 against 2.97).
+        barely with the current one (2.96 against 2.97; the same scratch runs).
     auto_context : int, default=1
         Auto-context stages before the final head (0 to 3; 0: one head on the
         pixel features alone). Each stage's head (``"xgb"``: with 100 trees) is
