@@ -22,7 +22,7 @@ __all__ = ["main"]
 
 _CLASSICAL = ("morphology", "intensity", "texture", "colocalization")
 _FAMILIES = (*_CLASSICAL, "cnn")
-_HEADS = ("svm", "rf", "lr", "gnb", "xgb", "cnn")
+_HEADS = ("svm", "rf", "lr", "lr_cv", "gnb", "xgb", "cnn")
 _TASKS = ("viability", "phenotype", "counting")
 _CANDIDATES = ("classical", "cnn", "both")
 _COMPARE_COUNTERS = ("density", "cnn_density", "regression", "cnn", "segmentation")

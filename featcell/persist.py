@@ -104,6 +104,8 @@ _LIBRARY_TYPES = (
     "sklearn.frozen._frozen.FrozenEstimator",  # svm calibration of a one-row class
     "sklearn.impute._base.SimpleImputer",
     "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._logistic.LogisticRegressionCV",
+    "sklearn.model_selection._split.StratifiedKFold",  # lr_cv's inner folds
     "sklearn.linear_model._ridge.RidgeCV",
     "sklearn.naive_bayes.GaussianNB",
     "sklearn.neural_network._multilayer_perceptron.MLPClassifier",

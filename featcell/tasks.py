@@ -48,7 +48,7 @@ default="classical"
         trained on the cells, alone (no head; needs torch to fit);
         ``"classical+trained_cnn"``: classical features and the trained
         network's penultimate-layer embedding side by side, with ``head``.
-    head : {"svm", "rf", "lr", "gnb", "xgb", "mlp"}, default="svm"
+    head : {"svm", "rf", "lr", "lr_cv", "gnb", "xgb", "mlp"}, default="svm"
         The classifier (see :func:`featcell.heads.make_head`); unused with
         ``"trained_cnn"``.
     families : list of str, default=None

@@ -122,6 +122,20 @@ def test_saved_and_loaded(fused, tmp_path):
     )
 
 
+def test_default_partner_chooses_its_regularisation_by_inner_cv(tmp_path):
+    """The default partner: classical features and a logistic regression whose C is chosen
+    by cross-validation of the training cells; such a fitted model saves and loads."""
+    from featcell.persist import load_model, save_model
+
+    partner = CNNFusionClassifier()._partner()
+    assert type(partner[-1]).__name__ == "LogisticRegressionCV"
+    partner.set_params(features__families=["morphology", "intensity"])
+    partner.fit(CELLS, Y)
+    assert np.ravel(partner[-1].C_)[0] in partner[-1].Cs_
+    again = load_model(save_model(partner, tmp_path / "partner.featcell"))
+    np.testing.assert_allclose(again.predict_proba(TEST_CELLS), partner.predict_proba(TEST_CELLS))
+
+
 def test_make_cell_classifier_late_fusion():
     model = make_cell_classifier(
         "classical+trained_cnn", head="lr", families=["morphology"], cnn_params=FAST,

