@@ -71,7 +71,7 @@ def main(argv=None):
     parser.add_argument("--verbose", action="store_true", help="training progress per epoch")
     parser.add_argument("--input-size", type=int, default=None, help="CNNClassifier input_size")
     parser.add_argument("--width", type=int, default=32, help="CNNClassifier width")
-    parser.add_argument("--max-epochs", type=int, default=60, help="CNNClassifier max_epochs")
+    parser.add_argument("--max-epochs", type=int, default=120, help="CNNClassifier max_epochs")
     parser.add_argument("--parallel-folds", type=int, default=1,
                         help="train the folds' networks in this many processes first")
     parser.add_argument("--cache", default=None,

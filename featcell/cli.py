@@ -419,7 +419,8 @@ def build_parser():
             "-o counter.featcell\n\n"
         ) + _wrap(
             "models: svm (support-vector machine), rf (random forest), lr (logistic or "
-            "ridge regression), gnb (naive Bayes), xgb (gradient boosting), cnn (a "
+            "ridge regression), lr_cv (logistic regression with its penalty chosen by "
+            "cross-validation), gnb (naive Bayes), xgb (gradient boosting), cnn (a "
             "pretrained CNN's embedding of each cell + logistic regression), trained_cnn "
             "(a small CNN trained on the cells' crops: needs torch, featcell[train], to "
             "train; scoring needs only onnxruntime); counting also accepts segmentation "

@@ -132,7 +132,7 @@ def test_extract_writes_a_cellprofiler_style_table(extracted):
 
 def test_train_on_a_table_then_score_images_and_tables(capsys, extracted, live_dead, tmp_path):
     model = tmp_path / "viability.featcell"
-    code, out, err = run(capsys, "train", extracted, "--target", "Class", "--model", "lr",
+    code, out, err = run(capsys, "train", extracted, "--target", "Class", "--model", "lr_cv",
                          "--cv", "3", "-o", model)
     assert code == 0, err
     assert "StratifiedGroupKFold" in out and "balanced_accuracy" in out and "95% CI" in out
