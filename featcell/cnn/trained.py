@@ -105,9 +105,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     epoch), and the best epoch's weights are kept: the number of epochs is
     chosen by validation, not fixed. Predictions and the embedding average the
     8 flips and 90-degree rotations of each crop (in the exported graph, and in
-    the validation that picks the epoch). The weights at the end of the other
-    cycles, each validated after its own annealing, join the kept network where
-    averaging their probabilities lowers the validation loss (``n_snapshots``).
+    the validation that picks the epoch).
 
     Parameters
     ----------
