@@ -299,52 +299,6 @@ def test_cosine_schedule_anneals_each_cycle_and_stops_after_a_useless_one():
     assert len(history) == 6 and best == 2
 
 
-def test_cycle_ends_are_kept_for_a_snapshot_ensemble():
-    """The weights at the end of every cycle but the kept epoch's, with their losses."""
-    states = []
-    losses = [1.0, 0.9, 0.95, 0.9, 0.85, 0.8] + [0.85] * 8
-    _, best = _toy_fit(losses, schedule="cosine", first_cycle=2, max_epochs=14,
-                       cycle_states=states)
-    assert best == 6 and [(e, v) for e, v, _ in states] == [(2, 0.9), (14, 0.85)]
-    assert set(states[0][2]) == {"weight", "bias"}
-    assert not np.allclose(states[0][2]["weight"], states[1][2]["weight"])
-
-
-def test_choose_snapshots_averages_only_what_helps():
-    from featcell.cnn.trained import _choose_snapshots, _softmax
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 600)
-    signal = 2.0 * np.eye(3)[y]
-
-    def noisy():  # right on average, with independent errors: averaging helps
-        return signal + rng.normal(0, 2.0, signal.shape)
-
-    first, second, third = noisy(), noisy(), noisy()
-    n, proba = _choose_snapshots([first, second, third], y, "auto")
-    assert n == 3
-    np.testing.assert_allclose(proba, (_softmax(first) + _softmax(second) + _softmax(third)) / 3,
-                               rtol=1e-5)
-    useless = rng.normal(0, 5.0, signal.shape)  # confident and wrong: never averaged in
-    assert _choose_snapshots([first, useless], y, "auto")[0] == 1
-    n, proba = _choose_snapshots([first, useless], y, 2)  # a number is taken as it is
-    assert n == 2 and np.allclose(proba, (_softmax(first) + _softmax(useless)) / 2, rtol=1e-5)
-    assert _choose_snapshots([first], y, 3)[0] == 1
-
-
-def test_snapshot_ensemble_is_one_exported_model(fitted):
-    """Two cosine cycles: the kept network and the other cycle's end, averaged in one graph."""
-    clf = CNNClassifier(**{**FAST, "max_epochs": 20}, n_snapshots=2).fit(CELLS, Y)
-    assert len(clf.snapshot_epochs_) == 2 and clf.snapshot_epochs_[0] == clf.best_epoch_
-    assert clf.snapshot_epochs_[1] in (10, 20) and clf.snapshot_epochs_[1] != clf.best_epoch_
-    assert clf.n_parameters_ == 2 * fitted.n_parameters_
-    assert clf.transform(TEST_CELLS).shape == (40, 64) and len(clf.get_feature_names_out()) == 64
-    np.testing.assert_allclose(  # the averaged validation probabilities are the graph's
-        clf.validation_proba_, clf.predict_proba(CELLS[clf.validation_index_]), atol=1e-4
-    )
-    assert (clf.predict(TEST_CELLS) == TEST_Y).mean() > 0.8
-
-
 def test_predictions_ignore_orientation(fitted):
     """Test-time augmentation in the exported graph: flips and 90-degree rotations of a
     cell give the same probabilities and embedding."""

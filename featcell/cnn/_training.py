@@ -118,18 +118,16 @@ def _modules():
     class ProbaAndEmbedding(nn.Module):
         """The graph that is exported: class probabilities and the penultimate layer
         (averaged over ``views`` dihedral views; the probabilities are the head's on
-        that embedding). With several networks (a snapshot ensemble), the mean of their
-        probabilities and their embeddings side by side."""
+        that embedding)."""
 
-        def __init__(self, nets, views=1):
+        def __init__(self, net, views=1):
             super().__init__()
-            self.nets = nn.ModuleList(nets)
+            self.net = net
             self.views = views
 
         def forward(self, x):
-            zs = [embed_views(net, x, self.views) for net in self.nets]
-            probas = [torch.softmax(net.fc(z), dim=1) for net, z in zip(self.nets, zs)]
-            return torch.stack(probas).mean(dim=0), torch.cat(zs, dim=1)
+            z = embed_views(self.net, x, self.views)
+            return torch.softmax(self.net.fc(z), dim=1), z
 
     class DensityFCN(nn.Module):
         """A small U-Net-like density network: two poolings, skip connections, a
@@ -197,8 +195,8 @@ def embed_views(net, x, views=1):
     return z.reshape(8, -1, z.shape[-1]).mean(dim=0)
 
 
-def proba_and_embedding(nets, views=1):
-    return _modules()[1](nets, views)
+def proba_and_embedding(net, views=1):
+    return _modules()[1](net, views)
 
 
 def density_fcn(n_channels, width, mean, std, scale, bias=0.0):
@@ -356,7 +354,6 @@ def fit_network(
     average_weights=False,
     schedule="plateau",
     first_cycle=10,
-    cycle_states=None,
 ):
     """Train with AdamW until the validation loss stops improving; keep the best epoch.
 
@@ -398,11 +395,6 @@ def fit_network(
         validation loss is not yet what the cycle will reach).
     first_cycle : int
         Epochs of the first cosine cycle.
-    cycle_states : list, optional
-        With ``schedule="cosine"``, receives ``(epoch, val_loss, state_dict)`` of the
-        (validated) weights at the end of every cycle but the kept epoch's: the
-        members of a snapshot ensemble (Huang et al. 2017), each at the bottom of its
-        own learning-rate cycle.
 
     Returns
     -------
@@ -490,8 +482,6 @@ def fit_network(
         elif not np.isfinite(best) or val_loss < best - 1e-4 * abs(best):
             best, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(evaluated.state_dict())
-        if cycle_states is not None and schedule == "cosine" and epoch == cycle_ends[cycle]:
-            cycle_states.append((epoch, val_loss, copy.deepcopy(evaluated.state_dict())))
         if progress is not None:
             progress.set_postfix(
                 train=f"{total / max(1, seen):.3f}", val=f"{val_loss:.3f}", best=best_epoch,
@@ -504,10 +494,6 @@ def fit_network(
             break  # this cycle did not improve on the previous ones: a longer one will not
     if progress is not None:
         progress.close()
-    if cycle_states:  # not the kept epoch's cycle: its end is the kept weights, or near them
-        kept_cycle = int(np.searchsorted(cycle_ends, best_epoch))
-        cycle_states[:] = [s for s in cycle_states
-                           if int(np.searchsorted(cycle_ends, s[0])) != kept_cycle]
     if validation == 0 and average_weights:
         net.load_state_dict(model.module.state_dict())
     elif best_state is not None:  # None only if every validation loss was NaN

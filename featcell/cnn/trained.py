@@ -31,7 +31,6 @@ __all__ = ["CNNClassifier"]
 _DATASET_PERCENTILES = (0.1, 99.9)
 _CROP_PERCENTILES = (1.0, 99.8)
 _MAX_AUTO_SIZE = 96
-_AUTO_SNAPSHOTS = 4  # at most this many networks with n_snapshots="auto"
 
 
 def _check_cells(X, who):
@@ -151,19 +150,10 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         Test-time augmentation: average the embedding (and so the logits) over
         the 8 dihedral views of each crop, so that predictions do not depend on
         the cell's orientation. Costs 8 network passes per cell in prediction.
-    n_snapshots : "auto" or int, default="auto"
-        Networks in the exported model (``schedule="cosine"``): the kept epoch's, plus
-        the weights at the end of other learning-rate cycles of the same run, each
-        validated after its own annealing (a snapshot ensemble, Huang et al. 2017:
-        several minima for the cost of one training); their probabilities are averaged
-        and their embeddings put side by side. ``"auto"``: up to 4, as many as lower
-        the validation loss (the cycle ends ranked by their own validation loss);
-        ``1``: the kept epoch's network alone. Prediction costs one pass per network.
     refit : bool, default=False
         After the epochs are chosen on the validation cells, train a new network
         on all the cells (validation ones included), with the same seed and
-        schedule, for ``best_epoch_`` epochs, and keep that one (with snapshots, the
-        refit's last cycle ends before it, as many as were chosen). Costs about twice
+        schedule, for ``best_epoch_`` epochs, and keep that one. Costs about twice
         the training; the network learns from every cell. Needs
         ``schedule="cosine"`` (the plateau schedule's steps follow the validation).
     batch_size : int, default=64
@@ -213,13 +203,11 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         class-balanced cross-entropy and balanced accuracy.
     best_epoch_ : int
         Epoch whose weights were kept.
-    snapshot_epochs_ : list of int
-        Epochs of the networks in the model, the kept one first (see ``n_snapshots``).
     validation_index_ : ndarray of int
         Positions, among the cells given to ``fit``, of the validation cells held out
         for early stopping.
     validation_proba_ : ndarray of shape (n_validation, n_classes)
-        The validated networks' probabilities of those cells (which it did not
+        The validated network's probabilities of those cells (which it did not
         train on; with ``refit``, the kept network did).
     refit_history_ : list of dict
         With ``refit``: the refit's epochs (training loss, seconds).
@@ -228,7 +216,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
     device_ : str
         Hardware used for training, in words (e.g. ``"cpu (2 threads)"``).
     feature_names_out_ : ndarray of str
-        ``CNN_Trained_<i>``: the embedding's features (``4 * width`` per network).
+        ``CNN_Trained_<i>``: the embedding's features.
 
     Examples
     --------
@@ -256,7 +244,6 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"cosine", "plateau"})],
         "tta": ["boolean"],
-        "n_snapshots": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "refit": ["boolean"],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -285,7 +272,6 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         patience=8,
         schedule="cosine",
         tta=True,
-        n_snapshots="auto",
         refit=False,
         batch_size=64,
         learning_rate=3e-3,
@@ -310,7 +296,6 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.schedule = schedule
         self.tta = tta
-        self.n_snapshots = n_snapshots
         self.refit = refit
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -425,12 +410,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                         len(self.channels_), len(self.classes_), self.width, mean, std
                     )
 
-                def snapshot(state, rows):
-                    other = make_net(rows).to(device)
-                    other.load_state_dict(state)
-                    return other.eval()
-
-                net, snapshots = make_net(train), []
+                net = make_net(train)
                 settings = dict(
                     make_batch=make_batch, average_weights=True, schedule=self.schedule,
                     batch_size=self.batch_size, learning_rate=self.learning_rate,
@@ -439,34 +419,24 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                 )
                 self.history_, self.best_epoch_ = _training.fit_network(
                     net, loss_fn, len(train), len(val), validate=validate,
-                    max_epochs=self.max_epochs, cycle_states=snapshots, **settings,
+                    max_epochs=self.max_epochs, **settings,
                 )
-                others = sorted(snapshots, key=lambda s: s[1])[: self._max_snapshots() - 1]
-                with torch.no_grad():  # the candidates ranked by their validation loss
-                    others_nets = [snapshot(state, train) for _, _, state in others]
-                    logits = [validation_logits(n) for n in [net.eval(), *others_nets]]
-                n_nets, self.validation_proba_ = _choose_snapshots(
-                    logits, y_index[val], self.n_snapshots
-                )
-                nets = [net, *others_nets[: n_nets - 1]]
-                self.snapshot_epochs_ = [self.best_epoch_] + [s[0] for s in others[: n_nets - 1]]
+                with torch.no_grad():
+                    logits = validation_logits(net.eval())
+                self.validation_proba_ = _softmax(logits)
                 if self.refit:  # the same seed, schedule and epochs, on all the cells
                     torch.manual_seed(seed)
                     generator.manual_seed(seed)
                     train = np.arange(len(y_index))
                     sets[True], weight = train, class_weights(train)
-                    net, snapshots = make_net(train), []
+                    net = make_net(train)
                     self.refit_history_, _ = _training.fit_network(
-                        net, loss_fn, len(train), 0, max_epochs=self.best_epoch_,
-                        cycle_states=snapshots, **settings,
+                        net, loss_fn, len(train), 0, max_epochs=self.best_epoch_, **settings
                     )
-                    later = snapshots[::-1][: n_nets - 1]  # the refit's latest cycle ends
-                    nets = [net, *(snapshot(state, train) for _, _, state in later)]
-                    self.snapshot_epochs_ = [self.best_epoch_] + [s[0] for s in later]
-                self.n_parameters_ = int(sum(p.numel() for n in nets for p in n.parameters()))
+                self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
                 size = self.input_size_
                 self.network_ = _training.export_onnx(
-                    _training.proba_and_embedding(nets, views),
+                    _training.proba_and_embedding(net, views),
                     torch.zeros(1, len(self.channels_), size, size),
                     ["input"], ["proba", "embedding"],
                     {"input": {0: "batch"}, "proba": {0: "batch"}, "embedding": {0: "batch"}},
@@ -474,7 +444,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         finally:
             torch.set_num_threads(threads)
         self.network_sha256_ = hashlib.sha256(self.network_).hexdigest()
-        n_dims = sum(n.fc.in_features for n in nets)  # 4 * width (ResNet), 1280 (EfficientNet)
+        n_dims = net.fc.in_features  # 4 * width (ResNet), 1280 (EfficientNet-Lite0)
         self.feature_names_out_ = np.asarray(
             [f"CNN_Trained_{i:04d}" for i in range(n_dims)], dtype=object
         )
@@ -577,11 +547,6 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             self.mask_background, self.n_threads,
         )
 
-    def _max_snapshots(self):
-        if self.schedule != "cosine":
-            return 1
-        return _AUTO_SNAPSHOTS if self.n_snapshots == "auto" else int(self.n_snapshots)
-
     def _validation_split(self, X, y_index):
         """(train, validation) cell indices; groups never straddle the two."""
         n = len(y_index)
@@ -631,27 +596,6 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
 def _softmax(logits):
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _choose_snapshots(logits, y, n_snapshots):
-    """How many of the networks (their validation ``logits``, the kept one first, then the
-    candidates in order) to average, and the averaged validation probabilities.
-
-    An integer takes that many (at most those given); ``"auto"`` the number whose mean
-    probabilities give the lowest validation criterion (:func:`_validation_scores`), a
-    larger ensemble only where it lowers the criterion by more than 1e-4 of it.
-    """
-    probas = np.cumsum([_softmax(z).astype(np.float64) for z in logits], axis=0)
-    probas /= np.arange(1, len(logits) + 1)[:, None, None]
-    if n_snapshots != "auto":
-        n = min(int(n_snapshots), len(logits))
-        return n, probas[n - 1].astype(np.float32)
-    n, best = 1, _validation_scores(np.log(probas[0] + 1e-12), y)[0]
-    for k in range(2, len(logits) + 1):
-        criterion = _validation_scores(np.log(probas[k - 1] + 1e-12), y)[0]
-        if criterion < best - 1e-4 * abs(best):
-            n, best = k, criterion
-    return n, probas[n - 1].astype(np.float32)
 
 
 def _validation_scores(logits, y):
