@@ -249,8 +249,8 @@ def make_head(name, task="classification", *, class_weight="balanced", random_st
         ridge regression with the penalty chosen by efficient leave-one-out CV;
         ``"lr_cv"``: logistic regression with its ``C`` chosen among 9 values from
         0.001 to 10 by a stratified, shuffled 5-fold cross-validation of the training
-        rows (log loss; ``LogisticRegressionCV``; the inner folds do not know groups), ridge
-        regression as ``"lr"`` for regression;
+        rows (log loss; ``LogisticRegressionCV``; the inner folds do not know groups),
+        ridge regression as ``"lr"`` for regression;
         ``"gnb"``: Gaussian naive Bayes (classification only); ``"xgb"``: gradient
         boosted trees (XGBoost); ``"mlp"``: a one-hidden-layer perceptron with early
         stopping (on the standardised target for regression). SVM, LR and MLP
