@@ -40,9 +40,10 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
     early stopping (``CNNClassifier.validation_index_`` and ``validation_proba_``):
     the partner is trained on the other cells, both predict the held-out ones
     (neither has trained on them), and ``w`` minimises the mean cross-entropy there
-    over a grid of ``n_weights`` values from 0 (partner alone) to 1 (CNN alone). The partner is then refitted on
-    all training cells (and the network too, if it has ``refit=True``). The
-    fusion costs two fits of the partner on top of the network's.
+    over a grid of ``n_weights`` values from 0 (partner alone) to 1 (CNN alone).
+    The partner is then refitted on all training cells (and the network too, if it
+    has ``refit=True``). The fusion costs two fits of the partner on top of the
+    network's.
 
     Parameters
     ----------
