@@ -42,7 +42,12 @@ classical+lr_cv 0.660 [0.601-0.715], trained_cnn 0.590 [0.542-0.641], classical+
 0.026 (paired bootstrap interval 0.008 to 0.047); the 0.70 goal is not reached. The network
 (77 k parameters, 0.31 MB of ONNX) kept epochs 92-116 of 120, 513-954 s per fold on one
 thread of a loaded machine. With ``--max-epochs 60`` (best epochs 49-60 of 60): trained_cnn
-0.555, classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691.
+0.555, classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691. All channels
+(``--all-channels``, same settings): classical+trained_cnn 0.865 [0.812-0.909], late_fusion and
+late_fusion+lr_cv 0.858 [0.804-0.910], trained_cnn 0.833 [0.781-0.878], classical+lr_cv 0.826,
+classical+lr 0.825, classical+svm 0.725, frozen_cnn+lr 0.709 (best epochs 103-120 of 120).
+``late_fusion+lr_cv`` is :class:`featcell.CNNFusionClassifier` with its default partner
+(``make_head("lr_cv")``).
 
 Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 folds)::
 
