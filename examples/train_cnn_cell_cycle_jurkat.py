@@ -277,9 +277,14 @@ def main(argv=None):
     with pd.option_context("display.width", 220, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(res.paired.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_training()
+
+
+def print_training():
+    """The folds' networks (size, epochs kept, training time) and the fusions' choices."""
     fits = list(SharedCNN._fits.values())  # one network per fold, in fold order
     fitted = fits[0]
-    print(f"trained CNN: {fitted['n_parameters_']} parameters, ONNX "
+    print(f"trained CNN: {fitted['n_parameters_']} parameters, {fitted['input_size_']} px, ONNX "
           f"{len(fitted['network_']) / 1e6:.2f} MB; best epoch of epochs run, per fold: "
           + ", ".join(f"{f['best_epoch_']}/{len(f['history_'])}" for f in fits)
           + "; training seconds per fold: " + ", ".join(f"{f['fit_seconds_']:.0f}" for f in fits)

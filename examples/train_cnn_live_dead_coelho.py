@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
-from train_cnn_cell_cycle_jurkat import Fusion, Rows, SharedCNN, head, pretrain
+from train_cnn_cell_cycle_jurkat import Fusion, Rows, SharedCNN, head, pretrain, print_training
 
 from featcell import CellFeatures, compare
 
@@ -125,14 +125,7 @@ def main(argv=None):
                                         "hardware"])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(res.paired.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    fits = list(SharedCNN._fits.values())  # one network per fold, in fold order
-    print(f"trained CNN: {fits[0]['n_parameters_']} parameters, {fits[0]['input_size_']} px, "
-          f"ONNX {len(fits[0]['network_']) / 1e6:.2f} MB; best epoch of epochs run, per fold: "
-          + ", ".join(f"{f['best_epoch_']}/{len(f['history_'])}" for f in fits)
-          + "; seconds per fold: " + ", ".join(f"{f['fit_seconds_']:.0f}" for f in fits)
-          + f" on {fits[0]['device_']}")
-    print("late fusion: the CNN's weight chosen per fold: "
-          + ", ".join(f"{w:.1f}" for w in Fusion.chosen))
+    print_training()
 
 
 if __name__ == "__main__":
