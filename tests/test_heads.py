@@ -37,7 +37,7 @@ def test_regression_heads(name):
 
 def test_lr_cv_chooses_c_by_cross_validation():
     """Strong noise features: the inner CV picks a stronger penalty than the weakest."""
-    noisy = np.c_[X[:, :1], RNG.normal(size=(len(X), 40))]
+    noisy = np.c_[X[:, :1], np.random.default_rng(1).normal(size=(len(X), 40))]
     model = make_pipeline(StandardScaler(), make_head("lr_cv")).fit(noisy, CLASSES)
     head = model[-1]
     c = np.ravel(head.C_)[0]  # one C (scikit-learn >= 1.9), or one per class, all equal
