@@ -24,9 +24,11 @@ network 2.90 (2.56 at the best scale), three cross-fitted networks with 14 epoch
 the ensemble's gain there is the calibration on all training images; sigma twice the
 dot-spacing rule was worse (2.93).
 
-Curve (``--n-train 8 16 50 --draws 1``, load ~1; N = 50 also ``--n-train 50 --draws 2
---first-draw 1``): N = 8 / 16 MAE 2.79 / 3.09 (draw 0 only), N = 50 2.80 ± 0.13 (draws 2.98,
-2.67, 2.74), fit 295 / 304 / 387-464 s; before (one network, 3 draws) 4.64 / 2.97 / 2.56.
+Curve (``--n-train 8 16 50 --draws 1``, load ~1; then ``--n-train 8`` and ``--n-train 16`` with
+``--draws 4 --first-draw 1``, and ``--n-train 50 --draws 2 --first-draw 1``): N = 8 MAE 3.59 ±
+0.51 (draws 2.79, 3.48, 4.10, 3.42, 4.18), N = 16 3.59 ± 0.80 (3.09, 3.87, 3.11, 2.84, 5.03),
+N = 50 2.80 ± 0.13 (3 draws: 2.98, 2.67, 2.74); fit 272-820 s on one thread (load 1 to 5);
+before (one network, 3 draws) 4.64 / 2.97 / 2.56.
 
 Published (official test half): Lempitsky & Zisserman 2010 3.5 ± 0.2; Fiaschi et al. 2012
 3.2 ± 0.1; FCRN-A 2.9 ± 0.2; Count-ception 2.3-2.4.
