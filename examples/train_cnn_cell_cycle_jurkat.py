@@ -131,7 +131,7 @@ class Fusion(CNNFusionClassifier):
     def fit(self, X, y):
         super().fit(X, y)
         head = self.partner_[-1]
-        key = type(head).__name__
+        key = "the lr_cv partner" if hasattr(head, "C_") else "the lr partner"
         c = f" (C {np.ravel(head.C_)[0]:.3g})" if hasattr(head, "C_") else ""
         Fusion.chosen.setdefault(key, []).append(f"{self.weight_:.1f}{c}")
         return self

@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
@@ -210,6 +212,31 @@ class _RareClassCalibration(CalibratedClassifierCV):
         return self
 
 
+class _RareClassLogisticRegressionCV(LogisticRegressionCV):
+    """``LogisticRegressionCV`` whose stratified folds adapt to the rarest class.
+
+    With 5 folds scikit-learn warns about a class of fewer than 5 rows (some inner
+    folds then lack it), once per fit: in a cross-validation, once per outer fold.
+    As for the svm head's calibration, the number of folds drops to the size of the
+    rarest class (at least 2); a class of a single row then sits out of one inner
+    fold's training rows, without the warning.
+    """
+
+    def fit(self, X, y, sample_weight=None, **params):
+        counts = np.unique(np.asarray(y), return_counts=True)[1]
+        cv = self.cv
+        if not isinstance(cv, StratifiedKFold) or len(counts) < 2 or counts.min() >= cv.n_splits:
+            return super().fit(X, y, sample_weight=sample_weight, **params)
+        folds = StratifiedKFold(max(2, int(counts.min())), shuffle=cv.shuffle,
+                                random_state=cv.random_state)
+        inner = LogisticRegressionCV(**{**self.get_params(deep=False), "cv": folds})
+        with warnings.catch_warnings():  # a single-row class: expected, see above
+            warnings.filterwarnings("ignore", message="The least populated class")
+            inner.fit(X, y, sample_weight=sample_weight, **params)
+        self.__dict__.update({k: v for k, v in vars(inner).items() if k.endswith("_")})
+        return self
+
+
 def _xgb(task, random_state, n_jobs):
     from xgboost import XGBClassifier, XGBRegressor
 
@@ -249,8 +276,9 @@ def make_head(name, task="classification", *, class_weight="balanced", random_st
         ridge regression with the penalty chosen by efficient leave-one-out CV;
         ``"lr_cv"``: logistic regression with its ``C`` chosen among 9 values from
         0.001 to 10 by a stratified, shuffled 5-fold cross-validation of the training
-        rows (log loss; ``LogisticRegressionCV``; the inner folds do not know groups),
-        ridge regression as ``"lr"`` for regression;
+        rows (log loss; ``LogisticRegressionCV``; fewer folds, at least 2, when a
+        class has fewer than 5 rows; the inner folds do not know groups), ridge
+        regression as ``"lr"`` for regression;
         ``"gnb"``: Gaussian naive Bayes (classification only); ``"xgb"``: gradient
         boosted trees (XGBoost); ``"mlp"``: a one-hidden-layer perceptron with early
         stopping (on the standardised target for regression). SVM, LR and MLP
@@ -313,14 +341,12 @@ def make_head(name, task="classification", *, class_weight="balanced", random_st
             return RandomForestRegressor(max_features=0.5, **params)
         return RandomForestClassifier(class_weight=class_weight, **params)
     if name in ("lr", "lr_cv"):
-        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
+        from sklearn.linear_model import LogisticRegression, RidgeCV
 
         if regression:
             return RidgeCV(alphas=np.logspace(-1, 4, 11))
         if name == "lr_cv":
-            from sklearn.model_selection import StratifiedKFold
-
-            model = LogisticRegressionCV(
+            model = _RareClassLogisticRegressionCV(
                 Cs=np.logspace(-3, 1, 9), scoring="neg_log_loss", max_iter=5000,
                 cv=StratifiedKFold(5, shuffle=True, random_state=random_state),
                 class_weight=class_weight, n_jobs=n_jobs,

@@ -80,6 +80,7 @@ _FEATCELL_TYPES = (
     "featcell.features.texture.Texture",
     "featcell.heads.BalancedClassifier",
     "featcell.heads._RareClassCalibration",
+    "featcell.heads._RareClassLogisticRegressionCV",
 )
 _LIBRARY_TYPES = (
     "builtins.bool",
@@ -104,9 +105,8 @@ _LIBRARY_TYPES = (
     "sklearn.frozen._frozen.FrozenEstimator",  # svm calibration of a one-row class
     "sklearn.impute._base.SimpleImputer",
     "sklearn.linear_model._logistic.LogisticRegression",
-    "sklearn.linear_model._logistic.LogisticRegressionCV",
-    "sklearn.model_selection._split.StratifiedKFold",  # lr_cv's inner folds
     "sklearn.linear_model._ridge.RidgeCV",
+    "sklearn.model_selection._split.StratifiedKFold",  # lr_cv's inner folds
     "sklearn.naive_bayes.GaussianNB",
     "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
     "sklearn.neural_network._multilayer_perceptron.MLPRegressor",

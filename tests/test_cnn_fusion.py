@@ -127,8 +127,10 @@ def test_default_partner_chooses_its_regularisation_by_inner_cv(tmp_path):
     by cross-validation of the training cells; such a fitted model saves and loads."""
     from featcell.persist import load_model, save_model
 
+    from sklearn.linear_model import LogisticRegressionCV
+
     partner = CNNFusionClassifier()._partner()
-    assert type(partner[-1]).__name__ == "LogisticRegressionCV"
+    assert isinstance(partner[-1], LogisticRegressionCV)
     partner.set_params(features__families=["morphology", "intensity"])
     partner.fit(CELLS, Y)
     assert np.ravel(partner[-1].C_)[0] in partner[-1].Cs_

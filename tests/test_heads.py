@@ -45,6 +45,32 @@ def test_lr_cv_chooses_c_by_cross_validation():
     assert head.class_weight == "balanced" and head.scoring == "neg_log_loss"
 
 
+def test_lr_cv_with_a_rare_class_uses_fewer_folds_quietly():
+    """A class of 2 rows (fewer than the 5 inner folds), or of 1: no warning, every class
+    in the model, the folds as many as the rarest class has rows (at least 2)."""
+    import warnings
+
+    for rare in (2, 1):
+        y = CLASSES.copy()
+        y[np.flatnonzero(y == "Mitosis")[rare:]] = "G1"
+        head = make_head("lr_cv")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model = make_pipeline(StandardScaler(), head).fit(X, y)
+        assert list(model.classes_) == ["G1", "Mitosis", "S_phase"]
+        assert model.predict_proba(X).shape == (len(X), 3)
+        assert head.cv.n_splits == 5  # the parameter is left as it was
+        assert _n_inner_folds(head) == max(2, rare)
+    assert _n_inner_folds(make_head("lr_cv").fit(X, CLASSES)) == 5
+
+
+def _n_inner_folds(head):
+    """Rows of LogisticRegressionCV's scores_: one per inner fold (an array from
+    scikit-learn 1.9 on, before a dict of such arrays per class)."""
+    scores = head.scores_
+    return len(next(iter(scores.values())) if isinstance(scores, dict) else scores)
+
+
 def test_class_weight_is_passed_on():
     assert make_head("rf").class_weight == "balanced"
     assert make_head("svm", class_weight=None).estimator.class_weight is None
