@@ -53,6 +53,9 @@ def main():
     if not DATA.is_dir():
         raise SystemExit(f"DSB2018 not found at {DATA}")
     names = greyscale_256(DATA)
+    if len(names) <= args.n_train:
+        raise SystemExit(f"DSB2018 at {DATA}: {len(names)} greyscale 256 x 256 images, "
+                         f"need more than --n-train {args.n_train}")
     names = [names[i] for i in np.random.default_rng(123).permutation(len(names))[:100]]
     paths = [DATA / "images" / name for name in names]
     points = [read_points(DATA / "labels" / name, kind="labels") for name in names]
