@@ -22,7 +22,12 @@ minutes per fit. Exploration on draw 10 (never draws 0-4), with a scratch script
 scored each counter at the test set's own best scale, so not reproduced by this example: one
 network 2.90 (2.56 at the best scale), three cross-fitted networks with 14 epochs 2.66 (2.67):
 the ensemble's gain there is the calibration on all training images; sigma twice the
-dot-spacing rule was worse (2.93).
+dot-spacing rule was worse (2.93). Which epoch a member keeps (a scratch script that saved
+every epoch's weights, draws 10, 11, 12): the held-out count error's choice (the default) 2.87,
+2.69, 2.65; the last of the 12 epochs 2.99, 2.84, 2.93 (the pixel loss picks it too); the count
+error of the images' quadrants (GAME(1)) 2.76, 2.78, 2.64; the count error after each member's
+own scale 2.78, 2.72, 2.67: early stopping on the counts is worth about 0.2, and no other
+criterion beats it consistently.
 
 Curve (``--n-train 8 16 50 --draws 1``, load ~1; then ``--n-train 8`` and ``--n-train 16`` with
 ``--draws 4 --first-draw 1``, and ``--n-train 50 --draws 2 --first-draw 1``): N = 8 MAE 3.59 ±
