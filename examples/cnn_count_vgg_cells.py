@@ -68,6 +68,9 @@ def main(argv=None):
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
     table = pd.read_csv(DATA / "counts.csv")
+    if args.draws < 1 or not all(2 <= n < len(table) for n in args.n_train):
+        parser.error(f"--draws must be at least 1 and every --n-train from 2 to {len(table) - 1} "
+                     f"(the other images of the {len(table)} are the test set)")
     paths = [DATA / "images" / name for name in table["image"]]
     y = table["count"].to_numpy(dtype=float)
     points = read_points(DATA / "dots", images=paths)

@@ -52,11 +52,13 @@ def main():
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"DSB2018 not found at {DATA}")
+    if args.draws < 1 or args.n_train < 2:
+        parser.error("--draws must be at least 1 and --n-train at least 2")
     names = greyscale_256(DATA)
-    if len(names) <= args.n_train:
-        raise SystemExit(f"DSB2018 at {DATA}: {len(names)} greyscale 256 x 256 images, "
-                         f"need more than --n-train {args.n_train}")
     names = [names[i] for i in np.random.default_rng(123).permutation(len(names))[:100]]
+    if len(names) <= args.n_train:  # at most 100 images are used: some must be left to test
+        raise SystemExit(f"DSB2018 at {DATA}: {len(names)} greyscale 256 x 256 images used, "
+                         f"need more than --n-train {args.n_train}")
     paths = [DATA / "images" / name for name in names]
     points = [read_points(DATA / "labels" / name, kind="labels") for name in names]
     y = np.array([len(p) for p in points], dtype=float)

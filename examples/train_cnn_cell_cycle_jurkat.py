@@ -44,8 +44,8 @@ classical+lr_cv 0.660 [0.601-0.715], trained_cnn 0.590 [0.542-0.641], classical+
 thread of a loaded machine. With ``--max-epochs 60`` (best epochs 49-60 of 60): trained_cnn
 0.555, classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691. With
 ``--max-epochs 310`` (a fifth cosine cycle, 160 epochs; it lowered the validation loss by
-0.12-0.19 in every fold, for example 0.95 to 0.76, and the best epochs were 269-296 of 310, so
-the networks were still improving): late_fusion+lr_cv 0.695 [0.648-0.743],
+0.12-0.19 in every fold, for example 0.95 to 0.76, as each run prints it per fold; the best
+epochs were 269-296 of 310, so the networks were still improving): late_fusion+lr_cv 0.695 [0.648-0.743],
 classical+trained_cnn 0.692 [0.638-0.746], late_fusion 0.685 [0.637-0.735], trained_cnn 0.617
 [0.571-0.666], the other candidates unchanged; 917-1,675 s per fold on one thread (machine
 loaded 2-4x). Still just below 0.70: the 10 Anaphase cells weigh 0.014 each in the balanced
@@ -288,12 +288,15 @@ def main(argv=None):
 
 
 def print_training():
-    """The folds' networks (size, epochs kept, training time) and the fusions' choices."""
+    """The folds' networks (size, epochs kept, validation loss, training time) and the
+    fusions' choices."""
     fits = list(SharedCNN._fits.values())  # one network per fold, in fold order
     fitted = fits[0]
     print(f"trained CNN: {fitted['n_parameters_']} parameters, {fitted['input_size_']} px, ONNX "
           f"{len(fitted['network_']) / 1e6:.2f} MB; best epoch of epochs run, per fold: "
           + ", ".join(f"{f['best_epoch_']}/{len(f['history_'])}" for f in fits)
+          + "; best validation loss per fold: "
+          + ", ".join(f"{min(h['val_loss'] for h in f['history_']):.3f}" for f in fits)
           + "; training seconds per fold: " + ", ".join(f"{f['fit_seconds_']:.0f}" for f in fits)
           + f" on {fitted['device_']}")
     for partner, chosen in Fusion.chosen.items():

@@ -205,11 +205,7 @@ class _RareClassCalibration(CalibratedClassifierCV):
             fitted = clone(self.estimator).fit(X, y, sample_weight=sample_weight, **fit_params)
             inner = CalibratedClassifierCV(
                 FrozenEstimator(fitted), method=self.method, ensemble=self.ensemble)
-        with warnings.catch_warnings():  # the frozen classifier's folds do not refit it
-            warnings.filterwarnings("ignore", message="The least populated class")
-            inner.fit(X, y, sample_weight=sample_weight, **fit_params)
-        self.__dict__.update({k: v for k, v in vars(inner).items() if k.endswith("_")})
-        return self
+        return _fit_in_place_of(self, inner, X, y, sample_weight, fit_params)
 
 
 class _RareClassLogisticRegressionCV(LogisticRegressionCV):
@@ -230,11 +226,21 @@ class _RareClassLogisticRegressionCV(LogisticRegressionCV):
         folds = StratifiedKFold(max(2, int(counts.min())), shuffle=cv.shuffle,
                                 random_state=cv.random_state)
         inner = LogisticRegressionCV(**{**self.get_params(deep=False), "cv": folds})
-        with warnings.catch_warnings():  # a single-row class: expected, see above
-            warnings.filterwarnings("ignore", message="The least populated class")
-            inner.fit(X, y, sample_weight=sample_weight, **params)
-        self.__dict__.update({k: v for k, v in vars(inner).items() if k.endswith("_")})
-        return self
+        return _fit_in_place_of(self, inner, X, y, sample_weight, params)
+
+
+def _fit_in_place_of(estimator, inner, X, y, sample_weight, params):
+    """Fit ``inner`` (``estimator``'s scikit-learn base, with folds that suit the rarest
+    class) and give ``estimator`` its fitted attributes; its parameters stay as set.
+
+    The warning about a class with fewer rows than folds is silenced: the folds were
+    chosen for that class (a single-row class sits out of one fold, as documented).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        inner.fit(X, y, sample_weight=sample_weight, **params)
+    estimator.__dict__.update({k: v for k, v in vars(inner).items() if k.endswith("_")})
+    return estimator
 
 
 def _xgb(task, random_state, n_jobs):

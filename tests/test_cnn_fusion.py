@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegressionCV
 from sklearn.utils.estimator_checks import (
     check_get_params_invariance,
     check_no_attributes_set_in_init,
@@ -126,8 +127,6 @@ def test_default_partner_chooses_its_regularisation_by_inner_cv(tmp_path):
     """The default partner: classical features and a logistic regression whose C is chosen
     by cross-validation of the training cells; such a fitted model saves and loads."""
     from featcell.persist import load_model, save_model
-
-    from sklearn.linear_model import LogisticRegressionCV
 
     partner = CNNFusionClassifier()._partner()
     assert isinstance(partner[-1], LogisticRegressionCV)

@@ -139,7 +139,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         with 120, whose fourth cycle lowered the validation loss by 0.01 to 0.13:
         60 stopped the networks early. With 310, the fifth cycle lowered it again in
         every fold, by 0.12 to 0.19, the best epochs were 269 to 296, and the
-        balanced accuracy rose from 0.590 to 0.617, for 2.6 times the epochs: raise ``max_epochs`` when training is cheap, on a GPU.)
+        balanced accuracy rose from 0.590 to 0.617, for 2.6 times the epochs:
+        raise ``max_epochs`` when training is cheap, on a GPU.)
     patience : int, default=8
         Epochs without a lower validation loss before training stops
         (``schedule="plateau"`` only).
