@@ -27,7 +27,11 @@ every epoch's weights, draws 10, 11, 12): the held-out count error's choice (the
 2.69, 2.65; the last of the 12 epochs 2.99, 2.84, 2.93 (the pixel loss picks it too); the count
 error of the images' quadrants (GAME(1)) 2.76, 2.78, 2.64; the count error after each member's
 own scale 2.78, 2.72, 2.67: early stopping on the counts is worth about 0.2, and no other
-criterion beats it consistently.
+criterion beats it consistently. A wider network (``--width 32 --draws 5``, two fits at a
+time: 1.41 M parameters, 5.82 MB ONNX, 910-1,051 s per fit on one thread, about 3x width 16):
+MAE 2.71 ± 0.13 (2.66, 2.69, 2.96, 2.65, 2.61), no better than width 16, although it was on
+exploration draws 10 and 11 (2.66, 2.62 against 2.87, 2.69); five cross-fitted networks
+instead of three (scratch, draws 10 and 11): 2.72, 2.80, no consistent gain either.
 
 Curve (``--n-train 8 16 50 --draws 1``, load ~1; then ``--n-train 8`` and ``--n-train 16`` with
 ``--draws 4 --first-draw 1``, and ``--n-train 50 --draws 2 --first-draw 1``): N = 8 MAE 3.59 ±
