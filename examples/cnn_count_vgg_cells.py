@@ -75,6 +75,8 @@ def main(argv=None):
     if args.draws < 1 or not all(2 <= n < len(table) for n in args.n_train):
         parser.error(f"--draws must be at least 1 and every --n-train from 2 to {len(table) - 1} "
                      f"(the other images of the {len(table)} are the test set)")
+    if args.first_draw < 0 or (args.threads is not None and args.threads < 1):
+        parser.error("--first-draw must be at least 0 and --threads at least 1")
     paths = [DATA / "images" / name for name in table["image"]]
     y = table["count"].to_numpy(dtype=float)
     points = read_points(DATA / "dots", images=paths)

@@ -68,8 +68,9 @@ def main():
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"DSB2018 not found at {DATA}")
-    if args.draws < 1 or args.n_train < 2:
-        parser.error("--draws must be at least 1 and --n-train at least 2")
+    if args.draws < 1 or args.n_train < 2 or args.first_draw < 0 or args.threads < 1:
+        parser.error("--draws and --threads must be at least 1, --n-train at least 2 and "
+                     "--first-draw at least 0")
     names = greyscale_256(DATA)
     names = [names[i] for i in np.random.default_rng(123).permutation(len(names))[:100]]
     if len(names) <= args.n_train:  # at most 100 images are used: some must be left to test
