@@ -31,7 +31,9 @@ criterion beats it consistently. A wider network (``--width 32 --draws 5``, two 
 time: 1.41 M parameters, 5.82 MB ONNX, 910-1,051 s per fit on one thread, about 3x width 16):
 MAE 2.71 ± 0.13 (2.66, 2.69, 2.96, 2.65, 2.61), no better than width 16, although it was on
 exploration draws 10 and 11 (2.66, 2.62 against 2.87, 2.69); five cross-fitted networks
-instead of three (scratch, draws 10 and 11): 2.72, 2.80, no consistent gain either.
+instead of three (scratch, draws 10 and 11): 2.72, 2.80, no consistent gain either. Half the
+spacing's sigma (scratch, draw 10 only): 2.65 against 2.87, and the fit's ``validation_mae_``
+ranked them the same way (2.71 against 3.10): a lead for choosing sigma by validation.
 
 Curve (``--n-train 8 16 50 --draws 1``, load ~1; then ``--n-train 8`` and ``--n-train 16`` with
 ``--draws 4 --first-draw 1``, and ``--n-train 50 --draws 2 --first-draw 1``): N = 8 MAE 3.59 ±
