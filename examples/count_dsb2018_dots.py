@@ -23,9 +23,9 @@ beside another process): MAE 2.81 ± 0.22 (3.15, 2.72, 2.63, 2.99, 2.58), worse 
 classical counter's 2.33 in every draw; its dot-spacing sigma is 5.4-5.8 px here, where the
 classical counter's cross-validation picks 4. On exploration draws 10 and 11 (scratch): sigma
 from the spacing (5.9, 5.5) 2.99, 2.68; half of it 2.47, 2.56; the classical counter 2.10 on
-draw 10. The fit's out-of-sample ``validation_mae_`` ranked the two sigmas the same way on
-draw 11 (3.58 against 3.40): sigma should be chosen by validation, as the classical counter
-does, not taken from the spacing alone.
+draw 10. The fit's out-of-sample ``validation_mae_`` ranked the two sigmas the same way
+(3.73 against 2.53, 3.58 against 3.40): sigma should be chosen by validation, as the classical
+counter does, not taken from the spacing alone.
 
 Run from the project root (single-threaded, about 20 CPU seconds per draw; ``cnn_density``
 about 5 minutes)::
