@@ -45,9 +45,9 @@ thread of a loaded machine. With ``--max-epochs 60`` (best epochs 49-60 of 60): 
 0.555, classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691. With
 ``--max-epochs 310`` (a fifth cosine cycle, 160 epochs; it lowered the validation loss by
 0.12-0.19 in every fold, for example 0.95 to 0.76, as each run prints it per fold; the best
-epochs were 269-296 of 310, so the networks were still improving): late_fusion+lr_cv 0.695 [0.648-0.743],
-classical+trained_cnn 0.692 [0.638-0.746], late_fusion 0.685 [0.637-0.735], trained_cnn 0.617
-[0.571-0.666], the other candidates unchanged; 917-1,675 s per fold on one thread (machine
+epochs were 269-296 of 310, so the networks were still improving): late_fusion+lr_cv 0.695
+[0.648-0.743], classical+trained_cnn 0.692 [0.638-0.746], late_fusion 0.685 [0.637-0.735],
+trained_cnn 0.617 [0.571-0.666], the other candidates unchanged; 917-1,675 s per fold on one thread (machine
 loaded 2-4x). Still just below 0.70: the 10 Anaphase cells weigh 0.014 each in the balanced
 accuracy (3 of 10 found). All channels
 (``--all-channels``, same settings): classical+trained_cnn 0.865 [0.812-0.909], late_fusion and
