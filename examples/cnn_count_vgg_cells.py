@@ -61,6 +61,10 @@ from featcell import make_counter, read_points
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "counting" / "vgg_cells"
 
 
+def _rounded(scores):
+    return {round(k, 2): round(v, 2) for k, v in scores.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, nargs="+", default=[32])
@@ -68,6 +72,8 @@ def main(argv=None):
     parser.add_argument("--first-draw", type=int, default=0,
                         help="seed of the first draw (exploration: 10 and above, never 0-4)")
     parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--sigma-factors", type=float, nargs="+", default=[0.5, 1.0],
+                        help="multiples of the dot spacing's sigma tried (chosen by validation)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -79,6 +85,8 @@ def main(argv=None):
                      f"(the other images of the {len(table)} are the test set)")
     if args.first_draw < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--first-draw must be at least 0 and --threads at least 1")
+    if not all(0 < f <= 100 for f in args.sigma_factors):
+        parser.error("--sigma-factors must be positive (at most 100)")
     paths = [DATA / "images" / name for name in table["image"]]
     y = table["count"].to_numpy(dtype=float)
     points = read_points(DATA / "dots", images=paths)
@@ -91,14 +99,15 @@ def main(argv=None):
             order = np.random.default_rng(seed).permutation(len(y))
             train, test = order[:n_train], order[n_train:]
             counter = make_counter(
-                "cnn_density", width=args.width, n_threads=args.threads, verbose=args.verbose
+                "cnn_density", width=args.width, sigma_factors=args.sigma_factors,
+                n_threads=args.threads, verbose=args.verbose,
             )
             counter.fit([blue[i] for i in train], [points[i] for i in train])
             predicted = counter.predict([blue[i] for i in test])
             maes.append(np.abs(predicted - y[test]).mean())
             seconds.append(counter.fit_seconds_)
-            print(f"N={n_train} draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:.2f}, "
-                  f"calibration {counter.coef_:.3f}, best "
+            print(f"N={n_train} draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:.2f} "
+                  f"(validation MAE by sigma {_rounded(counter.cv_mae_)}), calibration {counter.coef_:.3f}, best "
                   f"epochs {counter.best_epochs_} of {counter.max_epochs}, fit "
                   f"{counter.fit_seconds_:.0f} s on {counter.device_}, "
                   f"{counter.n_parameters_} parameters, ONNX {len(counter.network_) / 1e6:.2f} MB",

@@ -67,12 +67,17 @@ def main():
                         help="seed of the first draw (exploration: 10 and above, never 0-4)")
     parser.add_argument("--model", choices=["density", "cnn_density"], default="density")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (cnn_density)")
+    parser.add_argument("--sigma-factors", type=float, nargs="+", default=[0.5, 1.0],
+                        help="cnn_density: multiples of the dot spacing's sigma tried (chosen by "
+                             "validation)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"DSB2018 not found at {DATA}")
     if args.draws < 1 or args.n_train < 2 or args.first_draw < 0 or args.threads < 1:
         parser.error("--draws and --threads must be at least 1, --n-train at least 2 and "
                      "--first-draw at least 0")
+    if not all(0 < f <= 100 for f in args.sigma_factors):
+        parser.error("--sigma-factors must be positive (at most 100)")
     names = greyscale_256(DATA)
     names = [names[i] for i in np.random.default_rng(123).permutation(len(names))[:100]]
     if len(names) <= args.n_train:  # at most 100 images are used: some must be left to test
@@ -87,14 +92,16 @@ def main():
     for seed in range(args.first_draw, args.first_draw + args.draws):
         order = np.random.default_rng(seed).permutation(len(y))
         train, test = order[: args.n_train], order[args.n_train :]
-        extra = {"n_threads": args.threads} if args.model == "cnn_density" else {}
+        extra = ({"n_threads": args.threads, "sigma_factors": args.sigma_factors}
+                 if args.model == "cnn_density" else {})
         counter = make_counter(args.model, channels=[0], random_state=seed, **extra)
         cpu = time.process_time()
         counter.fit([paths[i] for i in train], [points[i] for i in train])
         fitted = time.process_time() - cpu
         maes.append(np.abs(counter.predict([paths[i] for i in test]) - y[test]).mean())
-        print(f"  draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:g}, fit {fitted:.0f} CPU s",
-              flush=True)
+        scores = {round(k, 2): round(v, 2) for k, v in counter.cv_mae_.items()}
+        print(f"  draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:g} (validation MAE by "
+              f"sigma {scores}), fit {fitted:.0f} CPU s", flush=True)
     print(f"{args.model} (defaults), N = {args.n_train}: MAE {np.mean(maes):.2f} ± "
           f"{np.std(maes):.2f} over {args.draws} draws")
 

@@ -57,9 +57,9 @@ def _pad(image):
     return image
 
 
-def _auto_sigma(points):
+def _spacing_sigma(points):
     """Gaussian sigma from the dots: a quarter of the median nearest-neighbour distance
-    between dots (objects touch at about that distance), between 1 and 8 pixels."""
+    between dots (objects touch at about that distance), or None without neighbours."""
     from scipy.spatial import cKDTree
 
     gaps = []
@@ -67,9 +67,20 @@ def _auto_sigma(points):
         if len(p) >= 2:
             distance, _ = cKDTree(p).query(p, k=2)
             gaps.append(distance[:, 1])
-    if not gaps:
-        return 2.0
-    return float(np.clip(np.median(np.concatenate(gaps)) / 4, 1.0, 8.0))
+    return float(np.median(np.concatenate(gaps)) / 4) if gaps else None
+
+
+def _sigma_candidates(points, factors):
+    """The sigmas ``sigma="auto"`` tries: the dot spacing's sigma times each of
+    ``factors``, each between 1 and 8 pixels (2 without neighbouring dots), in order,
+    repeats dropped."""
+    spacing = _spacing_sigma(points)
+    candidates = []
+    for f in factors:
+        sigma = 2.0 if spacing is None else round(float(np.clip(f * spacing, 1.0, 8.0)), 4)
+        if sigma not in candidates:
+            candidates.append(sigma)
+    return candidates
 
 
 def _mean_graph(nets, views):
@@ -122,7 +133,10 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     reduces the variance that dominates small training sets). With
     ``calibrate``, the counts are rescaled by the ratio of true to predicted
     counts of the held-out images (each counted by a member that never trained
-    on it: with the default, all training images). The networks, averaged over
+    on it: with the default, all training images). Sigma is chosen the same
+    way: the ensemble is trained for each candidate sigma (by default the dot
+    spacing's and half of it), on the same folds and patches, and the one with
+    the lowest held-out count error is kept. The networks, averaged over
     the eight flips and rotations of the input (``test_time_flips``), are
     exported to ONNX as one graph (``network_`` with ``network_sha256_``);
     ``predict`` and ``predict_density`` need only onnxruntime.
@@ -130,9 +144,16 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     sigma : float or "auto", default="auto"
-        Standard deviation of the Gaussian around each dot, in pixels. ``"auto"``:
-        a quarter of the median distance between neighbouring dots of the
-        training images, between 1 and 8.
+        Standard deviation of the Gaussian around each dot, in pixels. ``"auto"``
+        chooses it by validation on the training images: each of ``sigma_factors``
+        times the dot spacing's sigma (a quarter of the median distance between
+        neighbouring dots, objects touch at about that distance), between 1 and 8,
+        trains the whole ensemble, and the sigma with the lowest held-out count
+        error (``validation_mae_``) is kept.
+    sigma_factors : sequence of float, default=(0.5, 1.0)
+        Multiples of the dot spacing's sigma that ``sigma="auto"`` tries. Each
+        costs one ensemble's training (``(1.0,)``: the spacing's sigma alone, one
+        ensemble).
     channels : sequence of int, default=None
         Image channels the network sees; ``None`` uses all.
     width : int, default=16
@@ -185,6 +206,11 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     sigma_ : float
+        The sigma of the kept ensemble.
+    cv_mae_ : dict
+        ``{sigma: validation_mae_}`` of every candidate when ``sigma="auto"``
+        tried more than one, else empty. The kept sigma's own figure was the
+        lowest of them, so it is slightly optimistic.
     intensity_range_ : (n_channels, 2) ndarray
         Black point and gain per channel, from the training images.
     network_ : bytes
@@ -196,8 +222,9 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         The count calibration (1.0 without ``calibrate``); density maps and
         counts include it.
     history_ : list of dict
-        Per epoch of each member: ``member``, training loss, learning rate,
-        validation count MAE, bias and ratio, seconds.
+        Per epoch of each member of each sigma tried: ``sigma``, ``member``,
+        training loss, learning rate, validation count MAE, bias and ratio,
+        seconds.
     best_epochs_ : list of int
         Per member, the epoch whose weights it kept.
     best_epoch_ : int
@@ -226,6 +253,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "sigma": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "sigma_factors": ["array-like"],
         "channels": [list, tuple, None],
         "width": [Interval(Integral, 2, None, closed="left")],
         "patch_size": [Interval(Integral, 8, None, closed="left")],
@@ -250,6 +278,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         self,
         sigma="auto",
         *,
+        sigma_factors=(0.5, 1.0),
         channels=None,
         width=16,
         patch_size=64,
@@ -270,6 +299,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         verbose=False,
     ):
         self.sigma = sigma
+        self.sigma_factors = sigma_factors
         self.channels = channels
         self.width = width
         self.patch_size = patch_size
@@ -325,70 +355,102 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         if len({a.shape[0] for a in arrays}) != 1:
             raise ValueError("the images have different numbers of channels")
         self.n_channels_ = arrays[0].shape[0]
-        self.sigma_ = _auto_sigma(points) if self.sigma == "auto" else float(self.sigma)
         values = np.concatenate([a.reshape(self.n_channels_, -1)[:, ::7] for a in arrays], axis=1)
         low, high = _percentiles(values, _DATASET_PERCENTILES).T
         span = high - low
         gain = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
         self.intensity_range_ = np.stack([low, gain], 1).astype(np.float32)
         inputs = [self._normalise(a) for a in arrays]
-        targets = [
-            density_target(p, a.shape[1:], self.sigma_).astype(np.float32)
-            for p, a in zip(points, arrays, strict=True)
-        ]
+        if self.sigma == "auto":
+            factors = self.sigma_factors
+            if (isinstance(factors, str) or not hasattr(factors, "__len__") or not len(factors)
+                    or not all(isinstance(f, Real) and not isinstance(f, bool) and 0 < f <= 100
+                               for f in factors)):
+                raise ValueError(f"sigma_factors={factors!r}; expected a non-empty list of "
+                                 "positive numbers (multiples of the dot spacing's sigma)")
+            sigmas = _sigma_candidates(points, factors)
+        else:
+            sigmas = [float(self.sigma)]
 
         from . import _training
 
         seed = int(self.random_state) if isinstance(self.random_state, Integral) else 0
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(images))
-        n_members = min(self.n_members, len(images))
-        if n_members == 1:
-            n_val = max(1, int(round(self.validation_fraction * len(images))))
-            folds = [order[:n_val]]
-        else:  # cross-fitting: every image validates one member and trains the others
-            folds = np.array_split(order, n_members)
         views = {False: 1, True: 4, "dihedral": 8}[self.test_time_flips]
         threads = torch.get_num_threads()
         if self.n_threads is not None:
             torch.set_num_threads(self.n_threads)
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                generator = torch.Generator().manual_seed(seed)
-                device = _training.resolve_device(self.device)
-                self.device_ = _training.device_name(device)
-                nets, self.history_, self.best_epochs_, found, wanted = [], [], [], [], []
-                for member, val in enumerate(folds):
-                    train = order[~np.isin(order, val)]
-                    net, history, best, counts = self._fit_member(
-                        torch, _training, inputs, targets, train, val, rng, generator, device,
-                        views, member,
-                    )
-                    nets.append(net)
-                    self.history_ += history
-                    self.best_epochs_.append(best)
-                    found += list(counts)
-                    wanted += [float(targets[i].sum()) for i in val]
-                self.best_epoch_ = int(np.median(self.best_epochs_))
-                found, wanted = np.asarray(found), np.asarray(wanted)
-                # held-out counts only: each image by the member that did not train on it
-                ratio = wanted.sum() / found.sum() if found.sum() > 0 else 1.0
-                self.coef_ = float(np.clip(ratio, 0.5, 2.0)) if self.calibrate else 1.0
-                self.validation_mae_ = float(np.abs(found * self.coef_ - wanted).mean())
-                self.n_parameters_ = int(sum(p.numel() for n in nets for p in n.parameters()))
-                example = torch.zeros(1, self.n_channels_, 32, 32)
-                graph = _mean_graph(nets, views) if views > 1 or len(nets) > 1 else nets[0]
-                self.network_ = _training.export_onnx(
-                    graph, example, ["input"], ["density"],
-                    {"input": {0: "batch", 2: "height", 3: "width"},
-                     "density": {0: "batch", 2: "height", 3: "width"}},
-                )
+            device = _training.resolve_device(self.device)
+            self.device_ = _training.device_name(device)
+            self.cv_mae_, self.history_, best = {}, [], None
+            for sigma in sigmas:  # each candidate: the same folds, seeds and patches
+                targets = [
+                    density_target(p, a.shape[1:], sigma).astype(np.float32)
+                    for p, a in zip(points, arrays, strict=True)
+                ]
+                fitted = self._fit_ensemble(torch, _training, inputs, targets, seed, device,
+                                            views)
+                for h in fitted["history"]:
+                    h["sigma"] = sigma
+                self.history_ += fitted["history"]
+                self.cv_mae_[sigma] = fitted["validation_mae"]
+                if best is None or fitted["validation_mae"] < best[1]["validation_mae"]:
+                    best = sigma, fitted
+            self.sigma_, fitted = best
+            if len(sigmas) == 1:
+                self.cv_mae_ = {}
+            nets = fitted["nets"]
+            self.best_epochs_ = fitted["best_epochs"]
+            self.best_epoch_ = int(np.median(self.best_epochs_))
+            self.coef_ = fitted["coef"]
+            self.validation_mae_ = fitted["validation_mae"]
+            self.n_parameters_ = int(sum(p.numel() for n in nets for p in n.parameters()))
+            example = torch.zeros(1, self.n_channels_, 32, 32)
+            graph = _mean_graph(nets, views) if views > 1 or len(nets) > 1 else nets[0]
+            self.network_ = _training.export_onnx(
+                graph, example, ["input"], ["density"],
+                {"input": {0: "batch", 2: "height", 3: "width"},
+                 "density": {0: "batch", 2: "height", 3: "width"}},
+            )
         finally:
             torch.set_num_threads(threads)
         self.network_sha256_ = hashlib.sha256(self.network_).hexdigest()
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _fit_ensemble(self, torch, _training, inputs, targets, seed, device, views):
+        """Train the members on ``targets`` (one sigma's density maps) from the seed, so
+        that every sigma sees the same folds and patches; returns the networks, their
+        history and best epochs, the calibration and the held-out count error."""
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(inputs))
+        n_members = min(self.n_members, len(inputs))
+        if n_members == 1:
+            n_val = max(1, int(round(self.validation_fraction * len(inputs))))
+            folds = [order[:n_val]]
+        else:  # cross-fitting: every image validates one member and trains the others
+            folds = np.array_split(order, n_members)
+        nets, history, best_epochs, found, wanted = [], [], [], [], []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)
+            for member, val in enumerate(folds):
+                train = order[~np.isin(order, val)]
+                net, member_history, best, counts = self._fit_member(
+                    torch, _training, inputs, targets, train, val, rng, generator, device,
+                    views, member,
+                )
+                nets.append(net)
+                history += member_history
+                best_epochs.append(best)
+                found += list(counts)
+                wanted += [float(targets[i].sum()) for i in val]
+        found, wanted = np.asarray(found), np.asarray(wanted)
+        # held-out counts only: each image by the member that did not train on it
+        ratio = wanted.sum() / found.sum() if found.sum() > 0 else 1.0
+        coef = float(np.clip(ratio, 0.5, 2.0)) if self.calibrate else 1.0
+        return {"nets": nets, "history": history, "best_epochs": best_epochs, "coef": coef,
+                "validation_mae": float(np.abs(found * coef - wanted).mean())}
 
     def _fit_member(self, torch, _training, inputs, targets, train, val, rng, generator,
                     device, views, member):
