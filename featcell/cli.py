@@ -458,8 +458,8 @@ def build_parser():
     p.add_argument(
         "--sigma", default="auto", metavar="PIXELS",
         help="--model density or cnn_density: Gaussian sigma around each dot, in pixels, or "
-        "auto (density: chosen by cross-validation on the training images; cnn_density: from "
-        "the dot spacing; default: %(default)s)",
+        "auto (chosen by validation on the training images; cnn_density: from half and all "
+        "of the dot spacing's sigma; default: %(default)s)",
     )
     p.add_argument(
         "--pixel-features", choices=("filters", "cnn", "filters+cnn"), default="filters+cnn",

@@ -37,7 +37,7 @@ def test_counts_are_density_sums_of_any_image_size(fitted):
     assert density.shape == (37, 35) and (density >= 0).all()
     np.testing.assert_allclose(fitted.predict([odd]), density.sum(), rtol=1e-5)
     assert fitted.predict(IMAGES).shape == (10,)
-    assert 1.0 <= fitted.sigma_ <= 8.0  # from the dot spacing
+    assert 1.0 <= fitted.sigma_ <= 8.0  # from the dot spacing, chosen by validation
     assert 1 <= fitted.best_epoch_ <= 3 and fitted.network_sha256_
 
 
@@ -79,6 +79,33 @@ def test_cross_fitted_ensemble_with_dihedral_views(fitted):
     assert counter.n_parameters_ == 3 * single.n_parameters_ and len(single.best_epochs_) == 1
 
 
+def test_sigma_candidates_from_the_dot_spacing():
+    from featcell.cnn.density import _sigma_candidates
+
+    grid = np.stack(np.meshgrid(np.arange(4, 60, 8.0), np.arange(4, 60, 8.0)), -1).reshape(-1, 2)
+    # neighbours 8 px apart: the spacing's sigma is 2, half of it 1
+    assert _sigma_candidates([grid, grid[:5]], (0.5, 1.0)) == [1.0, 2.0]
+    # 4 px apart: half of 1 is clipped to 1, the repeat dropped; 80 px: clipped to 8
+    assert _sigma_candidates([grid / 2], (0.5, 1.0)) == [1.0]
+    assert _sigma_candidates([grid * 10], (1.0, 3.0)) == [8.0]
+    assert _sigma_candidates([grid[:1], np.empty((0, 2))], (0.5, 1.0)) == [2.0]  # no neighbours
+
+
+def test_sigma_chosen_by_validation(fitted):
+    # the default tries half and all of the dot spacing's sigma and keeps the lower
+    # held-out count error; each candidate sees the same folds and patches
+    assert len(fitted.cv_mae_) == 2 and fitted.validation_mae_ == min(fitted.cv_mae_.values())
+    assert fitted.cv_mae_[fitted.sigma_] == fitted.validation_mae_
+    assert {h["sigma"] for h in fitted.history_} == set(fitted.cv_mae_)
+    for sigma, score in fitted.cv_mae_.items():
+        alone = make_counter("cnn_density", sigma=sigma, **FAST).fit(IMAGES, POINTS)
+        assert alone.cv_mae_ == {} and alone.validation_mae_ == pytest.approx(score, rel=1e-5)
+        if sigma == fitted.sigma_:  # the kept ensemble is that candidate's
+            np.testing.assert_allclose(alone.predict(IMAGES), fitted.predict(IMAGES), rtol=1e-5)
+    spacing = make_counter("cnn_density", sigma_factors=[1.0], **FAST).fit(IMAGES, POINTS)
+    assert spacing.cv_mae_ == {} and spacing.sigma_ == max(fitted.cv_mae_)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="count"):
         make_counter("cnn_density", **FAST).fit(IMAGES[:3], [2.0, 5.0, 8.0])
@@ -88,6 +115,9 @@ def test_bad_input():
         make_counter("cnn_density", **{**FAST, "n_members": 0}).fit(IMAGES, POINTS)
     with pytest.raises(ValueError, match="test_time_flips"):
         make_counter("cnn_density", **{**FAST, "test_time_flips": "rotations"}).fit(IMAGES, POINTS)
+    for factors in ([], [0.5, -1.0], "0.5", [True]):
+        with pytest.raises(ValueError, match="sigma_factors"):
+            make_counter("cnn_density", **{**FAST, "sigma_factors": factors}).fit(IMAGES, POINTS)
 
 
 def test_saved_counter_round_trip(fitted, tmp_path):
