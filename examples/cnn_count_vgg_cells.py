@@ -51,6 +51,7 @@ the curve)::
 """
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
+    if importlib.util.find_spec("torch") is None:
+        raise SystemExit("the density network trains with PyTorch, which is not installed: "
+                         "pip install 'featcell[train]'")
     table = pd.read_csv(DATA / "counts.csv")
     if args.draws < 1 or not all(2 <= n < len(table) for n in args.n_train):
         parser.error(f"--draws must be at least 1 and every --n-train from 2 to {len(table) - 1} "

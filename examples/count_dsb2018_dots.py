@@ -36,6 +36,7 @@ about 5 minutes)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def main():
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"DSB2018 not found at {DATA}")
+    if args.model == "cnn_density" and importlib.util.find_spec("torch") is None:
+        raise SystemExit("the density network trains with PyTorch, which is not installed: "
+                         "pip install 'featcell[train]'")
     if args.draws < 1 or args.n_train < 2 or args.first_draw < 0 or args.threads < 1:
         parser.error("--draws and --threads must be at least 1, --n-train at least 2 and "
                      "--first-draw at least 0")
