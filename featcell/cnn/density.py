@@ -341,6 +341,12 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
 
         torch = require_torch(type(self).__name__)
         start = time.perf_counter()
+        factors = self.sigma_factors
+        if (isinstance(factors, str) or not hasattr(factors, "__len__") or not len(factors)
+                or not all(isinstance(f, Real) and not isinstance(f, bool) and 0 < f <= 100
+                           for f in factors)):
+            raise ValueError(f"sigma_factors={factors!r}; expected a non-empty list of "
+                             "positive numbers (multiples of the dot spacing's sigma)")
         images = _check_images(images)
         points = _resolve_points(images, points)
         if len(images) < 2:
@@ -362,12 +368,6 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         self.intensity_range_ = np.stack([low, gain], 1).astype(np.float32)
         inputs = [self._normalise(a) for a in arrays]
         if self.sigma == "auto":
-            factors = self.sigma_factors
-            if (isinstance(factors, str) or not hasattr(factors, "__len__") or not len(factors)
-                    or not all(isinstance(f, Real) and not isinstance(f, bool) and 0 < f <= 100
-                               for f in factors)):
-                raise ValueError(f"sigma_factors={factors!r}; expected a non-empty list of "
-                                 "positive numbers (multiples of the dot spacing's sigma)")
             sigmas = _sigma_candidates(points, factors)
         else:
             sigmas = [float(self.sigma)]
