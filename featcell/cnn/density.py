@@ -231,7 +231,8 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         Their median.
     validation_mae_ : float
         Count error of the held-out images (each by the member that did not
-        train on it), after the calibration: an out-of-sample estimate.
+        train on it), after the calibration: an out-of-sample estimate (a little
+        optimistic when it also chose sigma, see ``cv_mae_``).
     fit_seconds_ : float
     device_ : str
 
