@@ -20,26 +20,26 @@ Measured (``--draws 5 --threads 1``, beside one other process): MAE 2.62 ± 0.17
 (1.0-1.1 px) in draws 0, 2, 3 and 4, the spacing's own (2.15) in draw 1; 721-999 s per fit on
 one thread (two ensembles trained). With the spacing's sigma alone (``--sigma-factors 1``, the
 default before; one process, machine loaded 2-5x): MAE 2.72 ± 0.06 (2.67, 2.81, 2.74, 2.65,
-2.75), so choosing sigma gains 0.10 on average, in 3 draws of 5; 350-930 s per fit on one thread depending on the load (about
-350 s at load 2); 0.35 M parameters, 1.59 MB ONNX. Before (one network, 24 epochs, four flips,
-calibrated on the 6 held-out images): 3.00 ± 0.36 (3.02, 2.65, 3.68, 2.85, 2.79), 2.5-4 CPU
-minutes per fit. Exploration on draw 10 (never draws 0-4), with a scratch script that also
-scored each counter at the test set's own best scale, so not reproduced by this example: one
-network 2.90 (2.56 at the best scale), three cross-fitted networks with 14 epochs 2.66 (2.67):
-the ensemble's gain there is the calibration on all training images; sigma twice the
-dot-spacing rule was worse (2.93). Which epoch a member keeps (a scratch script that saved
-every epoch's weights, draws 10, 11, 12): the held-out count error's choice (the default) 2.87,
-2.69, 2.65; the last of the 12 epochs 2.99, 2.84, 2.93 (the pixel loss picks it too); the count
-error of the images' quadrants (GAME(1)) 2.76, 2.78, 2.64; the count error after each member's
-own scale 2.78, 2.72, 2.67: early stopping on the counts is worth about 0.2, and no other
-criterion beats it consistently. A wider network (``--width 32 --draws 5``, two fits at a
-time: 1.41 M parameters, 5.82 MB ONNX, 910-1,051 s per fit on one thread, about 3x width 16):
-MAE 2.71 ± 0.13 (2.66, 2.69, 2.96, 2.65, 2.61), no better than width 16, although it was on
-exploration draws 10 and 11 (2.66, 2.62 against 2.87, 2.69); five cross-fitted networks
-instead of three (scratch, draws 10 and 11): 2.72, 2.80, no consistent gain either. Half the
-spacing's sigma (scratch, draw 10 only): 2.65 against 2.87, and the fit's ``validation_mae_``
-ranked them the same way (2.71 against 3.10): the lead that made sigma a validated choice.
-The width-32 run and the curve below used the spacing's sigma alone.
+2.75), so choosing sigma gains 0.10 on average, in 3 draws of 5; 350-930 s per fit on one
+thread depending on the load (about 350 s at load 2); 0.35 M parameters, 1.59 MB ONNX. Before
+(one network, 24 epochs, four flips, calibrated on the 6 held-out images): 3.00 ± 0.36 (3.02,
+2.65, 3.68, 2.85, 2.79), 2.5-4 CPU minutes per fit. Exploration on draw 10 (never draws 0-4),
+with a scratch script that also scored each counter at the test set's own best scale, so not
+reproduced by this example: one network 2.90 (2.56 at the best scale), three cross-fitted
+networks with 14 epochs 2.66 (2.67): the ensemble's gain there is the calibration on all
+training images; sigma twice the dot-spacing rule was worse (2.93). Which epoch a member keeps
+(a scratch script that saved every epoch's weights, draws 10, 11, 12): the held-out count
+error's choice (the default) 2.87, 2.69, 2.65; the last of the 12 epochs 2.99, 2.84, 2.93 (the
+pixel loss picks it too); the count error of the images' quadrants (GAME(1)) 2.76, 2.78, 2.64;
+the count error after each member's own scale 2.78, 2.72, 2.67: early stopping on the counts is
+worth about 0.2, and no other criterion beats it consistently. A wider network (``--width 32
+--draws 5``, two fits at a time: 1.41 M parameters, 5.82 MB ONNX, 910-1,051 s per fit on one
+thread, about 3x width 16): MAE 2.71 ± 0.13 (2.66, 2.69, 2.96, 2.65, 2.61), no better than
+width 16, although it was on exploration draws 10 and 11 (2.66, 2.62 against 2.87, 2.69); five
+cross-fitted networks instead of three (scratch, draws 10 and 11): 2.72, 2.80, no consistent
+gain either. Half the spacing's sigma (scratch, draw 10 only): 2.65 against 2.87, and the fit's
+``validation_mae_`` ranked them the same way (2.71 against 3.10): the lead that made sigma a
+validated choice. The width-32 run and the curve below used the spacing's sigma alone.
 
 Curve (``--n-train 8 16 50 --draws 1``, load ~1; then ``--n-train 8`` and ``--n-train 16`` with
 ``--draws 4 --first-draw 1``, and ``--n-train 50 --draws 2 --first-draw 1``): N = 8 MAE 3.59 ±
@@ -117,9 +117,9 @@ def main(argv=None):
             maes.append(np.abs(predicted - y[test]).mean())
             seconds.append(counter.fit_seconds_)
             print(f"N={n_train} draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:.2f} "
-                  f"(validation MAE by sigma {_rounded(counter.cv_mae_)}), calibration {counter.coef_:.3f}, best "
-                  f"epochs {counter.best_epochs_} of {counter.max_epochs}, fit "
-                  f"{counter.fit_seconds_:.0f} s on {counter.device_}, "
+                  f"(validation MAE by sigma {_rounded(counter.cv_mae_)}), calibration "
+                  f"{counter.coef_:.3f}, best epochs {counter.best_epochs_} of "
+                  f"{counter.max_epochs}, fit {counter.fit_seconds_:.0f} s on {counter.device_}, "
                   f"{counter.n_parameters_} parameters, ONNX {len(counter.network_) / 1e6:.2f} MB",
                   flush=True)
         print(f"cnn_density N={n_train}: MAE {np.mean(maes):.2f} ± {np.std(maes):.2f} over "
