@@ -68,10 +68,6 @@ from featcell import make_counter, read_points
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "counting" / "vgg_cells"
 
 
-def _rounded(scores):
-    return {round(k, 2): round(v, 2) for k, v in scores.items()}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, nargs="+", default=[32])
@@ -116,8 +112,9 @@ def main(argv=None):
             predicted = counter.predict([blue[i] for i in test])
             maes.append(np.abs(predicted - y[test]).mean())
             seconds.append(counter.fit_seconds_)
+            scores = {round(k, 2): round(v, 2) for k, v in counter.cv_mae_.items()}
             print(f"N={n_train} draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:.2f} "
-                  f"(validation MAE by sigma {_rounded(counter.cv_mae_)}), calibration "
+                  f"(validation MAE by sigma {scores}), calibration "
                   f"{counter.coef_:.3f}, best epochs {counter.best_epochs_} of "
                   f"{counter.max_epochs}, fit {counter.fit_seconds_:.0f} s on {counter.device_}, "
                   f"{counter.n_parameters_} parameters, ONNX {len(counter.network_) / 1e6:.2f} MB",

@@ -33,28 +33,27 @@ every fold, like any estimator (one network per fold, shared by the candidates t
 it). Training time per fold and the hardware are printed; the combined candidate's time
 excludes the shared network's training.
 
-Result (``--threads 1 --width 16 --max-epochs 120 --parallel-folds 2``, 5 folds, 1 CPU
-thread per network; label-free): balanced accuracy late_fusion+lr_cv 0.690 [0.632-0.744] (the
+Result (``--threads 1 --width 16 --max-epochs 120 --parallel-folds 2``, 5 folds, 1 CPU thread
+per network; label-free): balanced accuracy late_fusion+lr_cv 0.690 [0.632-0.744] (the
 network's weight 0.4-0.6 per fold, the partner's C 0.032 in every fold), classical+trained_cnn
 0.685 [0.628-0.742], late_fusion 0.671 [0.615-0.724], classical+lr 0.664 [0.605-0.720],
 classical+lr_cv 0.660 [0.601-0.715], trained_cnn 0.590 [0.542-0.641], classical+svm 0.589
-[0.559-0.621], frozen_cnn+lr 0.526 [0.481-0.571]. late_fusion+lr_cv beats classical+lr by
-0.026 (paired bootstrap interval 0.008 to 0.047); the 0.70 goal is not reached. The network
-(77 k parameters, 0.31 MB of ONNX) kept epochs 92-116 of 120, 513-954 s per fold on one
-thread of a loaded machine. With ``--max-epochs 60`` (best epochs 49-60 of 60): trained_cnn
-0.555, classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691. With
-``--max-epochs 310`` (a fifth cosine cycle, 160 epochs; it lowered the validation loss by
-0.12-0.19 in every fold, for example 0.95 to 0.76, as each run prints it per fold; the best
-epochs were 269-296 of 310, so the networks were still improving): late_fusion+lr_cv 0.695
-[0.648-0.743], classical+trained_cnn 0.692 [0.638-0.746], late_fusion 0.685 [0.637-0.735],
-trained_cnn 0.617 [0.571-0.666], the other candidates unchanged; 917-1,675 s per fold on one thread (machine
+[0.559-0.621], frozen_cnn+lr 0.526 [0.481-0.571]. late_fusion+lr_cv beats classical+lr by 0.026
+(paired bootstrap interval 0.008 to 0.047); the 0.70 goal is not reached. The network (77 k
+parameters, 0.31 MB of ONNX) kept epochs 92-116 of 120, 513-954 s per fold on one thread of a
+loaded machine. With ``--max-epochs 60`` (best epochs 49-60 of 60): trained_cnn 0.555,
+classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691. With ``--max-epochs
+310`` (a fifth cosine cycle, 160 epochs; it lowered the validation loss by 0.12-0.19 in every
+fold, for example 0.95 to 0.76, as each run prints it per fold; the best epochs were 269-296 of
+310, so the networks were still improving): late_fusion+lr_cv 0.695 [0.648-0.743],
+classical+trained_cnn 0.692 [0.638-0.746], late_fusion 0.685 [0.637-0.735], trained_cnn 0.617
+[0.571-0.666], the other candidates unchanged; 917-1,675 s per fold on one thread (machine
 loaded 2-4x). Still just below 0.70: the 10 Anaphase cells weigh 0.014 each in the balanced
-accuracy (3 of 10 found). All channels
-(``--all-channels``, same settings): classical+trained_cnn 0.865 [0.812-0.909], late_fusion and
-late_fusion+lr_cv 0.858 [0.804-0.910], trained_cnn 0.833 [0.781-0.878], classical+lr_cv 0.826,
-classical+lr 0.825, classical+svm 0.725, frozen_cnn+lr 0.709 (best epochs 103-120 of 120).
-``late_fusion+lr_cv`` is :class:`featcell.CNNFusionClassifier` with its default partner
-(``make_head("lr_cv")``).
+accuracy (3 of 10 found). All channels (``--all-channels``, same settings):
+classical+trained_cnn 0.865 [0.812-0.909], late_fusion and late_fusion+lr_cv 0.858
+[0.804-0.910], trained_cnn 0.833 [0.781-0.878], classical+lr_cv 0.826, classical+lr 0.825,
+classical+svm 0.725, frozen_cnn+lr 0.709 (best epochs 103-120 of 120). ``late_fusion+lr_cv`` is
+:class:`featcell.CNNFusionClassifier` with its default partner (``make_head("lr_cv")``).
 
 Run from the repository root (``--quick``: 800 cells, all rare mitotic ones, 3 folds)::
 

@@ -342,10 +342,10 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
 
         torch = require_torch(type(self).__name__)
         start = time.perf_counter()
-        factors = self.sigma_factors
-        if (isinstance(factors, str) or not hasattr(factors, "__len__") or not len(factors)
-                or not all(isinstance(f, Real) and not isinstance(f, bool) and 0 < f <= 100
-                           for f in factors)):
+        factors = self.sigma_factors  # array-like, checked by the parameter constraints
+        if not len(factors) or not all(
+            isinstance(f, Real) and not isinstance(f, bool) and 0 < f <= 100 for f in factors
+        ):
             raise ValueError(f"sigma_factors={factors!r}; expected a non-empty list of "
                              "positive numbers (multiples of the dot spacing's sigma)")
         images = _check_images(images)
@@ -383,7 +383,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         try:
             device = _training.resolve_device(self.device)
             self.device_ = _training.device_name(device)
-            self.cv_mae_, self.history_, best = {}, [], None
+            scores, self.history_, best = {}, [], None
             for sigma in sigmas:  # each candidate: the same folds, seeds and patches
                 targets = [
                     density_target(p, a.shape[1:], sigma).astype(np.float32)
@@ -394,12 +394,11 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                 for h in fitted["history"]:
                     h["sigma"] = sigma
                 self.history_ += fitted["history"]
-                self.cv_mae_[sigma] = fitted["validation_mae"]
+                scores[sigma] = fitted["validation_mae"]
                 if best is None or fitted["validation_mae"] < best[1]["validation_mae"]:
                     best = sigma, fitted
             self.sigma_, fitted = best
-            if len(sigmas) == 1:
-                self.cv_mae_ = {}
+            self.cv_mae_ = scores if len(scores) > 1 else {}
             nets = fitted["nets"]
             self.best_epochs_ = fitted["best_epochs"]
             self.best_epoch_ = int(np.median(self.best_epochs_))
