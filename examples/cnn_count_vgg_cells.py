@@ -116,8 +116,9 @@ def main(argv=None):
             print(f"N={n_train} draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:.2f} "
                   f"(validation MAE by sigma {scores}), calibration "
                   f"{counter.coef_:.3f}, best epochs {counter.best_epochs_} of "
-                  f"{counter.max_epochs}, fit {counter.fit_seconds_:.0f} s on {counter.device_}, "
-                  f"{counter.n_parameters_} parameters, ONNX {len(counter.network_) / 1e6:.2f} MB",
+                  f"{counter.max_epochs}, depth {counter.depth_}, fit "
+                  f"{counter.fit_seconds_:.0f} s on {counter.device_}, {counter.n_parameters_} "
+                  f"parameters, ONNX {len(counter.network_) / 1e6:.2f} MB",
                   flush=True)
         print(f"cnn_density N={n_train}: MAE {np.mean(maes):.2f} ± {np.std(maes):.2f} over "
               f"{args.draws} draws; fit {np.mean(seconds):.0f} s per draw", flush=True)

@@ -107,8 +107,9 @@ def main():
         fitted = time.process_time() - cpu
         maes.append(np.abs(counter.predict([paths[i] for i in test]) - y[test]).mean())
         scores = {round(k, 2): round(v, 2) for k, v in counter.cv_mae_.items()}
+        depth = f", depth {counter.depth_}" if args.model == "cnn_density" else ""
         print(f"  draw {seed}: MAE {maes[-1]:.2f}, sigma {counter.sigma_:g} (validation MAE by "
-              f"sigma {scores}), fit {fitted:.0f} CPU s", flush=True)
+              f"sigma {scores}){depth}, fit {fitted:.0f} CPU s", flush=True)
     print(f"{args.model} (defaults), N = {args.n_train}: MAE {np.mean(maes):.2f} ± "
           f"{np.std(maes):.2f} over {args.draws} draws")
 

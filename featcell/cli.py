@@ -1875,7 +1875,8 @@ def _train_density(args, console):
     counter.fit(paths, points)
     console.say(f"sigma {counter.sigma_:g} px"
                 + (f" (cross-validated: {counter.cv_mae_})" if getattr(counter, "cv_mae_", None)
-                   else ""))
+                   else "")
+                + (f", {counter.depth_} poolings" if hasattr(counter, "depth_") else ""))
     from featcell.persist import save_model
 
     save_model(counter, args.output, metadata={

@@ -106,6 +106,45 @@ def test_sigma_chosen_by_validation(fitted):
     assert spacing.cv_mae_ == {} and spacing.sigma_ == max(fitted.cv_mae_)
 
 
+def _unet_parameters(n_channels, width, depth):
+    """Trainable parameters of the documented U-Net: two 3x3 convolutions (no bias) with
+    batch norm per block, ``width * 2**level`` channels, decoders on the upsampled level
+    below and the skip, a 1x1 output convolution."""
+    def block(n_in, n_out):
+        return 9 * n_in * n_out + 9 * n_out * n_out + 4 * n_out
+
+    sizes = [width * 2**level for level in range(depth + 1)]
+    encoders = sum(block(a, b) for a, b in zip([n_channels] + sizes, sizes))
+    decoders = sum(block(sizes[k + 1] + sizes[k], sizes[k]) for k in range(depth))
+    return encoders + decoders + width + 1
+
+
+def test_depth_from_the_dot_spacing():
+    from featcell.cnn.density import _auto_depth, _receptive_field
+
+    assert [_receptive_field(d) for d in (1, 2, 3, 4)] == [18, 44, 96, 200]
+    grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(5.0)), -1).reshape(-1, 2)
+    # the fewest poolings whose field spans four spacings (44, 96, 200 px), at most 4
+    assert [_auto_depth([grid * s]) for s in (8, 11, 12, 24, 25, 50, 60)] == [2, 2, 3, 3, 4, 4, 4]
+    assert _auto_depth([grid[:1]]) == 2  # no neighbours
+
+
+def test_depth_sets_the_poolings_and_the_padding(fitted):
+    assert fitted.depth_ == 2  # blobs about 5 px apart
+    assert fitted.n_parameters_ == 3 * _unet_parameters(1, 4, 2)
+    deep = make_counter("cnn_density", **{**FAST, "depth": 3, "n_members": 1, "sigma": 2.0,
+                                          "test_time_flips": True}).fit(IMAGES, POINTS)
+    assert deep.n_parameters_ == _unet_parameters(1, 4, 3)
+    odd = IMAGES[0][:37, :35]  # padded to 40 x 40 for three poolings
+    density = deep.predict_density([odd])[0]
+    assert density.shape == (37, 35) and np.isfinite(density).all()
+    np.testing.assert_allclose(deep.predict([odd]), density.sum(), rtol=1e-5)
+    image = IMAGES[3][:40, :32]  # multiples of 8: the four flips are exact
+    flipped = deep.predict_density([image, image[::-1], image[:, ::-1]])
+    np.testing.assert_allclose(flipped[1][::-1], flipped[0], atol=1e-6)
+    np.testing.assert_allclose(flipped[2][:, ::-1], flipped[0], atol=1e-6)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="count"):
         make_counter("cnn_density", **FAST).fit(IMAGES[:3], [2.0, 5.0, 8.0])
@@ -115,6 +154,9 @@ def test_bad_input():
         make_counter("cnn_density", **{**FAST, "n_members": 0}).fit(IMAGES, POINTS)
     with pytest.raises(ValueError, match="test_time_flips"):
         make_counter("cnn_density", **{**FAST, "test_time_flips": "rotations"}).fit(IMAGES, POINTS)
+    for depth in (0, 6, 2.0):
+        with pytest.raises(ValueError, match="depth"):
+            make_counter("cnn_density", **{**FAST, "depth": depth}).fit(IMAGES, POINTS)
     for factors in ([], [0.5, -1.0], "0.5", [True]):
         with pytest.raises(ValueError, match="sigma_factors"):
             make_counter("cnn_density", **{**FAST, "sigma_factors": factors}).fit(IMAGES, POINTS)

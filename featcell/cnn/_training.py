@@ -130,15 +130,16 @@ def _modules():
             return torch.softmax(self.net.fc(z), dim=1), z
 
     class DensityFCN(nn.Module):
-        """A small U-Net-like density network: two poolings, skip connections, a
+        """A small U-Net-like density network: ``depth`` poolings, skip connections, a
         non-negative (ReLU: a softplus never reaches zero, and its floor summed over a
         large background biases every count upwards) one-channel density at full resolution.
 
-        Takes image sides divisible by 4 (the caller pads). The last layer's output is
-        divided by ``scale``, so that the network works with values of order 1.
+        Level *l* has ``width * 2**l`` channels. Takes image sides divisible by
+        ``2**depth`` (the caller pads). The last layer's output is divided by ``scale``, so
+        that the network works with values of order 1.
         """
 
-        def __init__(self, n_channels, width, mean, std, scale, bias=0.0):
+        def __init__(self, n_channels, width, mean, std, scale, bias=0.0, depth=2):
             super().__init__()
             self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -150,20 +151,27 @@ def _modules():
                     nn.Conv2d(n_out, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU(),
                 )
 
-            w = width
-            self.enc1, self.enc2, self.enc3 = block(n_channels, w), block(w, 2 * w), block(2 * w, 4 * w)
-            self.dec2, self.dec1 = block(6 * w, 2 * w), block(3 * w, w)
-            self.out = nn.Conv2d(w, 1, 1)
+            sizes = [width * 2**level for level in range(depth + 1)]
+            self.encoders = nn.ModuleList(
+                block(n_in, n_out) for n_in, n_out in zip([n_channels] + sizes, sizes)
+            )
+            self.decoders = nn.ModuleList(  # deepest first: upsampled level l + 1 and level l
+                block(sizes[level + 1] + sizes[level], sizes[level])
+                for level in reversed(range(depth))
+            )
+            self.out = nn.Conv2d(width, 1, 1)
             with torch.no_grad():  # start at the mean density: no output dead at the ReLU
                 self.out.bias.fill_(float(bias) * self.scale)
 
         def forward(self, x):
-            e1 = self.enc1((x - self.mean) / self.std)
-            e2 = self.enc2(F.max_pool2d(e1, 2))
-            e3 = self.enc3(F.max_pool2d(e2, 2))
-            d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
-            d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
-            return F.relu(self.out(d1)) / self.scale  # exact zeros: no background bias
+            skips = []
+            x = (x - self.mean) / self.std
+            for level, encoder in enumerate(self.encoders):
+                x = encoder(F.max_pool2d(x, 2) if level else x)
+                skips.append(x)
+            for decoder, skip in zip(self.decoders, reversed(skips[:-1])):
+                x = decoder(torch.cat([F.interpolate(x, scale_factor=2.0), skip], 1))
+            return F.relu(self.out(x)) / self.scale  # exact zeros: no background bias
 
     return SmallResNet, ProbaAndEmbedding, DensityFCN
 
@@ -199,8 +207,8 @@ def proba_and_embedding(net, views=1):
     return _modules()[1](net, views)
 
 
-def density_fcn(n_channels, width, mean, std, scale, bias=0.0):
-    return _modules()[2](n_channels, width, mean, std, scale, bias)
+def density_fcn(n_channels, width, mean, std, scale, bias=0.0, depth=2):
+    return _modules()[2](n_channels, width, mean, std, scale, bias, depth)
 
 
 def fit_density(net, loss_fn, sample, validate, *, steps, max_epochs, patience, learning_rate,

@@ -27,7 +27,8 @@ __all__ = ["CNNDensityCounter"]
 
 _DATASET_PERCENTILES = (0.1, 99.9)
 _DENSITY_SCALE = 100.0  # the loss sees density x 100: values of order 1 near a dot
-_MULTIPLE = 4  # two 2x poolings: sides are padded to a multiple of 4
+# depth="auto": a pixel's density sees at least this many dot spacings (each way about 2)
+_CONTEXT_SPACINGS = 4
 
 
 def _as_channels(image, channels, what):
@@ -49,17 +50,17 @@ def _as_channels(image, channels, what):
     return np.ascontiguousarray(out)
 
 
-def _pad(image):
-    """Pad (K, M, N) at the bottom and right (edge values) to multiples of 4."""
-    ph, pw = (-image.shape[1]) % _MULTIPLE, (-image.shape[2]) % _MULTIPLE
+def _pad(image, multiple):
+    """Pad (K, M, N) at the bottom and right (edge values) to multiples of ``multiple``."""
+    ph, pw = (-image.shape[1]) % multiple, (-image.shape[2]) % multiple
     if ph or pw:
         image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="edge")
     return image
 
 
-def _spacing_sigma(points):
-    """Gaussian sigma from the dots: a quarter of the median nearest-neighbour distance
-    between dots (objects touch at about that distance), or None without neighbours."""
+def _dot_spacing(points):
+    """The median distance from a dot to its nearest neighbour (objects touch at about
+    that distance), or None without neighbours."""
     from scipy.spatial import cKDTree
 
     gaps = []
@@ -67,7 +68,38 @@ def _spacing_sigma(points):
         if len(p) >= 2:
             distance, _ = cKDTree(p).query(p, k=2)
             gaps.append(distance[:, 1])
-    return float(np.median(np.concatenate(gaps)) / 4) if gaps else None
+    return float(np.median(np.concatenate(gaps))) if gaps else None
+
+
+def _spacing_sigma(points):
+    """Gaussian sigma from the dots: a quarter of their spacing, or None without neighbours."""
+    spacing = _dot_spacing(points)
+    return None if spacing is None else spacing / 4
+
+
+def _receptive_field(depth):
+    """Side, in pixels, of the input square one output pixel of the density network sees:
+    two 3x3 convolutions per block, a 2x2 pooling before each deeper encoder, nearest
+    upsampling before each decoder."""
+    field, step = 1, 1
+    for level in range(depth + 1):
+        if level:  # pooling
+            field, step = field + step, 2 * step
+        field += 4 * step  # two 3x3 convolutions
+    for _ in range(depth):
+        step //= 2
+        field += 4 * step
+    return field
+
+
+def _auto_depth(points):
+    """``depth="auto"``: the fewest poolings, 2 to 4, whose receptive field spans
+    ``_CONTEXT_SPACINGS`` dot spacings (2 without neighbouring dots)."""
+    spacing = _dot_spacing(points)
+    for depth in (2, 3):
+        if spacing is None or _receptive_field(depth) >= _CONTEXT_SPACINGS * spacing:
+            return depth
+    return 4
 
 
 def _sigma_candidates(points, factors):
@@ -116,8 +148,8 @@ def _mean_graph(nets, views):
 class CNNDensityCounter(RegressorMixin, BaseEstimator):
     """Count objects as the sum of a density map predicted by a small trained FCN.
 
-    A U-Net-like fully-convolutional network (two poolings, skip connections,
-    about 0.1 M parameters at ``width=16``) is trained with PyTorch
+    A U-Net-like fully-convolutional network (``depth`` poolings, skip connections,
+    about 0.35 M parameters at ``width=16`` and ``depth=2``) is trained with PyTorch
     (``pip install 'featcell[train]'``, CUDA when present) to map each image to
     the Gaussian-smoothed map of its dots (:func:`featcell.points.density_target`),
     on random square patches with random flips and 90-degree rotations; the loss
@@ -157,9 +189,18 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
     channels : sequence of int, default=None
         Image channels the network sees; ``None`` uses all.
     width : int, default=16
-        Channels of the first level (doubled at each of the two poolings).
+        Channels of the first level (doubled at each pooling).
+    depth : int or "auto", default="auto"
+        Poolings (1 to 5): each halves the resolution and doubles the channels, and
+        about doubles how far a pixel's density sees (the receptive field: 44 pixels
+        across at 2, 96 at 3, 200 at 4). ``"auto"``: the fewest poolings, 2 to 4, whose
+        receptive field spans four dot spacings (median distances between neighbouring
+        dots), so that a pixel in a crowd sees its neighbours' neighbours at any
+        magnification: 2 for VGG cells (spacing about 8 px), 3 for DSB2018 nuclei
+        (about 23 px), where it counted crowded images better. Image sides are padded
+        to a multiple of ``2**depth``.
     patch_size : int, default=64
-        Side of the random training patches (a multiple of 4; whole images
+        Side of the random training patches (a multiple of ``2**depth``; whole images
         when smaller).
     patches_per_epoch : int, default=512
         Patches per epoch (``patches_per_epoch // batch_size`` optimizer steps).
@@ -215,8 +256,10 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         Black point and gain per channel, from the training images.
     network_ : bytes
         The trained network as ONNX: input ``(1, K, M, N)`` in [0, 1] with M, N
-        multiples of 4; output the density ``(1, 1, M, N)``.
+        multiples of ``2**depth_``; output the density ``(1, 1, M, N)``.
     network_sha256_ : str
+    depth_ : int
+        Poolings of the network.
     n_parameters_ : int
     coef_ : float
         The count calibration (1.0 without ``calibrate``); density maps and
@@ -257,6 +300,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         "sigma_factors": ["array-like"],
         "channels": [list, tuple, None],
         "width": [Interval(Integral, 2, None, closed="left")],
+        "depth": [Interval(Integral, 1, 5, closed="both"), StrOptions({"auto"})],
         "patch_size": [Interval(Integral, 8, None, closed="left")],
         "patches_per_epoch": [Interval(Integral, 2, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -282,6 +326,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         sigma_factors=(0.5, 1.0),
         channels=None,
         width=16,
+        depth="auto",
         patch_size=64,
         patches_per_epoch=512,
         max_epochs=12,
@@ -303,6 +348,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         self.sigma_factors = sigma_factors
         self.channels = channels
         self.width = width
+        self.depth = depth
         self.patch_size = patch_size
         self.patches_per_epoch = patches_per_epoch
         self.max_epochs = max_epochs
@@ -368,6 +414,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         gain = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
         self.intensity_range_ = np.stack([low, gain], 1).astype(np.float32)
         inputs = [self._normalise(a) for a in arrays]
+        self.depth_ = _auto_depth(points) if self.depth == "auto" else int(self.depth)
         if self.sigma == "auto":
             sigmas = _sigma_candidates(points, factors)
         else:
@@ -459,17 +506,18 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         pixels = np.concatenate([inputs[i].reshape(self.n_channels_, -1) for i in train], 1)
         net = _training.density_fcn(
             self.n_channels_, self.width, pixels.mean(1), pixels.std(1) + 1e-3,
-            _DENSITY_SCALE, bias=np.mean([targets[i].mean() for i in train]),
+            _DENSITY_SCALE, bias=np.mean([targets[i].mean() for i in train]), depth=self.depth_,
         )
-        size = self.patch_size - self.patch_size % _MULTIPLE
+        multiple = 2**self.depth_
+        size = self.patch_size - self.patch_size % multiple
 
         def patches(n):
             xs, ts = [], []
             picks = rng.choice(train, size=n)
             for i in picks:
-                image, target = _pad(inputs[i]), _pad(targets[i][None])
+                image, target = _pad(inputs[i], multiple), _pad(targets[i][None], multiple)
                 s = min(size, image.shape[1], image.shape[2])
-                s -= s % _MULTIPLE
+                s -= s % multiple
                 y0 = rng.integers(0, image.shape[1] - s + 1)
                 x0 = rng.integers(0, image.shape[2] - s + 1)
                 xs.append(image[:, y0 : y0 + s, x0 : x0 + s])
@@ -501,7 +549,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
             model = _mean_graph([model], n_views) if n_views > 1 else model
             found = []
             for i in val:  # counts of whole validation images
-                x = torch.from_numpy(_pad(inputs[i])[None]).to(device)
+                x = torch.from_numpy(_pad(inputs[i], multiple)[None]).to(device)
                 found.append(float(model(x)[..., : inputs[i].shape[1], : inputs[i].shape[2]].sum()))
             return np.array(found)
 
@@ -544,6 +592,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
             self.network_, self.network_sha256_, self.providers, self.n_threads,
             "CNNDensityCounter",
         )
+        multiple = 2 ** getattr(self, "depth_", 2)  # saved before depth existed: two poolings
         out = []
         for i, item in enumerate(_check_images(images)):
             image = _as_channels(_read(item), self.channels, f"image {i}")
@@ -552,7 +601,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                     f"image {i} has {image.shape[0]} channel(s) but CNNDensityCounter was "
                     f"fitted on {self.n_channels_}"
                 )
-            x = _pad(self._normalise(image))[None]
+            x = _pad(self._normalise(image), multiple)[None]
             density = session.run(None, {"input": x})[0][0, 0]
             out.append(density[: image.shape[1], : image.shape[2]] * np.float32(self.coef_))
         return out
