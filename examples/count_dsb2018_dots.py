@@ -18,20 +18,26 @@ Measured (a loaded machine; 5 draws; 1-90 nuclei per image, median 20): MAE 2.33
 (:class:`featcell.cnn.CNNDensityCounter`, ``pip install 'featcell[train]'``), whose defaults
 were explored on VGG cells only (``examples/cnn_count_vgg_cells.py``): its sigma and its
 epochs are chosen on held-out training images, so this is its check on a domain it was not
-tuned to. Measured (``--model cnn_density``, 5 draws, one thread, beside another process):
-MAE 2.69 ± 0.33 (3.29, 2.58, 2.70, 2.63, 2.26), half the dot spacing's sigma (2.7-2.9 px)
-chosen in every draw, 713-836 CPU s per fit; still worse than the classical counter's 2.33
-(worse in draws 0-3, better in draw 4: 2.26 against 2.73). With the spacing's sigma alone
-(``--sigma-factors 1``, 5.4-5.8 px, the default before): 2.81 ± 0.22 (3.15, 2.72, 2.63, 2.99,
-2.58), worse in every draw. On exploration draws 10 and 11 (scratch): sigma from the spacing
-(5.9, 5.5) 2.99, 2.68; half of it 2.47, 2.56; the classical counter 2.10 on draw 10. The
-fit's out-of-sample ``validation_mae_`` ranked the two sigmas the same way (3.73 against 2.53,
-3.58 against 3.40), which is why sigma is now chosen that way. Each image scaled by its own
-percentiles instead of the training set's (scratch, draw 10, half sigma): 2.24 held out but
-3.88 on the test images, against 2.47, so the scaling stays dataset-wide.
+tuned to. Its depth follows the dots (``depth="auto"``): the fewest poolings whose receptive
+field spans four dot spacings, three here (spacing 22-24 px), two on VGG cells. Measured
+(``--model cnn_density``, 5 draws, one thread, run as ``--draws 3`` and ``--draws 2
+--first-draw 3`` side by side): MAE 2.69 ± 0.07 (2.71, 2.59, 2.68, 2.65, 2.81), half the dot
+spacing's sigma (2.7-2.9 px) chosen in draws 0, 2, 3, 4, the spacing's (5.5 px) in draw 1,
+893-956 CPU s per fit; still worse than the classical counter's 2.33, in every draw. With two
+poolings (the default before): 2.69 ± 0.33 (3.29, 2.58, 2.70, 2.63, 2.26), half the spacing's
+sigma in every draw, 713-836 CPU s per fit: the same mean, three times the spread. With two
+poolings and the spacing's sigma alone (``--sigma-factors 1``, 5.4-5.8 px): 2.81 ± 0.22 (3.15,
+2.72, 2.63, 2.99, 2.58), worse in every draw. Three poolings on exploration draws 10 and 11
+(scratch): 2.37 and 2.38, against 2.49 and 2.56 with two. With two poolings on those draws
+(scratch): sigma from the spacing (5.9, 5.5) 2.99, 2.68; half of it 2.47, 2.56; the
+classical counter 2.10 on draw 10. The fit's out-of-sample ``validation_mae_`` ranked the
+two sigmas the same way (3.73 against 2.53, 3.58 against 3.40), which is why sigma is now
+chosen that way. Each image scaled by its own percentiles instead of the training set's
+(scratch, draw 10, half sigma): 2.24 held out but 3.88 on the test images, against 2.47, so
+the scaling stays dataset-wide.
 
 Run from the project root (single-threaded, about 20 CPU seconds per draw; ``cnn_density``
-about 13 minutes)::
+about 16 minutes)::
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python examples/count_dsb2018_dots.py [--draws 5] [--model cnn_density] [--sigma-factors 0.5 1]
 """

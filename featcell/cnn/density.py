@@ -197,8 +197,10 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         receptive field spans four dot spacings (median distances between neighbouring
         dots), so that a pixel in a crowd sees its neighbours' neighbours at any
         magnification: 2 for VGG cells (spacing about 8 px), 3 for DSB2018 nuclei
-        (about 23 px), where it counted crowded images better. Image sides are padded
-        to a multiple of ``2**depth``.
+        (about 23 px; there, against 2: the same mean error over 5 draws, a third of
+        the spread, 1.2 times the fit time and four times the parameters, 1.46 M for
+        three networks; ``examples/count_dsb2018_dots.py``). Image sides are padded to
+        a multiple of ``2**depth``.
     patch_size : int, default=64
         Side of the random training patches (a multiple of ``2**depth``; whole images
         when smaller).
