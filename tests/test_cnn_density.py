@@ -157,6 +157,8 @@ def test_bad_input():
     for depth in (0, 6, 2.0):
         with pytest.raises(ValueError, match="depth"):
             make_counter("cnn_density", **{**FAST, "depth": depth}).fit(IMAGES, POINTS)
+    with pytest.raises(ValueError, match="patch_size=8 is smaller than the 16"):
+        make_counter("cnn_density", **{**FAST, "depth": 4, "patch_size": 8}).fit(IMAGES, POINTS)
     for factors in ([], [0.5, -1.0], "0.5", [True]):
         with pytest.raises(ValueError, match="sigma_factors"):
             make_counter("cnn_density", **{**FAST, "sigma_factors": factors}).fit(IMAGES, POINTS)

@@ -27,7 +27,7 @@ __all__ = ["CNNDensityCounter"]
 
 _DATASET_PERCENTILES = (0.1, 99.9)
 _DENSITY_SCALE = 100.0  # the loss sees density x 100: values of order 1 near a dot
-# depth="auto": a pixel's density sees at least this many dot spacings (each way about 2)
+# depth="auto": the receptive field spans at least this many dot spacings (two each side)
 _CONTEXT_SPACINGS = 4
 
 
@@ -417,6 +417,10 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         self.intensity_range_ = np.stack([low, gain], 1).astype(np.float32)
         inputs = [self._normalise(a) for a in arrays]
         self.depth_ = _auto_depth(points) if self.depth == "auto" else int(self.depth)
+        if self.patch_size < 2**self.depth_:
+            raise ValueError(f"patch_size={self.patch_size} is smaller than the {2**self.depth_} "
+                             f"pixels that {self.depth_} poolings halve down to one; raise "
+                             "patch_size or lower depth")
         if self.sigma == "auto":
             sigmas = _sigma_candidates(points, factors)
         else:
