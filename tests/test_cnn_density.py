@@ -80,15 +80,17 @@ def test_cross_fitted_ensemble_with_dihedral_views(fitted):
 
 
 def test_sigma_candidates_from_the_dot_spacing():
-    from featcell.cnn.density import _sigma_candidates
+    from featcell.cnn.density import _dot_spacing, _sigma_candidates
 
     grid = np.stack(np.meshgrid(np.arange(4, 60, 8.0), np.arange(4, 60, 8.0)), -1).reshape(-1, 2)
     # neighbours 8 px apart: the spacing's sigma is 2, half of it 1
-    assert _sigma_candidates([grid, grid[:5]], (0.5, 1.0)) == [1.0, 2.0]
+    assert _dot_spacing([grid, grid[:5]]) == 8.0
+    assert _sigma_candidates(8.0, (0.5, 1.0)) == [1.0, 2.0]
     # 4 px apart: half of 1 is clipped to 1, the repeat dropped; 80 px: clipped to 8
-    assert _sigma_candidates([grid / 2], (0.5, 1.0)) == [1.0]
-    assert _sigma_candidates([grid * 10], (1.0, 3.0)) == [8.0]
-    assert _sigma_candidates([grid[:1], np.empty((0, 2))], (0.5, 1.0)) == [2.0]  # no neighbours
+    assert _sigma_candidates(4.0, (0.5, 1.0)) == [1.0]
+    assert _sigma_candidates(80.0, (1.0, 3.0)) == [8.0]
+    assert _dot_spacing([grid[:1], np.empty((0, 2))]) is None
+    assert _sigma_candidates(None, (0.5, 1.0)) == [2.0]  # no neighbours
 
 
 def test_sigma_chosen_by_validation(fitted):
@@ -120,13 +122,15 @@ def _unet_parameters(n_channels, width, depth):
 
 
 def test_depth_from_the_dot_spacing():
-    from featcell.cnn.density import _auto_depth, _receptive_field
+    from featcell.cnn.density import _auto_depth, _dot_spacing, _receptive_field
 
     assert [_receptive_field(d) for d in (1, 2, 3, 4)] == [18, 44, 96, 200]
     grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(5.0)), -1).reshape(-1, 2)
     # the fewest poolings whose field spans four spacings (44, 96, 200 px), at most 4
-    assert [_auto_depth([grid * s]) for s in (8, 11, 12, 24, 25, 50, 60)] == [2, 2, 3, 3, 4, 4, 4]
-    assert _auto_depth([grid[:1]]) == 2  # no neighbours
+    spacings = [_dot_spacing([grid * s]) for s in (8, 11, 12, 24, 25, 50, 60)]
+    assert spacings == [8, 11, 12, 24, 25, 50, 60]
+    assert [_auto_depth(s) for s in spacings] == [2, 2, 3, 3, 4, 4, 4]
+    assert _dot_spacing([grid[:1], np.empty((0, 2))]) is None and _auto_depth(None) == 2
 
 
 def test_depth_sets_the_poolings_and_the_padding(fitted):

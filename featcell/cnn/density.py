@@ -71,12 +71,6 @@ def _dot_spacing(points):
     return float(np.median(np.concatenate(gaps))) if gaps else None
 
 
-def _spacing_sigma(points):
-    """Gaussian sigma from the dots: a quarter of their spacing, or None without neighbours."""
-    spacing = _dot_spacing(points)
-    return None if spacing is None else spacing / 4
-
-
 def _receptive_field(depth):
     """Side, in pixels, of the input square one output pixel of the density network sees:
     two 3x3 convolutions per block, a 2x2 pooling before each deeper encoder, nearest
@@ -92,24 +86,22 @@ def _receptive_field(depth):
     return field
 
 
-def _auto_depth(points):
+def _auto_depth(spacing):
     """``depth="auto"``: the fewest poolings, 2 to 4, whose receptive field spans
-    ``_CONTEXT_SPACINGS`` dot spacings (2 without neighbouring dots)."""
-    spacing = _dot_spacing(points)
+    ``_CONTEXT_SPACINGS`` times the dot ``spacing`` (2 without neighbouring dots: None)."""
     for depth in (2, 3):
         if spacing is None or _receptive_field(depth) >= _CONTEXT_SPACINGS * spacing:
             return depth
     return 4
 
 
-def _sigma_candidates(points, factors):
-    """The sigmas ``sigma="auto"`` tries: the dot spacing's sigma times each of
-    ``factors``, each between 1 and 8 pixels (2 without neighbouring dots), in order,
-    repeats dropped."""
-    spacing = _spacing_sigma(points)
+def _sigma_candidates(spacing, factors):
+    """The sigmas ``sigma="auto"`` tries: the dot spacing's sigma (a quarter of the
+    ``spacing``: objects touch at about that distance) times each of ``factors``, each
+    between 1 and 8 pixels (2 without neighbouring dots: None), in order, repeats dropped."""
     candidates = []
     for f in factors:
-        sigma = 2.0 if spacing is None else round(float(np.clip(f * spacing, 1.0, 8.0)), 4)
+        sigma = 2.0 if spacing is None else round(float(np.clip(f * spacing / 4, 1.0, 8.0)), 4)
         if sigma not in candidates:
             candidates.append(sigma)
     return candidates
@@ -406,6 +398,12 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
                     f"points[{i}] is a count ({p!r}); CNNDensityCounter learns from dot "
                     "positions, a (k, 2) array per image"
                 )
+        spacing = _dot_spacing(points)
+        self.depth_ = _auto_depth(spacing) if self.depth == "auto" else int(self.depth)
+        if self.patch_size < 2**self.depth_:
+            raise ValueError(f"patch_size={self.patch_size} is smaller than the {2**self.depth_} "
+                             f"pixels that {self.depth_} poolings halve down to one; raise "
+                             "patch_size or lower depth")
         arrays = [_as_channels(_read(item), self.channels, f"image {i}") for i, item in enumerate(images)]
         if len({a.shape[0] for a in arrays}) != 1:
             raise ValueError("the images have different numbers of channels")
@@ -416,13 +414,8 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         gain = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
         self.intensity_range_ = np.stack([low, gain], 1).astype(np.float32)
         inputs = [self._normalise(a) for a in arrays]
-        self.depth_ = _auto_depth(points) if self.depth == "auto" else int(self.depth)
-        if self.patch_size < 2**self.depth_:
-            raise ValueError(f"patch_size={self.patch_size} is smaller than the {2**self.depth_} "
-                             f"pixels that {self.depth_} poolings halve down to one; raise "
-                             "patch_size or lower depth")
         if self.sigma == "auto":
-            sigmas = _sigma_candidates(points, factors)
+            sigmas = _sigma_candidates(spacing, factors)
         else:
             sigmas = [float(self.sigma)]
 
