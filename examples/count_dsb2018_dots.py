@@ -77,9 +77,9 @@ def main():
                         help="seed of the first draw (exploration: 10 and above, never 0-4)")
     parser.add_argument("--model", choices=["density", "cnn_density"], default="density")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (cnn_density)")
-    parser.add_argument("--sigma-factors", type=float, nargs="+", default=[0.5, 1.0],
-                        help="cnn_density: multiples of the dot spacing's sigma tried (chosen by "
-                             "validation)")
+    parser.add_argument("--sigma-factors", type=float, nargs="+", default=None,
+                        help="cnn_density only: multiples of the dot spacing's sigma tried "
+                             "(chosen by validation; default 0.5 1)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"DSB2018 not found at {DATA}")
@@ -89,7 +89,10 @@ def main():
     if args.draws < 1 or args.n_train < 2 or args.first_draw < 0 or args.threads < 1:
         parser.error("--draws and --threads must be at least 1, --n-train at least 2 and "
                      "--first-draw at least 0")
-    if not all(0 < f <= 100 for f in args.sigma_factors):
+    if args.sigma_factors is not None and args.model != "cnn_density":
+        parser.error("--sigma-factors applies to --model cnn_density only (the classical "
+                     "counter chooses its sigma in pixels from its own grid)")
+    if not all(0 < f <= 100 for f in args.sigma_factors or [1.0]):
         parser.error("--sigma-factors must be positive (at most 100)")
     names = greyscale_256(DATA)
     names = [names[i] for i in np.random.default_rng(123).permutation(len(names))[:100]]
@@ -105,8 +108,9 @@ def main():
     for seed in range(args.first_draw, args.first_draw + args.draws):
         order = np.random.default_rng(seed).permutation(len(y))
         train, test = order[: args.n_train], order[args.n_train :]
-        extra = ({"n_threads": args.threads, "sigma_factors": args.sigma_factors}
-                 if args.model == "cnn_density" else {})
+        extra = {"n_threads": args.threads} if args.model == "cnn_density" else {}
+        if args.sigma_factors is not None:
+            extra["sigma_factors"] = args.sigma_factors
         counter = make_counter(args.model, channels=[0], random_state=seed, **extra)
         cpu = time.process_time()
         counter.fit([paths[i] for i in train], [points[i] for i in train])
