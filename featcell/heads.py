@@ -228,6 +228,11 @@ class _RareClassLogisticRegressionCV(LogisticRegressionCV):
         inner = LogisticRegressionCV(**{**self.get_params(deep=False), "cv": folds})
         return _fit_in_place_of(self, inner, X, y, sample_weight, params)
 
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy, as every other head's (``scoring`` only chooses ``C``; scikit-learn's
+        ``LogisticRegressionCV.score`` would return that scoring, here a negative log loss)."""
+        return ClassifierMixin.score(self, X, y, sample_weight=sample_weight)
+
 
 def _fit_in_place_of(estimator, inner, X, y, sample_weight, params):
     """Fit ``inner`` (``estimator``'s scikit-learn base, with folds that suit the rarest

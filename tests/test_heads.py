@@ -43,6 +43,8 @@ def test_lr_cv_chooses_c_by_cross_validation():
     c = np.ravel(head.C_)[0]  # one C (scikit-learn >= 1.9), or one per class, all equal
     assert c in head.Cs_ and c < head.Cs_.max()
     assert head.class_weight == "balanced" and head.scoring == "neg_log_loss"
+    # score is the accuracy, as every other head's, not the scoring that chose C
+    assert model.score(noisy, CLASSES) == pytest.approx(np.mean(model.predict(noisy) == CLASSES))
 
 
 def test_lr_cv_with_a_rare_class_uses_fewer_folds_quietly():
