@@ -78,6 +78,13 @@ def test_seeded_fit_is_reproducible(fitted):
     assert again.network_sha256_ == fitted.network_sha256_ or np.allclose(
         again.predict_proba(TEST_CELLS), fitted.predict_proba(TEST_CELLS), atol=1e-6
     )
+    from featcell.cnn._training import fit_seed
+
+    # a RandomState gives the seed it draws (not 0); None, a new seed each fit
+    assert fit_seed(7) == 7 and fit_seed(np.random.RandomState(1)) == fit_seed(
+        np.random.RandomState(1)) != fit_seed(np.random.RandomState(2))
+    with pytest.raises(ValueError):
+        fit_seed("seed")
     other = CNNClassifier(**FAST, random_state=1).fit(CELLS, Y)
     assert not np.allclose(other.predict_proba(TEST_CELLS), fitted.predict_proba(TEST_CELLS))
 
@@ -105,7 +112,8 @@ def test_validation_scores_match_sklearn():
 def test_kept_network_is_the_best_validated_epoch(fitted):
     """The exported network is the (weight-averaged) one whose validation loss was best."""
     y_index = np.searchsorted(fitted.classes_, Y)
-    _, val = CNNClassifier(**FAST)._validation_split(CELLS, y_index)
+    _, val = CNNClassifier(**FAST)._validation_split(CELLS, y_index, 0)
+    np.testing.assert_array_equal(val, fitted.validation_index_)
     proba = fitted.predict_proba(CELLS[val])
     loss = -np.mean(np.log(proba[np.arange(len(val)), y_index[val]]))
     record = fitted.history_[fitted.best_epoch_ - 1]
@@ -118,10 +126,10 @@ def test_validation_split_keeps_groups_apart():
     image = np.repeat(np.arange(16), 5)
     cells = CellSet.from_crops(CELLS.flat().values.reshape(80, 1, 24, 24), image_id=image)
     clf = CNNClassifier(**FAST)
-    train, val = clf._validation_split(cells, (Y == "round").astype(int))
+    train, val = clf._validation_split(cells, (Y == "round").astype(int), 0)
     assert len(val) and not set(image[train]) & set(image[val])
     with pytest.raises(ValueError, match="at least 2 groups"):
-        clf._validation_split(CellSet.from_crops(np.zeros((4, 8, 8)), image_id="a"), np.arange(4) % 2)
+        clf._validation_split(CellSet.from_crops(np.zeros((4, 8, 8)), image_id="a"), np.arange(4) % 2, 0)
 
 
 def test_validation_probabilities_are_the_kept_networks(fitted):
@@ -141,6 +149,10 @@ def test_refit_trains_on_all_cells_for_the_chosen_epochs(fitted):
     assert refit.predict_proba(TEST_CELLS).shape == (40, 2)
     with pytest.raises(ValueError, match="cosine"):
         CNNClassifier(**FAST, refit=True, schedule="plateau").fit(CELLS, Y)
+    refit.set_params(refit=False).fit(CELLS, Y)  # a refit leaves no trace of the last fit
+    assert not hasattr(refit, "refit_history_")
+    assert refit.network_sha256_ == fitted.network_sha256_ or np.allclose(
+        refit.predict_proba(TEST_CELLS), fitted.predict_proba(TEST_CELLS), atol=1e-6)
 
 
 def test_tampered_network_is_refused(fitted):
@@ -168,6 +180,11 @@ def test_bad_input(fitted):
 
 
 def test_sklearn_api_checks():
+    from sklearn.exceptions import NotFittedError
+
+    for method in ("predict", "predict_proba", "transform"):
+        with pytest.raises(NotFittedError):  # was an AttributeError about classes_ (predict)
+            getattr(CNNClassifier(), method)(TEST_CELLS)
     name = "CNNClassifier"
     check_no_attributes_set_in_init(name, CNNClassifier())
     check_parameters_default_constructible(name, CNNClassifier())
@@ -186,6 +203,11 @@ def test_make_cell_classifier_trained_cnn():
     names = both[:-1].get_feature_names_out()
     assert any(n.startswith("CNN_Trained_") for n in names)
     assert any(n.startswith("AreaShape_") for n in names)
+    # under pandas output the network's rows carry the cell ids, as every featcell
+    # transformer's: the union's tables align (they were 0..n-1: twice the rows, half NaN)
+    table = clone(both).set_output(transform="pandas")[:-1].fit_transform(CELLS, Y)
+    assert table.shape == (80, len(names)) and list(table.index) == list(CELLS.index)
+    assert not table.isna().any().any()
 
 
 _NO_TORCH = textwrap.dedent(

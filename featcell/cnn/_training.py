@@ -37,6 +37,18 @@ def require_torch(who):
     return torch
 
 
+def fit_seed(random_state):
+    """The integer seed of one fit: ``random_state`` itself when an int, else one drawn
+    from it (a ``RandomState``; ``None``: a new seed each fit), as scikit-learn does."""
+    from numbers import Integral
+
+    from sklearn.utils import check_random_state
+
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
 def resolve_device(device):
     """``"cuda"`` when asked or available (``"auto"``), else ``"cpu"``, as a torch.device."""
     import torch

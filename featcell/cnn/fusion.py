@@ -190,7 +190,8 @@ class CNNFusionClassifier(ClassifierMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_cells,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks the fit before classes_ is read
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -23,6 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..cells import CellSet
+from ..features._base import indexed_output
 from ._preprocess import MIN_INPUT_SIZE, _cell_batches, _percentiles, _select_channels
 from ._sessions import _network_session
 
@@ -337,6 +338,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             raise ValueError("refit=True needs schedule='cosine': the plateau schedule's "
                              "learning rate follows the validation loss, which a refit lacks")
         start = time.perf_counter()
+        for name in ("intensity_range_", "refit_history_"):  # set by some fits only
+            self.__dict__.pop(name, None)
         y = _check_training_cells(X, y, "CNNClassifier.fit")
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -349,14 +352,12 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         if self.normalization == "dataset":
             self.intensity_range_ = np.stack(_dataset_range(X, self.channels_, _DATASET_PERCENTILES), 1)
         inputs = self._inputs(X)
-        train, val = self._validation_split(X, y_index)
-        self.validation_index_ = np.asarray(val, dtype=np.intp)
-
         from . import _training
 
-        seed = np.random.RandomState(self.random_state).randint(2**31 - 1) if not isinstance(
-            self.random_state, Integral
-        ) else int(self.random_state)
+        seed = _training.fit_seed(self.random_state)
+        train, val = self._validation_split(X, y_index, seed)
+        self.validation_index_ = np.asarray(val, dtype=np.intp)
+
         threads = torch.get_num_threads()
         if self.n_threads is not None:
             torch.set_num_threads(self.n_threads)
@@ -481,7 +482,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_cells,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks the fit before classes_ is read
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def transform(self, X):
         """The network's penultimate layer (global-average-pooled features) per cell.
@@ -493,8 +495,9 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         embedding : ndarray of shape (n_cells, n_features), float32
+            A DataFrame indexed by the cell ids under ``set_output(transform="pandas")``.
         """
-        return self._run(X)[1]
+        return indexed_output(self, self._run(X)[1], X)
 
     def fit_transform(self, X, y=None, **fit_params):
         """Fit, then embed the training cells (``y`` is required).
@@ -550,7 +553,7 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
             self.mask_background, self.n_threads,
         )
 
-    def _validation_split(self, X, y_index):
+    def _validation_split(self, X, y_index, seed):
         """(train, validation) cell indices; groups never straddle the two."""
         n = len(y_index)
         groups = np.arange(n) if self.groups is None else X.groups(self.groups)
@@ -562,7 +565,6 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                 "cells are independent"
             )
         n_splits = max(2, int(round(1 / self.validation_fraction)))
-        seed = self.random_state if isinstance(self.random_state, Integral) else 0
         if n_groups >= n_splits and np.bincount(y_index).min() >= 1:
             cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
             try:
