@@ -332,9 +332,7 @@ class CellSet:
         channel_names = _check_channel_names(channels, stack.shape[0])
         margin = _check_margin(margin)
 
-        from .features._kernels.objects import label_boxes
-
-        ids, boxes = label_boxes(labels.astype(np.int64) if labels.dtype == np.uint64 else labels)
+        ids, boxes = _object_boxes(labels)
         if ids.size == 0:
             return cls._empty(channel_names, image_id, metadata)
         H, W = labels.shape
@@ -346,6 +344,7 @@ class CellSet:
                 return cls._empty(channel_names, image_id, metadata)
         origins = np.maximum(boxes[:, :2] - margin, 0)
         ends = np.minimum(boxes[:, 2:] + margin, [H, W])
+        _check_window_area(origins, ends, (H, W), "the objects of labels")
         values, mask, shapes, centroid = _gather_windows(stack, labels, ids, origins, ends)
         frame = _metadata_frame(len(ids), image_id, boxes, centroid, touches, ids, metadata)
         fields = (_own(stack, image),), np.zeros(len(ids), np.intp)
@@ -418,6 +417,7 @@ class CellSet:
             )
         origins = np.column_stack([np.maximum(y0 - margin, 0), np.maximum(x0 - margin, 0)])
         ends = np.column_stack([np.minimum(y1 + margin, H), np.minimum(x1 + margin, W)])
+        _check_window_area(origins, ends, (H, W), "the boxes")
         crops, masks, centroid = [], [], []
         for k in range(len(boxes)):
             crop = stack[:, origins[k, 0] : ends[k, 0], origins[k, 1] : ends[k, 1]]
@@ -884,6 +884,44 @@ def _take_fields(fields, index):
     used, renumbered = np.unique(where[known], return_inverse=True)
     where[known] = renumbered
     return tuple(images[i] for i in used), where
+
+
+def _object_boxes(labels):
+    """Ids and bounding boxes of a label image's objects (``label_boxes``).
+
+    The kernel's tables have one row per id up to the largest: ids far above the
+    number of pixels (a 16 x 16 image with one object numbered 2**26) are first
+    numbered 1, 2, ... in order, so that memory follows the image, not the ids.
+    """
+    from .features._kernels.objects import label_boxes
+
+    labels = labels.astype(np.int64) if labels.dtype == np.uint64 else labels
+    if not labels.size or labels.max() <= labels.size:
+        return label_boxes(labels)
+    present, compact = np.unique(labels, return_inverse=True)
+    if present[0] != 0:  # no background pixel: 0 stays unused
+        present, compact = np.r_[0, present], compact + 1
+    ids, boxes = label_boxes(compact.reshape(labels.shape).astype(np.intp))
+    return present[ids].astype(np.int64), boxes
+
+
+# the objects' windows (bounding box and margin) may cover this many times the image
+_MAX_WINDOW_COVER = 32
+
+
+def _check_window_area(origins, ends, shape, what):
+    """Refuse objects whose windows together cover far more than the image: each window
+    is copied, so a small annotation file (thousands of boxes over the whole image, or
+    objects of two distant pixels) would otherwise take gigabytes."""
+    area = int(np.prod(np.asarray(ends) - np.asarray(origins), axis=1).sum())
+    image = int(shape[0]) * int(shape[1])
+    if area > _MAX_WINDOW_COVER * max(image, 4096):
+        raise ValueError(
+            f"{what}: {len(origins)} objects whose bounding boxes (with the margin) cover "
+            f"{area:,} pixels, {area / image:.0f} times the {shape[0]} x {shape[1]} image "
+            f"(at most {_MAX_WINDOW_COVER}); expected compact objects - is each object one "
+            "connected region, and are the boxes right?"
+        )
 
 
 def _gather_windows(stack, labels, ids, origins, ends):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 import warnings
 import xml.etree.ElementTree as ET
@@ -150,8 +151,9 @@ def read_image_metadata(path):
     if suffix in (".tif", ".tiff"):
         import tifffile
 
+        _check_image_size(path, None)  # a header declaring a bomb: refused before parsing
         try:
-            with tifffile.TiffFile(path) as tif:
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
                 return {"axes": series.axes, "shape": tuple(series.shape),
                         **_tiff_metadata(tif, series)}
@@ -453,19 +455,25 @@ def _check_image_size(path, max_pixels):
             import tifffile
 
             with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
-                shape, pixels, n_pages = None, 0, 0
+                shape, pixels = None, 0
                 for page in tif.pages:
                     plane = (page.imagelength, page.imagewidth)
                     shape = shape or plane
-                    pixels += plane[0] * plane[1] * max(page.imagedepth, 1)
-                    n_pages += 1
+                    # more than 4 samples per pixel (RGBA) are planes in all but name
+                    samples = page.samplesperpixel if page.samplesperpixel > 4 else 1
+                    pixels += plane[0] * plane[1] * max(page.imagedepth, 1) * samples
                     if pixels > limit:
                         break
-            planes = f" in {n_pages}+ pages" if n_pages > 1 else ""
+                # an OME header may declare planes the file lacks: tifffile fills them
+                declared = _ome_declared_pixels(tif.ome_metadata) if tif.is_ome else 0
+            if declared > pixels:
+                pixels = declared
+            n_planes = pixels // max(shape[0] * shape[1], 1) if shape else 1
+            planes = f" x {n_planes:,} planes" if n_planes > 1 else ""
         else:
             from PIL import Image
 
-            with _pillow_limit(None), Image.open(path) as im:
+            with _pillow_limit(None), Image.open(path, formats=_PILLOW_FORMATS) as im:
                 shape = (im.size[1], im.size[0])
                 pixels = shape[0] * shape[1] * max(getattr(im, "n_frames", 1), 1)
                 planes = ""
@@ -479,6 +487,24 @@ def _check_image_size(path, max_pixels):
             "command line)"
         )
     return limit
+
+
+def _ome_declared_pixels(xml):
+    """Pixels of the first image an OME-XML header declares (X * Y * Z * C * T), or 0.
+
+    At least one pixel per plane: tifffile lists every declared plane, so a header
+    declaring a billion 1 x 1 planes is as costly to open as a billion pixels.
+    """
+    try:
+        pixels = ET.fromstring(xml).find("{*}Image/{*}Pixels")
+        sizes = [max(int(pixels.get(f"Size{axis}", 1)), 1) for axis in "XYZCT"]
+    except (ET.ParseError, AttributeError, TypeError, ValueError):
+        return 0
+    return math.prod(sizes[2:]) * max(sizes[0] * sizes[1], _PLANE_COST)
+
+
+# the pixels a declared plane counts for at least (tifffile keeps about 100 bytes per plane)
+_PLANE_COST = 256
 
 
 class _quiet_tifffile:
@@ -513,15 +539,29 @@ class _pillow_limit:
         Image.MAX_IMAGE_PIXELS = self.saved
 
 
+# the only formats Pillow may decode, whatever a file's suffix says: others (EPS hands the
+# file to Ghostscript, TIFF and the many rarer ones) are refused before any decoding
+_PILLOW_FORMATS = ("PNG", "JPEG", "BMP")
+
+
 def _read_pillow(path, limit):
     """A PNG, JPEG or BMP decoded by Pillow (never another of imageio's plugins).
 
     imageio would otherwise try every plugin on a corrupt file and end with advice
-    to install video codecs; Pillow's own message is the useful one.
+    to install video codecs; Pillow's own message is the useful one. The header is
+    checked first: a file of any other format is refused (an ``OSError`` naming the
+    formats allowed), even one Pillow could open.
     """
     import imageio.v3 as iio
+    from PIL import Image, UnidentifiedImageError
 
     with _pillow_limit(limit):
+        try:
+            with Image.open(path, formats=_PILLOW_FORMATS):
+                pass
+        except UnidentifiedImageError as exc:
+            raise OSError(f"not a PNG, JPEG or BMP file (its suffix says {path.suffix!r}; "
+                          "other formats are not decoded)") from exc
         return iio.imread(path, plugin="pillow")
 
 
@@ -565,6 +605,11 @@ def read_labels(path, *, max_pixels=None):
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"label image {str(path)!r} has dtype {labels.dtype}; expected integer object ids"
+        )
+    if labels.size and labels.max() > np.iinfo(np.int32).max:  # would wrap around
+        raise ValueError(
+            f"label image {str(path)!r} has object ids up to {labels.max()}; expected ids "
+            f"below {np.iinfo(np.int32).max + 1:,} (renumber the objects 1, 2, ...)"
         )
     return labels.astype(np.int32)
 

@@ -520,8 +520,12 @@ def _check_trees(model, path):
     so a crafted file could make ``predict`` read out of memory (see skops'
     ``UNTRUSTED_TYPE_REASONS``); a fitted tree from ``fit`` always passes.
     """
+    import sys
+
+    from sklearn.svm._base import BaseLibSVM
     from sklearn.tree._tree import Tree
 
+    booster = getattr(sys.modules.get("xgboost.core"), "Booster", None)  # loaded if used
     seen, stack = set(), [model]
     while stack:
         obj = stack.pop()
@@ -531,6 +535,11 @@ def _check_trees(model, path):
         if isinstance(obj, Tree):
             _check_tree(obj, path)
             continue
+        if booster is not None and isinstance(obj, booster):
+            _check_booster(obj, path)
+            continue
+        if isinstance(obj, BaseLibSVM) and hasattr(obj, "support_vectors_"):
+            _check_svm(obj, path)
         if not hasattr(obj, "__dict__"):
             continue
         for value in vars(obj).values():
@@ -564,6 +573,72 @@ def _check_tree(tree, path):
             f"{str(path)!r} holds a decision tree whose node indices are out of range; the "
             "file is corrupted or was crafted to crash the process"
         )
+
+
+def _check_svm(svm, path):
+    """Refuse a support vector machine whose arrays disagree in size: libsvm trusts them
+    (a crafted file crashed ``predict``, or read out of bounds)."""
+    sv, dual = np.asarray(svm.support_vectors_), np.asarray(svm._dual_coef_)
+    n_support, intercept = np.asarray(svm._n_support), np.asarray(svm._intercept_)
+    n_rows, n_features = (int(v) for v in svm.shape_fit_)
+    n = len(sv)
+    ok = (
+        not svm._sparse and svm.kernel != "precomputed" and sv.ndim == 2 and dual.ndim == 2
+        and sv.shape[1] == n_features and dual.shape[1] == n
+        and np.asarray(svm.dual_coef_).shape == dual.shape
+        and np.asarray(svm.support_).shape == (n,)
+        and np.all((svm.support_ >= 0) & (svm.support_ < n_rows))
+    )
+    if ok and hasattr(svm, "classes_"):  # one-vs-one: k - 1 rows of coefficients
+        k = len(svm.classes_)
+        pairs = k * (k - 1) // 2
+        ok = (
+            n_support.shape == (k,) and n_support.min() >= 0 and n_support.sum() == n
+            and dual.shape[0] == k - 1 and intercept.shape == (pairs,)
+            and len(svm._probA) in (0, pairs) and len(svm._probB) == len(svm._probA)
+        )
+    elif ok:
+        ok = dual.shape[0] == 1 and intercept.shape == (1,)
+    if not ok:
+        raise ValueError(
+            f"{str(path)!r} holds a support vector machine whose arrays do not match in "
+            "size; the file is corrupted or was crafted to crash the process"
+        )
+
+
+def _check_booster(booster, path):
+    """Refuse XGBoost trees whose child or feature indices are out of range, or whose
+    nodes do not form a tree: XGBoost follows them without bounds checks."""
+    learner = json.loads(bytes(booster.save_raw("json")))["learner"]
+    n_features = int(learner["learner_model_param"]["num_feature"])
+    model = learner["gradient_booster"]
+    model = model.get("gbtree", model)["model"]  # dart wraps a gbtree
+    for tree in model["trees"]:
+        n = int(tree["tree_param"]["num_nodes"])
+        left, right = np.asarray(tree["left_children"]), np.asarray(tree["right_children"])
+        split = np.asarray(tree["split_indices"])
+        ok = n >= 1 and all(
+            len(tree[key]) == n for key in ("left_children", "right_children", "split_indices",
+                                             "split_conditions", "default_left", "base_weights")
+        ) and np.array_equal(left == -1, right == -1)
+        if ok:
+            inner = left != -1
+            ok = (np.all((left[inner] > 0) & (left[inner] < n) & (right[inner] > 0)
+                         & (right[inner] < n))
+                  and np.all((split[inner] >= 0) & (split[inner] < n_features)))
+        if ok:  # every node reached once from the root: no cycles, no shared children
+            reached, stack = np.zeros(n, bool), [0]
+            while stack and ok:
+                node = stack.pop()
+                ok = not reached[node]
+                reached[node] = True
+                if left[node] != -1:
+                    stack += [int(left[node]), int(right[node])]
+        if not ok:
+            raise ValueError(
+                f"{str(path)!r} holds an XGBoost tree whose node indices are out of range; "
+                "the file is corrupted or was crafted to crash the process"
+            )
 
 
 def _onnx_networks(model):

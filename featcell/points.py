@@ -473,14 +473,18 @@ def _image_shape(image):
         if image.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            with tifffile.TiffFile(image) as tif:
+            from .io import _check_image_size, _quiet_tifffile, read_image
+
+            _check_image_size(image, None)  # before tifffile lists the planes a header declares
+            with _quiet_tifffile(), tifffile.TiffFile(image) as tif:
                 shape = tif.series[0].shape
-            from .io import read_image
 
             return read_image(image).shape[:2] if len(shape) > 2 else tuple(shape)
         from PIL import Image
 
-        with Image.open(image) as im:
+        from .io import _PILLOW_FORMATS
+
+        with Image.open(image, formats=_PILLOW_FORMATS) as im:
             return im.size[1], im.size[0]
     except Exception:  # noqa: BLE001 - the shape check is a courtesy; the image reader reports
         return None

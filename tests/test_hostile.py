@@ -224,6 +224,41 @@ def test_crafted_tree_with_out_of_range_children_is_refused(tmp_path):
         load_model(path)
 
 
+def test_crafted_svm_and_xgboost_trees_are_refused(tmp_path):
+    """libsvm and XGBoost follow their arrays without bounds checks: a model whose sizes or
+    node indices were changed crashed ``featcell score`` (SIGSEGV) or read out of memory."""
+    import xgboost as xgb
+    from sklearn.svm import SVC, SVR
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = np.repeat(["a", "b", "c"], 20)
+    for fitted, crafted in [
+        (SVC().fit(X, y), {"support_vectors_": lambda m: m.support_vectors_[:1]}),
+        (SVC().fit(X, y), {"_dual_coef_": lambda m: m._dual_coef_[:, :3]}),
+        (SVC().fit(X, y), {"support_vectors_": lambda m: m.support_vectors_[:, :1].copy()}),
+        (SVR().fit(X, X[:, 0]), {"support_": lambda m: m.support_ + 1000}),
+    ]:
+        path = save_model(fitted, tmp_path / "svm.featcell")
+        assert load_model(path).predict(X[:2]).shape == (2,)  # as fitted: accepted
+        for name, change in crafted.items():
+            setattr(fitted, name, change(fitted))
+        path = save_model(fitted, tmp_path / "svm.featcell")
+        with pytest.raises(ValueError, match="support vector machine"):
+            load_model(path)
+    for field, value in [("left_children", 10**6), ("split_indices", 10**6),
+                         ("right_children", 0)]:
+        model = xgb.XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1).fit(X, X[:, 0] > 0)
+        assert load_model(save_model(model, tmp_path / "xgb.featcell")).predict(X).shape == (60,)
+        state = json.loads(bytes(model.get_booster().save_raw("json")))
+        state["learner"]["gradient_booster"]["model"]["trees"][0][field][0] = value
+        booster = xgb.Booster()
+        booster.load_model(bytearray(json.dumps(state).encode()))
+        model._Booster = booster
+        with pytest.raises(ValueError, match="XGBoost tree whose node indices"):
+            load_model(save_model(model, tmp_path / "xgb.featcell"))
+
+
 def _cnn_model_file(tmp_path):
     from featcell import CellSet
     from featcell.cnn import CNNEmbedding
@@ -724,3 +759,72 @@ def test_a_listed_class_called_with_the_files_arguments_is_refused(tmp_path):
     with pytest.raises(UntrustedTypesFoundException, match="builtins.bytearray"):
         load_model(path)
     assert time.monotonic() - start < 5
+
+
+def test_bombs_declared_in_samples_or_in_the_ome_header_are_refused_before_decoding(tmp_path):
+    from featcell.io import read_image, read_image_metadata
+
+    # one page of 1,000 separate samples: 36 KB holding 4,096,000 values
+    tifffile.imwrite(tmp_path / "samples.tif", np.zeros((1000, 64, 64), np.uint8),
+                     planarconfig="separate", photometric="minisblack", compression="zlib")
+    with pytest.raises(ValueError, match="64 x 64 pixels x 1,000 planes"):
+        read_image(tmp_path / "samples.tif", max_pixels=5000)
+    # an OME header declaring 10**6 time points over one page: tifffile would fill them in
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
+           'Schemas/OME/2016-06"><Image ID="Image:0"><Pixels ID="Pixels:0" '
+           'DimensionOrder="XYCZT" Type="uint8" SizeX="64" SizeY="64" SizeC="1" SizeZ="1" '
+           'SizeT="1000000"><Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData IFD="0" '
+           'PlaneCount="1"/></Pixels></Image></OME>')
+    tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros((64, 64), np.uint8), description=xml,
+                     metadata=None)
+    start = time.monotonic()
+    for read in (read_image, read_image_metadata):
+        with pytest.raises(ValueError, match="x 1,000,000 planes"):
+            read(tmp_path / "t.ome.tif")
+    assert time.monotonic() - start < 2
+
+
+def test_only_png_jpeg_and_bmp_are_decoded_by_pillow(tmp_path):
+    """An EPS named .png would be handed to Ghostscript by Pillow; a GIF or TIFF named .png
+    decoded by a plugin nobody chose: each is refused by its header, naming the file."""
+    from PIL import Image
+
+    from featcell.io import read_image
+
+    (tmp_path / "eps.png").write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto showpage\n")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "gif.png", format="GIF")
+    for name in ("eps.png", "gif.png"):
+        with pytest.raises(ValueError, match=f"{name}.*not a PNG, JPEG or BMP file"):
+            read_image(tmp_path / name)
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "jpeg.png", format="PNG")
+    assert read_image(tmp_path / "jpeg.png").max() == 7
+
+
+def test_label_files_that_would_take_gigabytes(tmp_path):
+    from featcell import CellSet
+    from featcell.io import read_labels
+
+    image = np.ones((16, 16), np.float32)
+    labels = np.zeros((16, 16), np.uint32)
+    labels[4:8, 4:8], labels[10:12, 10:12] = 2**31 - 1, 5  # tables sized by the ids: 64 GB
+    cells = CellSet.from_labels(image, labels)
+    assert cells.metadata["Metadata_ObjectNumber"].tolist() == [5, 2**31 - 1]
+    assert [int(cells.mask(i).sum()) for i in range(2)] == [4, 16]
+    full = np.ones((16, 16), np.int64) * 9  # no background: the ids still kept
+    assert CellSet.from_labels(image, full * 10**6).metadata["Metadata_ObjectNumber"].tolist() \
+        == [9 * 10**6]
+    # objects of two distant pixels: each window is the whole image
+    scattered = np.zeros((256, 256), np.int32)
+    for k in range(1, 251):
+        scattered[0, k] = scattered[255, 255 - k] = k
+    with pytest.raises(ValueError, match="times the 256 x 256 image"):
+        CellSet.from_labels(np.ones((256, 256)), scattered)
+    with pytest.raises(ValueError, match="times the 64 x 64 image"):
+        CellSet.from_boxes(np.ones((64, 64)), np.tile([0, 0, 64, 64], (2000, 1)))
+    # ids above int32 are refused, not wrapped (two objects merged, one lost)
+    wide = np.zeros((8, 8), np.uint64)
+    wide[:2], wide[4:6] = 2**32 + 1, 2**32
+    tifffile.imwrite(tmp_path / "wide.tif", wide)
+    with pytest.raises(ValueError, match="wide.tif.*ids up to 4294967297"):
+        read_labels(tmp_path / "wide.tif")
