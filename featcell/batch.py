@@ -25,6 +25,7 @@ import inspect
 import json
 import os
 import pickle
+import re
 import sys
 import time
 import warnings
@@ -479,10 +480,15 @@ class _Layout:
             self.parts = output / "parts"
 
     def part_files(self):
-        return sorted(self.parts.glob("part-*.parquet"))
+        """This run's part files (``part-NNNNNN.parquet``; other files there are ignored)."""
+        return sorted(p for p in self.parts.glob("part-*.parquet")
+                      if re.fullmatch(r"part-\d{6,}\.parquet", p.name))
 
     def prepare(self, fingerprint, resume):
         """Create the parts folder, check it belongs to this run; return the next part number."""
+        if self.parts.exists() and not self.parts.is_dir():
+            raise ValueError(f"{str(self.parts)!r} is a file, where this output keeps its "
+                             "parts folder; move it away or choose another output")
         self.parts.mkdir(parents=True, exist_ok=True)
         for stale in [*self.parts.glob("*.tmp"), *self.cells.parent.glob("*.tmp")]:
             if stale.name.startswith(tuple(p.name for p in (self.cells, self.images,
@@ -523,9 +529,12 @@ class _Layout:
         schema = schema.with_metadata({_PART_META: json.dumps(records)})
         target = self.parts / f"part-{seq:06d}.parquet"
         tmp = target.with_name(target.name + ".tmp")
-        with _removed_on_error(tmp), pq.ParquetWriter(tmp, schema) as writer:
-            for table in tables:  # one row group per image
-                writer.write_table(_conform(table, schema))
+        with _removed_on_error(tmp):
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for table in tables:  # one row group per image
+                    writer.write_table(_conform(table, schema))
+            with open(tmp, "rb") as written:  # on disk before it is named: a power cut
+                os.fsync(written.fileno())  # leaves no empty part behind
         os.replace(tmp, target)
 
     def remove_parts(self):
@@ -541,7 +550,17 @@ class _Layout:
         """``{path: (part file, record)}`` of the current images, an ok record winning."""
         found = {}
         for part in self.part_files():
-            for record in json.loads(pq.read_schema(part).metadata[_PART_META]):
+            try:
+                records = json.loads(pq.read_schema(part).metadata[_PART_META])
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's are OSErrors
+                # a damaged part (a crash mid-write): its images are scored again
+                bad = part.with_name(part.name + ".damaged")
+                os.replace(part, bad)
+                warnings.warn(f"part file {str(part)!r} cannot be read ({exc}); renamed to "
+                              f"{bad.name!r}, its images are scored again", UserWarning,
+                              stacklevel=2)
+                continue
+            for record in records:
                 path = record["path"]
                 if path not in keys or record["key"] != keys[path]:
                     continue  # another image list, or the file changed since

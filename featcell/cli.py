@@ -1807,10 +1807,27 @@ def _dotted_images(args, console):
             raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
     files = _readable_images(_check_images_source(args.input), console, args.max_pixels)
     paths = [str(f) for f in files]
+    errors = (ValueError, FileNotFoundError, TypeError)
     try:
         points = read_points(args.points, images=paths)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        raise UserError(str(exc)) from None
+    except errors as exc:
+        if not Path(args.points).is_dir():  # one table: its error is the whole run's
+            raise UserError(str(exc)) from None
+        # a folder: an image whose dots file is missing or unreadable is left out alone
+        found = []
+        for f in files:
+            try:
+                found.append((f, read_points(args.points, images=[str(f)])[0], None))
+            except errors as one:
+                found.append((f, None, one))
+        skipped = [(f, error) for f, _, error in found if error is not None]
+        if len(skipped) == len(files):
+            raise UserError(str(exc)) from None
+        console.say(f"{len(skipped)} of {len(files)} images have no readable dots and are "
+                    f"left out, e.g. {skipped[0][0].name}: {skipped[0][1]}")
+        files = [f for f, _, error in found if error is None]
+        points = [p for _, p, error in found if error is None]
+        paths = [str(f) for f in files]
     meta = pd.DataFrame({"Metadata_ImageID": [f.name for f in files]})
     if args.metadata:
         extra = _read_image_table(args.metadata).reindex(meta["Metadata_ImageID"])

@@ -240,7 +240,8 @@ def _is_image_file(path):
 def _point_files(folder):
     files = sorted(
         f for f in folder.iterdir()
-        if f.is_file() and (_is_image_file(f) or f.suffix.lower() in _POINT_SUFFIXES)
+        if f.is_file() and not f.name.startswith(".")  # macOS ._ sidecars, hidden files
+        and (_is_image_file(f) or f.suffix.lower() in _POINT_SUFFIXES)
     )
     if not files:
         raise ValueError(f"no points files (images, CSV or VOC XML) in folder {str(folder)!r}")
@@ -275,7 +276,8 @@ def _read_file(path, kind, shape, image_name=None):
         if image_name is None:
             return {name: _check_points(p, f"{what} (image {name!r})", shape)
                     for name, p in points.items()}
-        return _check_points(_select_image(points, image_name, what), what, shape)
+        found = _select_image(points, image_name, what)
+        return _check_points(np.zeros((0, 2)) if found is None else found, what, shape)
     return _check_points(points, what, shape)
 
 
@@ -399,7 +401,7 @@ def _select_image(table, image_name, what):
     by_stem = {Path(k).stem: v for k, v in table.items()}
     if stem in by_stem:
         return by_stem[stem]
-    return np.zeros((0, 2))  # an image without rows in the table has no objects
+    return None
 
 
 def _points_for_images(path, images, kind):
@@ -421,12 +423,18 @@ def _points_for_images(path, images, kind):
                     f"but {len(images)} images were given"
                 )
             table = {images[0].name: table}
-        out = []
-        for image in images:
-            points = _select_image(table, image.name, f"points file {str(path)!r}")
-            out.append(_check_points(points, f"points file {str(path)!r} (image "
-                                     f"{image.name!r})", _image_shape(image)))
-        return out
+        found = [_select_image(table, image.name, f"points file {str(path)!r}")
+                 for image in images]
+        if all(points is None for points in found) and any(len(v) for v in table.values()):
+            raise ValueError(
+                f"points file {str(path)!r} names none of the {len(images)} images (it names "
+                f"e.g. {next(iter(table))!r}, the images are e.g. {images[0].name!r}); "
+                "expected their file names or stems in its image column"
+            )
+        # an image without rows in the table has no objects
+        return [_check_points(np.zeros((0, 2)) if points is None else points,
+                              f"points file {str(path)!r} (image {image.name!r})",
+                              _image_shape(image)) for image, points in zip(images, found)]
     files = _point_files(path)
     return [_read_file(_match_file(image, path, files), kind, _image_shape(image),
                        image.name) for image in images]

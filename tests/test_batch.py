@@ -1,6 +1,7 @@
 """Tests of featcell.batch.score_images: tables, bad files, resume, parallel backends."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +184,23 @@ def test_resume_skips_unchanged_files(dataset, tmp_path):
     assert score(model, root, tmp_path / "out", resume="content").n_resumed == 10
     assert not (tmp_path / "out" / "parts").exists()  # removed after a complete run
     assert score(model, root, tmp_path / "out", resume=False).n_resumed == 0
+
+
+def test_a_damaged_or_stray_part_file_does_not_block_the_resume(dataset, tmp_path):
+    root, model, _ = dataset
+    first = score(model, root, tmp_path / "out", keep_parts=True, chunk_size=3)
+    parts = sorted((tmp_path / "out" / "parts").glob("part-*.parquet"))
+    assert len(parts) >= 2
+    shutil.copy(parts[1], parts[1].with_name("part-000001 (copy).parquet"))  # ignored
+    parts[0].write_bytes(b"")  # what a crash mid-write could leave
+    with pytest.warns(UserWarning, match="part-000001.parquet.*cannot be read.*scored again"):
+        again = score(model, root, tmp_path / "out", keep_parts=True)
+    assert 0 < again.n_resumed < 10 and again.n_images == first.n_images
+    assert_frame_equal(again.read_cells(), first.read_cells())
+    assert parts[0].with_name("part-000001.parquet.damaged").exists()
+    (tmp_path / "x_parts").write_text("")
+    with pytest.raises(ValueError, match="is a file, where this output keeps its parts"):
+        score(model, root, tmp_path / "x.parquet")
 
 
 def test_resume_refuses_another_model(dataset, tmp_path):

@@ -828,3 +828,36 @@ def test_label_files_that_would_take_gigabytes(tmp_path):
     tifffile.imwrite(tmp_path / "wide.tif", wide)
     with pytest.raises(ValueError, match="wide.tif.*ids up to 4294967297"):
         read_labels(tmp_path / "wide.tif")
+
+
+def test_one_bad_dots_file_leaves_its_image_out_and_a_table_must_name_the_images(tmp_path,
+                                                                               capsys):
+    from PIL import Image
+
+    from featcell.points import read_points
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "dots").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        image = rng.integers(0, 40, (48, 48)).astype(np.uint8)
+        dots = np.zeros((48, 48, 3), np.uint8)
+        for r, c in rng.integers(4, 44, (3 + i, 2)):
+            image[r - 2 : r + 3, c - 2 : c + 3] = 220
+            dots[r, c] = (255, 0, 0)
+        Image.fromarray(image).save(tmp_path / "images" / f"{i:03d}cell.png")
+        Image.fromarray(dots).save(tmp_path / "dots" / f"{i:03d}dots.png")
+    (tmp_path / "dots" / "._002dots.png").write_bytes(b"\0\5\26\7AppleDouble")  # macOS sidecar
+    assert len(read_points(tmp_path / "dots")) == 6
+    (tmp_path / "dots" / "005dots.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code, out, err = run(capsys, "train", tmp_path / "images", "--task", "counting", "--model",
+                         "density", "--pixel-features", "filters", "--points",
+                         tmp_path / "dots", "--cv", "2", "-o", tmp_path / "c.featcell")
+    assert code == 0, err
+    assert "1 of 6 images have no readable dots and are left out, e.g. 005cell.png" in out + err
+    # a table naming none of the images: an error, not six images with no objects
+    pd.DataFrame({"image": ["other.png"] * 3, "x": [1, 2, 3], "y": [4, 5, 6]}).to_csv(
+        tmp_path / "points.csv", index=False)
+    images = sorted(str(p) for p in (tmp_path / "images").iterdir())
+    with pytest.raises(ValueError, match="names none of the 6 images"):
+        read_points(tmp_path / "points.csv", images=images)
