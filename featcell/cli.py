@@ -1929,8 +1929,14 @@ def _cmd_score(args, console):
     from featcell.persist import load_model, read_manifest
 
     manifest = read_manifest(args.model)
-    info = manifest.get("metadata", {})
+    info = manifest["metadata"]
     kind = info.get("kind", "cells")
+    columns = info.get("feature_columns")
+    if kind not in ("cells", "table", "images") or not (
+        columns is None or (isinstance(columns, list) and all(isinstance(c, str) for c in columns))
+    ):
+        raise UserError(f"{args.model!r}: its metadata's kind {kind!r} or feature_columns are "
+                        "not what featcell writes; the model file was modified")
     model = load_model(args.model, trusted=list(args.trust) or None)
     console.say(
         f"featcell score: {info.get('task', 'model')} model ({manifest.get('estimator')}), "

@@ -293,7 +293,7 @@ def load_model(path, *, trusted=None, cache_dir=None):
     ignored = {"onnxruntime"} if not manifest["onnx"] else set()
     if not any(name.startswith("xgboost.") for name in types):
         ignored.add("xgboost")
-    _warn_versions(manifest.get("versions", {}), path, ignored)
+    _warn_versions(manifest["versions"], path, ignored)
     if trusted is not True:
         if not (trusted is None or trusted is False or isinstance(trusted, (list, tuple, set))):
             raise TypeError(
@@ -378,14 +378,15 @@ def _read_archive(path, payload=True):
             _check_entries(zf, repr(str(path)))
             manifest = json.loads(zf.read(_MANIFEST))
             data = zf.read(_PAYLOAD) if payload else None
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # JSON and UTF-8 errors too
         raise ValueError(
             f"{str(path)!r} is not a featcell model file (a zip with {_MANIFEST} and "
             f"{_PAYLOAD}, written by featcell.persist.save_model): {exc}"
         ) from exc
-    if manifest.get("format") != "featcell-model":
+    if not isinstance(manifest, dict) or manifest.get("format") != "featcell-model":
         raise ValueError(f"{str(path)!r} is not a featcell model file (no featcell manifest)")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    _check_manifest(manifest, path)
+    if manifest["format_version"] > FORMAT_VERSION:
         raise ValueError(
             f"{str(path)!r} has model format {manifest['format_version']}, newer than this "
             f"featcell reads ({FORMAT_VERSION}); upgrade featcell"
@@ -396,6 +397,36 @@ def _read_archive(path, payload=True):
             "the file is corrupted or was modified"
         )
     return manifest, data
+
+
+def _check_manifest(manifest, path):
+    """Refuse a manifest whose fields are not of the types :func:`save_model` writes."""
+    def strings(value):
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+    def network(entry):
+        return (isinstance(entry, dict) and isinstance(entry.get("param"), str)
+                and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64
+                and all(c in "0123456789abcdef" for c in entry["sha256"])
+                and isinstance(entry.get("bundled"), bool) and isinstance(entry.get("path"), str))
+
+    checks = {
+        "format_version": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "payload_sha256": lambda v: isinstance(v, str),
+        "estimator": lambda v: isinstance(v, str),
+        "created": lambda v: isinstance(v, str),
+        "versions": strings,
+        "onnx": lambda v: isinstance(v, list) and all(network(e) for e in v),
+        "metadata": lambda v: isinstance(v, dict),
+    }
+    bad = [key for key, ok in checks.items() if key not in manifest or not ok(manifest[key])]
+    if bad:
+        raise ValueError(
+            f"{str(path)!r} is not a valid featcell model file: its manifest's "
+            f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing or of the wrong "
+            "type; the file is corrupted or was modified"
+        )
 
 
 def _check_entries(zf, what):

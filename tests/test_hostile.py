@@ -259,6 +259,46 @@ def test_crafted_svm_and_xgboost_trees_are_refused(tmp_path):
             load_model(save_model(model, tmp_path / "xgb.featcell"))
 
 
+def test_tampered_manifest_fields_are_refused_naming_them(tmp_path, capsys):
+    """A manifest whose fields have other types gave tracebacks (AttributeError, TypeError)
+    or one-word errors ("onnx", "sha256") at the command line."""
+    from sklearn.preprocessing import StandardScaler
+
+    path = save_model(make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2), tmp_path / "m.featcell",
+        metadata={"kind": "table", "feature_columns": ["a", "b"]})
+    with zipfile.ZipFile(path) as zf:
+        good, payload = json.loads(zf.read("manifest.json")), zf.read("model.skops")
+    pd.DataFrame({"a": [0.0, 1.0], "b": [1.0, 0.0]}).to_csv(tmp_path / "t.csv", index=False)
+    for key, value, named in [
+        ("versions", ["1"], "versions"), ("versions", {"numpy": 2}, "versions"),
+        ("format_version", "9", "format_version"), ("onnx", [1], "onnx"),
+        ("onnx", [{"param": "model", "sha256": "ab", "bundled": False, "path": "x"}], "onnx"),
+        ("metadata", ["kind"], "metadata"), ("estimator", None, "estimator"),
+    ]:
+        tampered = tmp_path / f"{key}.featcell"
+        with zipfile.ZipFile(tampered, "w") as zf:
+            zf.writestr("manifest.json", json.dumps({**good, key: value}))
+            zf.writestr("model.skops", payload)
+        with pytest.raises(ValueError, match=f"manifest's {named} is missing or of the wrong"):
+            load_model(tampered)
+        code, _, err = run(capsys, "score", tampered, tmp_path / "t.csv", "-o", tmp_path / "o.csv")
+        assert code == 2 and named in err and "Traceback" not in err
+    with zipfile.ZipFile(tmp_path / "list.featcell", "w") as zf:
+        zf.writestr("manifest.json", "[1, 2]")
+        zf.writestr("model.skops", payload)
+    with pytest.raises(ValueError, match="not a featcell model file"):
+        load_model(tmp_path / "list.featcell")
+    with zipfile.ZipFile(tmp_path / "kind.featcell", "w") as zf:
+        zf.writestr("manifest.json", json.dumps({**good, "metadata": {"kind": "bogus"}}))
+        zf.writestr("model.skops", payload)
+    code, _, err = run(capsys, "score", tmp_path / "kind.featcell", tmp_path / "t.csv", "-o",
+                       tmp_path / "o.csv")
+    assert code == 2 and "kind 'bogus'" in err
+    code, _, err = run(capsys, "score", path, tmp_path / "t.csv", "-o", tmp_path / "o.csv")
+    assert code == 0, err  # the untampered file scores
+
+
 def _cnn_model_file(tmp_path):
     from featcell import CellSet
     from featcell.cnn import CNNEmbedding
