@@ -135,19 +135,33 @@ def main():
     parser.add_argument("--csv", help="also write every draw's figures to this CSV file")
     parser.add_argument("--n-samples", type=int, default=None,
                         help="training pixels of the density counter (default: its own, 64000)")
+    parser.add_argument("--zoom", type=float, default=1.0,
+                        help="magnify images and dots by this factor (bilinear) first: the same "
+                             "cells at another magnification (e.g. 3: 768 x 768 images)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"VGG cells not found at {DATA}")
+    if not 0.25 <= args.zoom <= 8:
+        parser.error("--zoom must be between 0.25 and 8")
     table = pd.read_csv(DATA / "counts.csv")
     paths = [DATA / "images" / name for name in table["image"]]
     y = table["count"].to_numpy(dtype=float)
     points = read_points(DATA / "dots", images=paths)
     assert [len(p) for p in points] == y.astype(int).tolist()
-    truth_grid = grid_counts(points, (256, 256))
+    side = 256
+    if args.zoom != 1:  # images in memory, dots moved with their pixels' centres
+        from skimage.io import imread
+        from skimage.transform import rescale
 
-    print(f"VGG cells: {len(y)} development images, counts {int(y.min())}-{int(y.max())} "
-          f"(mean {y.mean():.0f}); train on N, test on the other {len(y)} - N; "
-          f"{args.draws} draws")
+        paths = [rescale(imread(p), args.zoom, order=1, channel_axis=-1, preserve_range=True,
+                         anti_aliasing=args.zoom < 1).round().astype(np.uint8) for p in paths]
+        points = [p * args.zoom + (args.zoom - 1) / 2 for p in points]
+        side = paths[0].shape[0]
+    truth_grid = grid_counts(points, (side, side))
+
+    print(f"VGG cells: {len(y)} development images ({side} x {side}), counts "
+          f"{int(y.min())}-{int(y.max())} (mean {y.mean():.0f}); train on N, test on the other "
+          f"{len(y)} - N; {args.draws} draws")
     sizes = [32] if args.quick else args.sizes
     variants = [v for v in args.features if not (args.no_filters_only and v == "filters")]
     frames = []

@@ -184,6 +184,63 @@ def density_target(points, shape, sigma):
 # --------------------------------------------------------------------------- helpers
 
 
+def _resolve_points(images, points):
+    """Per image, a (k, 2) array of positions or a float count."""
+    if isinstance(points, (str, os.PathLike)):
+        if not all(isinstance(i, (str, os.PathLike)) for i in images):
+            raise TypeError(
+                f"points={points!r} is a path; matching points files to images needs the "
+                "images as file paths"
+            )
+        return read_points(points, images=images)
+    if isinstance(points, np.ndarray) and points.ndim == 2 and points.shape[1] == 2 and len(
+        images
+    ) != len(points):
+        raise ValueError(
+            f"points is one (k, 2) array but there are {len(images)} images; expected a list "
+            "with one array (or count) per image"
+        )
+    points = list(points)
+    if len(points) != len(images):
+        raise ValueError(f"points has {len(points)} entries but there are {len(images)} images")
+    out = []
+    for i, p in enumerate(points):
+        if isinstance(p, numbers.Real) and not isinstance(p, bool):
+            if not np.isfinite(p) or p < 0:
+                raise ValueError(f"points[{i}] is the count {p!r}; expected a finite number >= 0")
+            out.append(float(p))
+        else:
+            out.append(_check_points(p, f"points[{i}]"))
+    return out
+
+
+class _DotCountScore:
+    """``score`` for counters fitted on dots: the R² of the counts.
+
+    ``RegressorMixin.score`` would compare the predicted counts with the dot arrays
+    themselves; here each image's truth is its number of dots (or the count given).
+    """
+
+    def score(self, X, y, sample_weight=None):
+        """R² of the predicted counts against the true ones.
+
+        Parameters
+        ----------
+        X : list of images or paths
+        y : list of (k, 2) arrays or counts, or a folder or table of points files
+            As for ``fit``.
+        sample_weight : array-like of shape (n_images,), optional
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import r2_score
+
+        wanted = [len(p) if isinstance(p, np.ndarray) else p for p in _resolve_points(X, y)]
+        return float(r2_score(wanted, self.predict(X), sample_weight=sample_weight))
+
+
 def _check_shape(shape):
     try:
         shape = tuple(int(s) for s in shape)

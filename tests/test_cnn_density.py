@@ -41,6 +41,13 @@ def test_counts_are_density_sums_of_any_image_size(fitted):
     assert 1 <= fitted.best_epoch_ <= 3 and fitted.network_sha256_
 
 
+def test_score_is_the_r2_of_the_counts(fitted):
+    from sklearn.metrics import r2_score
+
+    truth = [len(p) for p in POINTS]
+    assert fitted.score(IMAGES, POINTS) == pytest.approx(r2_score(truth, fitted.predict(IMAGES)))
+
+
 def test_seeded_and_tamper_checked(fitted):
     again = make_counter("cnn_density", **FAST).fit(IMAGES, POINTS)
     np.testing.assert_allclose(again.predict(IMAGES), fitted.predict(IMAGES), rtol=1e-5)

@@ -14,6 +14,7 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
+from featcell import counting
 from featcell.counting import ImageFeatures, SegmentationCounter, make_counter
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
@@ -214,6 +215,22 @@ def test_density_counter_counts_blobs(head):
     density = _check_counts_held_out_blobs(counter)[0]
     r, c = np.round(HELD_OUT_BLOBS[0][1][0]).astype(int)
     assert density[r, c] > 5 * np.median(density)
+
+
+def test_density_counter_score_is_the_r2_of_the_counts():
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import GroupKFold, cross_val_score
+
+    counter = _density_counter().fit(BLOB_IMAGES[::2], BLOB_POINTS[::2])
+    images = [image for image, _ in HELD_OUT_BLOBS]
+    points = [p for _, p in HELD_OUT_BLOBS]
+    expected = r2_score([5, 17, 33], counter.predict(images))
+    assert counter.score(images, points) == pytest.approx(expected)
+    assert counter.score(images, [5.0, 17.0, 33.0]) == pytest.approx(expected)  # counts given
+    # the default scoring of cross-validation (was a ValueError: points fed to r2_score)
+    scores = cross_val_score(_density_counter(), BLOB_IMAGES, BLOB_POINTS, cv=GroupKFold(2),
+                             groups=np.arange(len(BLOB_IMAGES)) % 2, error_score="raise")
+    assert scores.shape == (2,) and np.all(scores > 0.5)
 
 
 def test_density_counter_regions_and_grid():
@@ -490,12 +507,34 @@ def test_auto_calibration_with_auto_context_uses_held_back_images_only():
     assert forced.coef_ != 1.0
 
 
-def test_density_counter_keeps_a_bounded_pixel_sample():
-    # the out-of-fold sub-grids keep at most 2 * n_samples rows: two 32 x 32 grids here
-    counter = _density_counter(sigma="auto", sigma_grid=(1.5, 3.0), n_samples=1024, cv=2)
-    counter.fit(BLOB_IMAGES, BLOB_POINTS)
-    assert counter.n_train_pixels_ <= 1024
+def test_density_counter_keeps_a_bounded_pixel_sample(monkeypatch):
+    # the out-of-fold sub-grids keep at most 4 * n_samples rows, yet every dotted image
+    # gets one (on a coarser sub-grid if need be): before, images beyond the budget had no
+    # out-of-fold count, so on large images sigma and the calibration rested on a few
+    kept, original = [], counting._systematic_subgrid
+
+    def spy(maps, shape, step, q, rng):
+        kept.append(original(maps, shape, step, q, rng))
+        return kept[-1]
+
+    monkeypatch.setattr(counting, "_systematic_subgrid", spy, raising=True)
+    counter = _density_counter(sigma="auto", sigma_grid=(1.5, 3.0), n_samples=128, cv=2)
+    counter.fit(BLOB_IMAGES, BLOB_POINTS)  # 8 grids of 32 x 32 points: 2,048 at q = 1
+    assert counter.n_train_pixels_ <= 128
     assert set(counter.cv_mae_) == {1.5, 3.0}
+    assert len(kept) == len(BLOB_IMAGES)
+    assert sum(len(features) for features, *_ in kept) <= 4 * 128
+
+
+@pytest.mark.parametrize("n_points, n_images, budget, spacing", [
+    (1024, 8, 512, 4), (1024, 8, 8192, 1), (16384, 32, 256_000, 2), (147_456, 32, 256_000, 5),
+])
+def test_fitting_spacing_keeps_the_sub_grids_within_the_budget(n_points, n_images, budget,
+                                                                spacing):
+    q = counting._fitting_spacing(n_points, n_images, budget)
+    assert q == spacing
+    assert n_images * n_points / q**2 <= budget  # the coarsest spacing needed, no coarser
+    assert q == 1 or n_images * n_points / (q - 1) ** 2 > budget
 
 
 def test_channels_first_interpolation_equals_upsample_linear():

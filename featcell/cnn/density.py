@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..features.image import _check_images, _read
-from ..points import density_target
+from ..points import _DotCountScore, _resolve_points, density_target
 from ._preprocess import _percentiles
 from ._sessions import _network_session
 
@@ -137,7 +137,7 @@ def _mean_graph(nets, views):
     return MeanDensity()
 
 
-class CNNDensityCounter(RegressorMixin, BaseEstimator):
+class CNNDensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
     """Count objects as the sum of a density map predicted by a small trained FCN.
 
     A U-Net-like fully-convolutional network (``depth`` poolings, skip connections,
@@ -377,7 +377,6 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
         -------
         self : object
         """
-        from ..counting import _resolve_points
         from ._training import require_torch
 
         torch = require_torch(type(self).__name__)
@@ -421,7 +420,7 @@ class CNNDensityCounter(RegressorMixin, BaseEstimator):
 
         from . import _training
 
-        seed = int(self.random_state) if isinstance(self.random_state, Integral) else 0
+        seed = _training.fit_seed(self.random_state)
         views = {False: 1, True: 4, "dihedral": 8}[self.test_time_flips]
         threads = torch.get_num_threads()
         if self.n_threads is not None:
