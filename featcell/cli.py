@@ -1026,6 +1026,32 @@ def _groups(metadata, group_by, n):
     )
 
 
+def _as_numbers(table, columns, console, mostly=0.0):
+    """``table`` with each of ``columns`` that is text but numbers in at least a ``mostly``
+    share of its filled cells read as numbers, the other cells NaN (a spreadsheet's
+    ``#DIV/0!``, a stray word), said per column; the NaN are imputed like unmeasured values."""
+    import pandas as pd
+
+    table = table.copy()
+    for column in columns:
+        values = table[column]
+        if values.dtype != object:
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        filled = values.notna() & (values.astype(str).str.strip() != "")
+        bad = filled & numbers.isna()
+        n_numbers = int((filled & numbers.notna()).sum())
+        if not n_numbers or n_numbers < mostly * filled.sum():
+            continue  # text: a metadata column (training), or an error below (scoring)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            console.say(f"note: column {column!r} has {int(bad.sum())} cells that are not "
+                        f"numbers (e.g. {values.iloc[row]!r} in row {row + 2}); they are "
+                        "treated as missing values")
+        table[column] = numbers
+    return table
+
+
 def _note_missing(X, console):
     """Mark values that could not be measured (cells of a few pixels) as NaN and say so.
 
@@ -1318,14 +1344,19 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
             f"none of the {len(files)} images can be read, e.g. {failed[0][0].name}: "
             f"{failed[0][1]}"
         )
+    n = max(counts, key=lambda k: len(counts[k]))
     if len(counts) > 1:
-        described = "; ".join(f"{n} channel(s): {len(names)} images such as {names[0]!r}"
-                              for n, names in sorted(counts.items()))
-        raise UserError(
-            f"the images do not all have the same channels ({described}); add --as-gray to "
-            "read every image as one grey channel, or measure the folders separately"
-        )
-    n = next(iter(counts))
+        described = "; ".join(f"{k} channel(s): {len(names)} images such as {names[0]!r}"
+                              for k, names in sorted(counts.items()))
+        if 2 * len(counts[n]) <= sum(len(names) for names in counts.values()):
+            raise UserError(
+                f"the images do not all have the same channels ({described}); add --as-gray "
+                "to read every image as one grey channel, or measure the folders separately"
+            )
+        # no single odd file decides the run: the others fail alone, in the errors table
+        console.say(f"the images do not all have the same channels ({described}); measuring "
+                    f"those with {n}, the others will fail and be recorded (--as-gray reads "
+                    "every image as one grey channel)")
     if read_kwargs.get("channels"):
         if len(read_kwargs["channels"]) != n:
             raise UserError(
@@ -1437,6 +1468,8 @@ def _data_from_table(args, console, use_settings=True):
     table = _read_table(args.input)
     table = table.rename(columns=featcell_names(table.columns))  # from CellProfiler's names
     meta_cols = [c for c in table.columns if str(c).startswith("Metadata_")]
+    table = _as_numbers(table, [c for c in table.columns if c not in meta_cols], console,
+                        mostly=0.9)
     numeric = [
         c for c in table.columns
         if c not in meta_cols and np.issubdtype(table[c].dtype, np.number)
@@ -1451,7 +1484,14 @@ def _data_from_table(args, console, use_settings=True):
     step = None
     path = _settings_path(args.input)
     if use_settings and path.is_file():
-        settings = json.loads(path.read_text())
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{str(path)!r} (the table's extraction settings) cannot be read: "
+                            f"{exc}; remove it to use the table's columns only") from None
+        if not isinstance(settings, dict):
+            raise UserError(f"{str(path)!r} is not featcell extraction settings (a JSON object "
+                            "expected); remove it to use the table's columns only")
         step = _step_from_settings(settings, features, console)
         if step is not None:
             features = features[list(step.get_feature_names_out())]
@@ -1460,6 +1500,13 @@ def _data_from_table(args, console, use_settings=True):
         + ("" if step is not None else " (feature table only: the model will score tables)")
     )
     return _Data(features, metadata, None, step, settings, source=str(args.input))
+
+
+def _check_two_classes(classes, target):
+    if len(classes) == 0:
+        raise UserError(f"--target {target!r} has no values")
+    if len(classes) < 2:
+        raise UserError(f"--target {target!r} has a single class {classes[0]!r}")
 
 
 def _step_from_settings(settings, features, console):
@@ -1520,8 +1567,7 @@ def _cmd_train(args, console):
     metadata = data.metadata[keep].reset_index(drop=True)
     classes, counts = np.unique(y, return_counts=True)
     console.say("classes: " + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)))
-    if len(classes) < 2:
-        raise UserError(f"--target {args.target!r} has a single class {classes[0]!r}")
+    _check_two_classes(classes, args.target)
     if args.task == "viability" and len(classes) != 2:
         console.say(
             f"note: viability usually has two classes, {args.target} has {len(classes)}"
@@ -1581,8 +1627,7 @@ def _train_cnn(args, console):
     cells, y = cells[np.flatnonzero(keep)], y[keep].astype(str).to_numpy()
     classes, counts = np.unique(y, return_counts=True)
     console.say("classes: " + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)))
-    if len(classes) < 2:
-        raise UserError(f"--target {args.target!r} has a single class {classes[0]!r}")
+    _check_two_classes(classes, args.target)
     groups, groups_text = _groups(cells.metadata.reset_index(drop=True), args.group_by, len(y))
     model = make_cell_classifier("trained_cnn", random_state=args.seed,
                                  cnn_params={"verbose": not console.quiet})
@@ -1961,6 +2006,10 @@ def _cmd_score(args, console):
                 f"{args.input} lacks {len(missing)} feature columns the model needs, e.g. "
                 f"{missing[0]!r}; extract it with the same families and channels"
             )
+        table = _as_numbers(table, columns, console)
+        text = [c for c in columns if table[c].dtype == object]
+        if text:
+            raise UserError(f"{args.input}: feature column {text[0]!r} holds text, not numbers")
         X = table[columns].to_numpy(np.float32)
         out = table[[c for c in table.columns if str(c).startswith("Metadata_")]].copy()
         out["Prediction"] = predictor.predict(X)
@@ -2211,8 +2260,7 @@ def _compare_and_report(args, console, data, title, families, dataset=None, note
     data.settings["missing"] = missing_note
     metadata = data.metadata[keep].reset_index(drop=True)
     classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
-        raise UserError(f"--target {args.target!r} has a single class {classes[0]!r}")
+    _check_two_classes(classes, args.target)
     console.say("classes: " + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)))
     groups, groups_text = _groups(metadata, args.group_by, len(y))
     sets = _candidate_columns(X, args.candidates)

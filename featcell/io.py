@@ -15,8 +15,10 @@ import hashlib
 import json
 import math
 import os
+import struct
 import warnings
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,7 +206,7 @@ def _read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timep
             else:
                 image, names_kept = np.asarray(_read_pillow(path, limit)), False
         except (OSError, ValueError, SyntaxError, RuntimeError, IndexError, KeyError,
-                MemoryError) as exc:  # decoder errors vary
+                MemoryError, zlib.error, struct.error) as exc:  # decoder errors vary
             if isinstance(exc, _AxisError):
                 raise
             raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
@@ -693,6 +695,9 @@ def list_images(source):
     Returns
     -------
     list of pathlib.Path
+        From a folder or a glob, the label files of the images beside them are left
+        out: ``x_masks.png``, ``x_cp_masks.png``, ``x_labels.tif`` ... when ``x.png``
+        is listed too (Cellpose and most segmenters write their masks there).
 
     Examples
     --------
@@ -708,10 +713,13 @@ def list_images(source):
     elif any(ch in str(source) for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(str(source)) if _is_image_file(Path(p)))
     elif source.exists():
-        files = [source]
+        return [source]
     else:
         raise FileNotFoundError(f"no such file, folder or pattern: {str(source)!r}")
-    return files
+    stems = {(p.parent, p.stem) for p in files}
+    return [p for p in files if not any(
+        suffix and p.stem.endswith(suffix) and (p.parent, p.stem[: -len(suffix)]) in stems
+        for suffix in _LABEL_SUFFIXES)]
 
 
 def _is_image_file(path):
@@ -875,15 +883,18 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
                 image, label_images, channels, path.name, margin=margin,
                 exclude_border=exclude_border, metadata=extra,
             )
-        except ValueError as exc:
-            raise ValueError(f"{path.name}: {exc}") from exc
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{path.name}: {exc}") from exc
     voc = Path(labels) / f"{path.stem}.xml" if labels is not None else None
     if voc is not None and voc.exists():
         boxes, names, _ = read_voc(voc)
-        cells = CellSet.from_boxes(
-            image, boxes, channels, path.name, margin=margin,
-            metadata={**extra, "Class": names},
-        )
+        try:
+            cells = CellSet.from_boxes(
+                image, boxes, channels, path.name, margin=margin,
+                metadata={**extra, "Class": names},
+            )
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{path.name}: {exc}") from exc
         if save_labels is not None:
             from .interop import _write_labels, cells_to_labels
 
@@ -904,8 +915,8 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
             image, label_image, channels, path.name, margin=margin,
             exclude_border=exclude_border, metadata=extra,
         )
-    except ValueError as exc:
-        raise ValueError(f"{path.name}: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{path.name}: {exc}") from exc
 
 
 def _file_metadata(info):

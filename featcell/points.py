@@ -399,7 +399,10 @@ def _read_table(path):
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
-    rows = list(csv.reader(_stdio.StringIO(text), delimiter=delimiter, skipinitialspace=True))
+    try:
+        rows = list(csv.reader(_stdio.StringIO(text), delimiter=delimiter, skipinitialspace=True))
+    except csv.Error as exc:  # e.g. a field over the csv module's 131,072 characters
+        raise ValueError(f"{what} is not a readable table: {exc}") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise ValueError(f"{what} is empty; expected a header row naming the position columns")

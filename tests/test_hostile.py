@@ -440,7 +440,7 @@ def test_bomb_anywhere_is_one_failed_image_and_the_limit_can_be_raised(tmp_path,
     assert [Path(p).name for p in errors["path"]] == ["b.tif"]
 
 
-def test_grey_first_among_colour_fails_before_work_naming_as_gray(tmp_path, capsys):
+def test_grey_first_among_colour_fails_alone_naming_as_gray(tmp_path, capsys):
     root = _live_dead(tmp_path / "data")
     from PIL import Image
 
@@ -449,14 +449,23 @@ def test_grey_first_among_colour_fails_before_work_naming_as_gray(tmp_path, caps
     (root / "boxes" / "0grey.xml").write_bytes(
         min((root / "boxes").glob("*.xml")).read_bytes())
     out = tmp_path / "f.parquet"
+    code, out_text, err = run(capsys, "extract", root / "images", "--labels", root / "boxes",
+                              "--families", "intensity", "-o", out)
+    assert code == 0 and "--as-gray" in out_text + err  # no single file decides the run
+    assert pd.read_parquet(out)["Metadata_ImageID"].nunique() == 3
+    errors = pd.read_parquet(tmp_path / "f_errors.parquet")
+    assert [Path(p).name for p in errors["path"]] == ["0grey.png"]
+    # half and half: no majority to follow, an error before any work
+    for name in ("1grey.png", "2grey.png"):
+        shutil.copy(root / "images" / "0grey.png", root / "images" / name)
+        shutil.copy(root / "boxes" / "0grey.xml", root / "boxes" / name.replace("png", "xml"))
     code, _, err = run(capsys, "extract", root / "images", "--labels", root / "boxes",
-                       "--families", "intensity", "-o", out)
-    assert code == 2 and "--as-gray" in err
-    assert not out.exists() and not (tmp_path / "f_parts").exists()
+                       "--families", "intensity", "-o", tmp_path / "g.parquet")
+    assert code == 2 and "--as-gray" in err and not (tmp_path / "g.parquet").exists()
     code, _, err = run(capsys, "extract", root / "images", "--labels", root / "boxes",
-                       "--families", "intensity", "--as-gray", "-o", out)
+                       "--families", "intensity", "--as-gray", "-o", out, "--overwrite")
     assert code == 0, err
-    assert pd.read_parquet(out)["Metadata_ImageID"].nunique() == 4
+    assert pd.read_parquet(out)["Metadata_ImageID"].nunique() == 6
 
 
 def test_cnn_extract_survives_an_empty_first_image(tmp_path, capsys):
@@ -901,3 +910,60 @@ def test_one_bad_dots_file_leaves_its_image_out_and_a_table_must_name_the_images
     images = sorted(str(p) for p in (tmp_path / "images").iterdir())
     with pytest.raises(ValueError, match="names none of the 6 images"):
         read_points(tmp_path / "points.csv", images=images)
+
+
+def test_cellpose_masks_beside_their_images_are_not_images(tmp_path):
+    from featcell.io import list_images
+
+    for name in ("a.png", "a_cp_masks.png", "b.tif", "b_labels.tif", "c_masks.png"):
+        (tmp_path / name).write_bytes(b"")
+    # a mask without its image stays: it may be an image whose name ends so
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.tif", "c_masks.png"]
+    assert [p.name for p in list_images(str(tmp_path / "*.png"))] == ["a.png", "c_masks.png"]
+
+
+def test_more_tables_and_settings_that_gave_tracebacks(tmp_path, capsys):
+    from featcell.points import read_points
+
+    (tmp_path / "points.csv").write_text("x,y\n" + "1" * 200_000 + ",2\n")
+    with pytest.raises(ValueError, match="points.csv' is not a readable table: field larger"):
+        read_points(tmp_path / "points.csv")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"Metadata_ImageID": [f"i{k % 6}" for k in range(30)],
+                          "Metadata_Class": [None] * 30, "f": rng.normal(size=30)})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = run(capsys, "train", tmp_path / "t.csv", "--target", "Metadata_Class",
+                       "--model", "lr", "-o", tmp_path / "m.featcell")
+    assert code == 2 and "has no values" in err
+    table.assign(Metadata_Class=np.arange(30) % 2).to_csv(tmp_path / "t.csv", index=False)
+    for text in ("[1, 2]", "{\n"):
+        (tmp_path / "t_settings.json").write_text(text)
+        code, _, err = run(capsys, "train", tmp_path / "t.csv", "--target", "Metadata_Class",
+                           "--model", "lr", "-o", tmp_path / "m.featcell")
+        assert code == 2 and "t_settings.json" in err and "Traceback" not in err
+
+
+def test_a_spreadsheet_error_in_a_feature_column_is_a_missing_value(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"Metadata_ImageID": [f"i{k % 6}" for k in range(40)],
+                          "Metadata_Class": np.where(np.arange(40) % 2, "a", "b"),
+                          "f": rng.normal(size=40) + np.arange(40) % 2, "g": rng.normal(size=40)})
+    table = table.astype({"f": object})
+    table.loc[3, "f"] = "#DIV/0!"
+    table.to_csv(tmp_path / "t.csv", index=False)
+    code, out, err = run(capsys, "train", tmp_path / "t.csv", "--target", "Metadata_Class",
+                         "--model", "lr", "--group-by", "Metadata_ImageID", "-o",
+                         tmp_path / "m.featcell")
+    assert code == 0, err
+    assert "column 'f' has 1 cells that are not numbers (e.g. '#DIV/0!' in row 5)" in out + err
+    assert "x 2 features" in out + err  # was 1: the column went to the metadata unsaid
+    table.loc[7, "f"] = "abc"
+    table.to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", tmp_path / "t.csv", "-o",
+                       tmp_path / "p.csv")
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "p.csv")["Prediction"].notna().all()
+    table.assign(f="text").to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", tmp_path / "t.csv", "-o",
+                       tmp_path / "p.csv")
+    assert code == 2 and "feature column 'f' holds text" in err
