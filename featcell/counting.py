@@ -30,7 +30,7 @@ from .features.image import (
 )
 from .heads import make_head
 from .points import _DotCountScore, _resolve_points, density_target
-from .segmentation import _typical_area, segment
+from .segmentation import _check_segment_params, _typical_area, segment
 
 __all__ = ["DensityCounter", "ImageFeatures", "SegmentationCounter", "make_counter"]
 
@@ -127,9 +127,23 @@ class SegmentationCounter(RegressorMixin, BaseEstimator):
         self.calibrate = calibrate
         self.n_jobs = n_jobs
 
-    def _segmented_counts(self, images):
+    def _check_params(self):
+        """Every parameter, at fit (even without calibration) and at predict."""
         if self.count_by not in ("objects", "area"):
             raise ValueError(f"count_by={self.count_by!r}; expected 'objects' or 'area'")
+        if not isinstance(self.calibrate, (bool, np.bool_)):
+            raise ValueError(f"calibrate={self.calibrate!r}; expected True or False")
+        if self.n_jobs is not None and (
+            isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
+            or self.n_jobs == 0
+        ):
+            raise ValueError(f"n_jobs={self.n_jobs!r}; expected None or a non-zero integer")
+        _check_segment_params(method=self.method, seed=self.seed, invert=self.invert,
+                              min_size=self.min_size, min_distance=self.min_distance,
+                              sigma=self.sigma)
+
+    def _segmented_counts(self, images):
+        self._check_params()
         params = {
             "method": self.method,
             "sigma": self.sigma,
@@ -158,6 +172,7 @@ class SegmentationCounter(RegressorMixin, BaseEstimator):
         self : SegmentationCounter
             The fitted counter.
         """
+        self._check_params()
         images = _check_images(images)
         counts = _check_counts(counts, len(images))
         self.coef_, self.intercept_ = 1.0, 0.0
@@ -1027,7 +1042,8 @@ default="regression"
         network trained on the dots (torch to train, onnxruntime to run).
     head : str, optional
         Regression head, by name of :func:`featcell.heads.make_head` (``"lr"``,
-        ``"rf"``, ``"svm"``, ``"xgb"``, ``"mlp"``). Ignored for ``"segmentation"``.
+        ``"rf"``, ``"svm"``, ``"xgb"``, ``"mlp"``). Not for ``"segmentation"`` and
+        ``"cnn_density"``, which have no head (a ``ValueError``).
         By default ridge regression (``"lr"``) for ``"regression"`` and ``"cnn"``,
         which suits features that grow linearly with the count and, unlike trees,
         extrapolates beyond the counts seen in training; for ``"density"`` the
@@ -1056,6 +1072,8 @@ default="regression"
     """
     if method not in _COUNTERS:
         raise ValueError(f"method={method!r} is not a counter; expected one of {_COUNTERS}")
+    if head is not None and method in ("segmentation", "cnn_density"):
+        raise ValueError(f"head={head!r}: the {method!r} counter has no regression head")
     if method == "segmentation":
         return SegmentationCounter(**params)
     if method == "density":

@@ -110,6 +110,29 @@ def _auto_min_distance(mask):
     return max(2, round(0.5 * radius))
 
 
+def _check_segment_params(*, method="otsu", seed="distance", invert="auto", min_size=16,
+                          min_distance="auto", sigma=1.0, block_size=51):
+    """Raise a ValueError naming the first of :func:`segment`'s parameters out of range."""
+    if method not in _METHODS:
+        raise ValueError(f"method={method!r} is not supported; expected one of {_METHODS}")
+    if seed not in _SEEDS:
+        raise ValueError(f"seed={seed!r} is not supported; expected one of {_SEEDS}")
+    if not (invert == "auto" or isinstance(invert, (bool, np.bool_))):
+        raise ValueError(f"invert={invert!r}; expected 'auto', True or False")
+    if not isinstance(min_size, numbers.Integral) or min_size < 0:
+        raise ValueError(f"min_size={min_size!r}; expected a non-negative integer")
+    if not (
+        min_distance == "auto" or (isinstance(min_distance, numbers.Integral) and min_distance >= 1)
+    ):
+        raise ValueError(f"min_distance={min_distance!r}; expected 'auto' or an integer >= 1")
+    if not isinstance(sigma, numbers.Real) or sigma < 0:
+        raise ValueError(f"sigma={sigma!r}; expected a non-negative number")
+    if method == "local" and (
+        not isinstance(block_size, numbers.Integral) or block_size < 3 or block_size % 2 == 0
+    ):
+        raise ValueError(f"block_size={block_size!r}; expected an odd integer >= 3")
+
+
 def segment(
     image,
     *,
@@ -192,25 +215,8 @@ def segment(
     >>> int(labels.max())
     2
     """
-    if method not in _METHODS:
-        raise ValueError(f"method={method!r} is not supported; expected one of {_METHODS}")
-    if seed not in _SEEDS:
-        raise ValueError(f"seed={seed!r} is not supported; expected one of {_SEEDS}")
-    if not (invert == "auto" or isinstance(invert, (bool, np.bool_))):
-        raise ValueError(f"invert={invert!r}; expected 'auto', True or False")
-    if not isinstance(min_size, numbers.Integral) or min_size < 0:
-        raise ValueError(f"min_size={min_size!r}; expected a non-negative integer")
-    if not (
-        min_distance == "auto" or (isinstance(min_distance, numbers.Integral) and min_distance >= 1)
-    ):
-        raise ValueError(f"min_distance={min_distance!r}; expected 'auto' or an integer >= 1")
-    if not isinstance(sigma, numbers.Real) or sigma < 0:
-        raise ValueError(f"sigma={sigma!r}; expected a non-negative number")
-    if method == "local" and (
-        not isinstance(block_size, numbers.Integral) or block_size < 3 or block_size % 2 == 0
-    ):
-        raise ValueError(f"block_size={block_size!r}; expected an odd integer >= 3")
-
+    _check_segment_params(method=method, seed=seed, invert=invert, min_size=min_size,
+                          min_distance=min_distance, sigma=sigma, block_size=block_size)
     grey = _to_grey(image, channel)
     low, high = grey.min(), grey.max()
     if high == low:

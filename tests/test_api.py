@@ -60,3 +60,15 @@ def test_estimator_contract(Estimator):
     check_get_params_invariance(name, estimator)
     check_set_params(name, estimator)
     assert inspect.getdoc(Estimator) and "Examples" in inspect.getdoc(Estimator)
+
+
+@pytest.mark.parametrize("Estimator", [e for e in ESTIMATORS if "n_jobs" in e().get_params()],
+                         ids=lambda e: e.__name__)
+def test_n_jobs_is_checked_at_fit(Estimator):
+    import numpy as np
+
+    cells = featcell.CellSet.from_crops(np.ones((2, 1, 16, 16), np.float32), channels=["DNA"])
+    data = [np.ones((16, 16))] if Estimator is featcell.ImageFeatures else cells
+    for bad in (0, "two", 1.5, True):  # "two" gave a TypeError from joblib at transform
+        with pytest.raises(ValueError, match="n_jobs="):
+            Estimator(n_jobs=bad).fit(data)

@@ -116,11 +116,19 @@ def test_paths_and_colour_images(tmp_path):
         (lambda: SegmentationCounter().fit(IMAGES[:2], [1]), ValueError, "counts has shape"),
         (lambda: SegmentationCounter().fit(IMAGES[:1], [np.nan]), ValueError, "NaN"),
         (lambda: SegmentationCounter(count_by="x").fit(IMAGES[:1], [1]), ValueError, "count_by"),
+        # checked at fit without calibration too (they failed only at predict)
+        *[(lambda p=p: SegmentationCounter(**{"calibrate": False, **p}).fit(IMAGES[:1], [1]),
+           ValueError, next(iter(p))) for p in ({"count_by": "x"}, {"method": "x"},
+                                                 {"sigma": -1}, {"n_jobs": 0},
+                                                 {"calibrate": "yes"})],
         (lambda: ImageFeatures(families=["hog"]).fit(IMAGES), ValueError, "families"),
+        (lambda: ImageFeatures(n_jobs="two").fit(IMAGES), ValueError, "n_jobs='two'"),
         (lambda: ImageFeatures(sigmas=2).fit(IMAGES), ValueError, "sigmas=2"),
         (lambda: ImageFeatures().fit_transform([np.zeros((4, 4, 4, 4))]), ValueError, "3-D"),
         (lambda: make_counter("densities"), ValueError, "method='densities'"),
         (lambda: make_counter("regression", head="knn"), ValueError, "head 'knn'"),
+        (lambda: make_counter("cnn_density", head="xgb"), ValueError, "no regression head"),
+        (lambda: make_counter("segmentation", head="lr"), ValueError, "no regression head"),
     ],
 )
 def test_bad_input(call, error, match):
@@ -350,8 +358,13 @@ def test_calibrated_out_of_fold_error_leaves_each_image_out():
 def test_pixel_features_names_and_per_channel_selection():
     from featcell.features.image import PixelFeatures
 
+    from featcell.features.image import CNNPixelFeatures
+
     rgb = np.random.default_rng(0).random((20, 24, 3))
     bank = PixelFeatures(filters={0: ["gaussian"], 2: ["log", "hessian"]}, scales=(0.3, 1.0))
+    # maps, not tables: no set_output (pandas output made every transform a ValueError)
+    assert not hasattr(bank, "set_output") and not hasattr(CNNPixelFeatures(), "set_output")
+    assert bank.fit().fit_transform([rgb])[0].shape[:2] == (20, 24)
     maps = bank.fit().maps(rgb)
     names = bank.get_feature_names_out().tolist()
     assert names == ["Pixel_Gaussian_Ch1_s0p3", "Pixel_Gaussian_Ch1_s1", "Pixel_LoG_Ch3_s1",

@@ -48,6 +48,14 @@ def check_cellset(X, name="X"):
     return X
 
 
+def check_n_jobs(n_jobs):
+    """Raise a ValueError unless ``n_jobs`` is None or a non-zero integer (joblib's)."""
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(
+            n_jobs, (int, np.integer)) or n_jobs == 0):
+        raise ValueError(f"n_jobs={n_jobs!r}; expected None or a non-zero integer (-1: all "
+                         "processors)")
+
+
 class CellFeatureTransformer(TransformerMixin, BaseEstimator):
     """Base class for transformers that measure every cell of a CellSet.
 
@@ -76,6 +84,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
         if hasattr(self, "_parameter_constraints"):
             self._validate_params()
         self._check_params()
+        check_n_jobs(self.n_jobs)
         X = check_cellset(X)
         self.channels_ = self._select_channels(X.channel_names)
         self.families_ = self._select_families()

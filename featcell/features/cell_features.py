@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import CellFeatureTransformer, check_cellset, indexed_output
+from ._base import CellFeatureTransformer, check_cellset, check_n_jobs, indexed_output
 from .colocalization import Colocalization
 from .intensity import Intensity
 from .morphology import Morphology
@@ -87,6 +87,7 @@ class CellFeatures(CellFeatureTransformer):
         self : object
             The fitted transformer.
         """
+        check_n_jobs(self.n_jobs)
         X = check_cellset(X)
         families = (
             list(FAMILIES)

@@ -281,6 +281,9 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def _check_params(self):
+        from ._base import check_n_jobs
+
+        check_n_jobs(self.n_jobs)
         families = _FAMILIES if self.families is None else self.families
         if isinstance(families, str) or not families or not set(families) <= set(_FAMILIES):
             raise ValueError(
@@ -586,9 +589,13 @@ def _channel_indices(channels):
     return [int(c) for c in listed]
 
 
-class _PixelMaps(TransformerMixin, BaseEstimator):
+class _PixelMaps(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """What the pixel-feature transformers share: ``transform`` maps each image with
     the subclass's ``maps(image)``; they learn nothing from the images."""
+
+    def __init_subclass__(cls, **kwargs):
+        # their output is a list of (M, N, F) maps, not a table: set_output cannot apply
+        super().__init_subclass__(auto_wrap_output_keys=None, **kwargs)
 
     def transform(self, images):
         """Feature maps of each image.
