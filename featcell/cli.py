@@ -571,7 +571,7 @@ def build_parser():
     p.add_argument(
         "--model", nargs="+", choices=(*_HEADS[:-1], "trained_cnn", *_COMPARE_COUNTERS),
         default=None, metavar="MODEL",
-        help="classifier(s) on top of each feature set: svm, rf, lr, gnb, xgb "
+        help="classifier(s) on top of each feature set: svm, rf, lr, lr_cv, gnb, xgb "
         "(default: svm); trained_cnn adds one more candidate, a small CNN trained on the "
         "cells' crops inside every fold (images only; needs torch, featcell[train]). With "
         "--points, the counters: density (pixel regression on dots), cnn_density (a density "
