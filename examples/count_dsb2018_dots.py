@@ -9,10 +9,11 @@ dsb2018`` take the 256 x 256 greyscale ones (fluorescence), draw 100 of them onc
 ``make_counter("density")`` (defaults, channel 0) on N = 32 images drawn at random, score
 the count MAE on the other 68, repeat for 5 draws (seeds 0-4).
 
-Measured (a loaded machine; 5 draws; 1-90 nuclei per image, median 20): MAE 2.33 ± 0.23
-(draws 2.16, 2.43, 2.17, 2.15, 2.73); before the current head and pixel sample (commit
-3741515: 32,000 pixels, trees of depth 4 at learning rate 0.1) 2.48 ± 0.29 (2.86, 2.71,
-2.31, 2.48, 2.03).
+Measured (5 draws; 1-90 nuclei per image, median 20): MAE 2.20 ± 0.14 (draws 2.30, 2.40,
+2.23, 2.07, 2.02; sigma 4 in every draw); before every training image had its out-of-fold
+count (the last ones of a 2 x 64,000-row sub-grid budget had none) 2.33 ± 0.23 (2.16, 2.43,
+2.17, 2.15, 2.73); before the current head and pixel sample (commit 3741515: 32,000 pixels,
+trees of depth 4 at learning rate 0.1) 2.48 ± 0.29 (2.86, 2.71, 2.31, 2.48, 2.03).
 
 ``--model cnn_density`` runs the same protocol with the trained density network
 (:class:`featcell.cnn.CNNDensityCounter`, ``pip install 'featcell[train]'``), whose defaults
@@ -23,7 +24,7 @@ field spans four dot spacings, three here (spacing 22-24 px), two on VGG cells. 
 (``--model cnn_density``, 5 draws, one thread, run as ``--draws 3`` and ``--draws 2
 --first-draw 3`` side by side): MAE 2.69 ± 0.07 (2.71, 2.59, 2.68, 2.65, 2.81), half the dot
 spacing's sigma (2.7-2.9 px) chosen in draws 0, 2, 3, 4, the spacing's (5.5 px) in draw 1,
-893-956 CPU s per fit; still worse than the classical counter's 2.33, in every draw. With two
+893-956 CPU s per fit; still worse than the classical counter's 2.20, in every draw. With two
 poolings (the default before): 2.69 ± 0.33 (3.29, 2.58, 2.70, 2.63, 2.26), half the spacing's
 sigma in every draw, 713-836 CPU s per fit: the same mean, three times the spread. With two
 poolings and the spacing's sigma alone (``--sigma-factors 1``, 5.4-5.8 px): 2.81 ± 0.22 (3.15,
