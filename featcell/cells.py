@@ -132,6 +132,9 @@ def _as_float(image, rescale, name):
 
 def _channels_first(image, spatial_shape, channel_axis, name="image"):
     """Return a (C, H, W) view of a 2-D or multi-channel image."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        raise TypeError(f"{name} must be an array, got the path {image!r}; read files with "
+                        "featcell.read_image (or read whole folders with featcell.read_cells)")
     image = np.asarray(image)
     raw = image.shape
     if image.ndim == 2:
@@ -184,6 +187,8 @@ def _metadata_frame(n, image_id, bbox, centroid, touches, object_numbers, metada
     )
     if metadata:
         for key, value in dict(metadata).items():
+            if not isinstance(key, str):
+                raise TypeError(f"metadata keys must be column names (str), got {key!r}")
             column = key if key.startswith("Metadata_") else f"Metadata_{key}"
             value = np.asarray(value, dtype=object) if np.ndim(value) else value
             if np.ndim(value) and len(value) != n:
@@ -402,6 +407,9 @@ class CellSet:
         boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) if np.size(boxes) else np.empty((0, 4))
         if boxes.shape[1] != 4:
             raise ValueError(f"boxes must have shape (N, 4) as xmin, ymin, xmax, ymax; got {boxes.shape}")
+        if not np.isfinite(boxes).all():
+            raise ValueError(f"boxes {np.flatnonzero(~np.isfinite(boxes).all(axis=1)).tolist()} "
+                             "hold NaN or infinite coordinates")
         if len(boxes) == 0:
             return cls._empty(channel_names, image_id, metadata)
         H, W = stack.shape[1:]

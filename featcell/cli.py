@@ -1308,8 +1308,6 @@ def _image_channels(path, read_kwargs):
     from featcell.io import read_image
 
     try:
-        if Path(path).is_dir() and Path(path).suffix.lower() != ".zarr":
-            raise ValueError("a folder, not an image file")
         image = read_image(path, **{k: v for k, v in read_kwargs.items() if k in _PROBE_KEYS})
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed image
         return None, f"{type(exc).__name__}: {exc}"

@@ -857,8 +857,6 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
               metadata, channel_axis=None, z_project=None, timepoint=None, max_pixels=None,
               save_labels=None):
     path = Path(path)
-    if path.is_dir() and _suffix(path) != ".zarr":
-        raise ValueError(f"{str(path)!r} is a folder, not an image file")
     image, info = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
                               z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
     extra = {**metadata_from_filename(path.name), **_file_metadata(info)}
@@ -1032,4 +1030,6 @@ def _check_path(path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {str(path)!r}")
+    if path.is_dir() and path.suffix.lower() != ".zarr":  # an OME-Zarr image is a folder
+        raise ValueError(f"{str(path)!r} is a folder, not an image file")
     return path

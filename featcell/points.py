@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io as _stdio
-import math
 import numbers
 import os
 import re
@@ -123,6 +122,9 @@ def read_points(path, *, images=None, kind="auto", shape=None):
     return _read_file(path, kind, shape)
 
 
+_MAX_SIGMA = 1000  # pixels: the kernel (8 sigma) of a larger one would take gigabytes
+
+
 def density_target(points, shape, sigma):
     """The density map of one image's points: dots smoothed by a Gaussian, summing to the count.
 
@@ -165,8 +167,9 @@ def density_target(points, shape, sigma):
     ((10, 10), 3.0)
     """
     shape = _check_shape(shape)
-    if not isinstance(sigma, numbers.Real) or not sigma >= 0 or not math.isfinite(sigma):
-        raise ValueError(f"sigma={sigma!r}; expected a finite number >= 0 (pixels)")
+    if not isinstance(sigma, numbers.Real) or not 0 <= sigma <= _MAX_SIGMA:
+        raise ValueError(f"sigma={sigma!r}; expected a number of pixels from 0 to {_MAX_SIGMA} "
+                         "(the Gaussian's kernel spans 8 sigma)")
     points = _check_points(points, "points", shape)
     rows, cols = _pixel_index(points, shape)
     density = np.zeros(shape, dtype=np.float64)

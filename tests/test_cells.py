@@ -127,11 +127,19 @@ def test_empty_label_image_gives_empty_cellset():
         (np.full((8, 8), np.nan), np.ones((8, 8), np.int32), ValueError, "NaN"),
         (np.ones((3, 8, 8)), np.ones((8, 8), np.int32), ValueError, "channel_axis=0"),
         (np.ones((8, 8)), -np.ones((8, 8), np.int32), ValueError, "negative"),
+        ("x.png", np.ones((8, 8), np.int32), TypeError, "got the path 'x.png'; read files"),
     ],
 )
 def test_bad_input_raises_clear_errors(image, labels, error, match):
     with pytest.raises(error, match=match):
         CellSet.from_labels(image, labels)
+
+
+def test_bad_metadata_keys_and_boxes():
+    with pytest.raises(TypeError, match="metadata keys must be column names"):
+        CellSet.from_labels(np.ones((8, 8)), np.ones((8, 8), np.int32), metadata={5: 1})
+    with pytest.raises(ValueError, match=r"boxes \[1\] hold NaN"):
+        CellSet.from_boxes(np.ones((16, 16)), [[1, 1, 5, 5], [np.nan, 1, 5, 5]])
 
 
 @pytest.mark.parametrize("channels", [["DNA_1"], ["DNA", "DNA"], ["1st"], ["A", "B"]])

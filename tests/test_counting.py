@@ -125,6 +125,8 @@ def test_paths_and_colour_images(tmp_path):
         (lambda: ImageFeatures(n_jobs="two").fit(IMAGES), ValueError, "n_jobs='two'"),
         (lambda: ImageFeatures(sigmas=2).fit(IMAGES), ValueError, "sigmas=2"),
         (lambda: ImageFeatures().fit_transform([np.zeros((4, 4, 4, 4))]), ValueError, "3-D"),
+        (lambda: SegmentationCounter().fit([np.zeros((8, 8), complex)], [1]), TypeError,
+         "dtype complex128"),
         (lambda: make_counter("densities"), ValueError, "method='densities'"),
         (lambda: make_counter("regression", head="knn"), ValueError, "head 'knn'"),
         (lambda: make_counter("cnn_density", head="xgb"), ValueError, "no regression head"),

@@ -913,7 +913,11 @@ def test_one_bad_dots_file_leaves_its_image_out_and_a_table_must_name_the_images
 
 
 def test_cellpose_masks_beside_their_images_are_not_images(tmp_path):
-    from featcell.io import list_images
+    from featcell.io import list_images, read_image
+
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(ValueError, match="folder.png' is a folder, not an image file"):
+        read_image(tmp_path / "folder.png")  # was pillow's "unknown error"
 
     for name in ("a.png", "a_cp_masks.png", "b.tif", "b_labels.tif", "c_masks.png"):
         (tmp_path / name).write_bytes(b"")

@@ -207,8 +207,9 @@ def test_density_empty_and_bad_input():
     assert density_target(np.zeros((0, 2)), (5, 5), 1.0).sum() == 0
     with pytest.raises(ValueError, match="outside"):
         density_target([[5, 0]], (5, 5), 1.0)
-    with pytest.raises(ValueError, match="sigma"):
-        density_target([[1, 1]], (5, 5), -1)
+    for sigma in (-1, float("nan"), float("inf"), 1e9):  # 1e9: a 60 GiB kernel before
+        with pytest.raises(ValueError, match="sigma"):
+            density_target([[1, 1]], (5, 5), sigma)
     with pytest.raises(ValueError, match=r"\(k, 2\)"):
         density_target([[1, 1, 1]], (5, 5), 1)
 

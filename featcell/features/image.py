@@ -31,7 +31,11 @@ def _read(item):
         from ..io import read_image
 
         return read_image(item)
-    return np.asarray(item)
+    image = np.asarray(item)
+    if image.dtype.kind not in "biuf":  # complex, object, strings: no intensities
+        raise TypeError(f"an image has dtype {image.dtype}; expected integer, float or boolean "
+                        "intensities")
+    return image
 
 
 def _check_images(images):
