@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
+from .features._base import check_n_jobs
 from .features.image import (
     ImageFeatures,
     PixelFeatures,
@@ -133,11 +134,7 @@ class SegmentationCounter(RegressorMixin, BaseEstimator):
             raise ValueError(f"count_by={self.count_by!r}; expected 'objects' or 'area'")
         if not isinstance(self.calibrate, (bool, np.bool_)):
             raise ValueError(f"calibrate={self.calibrate!r}; expected True or False")
-        if self.n_jobs is not None and (
-            isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
-            or self.n_jobs == 0
-        ):
-            raise ValueError(f"n_jobs={self.n_jobs!r}; expected None or a non-zero integer")
+        check_n_jobs(self.n_jobs)
         _check_segment_params(method=self.method, seed=self.seed, invert=self.invert,
                               min_size=self.min_size, min_distance=self.min_distance,
                               sigma=self.sigma)
