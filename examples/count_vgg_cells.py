@@ -54,10 +54,10 @@ auto-context stages (60-tree context heads) scored 3.10 ± 0.29 and fit about 40
 than one (also before the head change).
 Learning curve (5 draws each; MAE ± sd at N = 8 / 16 / 32 / 50): defaults 4.26 ± 0.57 /
 3.73 ± 0.94 / 2.78 ± 0.21 / 2.68 ± 0.24 (N = 8 and 16 unchanged: their sub-grids fitted the
-old budget; before 2.90 ± 0.26 / 2.76 ± 0.17 at N = 32 / 50); filter bank only 4.95 / 4.52 /
-3.62 / 3.59; CNN maps only 4.09 / 3.86 / 3.73 / 3.58 (previous defaults 4.05 ± 0.47 / 4.14 ± 0.60 /
-3.08 ± 0.25 / 2.90 ± 0.18; without auto-context 5.14 ± 1.02 / 4.36 ± 0.49 / 3.38 ± 0.29 /
-3.20 ± 0.13). Fit CPU seconds per draw (loaded machine): 10 / 10 / 11.5 / 16 (defaults),
+old budget; before 2.90 ± 0.26 / 2.76 ± 0.17 at N = 32 / 50); filter bank only 4.95 / 4.52
+/ 3.62 / 3.59; CNN maps only 4.09 / 3.86 / 3.73 / 3.58 (previous defaults 4.05 ± 0.47 / 4.14 ±
+0.60 / 3.08 ± 0.25 / 2.90 ± 0.18; without auto-context 5.14 ± 1.02 / 4.36 ± 0.49 / 3.38 ±
+0.29 / 3.20 ± 0.13). Fit CPU seconds per draw (loaded machine): 10 / 10 / 11.5 / 16 (defaults),
 7 (filter bank only), 10 (CNN maps only).
 
 Run from the project root (single-threaded; about 20 CPU seconds per draw and counter at

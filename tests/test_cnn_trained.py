@@ -129,7 +129,8 @@ def test_validation_split_keeps_groups_apart():
     train, val = clf._validation_split(cells, (Y == "round").astype(int), 0)
     assert len(val) and not set(image[train]) & set(image[val])
     with pytest.raises(ValueError, match="at least 2 groups"):
-        clf._validation_split(CellSet.from_crops(np.zeros((4, 8, 8)), image_id="a"), np.arange(4) % 2, 0)
+        clf._validation_split(CellSet.from_crops(np.zeros((4, 8, 8)), image_id="a"),
+                              np.arange(4) % 2, 0)
 
 
 def test_validation_probabilities_are_the_kept_networks(fitted):
