@@ -539,7 +539,8 @@ class _Layout:
 
     def remove_parts(self):
         """Delete the parts folder (the final tables hold everything)."""
-        for part in [*self.part_files(), self.parts / _RUN_FILE]:
+        for part in [*self.part_files(), *self.parts.glob("part-*.parquet.damaged"),
+                     self.parts / _RUN_FILE]:
             part.unlink(missing_ok=True)
         try:
             self.parts.rmdir()

@@ -198,6 +198,9 @@ def test_a_damaged_or_stray_part_file_does_not_block_the_resume(dataset, tmp_pat
     assert 0 < again.n_resumed < 10 and again.n_images == first.n_images
     assert_frame_equal(again.read_cells(), first.read_cells())
     assert parts[0].with_name("part-000001.parquet.damaged").exists()
+    parts[0].with_name("part-000001 (copy).parquet").unlink()
+    score(model, root, tmp_path / "out")  # complete: the parts folder goes, the damaged too
+    assert not (tmp_path / "out" / "parts").exists()
     (tmp_path / "x_parts").write_text("")
     with pytest.raises(ValueError, match="is a file, where this output keeps its parts"):
         score(model, root, tmp_path / "x.parquet")
