@@ -879,6 +879,8 @@ def _check_output_table(path):
     suffix = Path(path).suffix.lower()
     if suffix not in _TABLE_SUFFIXES:
         raise UserError(f"-o {path!r}: the output table must end with .parquet or .csv")
+    if Path(path).is_dir():  # found before the work, not when the table is written
+        raise UserError(f"-o {path!r} is a folder; name the output table's file")
     _check_writable(Path(path).resolve().parent, f"-o {str(path)!r}")
 
 

@@ -940,6 +940,13 @@ def test_more_tables_and_settings_that_gave_tracebacks(tmp_path, capsys):
                        "--model", "lr", "-o", tmp_path / "m.featcell")
     assert code == 2 and "has no values" in err
     table.assign(Metadata_Class=np.arange(30) % 2).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "out.csv").mkdir()
+    code, _, err = run(capsys, "train", tmp_path / "t.csv", "--target", "Metadata_Class",
+                       "--model", "lr", "-o", tmp_path / "m.featcell")
+    assert code == 0, err
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", tmp_path / "t.csv", "-o",
+                       tmp_path / "out.csv")
+    assert code == 2 and "out.csv' is a folder" in err
     for text in ("[1, 2]", "{\n"):
         (tmp_path / "t_settings.json").write_text(text)
         code, _, err = run(capsys, "train", tmp_path / "t.csv", "--target", "Metadata_Class",
