@@ -11,6 +11,7 @@ several scales), one feature map per filter, scale and channel, from which
 from __future__ import annotations
 
 import functools
+import inspect
 import numbers
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from scipy import ndimage as ndi
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.parallel import Parallel, delayed
 
-from ..segmentation import _to_grey, _typical_area, segment
+from ..segmentation import _check_segment_params, _to_grey, _typical_area, segment
 
 __all__ = ["CNNPixelFeatures", "ImageFeatures", "PixelFeatures", "upsample_linear"]
 
@@ -304,9 +305,19 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
                 raise ValueError(
                     f"{name}={values!r}; expected a non-empty list of positive numbers"
                 )
+        if self.channel is not None and (isinstance(self.channel, bool) or not isinstance(
+                self.channel, numbers.Integral)):
+            raise ValueError(f"channel={self.channel!r}; expected None or a channel index")
         segment_params = self.segment_params or {}
         if not isinstance(segment_params, dict):
             raise TypeError(f"segment_params={segment_params!r}; expected a dict or None")
+        accepted = set(inspect.signature(segment).parameters) - {"image", "channel"}
+        unknown = sorted(map(str, set(segment_params) - accepted))
+        if unknown:
+            raise ValueError(f"segment_params has unknown keys {unknown}; segment accepts "
+                             f"{sorted(accepted)}")
+        _check_segment_params(**{k: v for k, v in segment_params.items()
+                                 if k in inspect.signature(_check_segment_params).parameters})
         params = {
             "sigmas": self.sigmas,
             "thresholds": self.thresholds,
