@@ -1303,17 +1303,19 @@ _PROBE_KEYS = ("as_gray", "max_pixels", "channel_axis", "z_project", "timepoint"
 
 
 def _image_channels(path, read_kwargs):
-    """``(number of channels, None)`` of one image file, or ``(None, error message)``.
+    """``(number of channels, None, scenes)`` of one image file, or ``(None, error message,
+    0)``.
 
     The file is read with the run's own reading settings (axes, projection, size limit).
     """
-    from featcell.io import read_image
+    from featcell.io import _read_image
 
     try:
-        image = read_image(path, **{k: v for k, v in read_kwargs.items() if k in _PROBE_KEYS})
+        image, info = _read_image(
+            path, **{k: v for k, v in read_kwargs.items() if k in _PROBE_KEYS})
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed image
-        return None, f"{type(exc).__name__}: {exc}"
-    return (1 if image.ndim == 2 else int(image.shape[-1])), None
+        return None, f"{type(exc).__name__}: {exc}", 0
+    return (1 if image.ndim == 2 else int(image.shape[-1])), None, info.get("n_scenes", 1)
 
 
 def _settle_channels(files, read_kwargs, console, n_jobs=None):
@@ -1331,11 +1333,16 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
             delayed(_image_channels)(str(f), read_kwargs) for f in files)
     counts = {}
     failed = []
-    for path, (n, error) in zip(files, found):
+    for path, (n, error, _) in zip(files, found):
         if n is None:
             failed.append((path, error))
         else:
             counts.setdefault(n, []).append(path.name)
+    scenes = [(path, k) for path, (_, _, k) in zip(files, found) if k > 1]
+    if scenes:  # the workers do not show read_image's warning: say it once here
+        console.say(f"{len(scenes)} files hold several scenes (series), e.g. "
+                    f"{scenes[0][0].name} ({scenes[0][1]}); only the first scene of each is "
+                    "measured: save each scene as its own file to measure them all")
     if failed:
         console.say(f"{len(failed)} of {len(files)} images cannot be read and will be "
                     f"skipped, e.g. {failed[0][0].name}: {failed[0][1]}")
@@ -1826,7 +1833,7 @@ def _readable_images(files, console, max_pixels=None):
     """The image files that can be decoded; the others are named and skipped."""
     readable = []
     for path in files:
-        n, error = _image_channels(str(path), {"max_pixels": max_pixels})
+        n, error, _ = _image_channels(str(path), {"max_pixels": max_pixels})
         if n is None:
             console.say(f"skipped {path.name}: {error}")
         else:

@@ -103,6 +103,12 @@ def read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timepo
         For CZI, ND2, LIF or OME-Zarr files when ``featcell[formats]`` is not
         installed.
 
+    Warns
+    -----
+    UserWarning
+        If the file holds several scenes (series: positions of a multi-position
+        acquisition); only the first is read. Split such files first.
+
     See Also
     --------
     read_image_metadata : the channel names and pixel size stored in the file.
@@ -116,8 +122,10 @@ def read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timepo
     >>> read_image(path, z_project="max").shape
     (16, 16, 2)
     """
-    image, _ = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
-                           z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
+    image, info = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
+                              z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
+    if info.get("n_scenes", 1) > 1:
+        warnings.warn(_scenes_note(path, info["n_scenes"]), UserWarning, stacklevel=2)
     return image
 
 
@@ -200,7 +208,7 @@ def _read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timep
                     series = tif.series[0]
                     data, axes = series.asarray(), series.axes
                     info = {"axes": axes, "shape": tuple(series.shape),
-                            **_tiff_metadata(tif, series)}
+                            "n_scenes": len(tif.series), **_tiff_metadata(tif, series)}
                 image, names_kept = _arrange_axes(data, axes, path, channel_axis, z_project,
                                                   timepoint)
             else:
@@ -406,6 +414,7 @@ def _read_bioio(path, with_data=False):
         sizes = image.physical_pixel_sizes
         pixel_size = (sizes.X, sizes.Y) if sizes.X and sizes.Y else None
         shape = tuple(image.shape)
+        n_scenes = len(image.scenes)
         data = image.data if with_data else None
     except Exception as exc:  # noqa: BLE001 - plugins raise many kinds
         if type(exc).__name__ == "UnsupportedFileFormatError":
@@ -416,8 +425,14 @@ def _read_bioio(path, with_data=False):
         raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
     if names is not None and len(names) != shape[axes.index("C")]:
         names = None
-    info = {"axes": axes, "shape": shape, "channel_names": names, "pixel_size": pixel_size}
+    info = {"axes": axes, "shape": shape, "channel_names": names, "pixel_size": pixel_size,
+            "n_scenes": n_scenes}
     return ((np.asarray(data), axes), info) if with_data else (None, info)
+
+
+def _scenes_note(path, n_scenes):
+    return (f"{str(path)!r} holds {n_scenes} scenes (series); featcell reads the first only. "
+            "Save each scene as its own file to measure them all")
 
 
 def _valid_channel_names(names):

@@ -264,3 +264,24 @@ def test_bioio_ome_zarr_round_trip(tmp_path):
         cells = read_cells(tmp_path / "img", tmp_path / "lab", z_project="max")
     assert cells.channel_names == ("DAPI405", "GFP") and len(cells) == 2
     assert cells.metadata["Metadata_PixelSizeX"].iloc[0] == pytest.approx(0.5)
+
+
+def test_a_file_of_several_scenes_is_read_with_a_warning_naming_them(tmp_path, capsys):
+    """Multi-position OME-TIFFs (one series per position): the first is read, and both
+    read_image and the command line say so (it was silent)."""
+    from featcell.cli import main
+    from featcell.io import read_image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    with tifffile.TiffWriter(images / "multi.ome.tif", ome=True) as tif:
+        for value in (10, 20, 30):
+            tif.write(np.full((32, 32), value, np.uint8), metadata={"axes": "YX"})
+    tifffile.imwrite(images / "single.tif", np.full((32, 32), 5, np.uint8))
+    with pytest.warns(UserWarning, match="holds 3 scenes"):
+        assert read_image(images / "multi.ome.tif").max() == 10
+    code = main(["extract", str(images), "--families", "intensity", "-o",
+                 str(tmp_path / "f.csv")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "1 files hold several scenes (series), e.g. multi.ome.tif (3)" in out + err
