@@ -901,10 +901,18 @@ def _check_writable(folder, what):
         ) from None
 
 
+def _say_scenes(console, paths):
+    """One line about the files of several scenes, of which only the first is measured."""
+    if paths:
+        console.say(f"{len(paths)} files hold several scenes (series), e.g. "
+                    f"{Path(paths[0]).name}; only the first scene of each is measured: save "
+                    "each scene as its own file to measure them all")
+
+
 def _read_cells(files, labels, read_kwargs, console):
     """All cells of the image files, one image at a time, with progress."""
     from featcell.cells import CellSet
-    from featcell.io import iter_cells
+    from featcell.io import FirstSceneWarning, iter_cells
 
     _check_labels_option(labels)
     metadata = read_kwargs.get("metadata")
@@ -915,20 +923,23 @@ def _read_cells(files, labels, read_kwargs, console):
                 f"--metadata has no row for {len(missing)} image(s), e.g. {missing[0]!r}"
             )
     bar = console.bar(len(files), "reading images", "images")
-    parts, failed = [], []
+    parts, failed, scenes = [], [], []
     for path in files:
         try:  # a bad image is skipped and named, as extract and score do
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 cells = next(iter_cells([path], labels, **read_kwargs))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
             failed.append(path)
             console.say(f"skipped {path.name}: {_message(exc)}")
         else:
             parts.append(cells)
+            if any(issubclass(w.category, FirstSceneWarning) for w in caught):
+                scenes.append(path)
         bar.update(1)
     if not parts:
         raise UserError(f"none of the {len(files)} images could be read (see above)")
+    _say_scenes(console, scenes)
     channels = {}
     for part in parts:
         channels.setdefault(tuple(part.channel_names), []).append(part)
@@ -937,10 +948,17 @@ def _read_cells(files, labels, read_kwargs, console):
             f"{len(names)} channel(s) in {len(group)} images such as "
             f"{group[0].metadata['Metadata_ImageID'].iloc[0] if len(group[0]) else '?'!r}"
             for names, group in sorted(channels.items()))
-        raise UserError(
-            f"the images do not all have the same channels ({described}); add --as-gray to "
-            "read every image as one grey channel, or measure the folders separately"
-        )
+        most = max(channels, key=lambda names: len(channels[names]))
+        if 2 * len(channels[most]) <= len(parts):
+            raise UserError(
+                f"the images do not all have the same channels ({described}); add --as-gray "
+                "to read every image as one grey channel, or measure the folders separately"
+            )
+        # no single odd file decides the run: the others are skipped, as unreadable ones
+        console.say(f"the images do not all have the same channels ({described}); using "
+                    f"those with {list(most)}, the others are skipped (--as-gray reads every "
+                    "image as one grey channel)")
+        parts = channels[most]
     cells = CellSet.concat(parts)
     bar.close(f"read {len(parts)} images, {len(cells)} cells"
               + (f"; skipped {len(failed)} that could not be read" if failed else ""))
@@ -1338,11 +1356,8 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
             failed.append((path, error))
         else:
             counts.setdefault(n, []).append(path.name)
-    scenes = [(path, k) for path, (_, _, k) in zip(files, found) if k > 1]
-    if scenes:  # the workers do not show read_image's warning: say it once here
-        console.say(f"{len(scenes)} files hold several scenes (series), e.g. "
-                    f"{scenes[0][0].name} ({scenes[0][1]}); only the first scene of each is "
-                    "measured: save each scene as its own file to measure them all")
+    # the workers do not show read_image's warning: say it once here
+    _say_scenes(console, [path for path, (_, _, k) in zip(files, found) if k > 1])
     if failed:
         console.say(f"{len(failed)} of {len(files)} images cannot be read and will be "
                     f"skipped, e.g. {failed[0][0].name}: {failed[0][1]}")

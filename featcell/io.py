@@ -105,9 +105,9 @@ def read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timepo
 
     Warns
     -----
-    UserWarning
-        If the file holds several scenes (series: positions of a multi-position
-        acquisition); only the first is read. Split such files first.
+    FirstSceneWarning
+        A ``UserWarning``, if the file holds several scenes (series: positions of a
+        multi-position acquisition); only the first is read. Split such files first.
 
     See Also
     --------
@@ -124,8 +124,7 @@ def read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timepo
     """
     image, info = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
                               z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
-    if info.get("n_scenes", 1) > 1:
-        warnings.warn(_scenes_note(path, info["n_scenes"]), UserWarning, stacklevel=2)
+    _warn_scenes(path, info, stacklevel=3)
     return image
 
 
@@ -430,9 +429,15 @@ def _read_bioio(path, with_data=False):
     return ((np.asarray(data), axes), info) if with_data else (None, info)
 
 
-def _scenes_note(path, n_scenes):
-    return (f"{str(path)!r} holds {n_scenes} scenes (series); featcell reads the first only. "
-            "Save each scene as its own file to measure them all")
+class FirstSceneWarning(UserWarning):
+    """A file holds several scenes (series) and only the first was read."""
+
+
+def _warn_scenes(path, info, stacklevel=4):
+    if info.get("n_scenes", 1) > 1:
+        warnings.warn(f"{str(path)!r} holds {info['n_scenes']} scenes (series); featcell reads "
+                      "the first only. Save each scene as its own file to measure them all",
+                      FirstSceneWarning, stacklevel=stacklevel)
 
 
 def _valid_channel_names(names):
@@ -874,6 +879,7 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
     path = Path(path)
     image, info = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
                               z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
+    _warn_scenes(path, info)
     extra = {**metadata_from_filename(path.name), **_file_metadata(info)}
     if isinstance(metadata, dict):
         extra.update(metadata)

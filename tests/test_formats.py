@@ -9,6 +9,7 @@ import sys
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
@@ -278,10 +279,21 @@ def test_a_file_of_several_scenes_is_read_with_a_warning_naming_them(tmp_path, c
         for value in (10, 20, 30):
             tif.write(np.full((32, 32), value, np.uint8), metadata={"axes": "YX"})
     tifffile.imwrite(images / "single.tif", np.full((32, 32), 5, np.uint8))
-    with pytest.warns(UserWarning, match="holds 3 scenes"):
+    from featcell.io import FirstSceneWarning
+
+    with pytest.warns(FirstSceneWarning, match="holds 3 scenes"):
         assert read_image(images / "multi.ome.tif").max() == 10
+    with pytest.warns(FirstSceneWarning, match="multi.ome.tif' holds 3 scenes"):
+        read_cells(images)
     code = main(["extract", str(images), "--families", "intensity", "-o",
                  str(tmp_path / "f.csv")])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "1 files hold several scenes (series), e.g. multi.ome.tif (3)" in out + err
+    assert "1 files hold several scenes (series), e.g. multi.ome.tif" in out + err
+    # train from images reads the cells in this process: the same line
+    pd.DataFrame({"image": ["multi.ome.tif", "single.tif"], "Class": ["a", "b"]}).to_csv(
+        tmp_path / "meta.csv", index=False)
+    main(["train", str(images), "--metadata", str(tmp_path / "meta.csv"), "--target", "Class",
+          "--families", "intensity", "-o", str(tmp_path / "m.featcell")])
+    out, err = capsys.readouterr()
+    assert "1 files hold several scenes (series), e.g. multi.ome.tif" in out + err

@@ -455,6 +455,11 @@ def test_grey_first_among_colour_fails_alone_naming_as_gray(tmp_path, capsys):
     assert pd.read_parquet(out)["Metadata_ImageID"].nunique() == 3
     errors = pd.read_parquet(tmp_path / "f_errors.parquet")
     assert [Path(p).name for p in errors["path"]] == ["0grey.png"]
+    code, out_text, err = run(capsys, "train", root / "images", "--labels", root / "boxes",
+                              "--target", "Class", "--families", "intensity", "--model", "lr",
+                              "--cv", "2", "-o", tmp_path / "m.featcell")
+    assert code == 0, err  # train reads the cells itself: the same rule
+    assert "using those with ['Ch1', 'Ch2', 'Ch3'], the others are skipped" in out_text + err
     # half and half: no majority to follow, an error before any work
     for name in ("1grey.png", "2grey.png"):
         shutil.copy(root / "images" / "0grey.png", root / "images" / name)
