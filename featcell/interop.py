@@ -40,6 +40,13 @@ _OBJECT_COLUMN = re.compile(
     rf"Children_{_NAME}_Count|Number_Object_Number)$"
 )
 _METADATA = "Metadata_"
+# what else says which image or object a row is, or where it lies, rather than what the cell
+# is: CellProfiler's ids (its per-object tables carry them unprefixed), every Location_*
+# and AreaShape_Center_*; as features they would let a model learn the image (a leak)
+_IDENTITY_COLUMN = re.compile(
+    rf"^(?:{_NAME}_)?(?:ImageNumber|ObjectNumber|TableNumber|Number_Object_Number|"
+    rf"Location_\w+|AreaShape_Center_[XYZ]|Parent_{_NAME}|Children_{_NAME}_Count)$"
+)
 
 
 # ---------------------------------------------------------------------- CellProfiler names
@@ -98,7 +105,11 @@ def featcell_names(columns):
     Position and relationship columns go back to ``Metadata_*`` (the cell's
     own centre to ``Metadata_Location_Center_X/Y`` when a ``*_CNN_*`` or
     prefixed feature shows which compartment the rows are), and
-    ``<compartment>_CNN_*`` to ``CNN_*``.
+    ``<compartment>_CNN_*`` to ``CNN_*``. CellProfiler's ids (``ImageNumber``,
+    ``ObjectNumber``, ``TableNumber``), every ``Location_*`` and
+    ``AreaShape_Center_*`` column become ``Metadata_*`` too, with or without a
+    compartment prefix: they say which image or where, not what the cell is,
+    and as features they would let a model learn the image.
 
     Parameters
     ----------
@@ -115,7 +126,7 @@ def featcell_names(columns):
     >>> featcell_names(["Cells_Location_Center_X", "Cells_CNN_Net_0000", "Cells_AreaShape_Area"])
     {'Cells_Location_Center_X': 'Metadata_Location_Center_X', 'Cells_CNN_Net_0000': 'CNN_Net_0000'}
     """
-    columns = [str(c) for c in columns]
+    columns = [str(c) for c in columns if not str(c).startswith(_METADATA)]  # kept as they are
     cnn = {c.split("_", 1)[0] for c in columns if re.match(rf"^{_NAME}_CNN_", c)}
     parent = _row_compartment(columns)
     mapping = {}
@@ -127,6 +138,8 @@ def featcell_names(columns):
             mapping[column] = f"{_METADATA}{column}"
         elif column.split("_", 1)[0] in cnn and column.split("_", 2)[1:2] == ["CNN"]:
             mapping[column] = column.split("_", 1)[1]
+        elif _IDENTITY_COLUMN.match(column):
+            mapping[column] = f"{_METADATA}{column}"
     return mapping
 
 

@@ -165,6 +165,36 @@ def test_cellprofiler_names_round_trip():
         cellprofiler_names(columns, "Cell_s")
 
 
+def test_cellprofiler_ids_and_positions_are_metadata_not_features(tmp_path, capsys):
+    """CellProfiler's per-object tables carry ImageNumber and ObjectNumber unprefixed: as
+    features they told the model which image a cell came from (a constant class per image
+    scored 1.000 on noise features)."""
+    import pandas as pd
+
+    from featcell.cli import main
+
+    columns = ["ImageNumber", "ObjectNumber", "Location_Center_X", "AreaShape_Center_Y",
+               "Nuclei_Location_CenterMassIntensity_X_DNA", "Parent_Cells", "AreaShape_Area",
+               "Metadata_Well"]
+    assert featcell_names(columns) == {c: f"Metadata_{c}" for c in columns[:6]}
+    rng = np.random.default_rng(0)
+    image = np.repeat(np.arange(20), 20)
+    pd.DataFrame({"ImageNumber": image + 1, "ObjectNumber": np.tile(np.arange(20), 20) + 1,
+                  "Metadata_ImageID": image, "Class": np.where(image < 10, "A", "B"),
+                  "AreaShape_Area": rng.normal(size=400), "f": rng.normal(size=400)}
+                 ).to_csv(tmp_path / "objects.csv", index=False)
+    code = main(["train", str(tmp_path / "objects.csv"), "--target", "Class", "--model", "rf",
+                 "--group-by", "Metadata_ImageID", "-o", str(tmp_path / "m.featcell")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    text = out + err
+    assert "x 2 features" in text  # AreaShape_Area and f; the ids are metadata
+    import re
+
+    accuracy = float(re.search(r"balanced_accuracy\s+([0-9.]+)\s+\[", text)[1])
+    assert accuracy < 0.75, text  # chance: the ids gave 1.000
+
+
 @pytest.mark.parametrize(
     ("name", "compartment", "family", "feature", "channel", "channel_2"),
     [
