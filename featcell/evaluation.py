@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.impute._base import _BaseImputer
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -459,7 +459,7 @@ class _Setup:
             if metrics is None and all(hasattr(e, "predict_grid") for e in estimators):
                 metrics = [*_DEFAULT_METRICS["regression"], "game1", "game2", "game3"]
         y = _check_y(y, n)
-        task, task_source = _resolve_task(task, y)
+        task, task_source = _resolve_task(task, y, estimators)
         classes = None
         if task == "classification":
             classes = np.unique(y)
@@ -584,6 +584,9 @@ class _Setup:
             if self.true_grid is None or score is None:
                 return np.nan
             return metric(self.true_grid[test], score)
+        if getattr(metric, "per_class", False) and len(np.unique(y_true)) < len(
+                np.unique(self.y)):  # the fold lacks a class: scored on the others alone,
+            return np.nan  # a constant majority guess would be perfect
         if not metric.needs_score:
             return metric(y_true, pred, self.classes)
         return np.nan if score is None else metric(y_true, score, self.classes)
@@ -646,12 +649,27 @@ def _fit_predict(estimator, X, y, train, test, classes, grid=False):
         cells = np.asarray(estimator.predict_grid(X_test), dtype=float)
         return cells.sum(axis=1), cells, "predict_grid", *cost
     pred = np.asarray(estimator.predict(X_test))
+    _check_predictions(pred, classes, type(estimator).__name__)
     if classes is not None:
         for method in _SCORE_METHODS:
             if hasattr(estimator, method):
                 raw = np.asarray(getattr(estimator, method)(X_test), dtype=float)
                 return pred, _align_scores(raw, estimator.classes_, classes, method), method, *cost
     return pred, None, None, *cost
+
+
+def _check_predictions(pred, classes, name):
+    """Refuse predictions no metric can score, naming what is wrong, before the next fold."""
+    if classes is None:
+        bad = ~np.isfinite(pred.astype(float, copy=False))
+        if bad.any():
+            raise ValueError(f"{name} predicted {int(bad.sum())} NaN or infinite values of "
+                             f"{len(pred)} in a test fold; every prediction must be a number")
+        return
+    unknown = np.setdiff1d(pred, classes)
+    if unknown.size:
+        raise ValueError(f"{name} predicted labels {unknown[:5].tolist()} that are not among "
+                         f"y's classes {classes.tolist()}")
 
 
 def _hardware(estimator):
@@ -784,11 +802,18 @@ def _check_finite_X(X):
     )
 
 
-def _resolve_task(task, y):
+def _resolve_task(task, y, estimators=()):
     if task in ("classification", "regression"):
         return task, "given"
     if task != "auto":
         raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
+    # the estimators say it first: integer counts with few values are still counts
+    kinds = {"regression" if is_regressor(e) else "classification" if is_classifier(e) else None
+             for e in estimators}
+    if len(kinds) == 1 and None not in kinds:
+        kind = kinds.pop()
+        noun = {"regression": "regressor", "classification": "classifier"}[kind]
+        return kind, f"inferred: {'every' if len(estimators) > 1 else 'the'} estimator is a {noun}"
     if y.dtype.kind in "OUSb":
         return "classification", "inferred: y holds labels"
     if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
@@ -1035,8 +1060,10 @@ def _paired_t(diff, test_train_ratio):
     The corrected variance is var(d) · (1/k + n_test/n_train) (Nadeau & Bengio, "Inference
     for the generalization error", Machine Learning 52, 2003).
     """
+    diff = np.asarray(diff, dtype=float)
+    diff = diff[~np.isnan(diff)]  # folds a metric is undefined on (one lacked a class)
     k = len(diff)
-    if k < 2 or np.any(np.isnan(diff)):
+    if k < 2:
         return np.nan, np.nan
     var = np.var(diff, ddof=1) * (1 / k + test_train_ratio)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1086,6 +1086,9 @@ class _Metric:
     needs_score: bool  # takes predict_proba / decision_function output instead of labels
     greater_is_better: bool | None  # None: neither (a bias is best at 0)
     weighted: Callable | None = None  # (y_true, y_out, sample_weights, classes) -> (n_boot,)
+    # averaged over the classes: undefined on a sample lacking one of y_true's classes (it
+    # would be scored on the others alone: a constant majority guess scored perfect)
+    per_class: bool = False
 
     def __call__(self, y_true, y_out, classes=None):
         if self.needs_score:
@@ -1214,11 +1217,14 @@ _METRICS = {
             False,
             True,
             _w_balanced_accuracy,
+            per_class=True,
         ),
-        _Metric("precision_macro", precision, "classification", False, True, _w_prf("precision")),
-        _Metric("recall_macro", recall, "classification", False, True, _w_prf("recall")),
-        _Metric("f1_macro", f1, "classification", False, True, _w_prf("f1")),
-        _Metric("roc_auc", roc_auc, "classification", True, True, _w_roc_auc),
+        _Metric("precision_macro", precision, "classification", False, True, _w_prf("precision"),
+                per_class=True),
+        _Metric("recall_macro", recall, "classification", False, True, _w_prf("recall"),
+                per_class=True),
+        _Metric("f1_macro", f1, "classification", False, True, _w_prf("f1"), per_class=True),
+        _Metric("roc_auc", roc_auc, "classification", True, True, _w_roc_auc, per_class=True),
         _Metric(
             "mae",
             mae,
@@ -1322,15 +1328,21 @@ def _bootstrap_values(metric, y_true, y_out, counts, unit_index, classes=None):
     """
     n = len(y_true)
     chunk = max(1, 2**22 // max(n, 1))  # bound the (chunk, n) weight matrix to ~32 MB
+    per_class = isinstance(metric, _Metric) and metric.per_class
+    if per_class:  # each sample's class among those of y_true
+        present, of_class = np.unique(np.asarray(y_true), return_inverse=True)
     values = []
     for start in range(0, len(counts), chunk):
         sw = counts[start : start + chunk][:, unit_index].astype(float)
         if isinstance(metric, _Metric) and metric.weighted is not None:
-            values.append(metric.weighted(y_true, y_out, sw, classes))
-            continue
-        for row in sw.astype(int):
-            idx = np.repeat(np.arange(n), row)
-            values.append([_call(metric, y_true[idx], y_out[idx], classes)])
+            part = np.asarray(metric.weighted(y_true, y_out, sw, classes), dtype=float)
+        else:
+            part = np.array([_call(metric, y_true[idx], y_out[idx], classes) for idx in
+                             (np.repeat(np.arange(n), row) for row in sw.astype(int))], float)
+        if per_class:  # a resample that drew none of a class: undefined, not perfect
+            weight = np.stack([sw[:, of_class == k].sum(axis=1) for k in range(len(present))], 1)
+            part = np.where((weight > 0).all(axis=1), part, np.nan)
+        values.append(part)
     return np.concatenate(values).astype(float)
 
 

@@ -353,8 +353,9 @@ def _summary_section(view):
     best = rows.loc[view.best]
     ci = round(100 * view.protocol.get("ci", 0.95))
     several = len(view.results) > 1
+    word = {True: "Highest", False: "Lowest"}.get(_greater_is_better(view.primary), "Best")
     text = (
-        f"{'Highest ' + view.primary.replace('_', ' ') + ': ' if several else 'The model: '}"
+        f"{word + ' ' + view.primary.replace('_', ' ') + ': ' if several else 'The model: '}"
         f"**{view.best}**, {view.primary.replace('_', ' ')} "
         f"{_ci(best['pooled'], best['ci_low'], best['ci_high'])} ({ci}% confidence "
         "interval), measured on cells of images that were not used to train the model."
@@ -363,11 +364,12 @@ def _summary_section(view):
     if several and view.paired is not None and len(view.paired):
         for _, row in view.paired.iterrows():
             low, high = row["diff_ci_low"], row["diff_ci_high"]
-            verdict = (
-                "the interval includes 0: no clear difference on these data"
-                if low <= 0 <= high
-                else "the interval excludes 0"
-            )
+            if np.isnan(low) or np.isnan(high):
+                verdict = "no interval: a candidate has no scores for this metric"
+            elif low <= 0 <= high:
+                verdict = "the interval includes 0: no clear difference on these data"
+            else:
+                verdict = "the interval excludes 0"
             blocks.append(
                 Paragraph(
                     f"{row['candidate_a']} − {row['candidate_b']}: "

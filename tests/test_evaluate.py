@@ -434,3 +434,58 @@ def test_save_figures(tmp_path, classes_data, counts_data):
 def test_docstring_examples():
     result = doctest.testmod(fe)
     assert result.failed == 0
+
+
+def test_a_fold_or_resample_lacking_a_class_is_not_scored_on_the_others():
+    """A constant majority guess has balanced accuracy 0.5. Folds and group resamples that
+    drew no minority image scored it 1.0 (over the classes present), so the interval of a
+    constant classifier reached 1.0."""
+    image = np.repeat(np.arange(10), 5)
+    y = np.where(image < 2, "dead", "live")
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    result = evaluate(DummyClassifier(strategy="most_frequent"), X, y, groups=image, cv=5,
+                      metrics=["balanced_accuracy", "f1_macro", "accuracy"])
+    folds = result.fold_scores.pivot(index="fold", columns="metric", values="value")
+    lacking = [k for k, (_, test) in enumerate(result.splits) if "dead" not in set(y[test])]
+    assert lacking and folds.loc[lacking, "balanced_accuracy"].isna().all()
+    assert folds.loc[lacking, "f1_macro"].isna().all()
+    assert folds.loc[lacking, "accuracy"].notna().all()  # accuracy averages no classes
+    row = result.summary.set_index("metric").loc["balanced_accuracy"]
+    assert row["mean"] == row["pooled"] == row["ci_low"] == row["ci_high"] == 0.5
+    values = result.bootstrap["balanced_accuracy"]
+    assert np.nanmax(values) == 0.5 and 0.05 < np.isnan(values).mean() < 0.2  # 0.8**10
+
+
+def test_task_follows_the_estimator_before_the_values_of_y():
+    """Integer counts with few distinct values looked like classes: a regressor was scored
+    with stratified folds and accuracy, and failed after fitting every fold."""
+    rng = np.random.default_rng(0)
+    counts = np.repeat(np.arange(10, 90, 10), 5)
+    X = (counts + rng.normal(size=40))[:, None]
+    result = evaluate(Ridge(), X, counts, groups="none", cv=4)
+    assert result.task == "regression" and "estimator is a regressor" in result.describe()
+    assert result.summary.set_index("metric").loc["mae", "pooled"] < 2
+    labels = np.where(counts > 40, "many", "few")
+    assert evaluate(GaussianNB(), X, labels, groups="none", cv=4).task == "classification"
+
+
+def test_predictions_no_metric_can_score_fail_naming_the_estimator():
+    class Unseen(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = np.unique(y)
+            return self
+
+        def predict(self, X):
+            return np.full(len(X), "unknown")
+
+    class NaNRegressor(DummyRegressor):
+        def predict(self, X):
+            out = super().predict(X)
+            out[0] = np.nan
+            return out
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(ValueError, match=r"Unseen predicted labels \['unknown'\] that are not"):
+        evaluate(Unseen(), X, np.arange(40) % 2 == 0, groups="none", cv=4)
+    with pytest.raises(ValueError, match="NaNRegressor predicted 1 NaN or infinite values"):
+        evaluate(NaNRegressor(), X, X[:, 0], groups="none", cv=4)

@@ -221,3 +221,34 @@ def test_report_renders_in_a_headless_browser(tmp_path, comparison, viability):
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
     # not a blank page: text and figures give many distinct grey levels
     assert len(np.unique(pixels[..., :3].mean(axis=-1).astype(int))) > 50
+
+
+def test_summary_words_follow_the_metric_and_an_undefined_interval(tmp_path):
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    counts = 50 + 10 * X[:, 0] + rng.normal(size=60)
+    result = compare({"ridge": Ridge(), "mean": DummyRegressor()}, X, counts,
+                     groups=np.repeat(np.arange(20), 3), cv=4, n_boot=200)
+    md = write_report(result, tmp_path / "a", title="t", formats=("md",))["md"].read_text()
+    assert "Lowest mae: **ridge**" in md  # was "Highest mae"
+
+    class NoScores(ClassifierMixin, BaseEstimator):  # no predict_proba: no roc_auc
+        def fit(self, X, y):
+            self.lr_ = LogisticRegression().fit(X, y)
+            self.classes_ = self.lr_.classes_
+            return self
+
+        def predict(self, X):
+            return self.lr_.predict(X)
+
+    image = np.repeat(np.arange(20), 10)
+    y = np.where(image % 2 == 0, "a", "b")
+    X = rng.normal(size=(200, 2)) + (y == "a")[:, None] * 3
+    with pytest.warns(UserWarning, match="needs predict_proba"):
+        result = compare({"lr": LogisticRegression(), "noscores": NoScores()}, X, y,
+                         groups=image, cv=4, n_boot=200, primary="roc_auc")
+    md = write_report(result, tmp_path / "b", title="t", formats=("md",))["md"].read_text()
+    line = next(l for l in md.splitlines() if l.startswith("lr − noscores"))
+    assert "no interval" in line and "excludes 0" not in line
