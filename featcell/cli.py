@@ -252,7 +252,7 @@ def _add_reading(parser, labels_help=None):
 def _add_common(parser):
     parser.add_argument(
         "--n-jobs",
-        type=int,
+        type=_n_jobs,
         default=None,
         metavar="N",
         help="CPU cores to use (-1: all; default: 1)",
@@ -671,8 +671,10 @@ def main(argv=None):
         return 0
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, _Terminated)
-        print(f"\nfeatcell: {'terminated' if terminated else 'interrupted'}; finished images "
-              "are kept: run the same command again to resume", file=sys.stderr)
+        resumable = getattr(args, "command", None) in ("extract", "score")
+        print(f"\nfeatcell: {'terminated' if terminated else 'interrupted'}"
+              + ("; finished images are kept: run the same command again to resume"
+                 if resumable else "; nothing was saved"), file=sys.stderr)
         return 128 + (15 if terminated else 2)
     except Exception as exc:
         if args.debug:
@@ -855,9 +857,26 @@ def _read_table(path):
     raise UserError(f"{str(path)!r}: expected a .parquet or .csv table")
 
 
+def _n_jobs(text):
+    """--n-jobs: a non-zero integer (-1: every core)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a non-zero integer (-1: every core)")
+    return value
+
+
 def _is_table(path):
     if isinstance(path, (list, tuple)):
         return False
+    if Path(path).suffix.lower() == ".h5ad" and Path(path).is_file():
+        raise UserError(f"{str(path)!r} is an AnnData file, for scverse; featcell reads the "
+                        f"Parquet table that extract wrote beside it "
+                        f"({Path(path).with_suffix('.parquet').name})")
     return Path(path).suffix.lower() in (*_TABLE_SUFFIXES, ".tsv") and Path(path).is_file()
 
 
@@ -909,19 +928,23 @@ def _say_scenes(console, paths):
                     "each scene as its own file to measure them all")
 
 
+def _no_rows(missing, table):
+    named = f"; it names e.g. {str(table.index[0])!r}" if len(table.index) else ""
+    return (f"--metadata has no row for {len(missing)} image(s), e.g. {missing[0]!r} (rows are "
+            f"matched by file name, or by name without the extension){named}")
+
+
 def _read_cells(files, labels, read_kwargs, console):
     """All cells of the image files, one image at a time, with progress."""
     from featcell.cells import CellSet
-    from featcell.io import FirstSceneWarning, iter_cells
+    from featcell.io import FirstSceneWarning, _metadata_key, iter_cells
 
     _check_labels_option(labels)
     metadata = read_kwargs.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        missing = [f.name for f in files if f.name not in metadata.index]
+        missing = [f.name for f in files if _metadata_key(metadata.index, f) is None]
         if missing:
-            raise UserError(
-                f"--metadata has no row for {len(missing)} image(s), e.g. {missing[0]!r}"
-            )
+            raise UserError(_no_rows(missing, metadata))
     bar = console.bar(len(files), "reading images", "images")
     parts, failed, scenes = [], [], []
     for path in files:
@@ -949,7 +972,7 @@ def _read_cells(files, labels, read_kwargs, console):
             f"{group[0].metadata['Metadata_ImageID'].iloc[0] if len(group[0]) else '?'!r}"
             for names, group in sorted(channels.items()))
         most = max(channels, key=lambda names: len(channels[names]))
-        if 2 * len(channels[most]) <= len(parts):
+        if not _few_odd(len(parts) - len(channels[most]), len(parts)):
             raise UserError(
                 f"the images do not all have the same channels ({described}); add --as-gray "
                 "to read every image as one grey channel, or measure the folders separately"
@@ -1014,18 +1037,63 @@ def _measure(step, cells, console, n_jobs=None):
 
 
 def _check_columns(metadata, args):
-    _target(metadata, args.target, "cells")
-    _groups(metadata, args.group_by, len(metadata))
+    values = _target(metadata, args.target, "cells", classes=True)
+    groups, _ = _groups(metadata, args.group_by, len(metadata))
+    _check_target_by_group(values, groups, args.target)
 
 
-def _target(metadata, column, what="cells"):
+def _check_target_by_group(values, groups, target):
+    """Refuse, before any measuring, a --target no grouped cross-validation can test: one
+    number per image as many as the images (a count: --task counting), or classes that
+    each lie in one group (the target is the grouping)."""
+    import pandas as pd
+
+    if isinstance(groups, str):  # "none": rows independent
+        return
+    known = values.notna().to_numpy()
+    frame = pd.DataFrame({"y": values[known].astype(str).to_numpy(), "g": groups[known]})
+    if frame.empty:
+        return
+    per_group = frame.groupby("g")["y"].nunique()
+    n_values = frame["y"].nunique()
+    if (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+            and n_values > 2 and (per_group == 1).all() and 2 * n_values >= len(per_group)):
+        raise UserError(
+            f"--target {target!r} is one number per image, {n_values} different ones over "
+            f"{len(per_group)} images: a count or a measurement, not classes; to count "
+            "objects use --task counting"
+        )
+    if n_values > 1 and frame.groupby("y")["g"].nunique().max() < 2:
+        raise UserError(
+            f"--target {target!r}: every class lies in a single group of --group-by, so no "
+            "fold can test a class it did not train on (is the target the grouping column?)"
+        )
+
+
+def _target(metadata, column, what="cells", classes=False):
+    """The ``--target`` column; with ``classes``, refused when it holds many numbers (a
+    count or a measurement, not classes: every value would be a class of its own)."""
+    import pandas as pd
+
     for name in (column, f"Metadata_{column}"):
         if name in metadata.columns:
-            return metadata[name]
+            values = metadata[name]
+            n_values = values.nunique()
+            if classes and pd.api.types.is_numeric_dtype(values) and not \
+                    pd.api.types.is_bool_dtype(values) and n_values > _MAX_NUMBER_CLASSES:
+                raise UserError(
+                    f"--target {column!r} holds {n_values} different numbers, not classes; "
+                    "to count objects per image use --task counting, to classify cells give "
+                    "a column of class names"
+                )
+            return values
     available = [c.removeprefix("Metadata_") for c in metadata.columns]
     raise UserError(
         f"--target {column!r} is not a column of the {what}; available: {available}"
     )
+
+
+_MAX_NUMBER_CLASSES = 20  # a numeric --target with more values is a measurement, not classes
 
 
 def _groups(metadata, group_by, n):
@@ -1087,10 +1155,13 @@ def _note_missing(X, console):
         return X, None
     values[bad] = np.nan
     rows = int(bad.any(axis=1).sum())
+    per_column = bad.sum(axis=0)
+    worst = np.argsort(-per_column, kind="stable")[:3]
+    where = ", ".join(f"{X.columns[k]} ({int(per_column[k])})" for k in worst if per_column[k])
     note = (
-        f"{int(bad.sum())} values in {rows} cells could not be measured (e.g. shape features "
-        "of cells of a few pixels); they are imputed with the training cells' median inside "
-        "each fold."
+        f"{int(bad.sum())} values in {rows} cells could not be measured, most in {where} "
+        "(shape features of cells of a few pixels, correlations of identical or flat "
+        "channels, ...); they are imputed with the training cells' median inside each fold."
     )
     console.say(f"note: {note}")
     return X.__class__(values, columns=X.columns, index=X.index), note
@@ -1202,10 +1273,8 @@ def _cmd_extract(args, console):
             per_image=False, progress=not console.quiet, read_kwargs=read_kwargs,
             resume=not args.overwrite, keep_parts=args.keep_parts,
         )
-    if not result.n_images:
-        raise UserError(
-            f"none of the {len(files)} images could be measured; see {result.errors_path}"
-        )
+    if not result.n_cells:
+        raise UserError(_nothing_done(result, "measured", table_path))
     _rename_table(table_path, cellprofiler_names(_table_columns(table_path), compartment))
     if fmt == "h5ad":
         import pandas as pd
@@ -1236,6 +1305,32 @@ def _cmd_extract(args, console):
     if result.n_errors:
         console.say(f"{result.n_errors} images failed: see {result.errors_path}")
     print(Path(args.output))
+
+
+def _nothing_done(result, done, output):
+    """The error of a batch that wrote no cell: the commonest reason, said on the console
+    (not only in the errors table), and no empty table or parts folder left to block the
+    corrected command."""
+    import shutil
+
+    reason = None
+    if result.n_errors:
+        errors = result.read_errors()
+        message = errors["message"].value_counts().index[0]  # the commonest reason
+        example = errors.loc[errors["message"] == message, "path"].iloc[0]
+        name = Path(example).name
+        reason = message if name in message else f"e.g. {name}: {message}"
+    Path(output).unlink(missing_ok=True)
+    parts = Path(output).with_name(f"{Path(output).stem}_parts")
+    if parts.is_dir():
+        shutil.rmtree(parts, ignore_errors=True)
+    errors = f"{reason} (all errors: {result.errors_path})" if reason else ""
+    if not result.n_images:
+        return f"none of the {result.n_errors} images could be {done}: {errors}"
+    found = (f"no cell was found in the {result.n_images} images read (empty label images, or "
+             "nothing segmented)")
+    return found + (f"; {result.n_errors} other images could not be {done}: {errors}"
+                    if errors else "")
 
 
 def _extract_compartment(args):
@@ -1321,27 +1416,43 @@ _PROBE_KEYS = ("as_gray", "max_pixels", "channel_axis", "z_project", "timepoint"
 
 
 def _image_channels(path, read_kwargs):
-    """``(number of channels, None, scenes)`` of one image file, or ``(None, error message,
-    0)``.
+    """``(number of channels, None, scenes, grey saved as colour)`` of one image file, or
+    ``(None, error message, 0, False)``.
 
     The file is read with the run's own reading settings (axes, projection, size limit).
     """
+    import numpy as np
+
     from featcell.io import _read_image
 
     try:
         image, info = _read_image(
             path, **{k: v for k, v in read_kwargs.items() if k in _PROBE_KEYS})
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed image
-        return None, f"{type(exc).__name__}: {exc}", 0
-    return (1 if image.ndim == 2 else int(image.shape[-1])), None, info.get("n_scenes", 1)
+        return None, f"{type(exc).__name__}: {exc}", 0, False
+    grey_colour = image.ndim == 3 and image.shape[-1] in (3, 4) and bool(
+        np.all(image[..., 1:3] == image[..., :1]))
+    n = 1 if image.ndim == 2 else int(image.shape[-1])
+    return n, None, info.get("n_scenes", 1), grey_colour
+
+
+# images whose channels differ from the rest fail alone when they are at most this share of
+# the readable ones (one file at least): no single odd file decides a run, but a folder
+# split between grey and colour images is a setting to choose (--as-gray), not a few errors
+_ODD_SHARE = 0.05
+
+
+def _few_odd(n_odd, n_readable):
+    return n_odd <= max(1, _ODD_SHARE * n_readable)
 
 
 def _settle_channels(files, read_kwargs, console, n_jobs=None):
     """The channel names of a folder, from every image that can be read.
 
-    Either all readable images have the same number of channels, or this fails before
-    any measuring with a message naming --as-gray. Unreadable images are reported
-    here and recorded, one by one, in the errors table later.
+    The channels of most readable images; the few others (:func:`_few_odd`) fail alone,
+    one by one, in the errors table. More than a few: this fails before any measuring,
+    naming --as-gray. Unreadable images are reported here and recorded, one by one, in
+    the errors table later.
     """
     from sklearn.utils.parallel import Parallel, delayed
 
@@ -1351,13 +1462,14 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
             delayed(_image_channels)(str(f), read_kwargs) for f in files)
     counts = {}
     failed = []
-    for path, (n, error, _) in zip(files, found):
+    for path, (n, error, _, _) in zip(files, found):
         if n is None:
             failed.append((path, error))
         else:
             counts.setdefault(n, []).append(path.name)
     # the workers do not show read_image's warning: say it once here
-    _say_scenes(console, [path for path, (_, _, k) in zip(files, found) if k > 1])
+    _say_scenes(console, [path for path, (_, _, k, _) in zip(files, found) if k > 1])
+    n_grey_colour = sum(grey for *_, grey in found)
     if failed:
         console.say(f"{len(failed)} of {len(files)} images cannot be read and will be "
                     f"skipped, e.g. {failed[0][0].name}: {failed[0][1]}")
@@ -1370,7 +1482,11 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
     if len(counts) > 1:
         described = "; ".join(f"{k} channel(s): {len(names)} images such as {names[0]!r}"
                               for k, names in sorted(counts.items()))
-        if 2 * len(counts[n]) <= sum(len(names) for names in counts.values()):
+        if n_grey_colour:
+            described += (f"; {n_grey_colour} of the colour images are grey saved as colour "
+                          "(equal R, G and B)")
+        n_readable = sum(len(names) for names in counts.values())
+        if not _few_odd(n_readable - len(counts[n]), n_readable):
             raise UserError(
                 f"the images do not all have the same channels ({described}); add --as-gray "
                 "to read every image as one grey channel, or measure the folders separately"
@@ -1573,13 +1689,19 @@ def _cmd_train(args, console):
         raise UserError("--model segmentation is for --task counting")
     if args.model == "trained_cnn":
         return _train_cnn(args, console)
+    if _is_table(args.input) and (args.families or args.model == "cnn"):
+        raise UserError(
+            f"{'--families' if args.families else '--model cnn'} says what to measure from "
+            "images; a feature table is used as it is (every numeric column a feature): "
+            "choose a head such as --model lr, or train from the images"
+        )
     families = args.families or (["cnn"] if args.model == "cnn" else list(_CLASSICAL))
     head = "lr" if args.model == "cnn" else args.model
     if args.model == "cnn" and "cnn" not in families:
         families = [*families, "cnn"]
     console.say(f"featcell train: {args.task}, model {args.model}, target {args.target}")
     data = _load_data(args, console, families)
-    y = _target(data.metadata, args.target, "cells")
+    y = _target(data.metadata, args.target, "cells", classes=True)
     keep = y.notna().to_numpy()
     if not keep.all():
         console.say(f"skipping {int((~keep).sum())} cells without a {args.target} value")
@@ -1644,7 +1766,7 @@ def _train_cnn(args, console):
     read_kwargs = _read_kwargs(args)
     cells = _read_cells(_check_images_source(args.input), args.labels, read_kwargs, console)
     _check_columns(cells.metadata, args)
-    y = _target(cells.metadata, args.target, "cells")
+    y = _target(cells.metadata, args.target, "cells", classes=True)
     keep = y.notna().to_numpy()
     cells, y = cells[np.flatnonzero(keep)], y[keep].astype(str).to_numpy()
     classes, counts = np.unique(y, return_counts=True)
@@ -1746,6 +1868,7 @@ def _train_counter(args, console):
     from sklearn.preprocessing import StandardScaler
 
     from featcell.heads import make_head
+    from featcell.io import _metadata_key
 
     if args.model == "gnb":
         raise UserError("--model gnb (naive Bayes) is a classifier; for counting use rf, "
@@ -1777,12 +1900,12 @@ def _train_counter(args, console):
             )
         table = _read_image_table(args.metadata)
         files = _readable_images(files, console, args.max_pixels)
-        missing = [f.name for f in files if f.name not in table.index]
+        missing = [f.name for f in files if _metadata_key(table.index, f) is None]
         if missing:
-            raise UserError(f"--metadata has no row for {len(missing)} image(s), e.g. "
-                            f"{missing[0]!r}")
-        meta = table.loc[[f.name for f in files]].reset_index()
-        meta.columns = ["Metadata_ImageID", *(f"Metadata_{c}" for c in meta.columns[1:])]
+            raise UserError(_no_rows(missing, table))
+        meta = table.loc[[_metadata_key(table.index, f) for f in files]].reset_index(drop=True)
+        meta.columns = [f"Metadata_{c}" for c in meta.columns]
+        meta.insert(0, "Metadata_ImageID", [f.name for f in files])
         y = pd.to_numeric(_target(meta, args.target, "--metadata table"), errors="coerce")
         paths = [str(f) for f in files]
         if args.model == "segmentation":
@@ -1848,7 +1971,7 @@ def _readable_images(files, console, max_pixels=None):
     """The image files that can be decoded; the others are named and skipped."""
     readable = []
     for path in files:
-        n, error, _ = _image_channels(str(path), {"max_pixels": max_pixels})
+        n, error, *_ = _image_channels(str(path), {"max_pixels": max_pixels})
         if n is None:
             console.say(f"skipped {path.name}: {error}")
         else:
@@ -2069,10 +2192,8 @@ def _cmd_score(args, console):
             progress=not console.quiet, read_kwargs=read, resume=not args.overwrite,
             keep_parts=args.keep_parts,
         )
-    if not result.n_images:
-        raise UserError(
-            f"none of the {len(files)} images could be scored; see {result.errors_path}"
-        )
+    if not result.n_cells:
+        raise UserError(_nothing_done(result, "scored", args.output))
     console.say(
         f"scored {result.n_cells} cells in {result.n_images} images"
         + (f" ({result.n_resumed} resumed)" if result.n_resumed else "")
@@ -2273,7 +2394,7 @@ def _compare_and_report(args, console, data, title, families, dataset=None, note
     from featcell.importance import family_importance
     from featcell.report import write_report
 
-    y = _target(data.metadata, args.target, "cells")
+    y = _target(data.metadata, args.target, "cells", classes=True)
     keep = y.notna().to_numpy()
     if not keep.all():
         console.say(f"skipping {int((~keep).sum())} cells without a {args.target} value")

@@ -873,6 +873,13 @@ def read_cells(images, labels=None, **kwargs):
     return CellSet.concat(parts)
 
 
+def _metadata_key(index, path):
+    """The row of a per-image table for an image file: its name, else its name without the
+    extension (tables often list ``well_A01`` for ``well_A01.tif``), else None."""
+    path = Path(path)
+    return next((key for key in (path.name, path.stem) if key in index), None)
+
+
 def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segment_kwargs,
               metadata, channel_axis=None, z_project=None, timepoint=None, max_pixels=None,
               save_labels=None):
@@ -884,9 +891,12 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
     if isinstance(metadata, dict):
         extra.update(metadata)
     elif metadata is not None:
-        if path.name not in metadata.index:
-            raise KeyError(f"metadata has no row for image {path.name!r}")
-        extra.update(metadata.loc[path.name].to_dict())
+        key = _metadata_key(metadata.index, path)
+        if key is None:
+            raise KeyError(f"metadata has no row for image {path.name!r} (nor {path.stem!r}); "
+                           f"it names e.g. {str(metadata.index[0])!r}" if len(metadata.index)
+                           else "metadata is empty")
+        extra.update(metadata.loc[key].to_dict())
     if channels is None and image.ndim == 3:
         channels = [f"Ch{i + 1}" for i in range(image.shape[-1])]
         if info["channel_names"] is not None:

@@ -275,14 +275,19 @@ def test_a_file_of_several_scenes_is_read_with_a_warning_naming_them(tmp_path, c
 
     images = tmp_path / "images"
     images.mkdir()
+    def scene(value):  # one bright cell
+        plane = np.full((32, 32), 5, np.uint8)
+        plane[8:20, 8:20] = value
+        return plane
+
     with tifffile.TiffWriter(images / "multi.ome.tif", ome=True) as tif:
-        for value in (10, 20, 30):
-            tif.write(np.full((32, 32), value, np.uint8), metadata={"axes": "YX"})
-    tifffile.imwrite(images / "single.tif", np.full((32, 32), 5, np.uint8))
+        for value in (100, 150, 200):
+            tif.write(scene(value), metadata={"axes": "YX"})
+    tifffile.imwrite(images / "single.tif", scene(120))
     from featcell.io import FirstSceneWarning
 
     with pytest.warns(FirstSceneWarning, match="holds 3 scenes"):
-        assert read_image(images / "multi.ome.tif").max() == 10
+        assert read_image(images / "multi.ome.tif").max() == 100
     with pytest.warns(FirstSceneWarning, match="multi.ome.tif' holds 3 scenes"):
         read_cells(images)
     code = main(["extract", str(images), "--families", "intensity", "-o",

@@ -421,9 +421,11 @@ def test_extract_no_file_decides_the_run(hostile_folder, tmp_path, capsys):
 def test_bomb_anywhere_is_one_failed_image_and_the_limit_can_be_raised(tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
-    tifffile.imwrite(images / "a.tif", np.zeros((64, 64), np.uint8))
+    cell = np.zeros((64, 64), np.uint8)
+    cell[20:40, 20:40] = 200  # one cell: a run that finds none exits non-zero
+    tifffile.imwrite(images / "a.tif", cell)
     _tiff_bomb(images / "b.tif")
-    tifffile.imwrite(images / "c.tif", np.zeros((64, 64), np.uint8))
+    tifffile.imwrite(images / "c.tif", cell)
     from featcell.io import read_image
 
     start = time.monotonic()
@@ -983,3 +985,60 @@ def test_a_spreadsheet_error_in_a_feature_column_is_a_missing_value(tmp_path, ca
     code, _, err = run(capsys, "score", tmp_path / "m.featcell", tmp_path / "t.csv", "-o",
                        tmp_path / "p.csv")
     assert code == 2 and "feature column 'f' holds text" in err
+
+
+def test_command_line_mistakes_a_newcomer_makes_fail_early_and_say_why(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    image = np.repeat(np.arange(10), 12)
+    table = pd.DataFrame({"Metadata_ImageID": [f"im{i}.png" for i in image],
+                          "Metadata_count": 80 + 7 * image, "Metadata_Class": image % 2,
+                          "Metadata_size": rng.normal(size=120),
+                          "AreaShape_Area": rng.normal(size=120)})
+    table.to_csv(tmp_path / "t.csv", index=False)
+
+    def train(*extra):
+        return run(capsys, "train", tmp_path / "t.csv", "-o", tmp_path / "m.featcell", *extra)
+
+    code, _, err = train("--target", "count")  # forgot --task counting
+    assert code == 2 and "one number per image" in err and "--task counting" in err
+    code, _, err = train("--target", "size")  # a measurement
+    assert code == 2 and "120 different numbers, not classes" in err
+    code, _, err = train("--target", "ImageID")
+    assert code == 2 and "every class lies in a single group" in err
+    for option in (["--model", "cnn"], ["--families", "morphology"]):
+        code, _, err = train("--target", "Class", *option)
+        assert code == 2 and "a feature table is used as it is" in err
+    code, _, err = train("--target", "Class", "--n-jobs", "0")
+    assert code == 2 and "non-zero integer" in err
+    (tmp_path / "t.h5ad").write_bytes(b"")
+    code, _, err = run(capsys, "train", tmp_path / "t.h5ad", "--target", "Class", "-o",
+                       tmp_path / "m.featcell")
+    assert code == 2 and "t.parquet" in err
+    # every image fails: the reason on the console, no empty table left to block a rerun
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    cell = np.zeros((32, 32), np.uint8)
+    cell[8:20, 8:20] = 200
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(images / name, cell)
+    out = tmp_path / "f.parquet"
+    code, _, err = run(capsys, "extract", images, "--labels", labels, "-o", out)
+    assert code == 2 and "no label image for 'a.tif'" in err
+    assert not out.exists() and not (tmp_path / "f_parts").exists()
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    tifffile.imwrite(blank / "c.tif", np.zeros((32, 32), np.uint8))
+    code, _, err = run(capsys, "extract", blank, "-o", tmp_path / "g.parquet")
+    assert code == 2 and "no cell was found in the 1 images read" in err  # was exit 0
+
+
+def test_a_per_image_table_may_name_the_images_without_their_extension(tmp_path):
+    from featcell import read_cells
+
+    cell = np.zeros((32, 32), np.uint8)
+    cell[8:20, 8:20] = 200
+    tifffile.imwrite(tmp_path / "well_A01.tif", cell)
+    meta = pd.DataFrame({"Line": ["U2OS"]}, index=pd.Index(["well_A01"], name="image"))
+    cells = read_cells([tmp_path / "well_A01.tif"], metadata=meta)
+    assert cells.groups("Line").tolist() == ["U2OS"] * len(cells) and len(cells)
