@@ -2182,6 +2182,7 @@ def _cmd_score(args, console):
     from featcell.batch import score_images
 
     _check_labels_option(args.labels)
+    _check_model_channels(model, files, read)
     save_labels = _save_labels_folder(args, args.output)
     if save_labels is not None:
         read["save_labels"] = str(save_labels)
@@ -2206,6 +2207,38 @@ def _cmd_score(args, console):
         print(images[shown].to_string(index=False, max_rows=20))
         console.say(f"per-image summary: {result.images_path}")
     print(result.cells_path)
+
+
+def _check_model_channels(model, files, read, n_probe=5):
+    """Refuse, before any work, images none of which has the channels the model measures:
+    ``n_probe`` files spread over the list are looked at (one odd file does not decide)."""
+    step = getattr(model, "steps", [(None, model)])[0][1]
+    parts = [p for t in getattr(step, "transformers_", [])  # CellFeatures' (name, step, ...)
+             for p in (t if isinstance(t, tuple) else (t,))]
+    wanted = getattr(step, "channel_names_in_", None) or next(
+        (p.channel_names_in_ for p in parts if hasattr(p, "channel_names_in_")), None)
+    if wanted is None:
+        return
+    if read.get("channels"):
+        if len(read["channels"]) != len(wanted):
+            raise UserError(f"--channels names {len(read['channels'])} channel(s) but the "
+                            f"model measures {len(wanted)}: {list(wanted)}")
+        return
+    found = []
+    spread = sorted({round(k * (len(files) - 1) / max(n_probe - 1, 1)) for k in range(n_probe)})
+    for path in [files[k] for k in spread]:  # spread over the folder, not its first files
+        n, *_ = _image_channels(str(path), read)
+        if n is not None:
+            found.append((path, n))
+        if n == len(wanted):
+            break
+    if found and all(n != len(wanted) for _, n in found):
+        path, n = found[0]
+        raise UserError(
+            f"the model measures {len(wanted)} channel(s) {list(wanted)}, but the images have "
+            f"{n} (e.g. {path.name})" + ("; --as-gray reads colour images as one grey channel"
+                                         if len(wanted) == 1 else "")
+        )
 
 
 def _score_counts(model, files, args, console, max_pixels=None):

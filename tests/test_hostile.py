@@ -1042,3 +1042,23 @@ def test_a_per_image_table_may_name_the_images_without_their_extension(tmp_path)
     meta = pd.DataFrame({"Line": ["U2OS"]}, index=pd.Index(["well_A01"], name="image"))
     cells = read_cells([tmp_path / "well_A01.tif"], metadata=meta)
     assert cells.groups("Line").tolist() == ["U2OS"] * len(cells) and len(cells)
+
+
+def test_score_refuses_images_without_the_models_channels_before_the_work(tmp_path, capsys):
+    root = _live_dead(tmp_path / "data")  # colour images and their boxes
+    code, _, err = run(capsys, "train", root / "images", "--labels", root / "boxes", "--target",
+                       "Class", "--families", "intensity", "--model", "lr", "--cv", "2", "-o",
+                       tmp_path / "m.featcell")
+    assert code == 0, err
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    from PIL import Image
+
+    for path in sorted((root / "images").glob("*.png")):
+        Image.open(path).convert("L").save(grey / path.name)
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", grey, "--labels",
+                       root / "boxes", "-o", tmp_path / "p.parquet")
+    assert code == 2 and "the model measures 3 channel(s)" in err and "have 1" in err
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", root / "images", "--labels",
+                       root / "boxes", "--channels", "DNA", "-o", tmp_path / "p.parquet")
+    assert code == 2 and "--channels names 1 channel(s) but the model measures 3" in err
