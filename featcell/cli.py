@@ -1303,7 +1303,8 @@ def _cmd_extract(args, console):
         + (f" ({result.n_resumed} images resumed)" if result.n_resumed else "")
     )
     if result.n_errors:
-        console.say(f"{result.n_errors} images failed: see {result.errors_path}")
+        console.say(f"{result.n_errors} image{'s' * (result.n_errors != 1)} failed: see "
+                    f"{result.errors_path}")
     print(Path(args.output))
 
 
@@ -2081,8 +2082,9 @@ def _train_density(args, console):
     console.say("fitting on all images")
     counter.fit(paths, points)
     console.say(f"sigma {counter.sigma_:g} px"
-                + (f" (cross-validated: {counter.cv_mae_})" if getattr(counter, "cv_mae_", None)
-                   else "")
+                + (" (count error by sigma: " + ", ".join(
+                    f"{s:g} px {e:.2f}" for s, e in counter.cv_mae_.items()) + ")"
+                   if getattr(counter, "cv_mae_", None) else "")
                 + (f", {counter.depth_} poolings" if hasattr(counter, "depth_") else ""))
     from featcell.persist import save_model
 
@@ -2198,7 +2200,8 @@ def _cmd_score(args, console):
     console.say(
         f"scored {result.n_cells} cells in {result.n_images} images"
         + (f" ({result.n_resumed} resumed)" if result.n_resumed else "")
-        + (f"; {result.n_errors} images failed, see {result.errors_path}" if result.n_errors
+        + (f"; {result.n_errors} image{'s' * (result.n_errors != 1)} failed, see "
+           f"{result.errors_path}" if result.n_errors
            else "")
     )
     if result.images_path is not None and result.n_images:
