@@ -1316,9 +1316,9 @@ def _nothing_done(result, done, output):
 
     reason = None
     if result.n_errors:
-        errors = result.read_errors()
-        message = errors["message"].value_counts().index[0]  # the commonest reason
-        example = errors.loc[errors["message"] == message, "path"].iloc[0]
+        table = result.read_errors()
+        message = table["message"].value_counts().index[0]  # the commonest reason
+        example = table.loc[table["message"] == message, "path"].iloc[0]
         name = Path(example).name
         reason = message if name in message else f"e.g. {name}: {message}"
     Path(output).unlink(missing_ok=True)
