@@ -312,6 +312,14 @@ def _add_cv(parser):
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
+def _subparsers(parser):
+    """``{command: its parser}`` of the top-level parser."""
+    import argparse
+
+    return next((a.choices for a in parser._actions
+                 if isinstance(a, argparse._SubParsersAction)), {})
+
+
 def build_parser():
     """The argument parser of the ``featcell`` command."""
     from featcell import __version__
@@ -642,7 +650,10 @@ def main(argv=None):
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # a misspelled option: the command's own usage, not the top level's
+            command = _subparsers(parser).get(getattr(args, "command", None), parser)
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or argparse's own usage error (status 2)
         return int(exc.code or 0)
     if args.command is None:
@@ -1036,8 +1047,8 @@ def _measure(step, cells, console, n_jobs=None):
     return pd.DataFrame(np.vstack(parts), columns=names)
 
 
-def _check_columns(metadata, args):
-    values = _target(metadata, args.target, "cells", classes=True)
+def _check_columns(metadata, args, features=()):
+    values = _target(metadata, args.target, "cells", classes=True, features=features)
     groups, _ = _groups(metadata, args.group_by, len(metadata))
     _check_target_by_group(values, groups, args.target)
 
@@ -1070,9 +1081,10 @@ def _check_target_by_group(values, groups, target):
         )
 
 
-def _target(metadata, column, what="cells", classes=False):
+def _target(metadata, column, what="cells", classes=False, features=()):
     """The ``--target`` column; with ``classes``, refused when it holds many numbers (a
-    count or a measurement, not classes: every value would be a class of its own)."""
+    count or a measurement, not classes: every value would be a class of its own). A
+    target among ``features`` (the feature columns) is named as one."""
     import pandas as pd
 
     for name in (column, f"Metadata_{column}"):
@@ -1087,6 +1099,10 @@ def _target(metadata, column, what="cells", classes=False):
                     "a column of class names"
                 )
             return values
+    if column in set(map(str, features)):
+        raise UserError(f"--target {column!r} is a feature (a measurement of every cell); "
+                        "--target names what to predict: a column of class names, such as "
+                        "Metadata_Class")
     available = [c.removeprefix("Metadata_") for c in metadata.columns]
     raise UserError(
         f"--target {column!r} is not a column of the {what}; available: {available}"
@@ -1581,7 +1597,7 @@ def _load_data(args, console, families):
     """
     if _is_table(args.input):
         data = _data_from_table(args, console)
-        _check_columns(data.metadata, args)
+        _check_columns(data.metadata, args, features=data.features.columns)
         return data
     files = _check_images_source(args.input)
     read_kwargs = _read_kwargs(args)

@@ -1010,6 +1010,10 @@ def test_command_line_mistakes_a_newcomer_makes_fail_early_and_say_why(tmp_path,
         assert code == 2 and "a feature table is used as it is" in err
     code, _, err = train("--target", "Class", "--n-jobs", "0")
     assert code == 2 and "non-zero integer" in err
+    code, _, err = train("--target", "AreaShape_Area")
+    assert code == 2 and "is a feature" in err
+    code, _, err = train("--target", "Class", "--famlies", "morphology")
+    assert code == 2 and "featcell train: error: unrecognized arguments: --famlies" in err
     (tmp_path / "t.h5ad").write_bytes(b"")
     code, _, err = run(capsys, "train", tmp_path / "t.h5ad", "--target", "Class", "-o",
                        tmp_path / "m.featcell")
