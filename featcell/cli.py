@@ -609,7 +609,7 @@ def build_parser():
             "bright-field images of living and dead cells (maxKudi/Cell-Dataset, MIT "
             "licence) with their annotated boxes. featcell measures every cell, compares "
             "classical features, a CNN embedding and both with 5-fold cross-validation "
-            "grouped by image, and writes an HTML report. Takes about a minute."
+            "grouped by image, and writes an HTML report. Takes seconds to a minute."
         ),
         epilog="example:\n  featcell demo -o demo_report\n  open demo_report/report.html",
         formatter_class=_Formatter,
@@ -617,7 +617,7 @@ def build_parser():
     p.add_argument("-o", "--output", default="featcell_demo", metavar="FOLDER", help="report folder (default: %(default)s)")
     p.add_argument(
         "--images", type=int, default=40, metavar="N",
-        help="use N of the 40 bundled images, for a quicker run (default: all 40)",
+        help="use N (10 to 40) of the 40 bundled images, for a quicker run (default: all 40)",
     )
     _add_common(p)
     p.set_defaults(run=_cmd_demo)
