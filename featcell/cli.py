@@ -817,8 +817,9 @@ def _saved_read(read_kwargs):
 def _add_resume(parser):
     parser.add_argument(
         "--overwrite", action="store_true",
-        help="discard the finished images of an earlier run with other settings (by default "
-        "a run resumes where the same command stopped)",
+        help="discard the finished images of an earlier run with other settings, and (extract) "
+        "a finished table at -o (by default a run resumes where the same command stopped, and "
+        "extract keeps a finished table)",
     )
     parser.add_argument(
         "--keep-parts", action="store_true",
@@ -1256,6 +1257,12 @@ def _cmd_extract(args, console):
         if args.format and output.suffix.lower() != f".{args.format}":
             raise UserError(f"-o {args.output!r} does not end with .{args.format} (--format)")
         table_path = output
+    parts = table_path.with_name(f"{table_path.stem}_parts")
+    if table_path.is_file() and not parts.exists() and not args.overwrite:
+        # a finished run (its parts are gone): measuring again, or with other settings,
+        # would replace it unasked
+        raise UserError(f"-o {args.output!r} already holds a finished table; add --overwrite "
+                        "to measure again, or choose another -o")
     compartment = _extract_compartment(args)
     read_kwargs = _read_kwargs(args)
     n_jobs = args.n_jobs

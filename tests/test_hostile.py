@@ -1066,3 +1066,23 @@ def test_score_refuses_images_without_the_models_channels_before_the_work(tmp_pa
     code, _, err = run(capsys, "score", tmp_path / "m.featcell", root / "images", "--labels",
                        root / "boxes", "--channels", "DNA", "-o", tmp_path / "p.parquet")
     assert code == 2 and "--channels names 1 channel(s) but the model measures 3" in err
+
+
+def test_a_finished_table_is_not_replaced_unasked(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    cell = np.zeros((32, 32), np.uint8)
+    cell[8:20, 8:20] = 200
+    tifffile.imwrite(images / "a.tif", cell)
+    out = tmp_path / "f.parquet"
+    code, _, err = run(capsys, "extract", images, "--families", "morphology", "intensity",
+                       "-o", out)
+    assert code == 0, err
+    before = pd.read_parquet(out)
+    code, _, err = run(capsys, "extract", images, "--families", "morphology", "-o", out)
+    assert code == 2 and "already holds a finished table; add --overwrite" in err
+    pd.testing.assert_frame_equal(pd.read_parquet(out), before)  # kept as it was
+    code, _, err = run(capsys, "extract", images, "--families", "morphology", "-o", out,
+                       "--overwrite")
+    assert code == 0, err
+    assert pd.read_parquet(out).shape[1] < before.shape[1]
