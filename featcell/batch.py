@@ -515,6 +515,15 @@ class _Layout:
                 raise error
         _atomic_write_text(run_file, json.dumps({"fingerprint": fingerprint}))
         numbers = [int(p.stem.split("-")[1]) for p in self.part_files()]
+        for part in self.part_files():  # a damaged part (a crash mid-write) is set aside
+            try:
+                _part_records(part)
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's: OSErrors
+                bad = part.with_name(part.name + ".damaged")
+                os.replace(part, bad)
+                warnings.warn(f"part file {str(part)!r} cannot be read ({exc}); renamed to "
+                              f"{bad.name!r}, its images are scored again", UserWarning,
+                              stacklevel=4)
         return max(numbers, default=0) + 1
 
     def write_part(self, seq, results):
@@ -551,17 +560,7 @@ class _Layout:
         """``{path: (part file, record)}`` of the current images, an ok record winning."""
         found = {}
         for part in self.part_files():
-            try:
-                records = json.loads(pq.read_schema(part).metadata[_PART_META])
-            except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's are OSErrors
-                # a damaged part (a crash mid-write): its images are scored again
-                bad = part.with_name(part.name + ".damaged")
-                os.replace(part, bad)
-                warnings.warn(f"part file {str(part)!r} cannot be read ({exc}); renamed to "
-                              f"{bad.name!r}, its images are scored again", UserWarning,
-                              stacklevel=2)
-                continue
-            for record in records:
+            for record in _part_records(part):
                 path = record["path"]
                 if path not in keys or record["key"] != keys[path]:
                     continue  # another image list, or the file changed since
@@ -600,6 +599,11 @@ class _Layout:
                               columns=_ERROR_COLUMNS, dtype=object)
         _write_frame(errors, self.errors, self.format)
         return len(ok), n_cells, len(failed)
+
+
+def _part_records(part):
+    """The records of the images a part file holds (its schema's metadata)."""
+    return json.loads(pq.read_schema(part).metadata[_PART_META])
 
 
 def _unify(schemas):

@@ -168,6 +168,9 @@ def _check_labels(labels):
         raise ValueError(f"labels must be 2-D (H, W), got shape {labels.shape}")
     if labels.size and labels.dtype.kind == "i" and labels.min() < 0:  # (unsigned: never)
         raise ValueError("labels contains negative values; expected 0 = background, >0 = object")
+    if labels.size and labels.dtype == np.uint64 and labels.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"labels holds object ids up to {labels.max()}; expected ids below "
+                         "2**63 (renumber the objects 1, 2, ...)")
     return labels
 
 
@@ -903,7 +906,7 @@ def _object_boxes(labels):
     """
     from .features._kernels.objects import label_boxes
 
-    labels = labels.astype(np.int64) if labels.dtype == np.uint64 else labels
+    labels = labels.astype(np.int64) if labels.dtype == np.uint64 else labels  # ids < 2**63
     if not labels.size or labels.max() <= labels.size:
         return label_boxes(labels)
     present, compact = np.unique(labels, return_inverse=True)

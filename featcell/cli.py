@@ -883,6 +883,8 @@ def _n_jobs(text):
 
 
 def _is_table(path):
+    """Whether an input is a feature table (CSV, TSV, Parquet) rather than images; an
+    AnnData input is refused here, where every command first looks at its input."""
     if isinstance(path, (list, tuple)):
         return False
     if Path(path).suffix.lower() == ".h5ad" and Path(path).is_file():

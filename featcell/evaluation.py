@@ -584,9 +584,9 @@ class _Setup:
             if self.true_grid is None or score is None:
                 return np.nan
             return metric(self.true_grid[test], score)
-        if getattr(metric, "per_class", False) and len(np.unique(y_true)) < len(
-                np.unique(self.y)):  # the fold lacks a class: scored on the others alone,
-            return np.nan  # a constant majority guess would be perfect
+        if getattr(metric, "per_class", False) and len(np.unique(y_true)) < len(self.classes):
+            return np.nan  # the fold lacks a class: scored on the others alone, a constant
+            # majority guess would be perfect
         if not metric.needs_score:
             return metric(y_true, pred, self.classes)
         return np.nan if score is None else metric(y_true, score, self.classes)

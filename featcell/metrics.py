@@ -1329,8 +1329,9 @@ def _bootstrap_values(metric, y_true, y_out, counts, unit_index, classes=None):
     n = len(y_true)
     chunk = max(1, 2**22 // max(n, 1))  # bound the (chunk, n) weight matrix to ~32 MB
     per_class = isinstance(metric, _Metric) and metric.per_class
-    if per_class:  # each sample's class among those of y_true
+    if per_class:  # which of y_true's classes each sample is, one-hot
         present, of_class = np.unique(np.asarray(y_true), return_inverse=True)
+        members = np.eye(len(present))[of_class.ravel()]
     values = []
     for start in range(0, len(counts), chunk):
         sw = counts[start : start + chunk][:, unit_index].astype(float)
@@ -1340,8 +1341,7 @@ def _bootstrap_values(metric, y_true, y_out, counts, unit_index, classes=None):
             part = np.array([_call(metric, y_true[idx], y_out[idx], classes) for idx in
                              (np.repeat(np.arange(n), row) for row in sw.astype(int))], float)
         if per_class:  # a resample that drew none of a class: undefined, not perfect
-            weight = np.stack([sw[:, of_class == k].sum(axis=1) for k in range(len(present))], 1)
-            part = np.where((weight > 0).all(axis=1), part, np.nan)
+            part = np.where((sw @ members > 0).all(axis=1), part, np.nan)
         values.append(part)
     return np.concatenate(values).astype(float)
 

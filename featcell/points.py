@@ -292,9 +292,9 @@ def _pixel_index(points, shape):
 
 
 def _is_image_file(path):
-    from .io import IMAGE_SUFFIXES
+    from .io import _is_image_file  # imported when used: featcell.io is slower to import
 
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    return _is_image_file(path)
 
 
 def _point_files(folder):

@@ -867,6 +867,8 @@ def test_label_files_that_would_take_gigabytes(tmp_path):
     cells = CellSet.from_labels(image, labels)
     assert cells.metadata["Metadata_ObjectNumber"].tolist() == [5, 2**31 - 1]
     assert [int(cells.mask(i).sum()) for i in range(2)] == [4, 16]
+    with pytest.raises(ValueError, match="ids below 2\\*\\*63"):  # they wrapped negative
+        CellSet.from_labels(image, np.full((16, 16), 2**63 + 5, np.uint64))
     full = np.ones((16, 16), np.int64) * 9  # no background: the ids still kept
     assert CellSet.from_labels(image, full * 10**6).metadata["Metadata_ObjectNumber"].tolist() \
         == [9 * 10**6]
