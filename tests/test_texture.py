@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from featcell import CellSet
-from featcell.features import granularity
+from featcell.features import _base, granularity
 from featcell.features._kernels.lbp import uniform_lbp
 from featcell.features.haralick import HARALICK_FEATURES, quantize
 from featcell.features.lbp import _taps
@@ -273,6 +273,59 @@ def test_granularity_of_tiny_images_is_nan():
     assert np.isnan(table).all()  # a 7x7 image subsamples to 1x1
     crops = CellSet.from_crops(np.full((1, 4, 4), 0.5), np.ones((1, 4, 4), bool), channels=["DNA"])
     assert np.isnan(Texture(features="granularity").fit_transform(crops)).all()
+
+
+def _grid_cells(side=200, step=7):
+    """Cells of 5 x 5 pixels every ``step`` pixels on a noisy field (784 at the defaults)."""
+    rng = np.random.default_rng(1)
+    labels = np.zeros((side, side), dtype=np.int32)
+    k = 0
+    for y in range(2, side - 6, step):
+        for x in range(2, side - 6, step):
+            k += 1
+            labels[y : y + 5, x : x + 5] = k
+    image = (rng.random((side, side)) * 0.9 + 0.05).astype(np.float32)
+    return _cells(image, labels, margin=2)
+
+
+def test_granularity_measures_each_image_once(monkeypatch):
+    # the image's work (subsampling, background, 16 reconstructions) was repeated for each
+    # task of 512 cells: here twice for the image of 784 cells
+    big, small = _grid_cells(), _grid_cells(side=60)
+    cells = CellSet.concat([big, small])
+    assert len(big) > 512
+    calls = []
+    spectrum = granularity._spectrum
+    monkeypatch.setattr(granularity, "_spectrum",
+                        lambda image, *a: calls.append(image.shape) or spectrum(image, *a))
+    table = Texture(features="granularity").fit_transform(cells)
+    assert calls == [(200, 200), (60, 60)]
+    # the same values as when every task is small (each repeats its images' work)
+    monkeypatch.setattr(_base, "_IMAGE_CHUNK_PIXELS", 1000)
+    assert_array_equal(Texture(features="granularity").fit_transform(cells), table)
+    assert len(calls) > 4  # the image of 784 cells (crops of 9 x 9) in tasks of 12 cells
+    with parallel_config(backend="threading"):  # two tasks, one per worker
+        assert_array_equal(Texture(features="granularity", n_jobs=2).fit_transform(cells), table)
+
+
+def test_tasks_hold_every_cell_once_and_whole_images():
+    cells = CellSet.concat([_grid_cells(side=60)] * 3 + [_grid_cells()])  # 3 x 64 + 784
+    crops = CellSet.from_crops([np.ones((4, 4))] * 1100, [np.ones((4, 4), bool)] * 1100)
+    for X, n_jobs, whole in [(cells, 1, True), (cells, 2, True), (cells, 1, False),
+                             (crops, 1, True)]:
+        chunks = _base._chunks(X, n_jobs, whole)
+        assert_array_equal(np.sort(np.concatenate(chunks)), np.arange(len(X)))
+        field = X.fields()[1]
+        split = [f for f in np.unique(field) if sum(np.isin(f, field[c]) for c in chunks) > 1]
+        sizes = sorted(len(c) for c in chunks)
+        if X is crops:  # no image: runs of 512 at most
+            assert max(sizes) <= 512 and len(chunks) == 3
+        elif not whole:
+            assert sizes == [464, 512]
+        elif n_jobs == 1:  # the three small images packed together, the large one alone
+            assert sizes == [192, 784] and split == []
+        else:  # the large image split between the two workers (tasks of 976 / 2 at most)
+            assert sizes == [192, 392, 392] and len(split) == 1
 
 
 def test_granularity_follows_the_whole_image_or_the_crop():

@@ -155,6 +155,7 @@ class Texture(CellFeatureTransformer):
     """
 
     _families = ("haralick", "gabor", "gabor_energy", "lbp", "granularity")
+    _whole_image_families = ("granularity",)
 
     _parameter_constraints: ClassVar[dict] = {
         "gray_levels": [Interval(Integral, 2, 256, closed="both")],
