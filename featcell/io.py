@@ -655,10 +655,11 @@ def read_voc(path):
 
     Examples
     --------
-    >>> import tempfile, os
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> from featcell.io import read_voc
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.xml")
-    >>> _ = open(path, "w").write("<annotation><filename>a.png</filename><object><name>Dead"
+    >>> path = Path(tempfile.mkdtemp()) / "a.xml"
+    >>> _ = path.write_text("<annotation><filename>a.png</filename><object><name>Dead"
     ...     "</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>4</xmax><ymax>5</ymax></bndbox>"
     ...     "</object></annotation>")
     >>> boxes, names, filename = read_voc(path)

@@ -97,10 +97,11 @@ def read_points(path, *, images=None, kind="auto", shape=None):
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> from featcell.points import read_points
-    >>> path = os.path.join(tempfile.mkdtemp(), "points.csv")
-    >>> _ = open(path, "w").write("index,axis-0,axis-1\\n0,10.0,20.0\\n1,30.5,4.0\\n")
+    >>> path = Path(tempfile.mkdtemp()) / "points.csv"
+    >>> _ = path.write_text("index,axis-0,axis-1\\n0,10.0,20.0\\n1,30.5,4.0\\n")
     >>> read_points(path).tolist()
     [[10.0, 20.0], [30.5, 4.0]]
     """

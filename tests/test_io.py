@@ -60,7 +60,8 @@ def test_read_image_png_rgba_and_tiff_pages(tmp_path):
     skio.imsave(tmp_path / "a.png", rgba, check_contrast=False)
     assert read_image(tmp_path / "a.png").shape == (10, 12, 3)
     assert read_image(tmp_path / "a.png", as_gray=True).shape == (10, 12)
-    tifffile.imwrite(tmp_path / "s.tif", np.zeros((3, 10, 12), np.uint16))
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((3, 10, 12), np.uint16),
+                     photometric="minisblack")  # three grey pages
     assert read_image(tmp_path / "s.tif").shape == (10, 12, 3)
 
 
