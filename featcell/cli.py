@@ -1032,6 +1032,8 @@ def _measure(step, cells, console, n_jobs=None):
     import numpy as np
     import pandas as pd
 
+    from featcell.features._base import image_chunks
+
     step.fit(cells)
     names = list(step.get_feature_names_out())
     if not names:
@@ -1041,13 +1043,13 @@ def _measure(step, cells, console, n_jobs=None):
         )
     chunk = 256 if not n_jobs or n_jobs == 1 else 512 * (os.cpu_count() if n_jobs < 0 else n_jobs)
     bar = console.bar(len(cells), "measuring cells", "cells")
-    parts = []
-    for start in range(0, len(cells), chunk):
-        part = cells[np.arange(start, min(start + chunk, len(cells)))]
-        parts.append(np.asarray(step.transform(part), dtype=np.float32))
-        bar.update(len(part))
+    values = np.empty((len(cells), len(names)), np.float32)
+    # whole images per chunk: granularity's image-wide work is done once per image
+    for rows in image_chunks(cells, chunk):
+        values[rows] = np.asarray(step.transform(cells[rows]))
+        bar.update(len(rows))
     bar.close(f"measured {len(cells)} cells: {len(names)} features")
-    return pd.DataFrame(np.vstack(parts), columns=names)
+    return pd.DataFrame(values, columns=names)
 
 
 def _check_columns(metadata, args, features=()):

@@ -241,3 +241,34 @@ def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "featcell.cli", "--version"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0 and featcell.__version__ in done.stdout
+
+
+def test_measuring_keeps_each_image_in_one_chunk(monkeypatch):
+    """The command measures in chunks of about 256 cells; an image's cells stay together, so
+    granularity's image-wide work (subsampling, background, reconstructions) runs once per
+    image, and the rows come back in the cells' order."""
+    import numpy as np
+
+    from featcell import CellSet
+    from featcell.cli import _Console, _feature_step, _measure
+    from featcell.features import granularity
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for side in (120, 60, 130):  # 289, 64 and 324 cells of 4 x 4 pixels
+        labels = np.zeros((side, side), np.int32)
+        k = 0
+        for y in range(1, side - 5, 7):
+            for x in range(1, side - 5, 7):
+                k += 1
+                labels[y : y + 4, x : x + 4] = k
+        parts.append(CellSet.from_labels(rng.random((side, side)), labels, margin=1))
+    cells = CellSet.concat(parts)
+    calls = []
+    spectrum = granularity._spectrum
+    monkeypatch.setattr(granularity, "_spectrum",
+                        lambda image, *a: calls.append(image.shape) or spectrum(image, *a))
+    table = _measure(_feature_step(["texture"]), cells, _Console(quiet=True))
+    assert sorted(calls) == [(60, 60), (120, 120), (130, 130)]
+    whole = _feature_step(["texture"]).fit(cells).transform(cells)
+    np.testing.assert_allclose(table.to_numpy(), whole.astype(np.float32))

@@ -228,21 +228,31 @@ def _chunks(cells, n_jobs, whole_images):
     """The cells of each task of ``transform``: index arrays that together hold every cell once.
 
     Runs of ``_CHUNK`` cells (fewer with ``n_jobs`` > 1, so that every worker gets some,
-    down to ``_MIN_CHUNK``). With ``whole_images``, a task repeats the work on the whole
-    image of each of its cells, so an image's cells are split between tasks only to give
-    every worker some, or to keep a task within ``_IMAGE_CHUNK_PIXELS`` crop pixels;
-    smaller images are packed together in runs.
+    down to ``_MIN_CHUNK``); with ``whole_images`` (a task repeats the work on the whole
+    image of each of its cells), :func:`image_chunks` of that size.
     """
     n = len(cells)
     size = _CHUNK if n_jobs == 1 else min(_CHUNK, max(_MIN_CHUNK, -(-n // n_jobs)))
-    if not whole_images:
-        return [np.arange(s, min(s + size, n)) for s in range(0, n, size)]
+    if whole_images:
+        return image_chunks(cells, size, n_jobs)
+    return [np.arange(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def image_chunks(cells, size, n_jobs=1):
+    """Index arrays of about ``size`` cells that keep each image's cells together.
+
+    The cells of small images are packed together up to ``size``; an image with more
+    cells is split only to give each of ``n_jobs`` workers some, or to keep a chunk
+    within ``_IMAGE_CHUNK_PIXELS`` crop pixels. Cells without an image
+    (:meth:`CellSet.from_crops`) come in runs of ``size``. Together the chunks hold
+    every cell once.
+    """
     _, field = cells.fields()
     order = np.argsort(field, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(field[order])) + 1)
     chunks, packed = [], []
     for group in groups:
-        if group.size > size:  # this image alone fills tasks (-1: crops without an image)
+        if group.size > size:  # this image alone fills chunks (-1: crops without an image)
             parts = -(-group.size // size)
             if field[group[0]] >= 0:
                 area = int(np.prod(cells.crop_shapes[group], axis=1).sum())
