@@ -52,6 +52,19 @@ def _field(seed=0, shape=(72, 72)):
     return image.astype(np.float32), labels
 
 
+def _grid_cells(side=200, step=7):
+    """Cells of 5 x 5 pixels every ``step`` pixels on a noisy field (784 at the defaults)."""
+    rng = np.random.default_rng(1)
+    labels = np.zeros((side, side), dtype=np.int32)
+    k = 0
+    for y in range(2, side - 6, step):
+        for x in range(2, side - 6, step):
+            k += 1
+            labels[y : y + 5, x : x + 5] = k
+    image = (rng.random((side, side)) * 0.9 + 0.05).astype(np.float32)
+    return _cells(image, labels, margin=2)
+
+
 # ---------------------------------------------------------------------- Haralick
 def test_constant_cell_has_the_textbook_values():
     row = _row(np.full((32, 32), 0.5), features="haralick", scales=[1])
@@ -170,17 +183,8 @@ def test_pandas_output_pipeline_and_empty_input():
 
 
 def test_n_jobs_gives_the_same_values():
-    # more than one chunk of 512 cells
-    rng = np.random.default_rng(1)
-    labels = np.zeros((200, 200), dtype=np.int32)
-    k = 0
-    for y in range(2, 194, 7):
-        for x in range(2, 194, 7):
-            k += 1
-            labels[y : y + 5, x : x + 5] = k
-    image = (rng.random((200, 200)) * 0.9 + 0.05).astype(np.float32)
-    cells = _cells(image, labels, margin=2)
-    assert len(cells) > 512
+    cells = _grid_cells()
+    assert len(cells) > 512  # more than one chunk of 512 cells
     params = {"features": ["haralick", "lbp", "gabor"], "scales": [1]}
     serial = Texture(**params).fit_transform(cells)
     with parallel_config(backend="threading"):  # same chunking, no process start-up
@@ -273,19 +277,6 @@ def test_granularity_of_tiny_images_is_nan():
     assert np.isnan(table).all()  # a 7x7 image subsamples to 1x1
     crops = CellSet.from_crops(np.full((1, 4, 4), 0.5), np.ones((1, 4, 4), bool), channels=["DNA"])
     assert np.isnan(Texture(features="granularity").fit_transform(crops)).all()
-
-
-def _grid_cells(side=200, step=7):
-    """Cells of 5 x 5 pixels every ``step`` pixels on a noisy field (784 at the defaults)."""
-    rng = np.random.default_rng(1)
-    labels = np.zeros((side, side), dtype=np.int32)
-    k = 0
-    for y in range(2, side - 6, step):
-        for x in range(2, side - 6, step):
-            k += 1
-            labels[y : y + 5, x : x + 5] = k
-    image = (rng.random((side, side)) * 0.9 + 0.05).astype(np.float32)
-    return _cells(image, labels, margin=2)
 
 
 def test_granularity_measures_each_image_once(monkeypatch):
