@@ -39,13 +39,15 @@ width 16, although it was on exploration draws 10 and 11 (2.66, 2.62 against 2.8
 cross-fitted networks instead of three (scratch, draws 10 and 11): 2.72, 2.80, no consistent
 gain either. Half the spacing's sigma (scratch, draw 10 only): 2.65 against 2.87, and the fit's
 ``validation_mae_`` ranked them the same way (2.71 against 3.10): the lead that made sigma a
-validated choice. The width-32 run and the curve below used the spacing's sigma alone.
+validated choice. The width-32 run used the spacing's sigma alone.
 
-Curve (``--n-train 8 16 50 --draws 1``, load ~1; then ``--n-train 8`` and ``--n-train 16`` with
-``--draws 4 --first-draw 1``, and ``--n-train 50 --draws 2 --first-draw 1``): N = 8 MAE 3.59 ±
-0.51 (draws 2.79, 3.48, 4.10, 3.42, 4.18), N = 16 3.59 ± 0.80 (3.09, 3.87, 3.11, 2.84, 5.03),
-N = 50 2.80 ± 0.13 (3 draws: 2.98, 2.67, 2.74); fit 272-820 s on one thread (load 1 to 5);
-before (one network, 3 draws) 4.64 / 2.97 / 2.56.
+Curve, sigma chosen by validation (``--n-train 8 16 --draws 3`` and ``--n-train 50 --draws 3``
+side by side, then ``--draws 2 --first-draw 3`` for each N): N = 8 MAE 3.61 ± 0.44 (draws 2.87,
+3.56, 3.52, 4.16, 3.92), N = 16 3.26 ± 0.33 (3.12, 3.72, 3.06, 2.82, 3.56), N = 50 2.65 ± 0.12
+(2.55, 2.50, 2.68, 2.86, 2.64); fit 358-672 s on one thread (two fits at a time). With the
+spacing's sigma alone (before): N = 8 3.59 ± 0.51 (2.79, 3.48, 4.10, 3.42, 4.18), N = 16 3.59
+± 0.80 (3.09, 3.87, 3.11, 2.84, 5.03), N = 50 2.80 ± 0.13 (3 draws: 2.98, 2.67, 2.74): choosing
+sigma is level at N = 8 and better at 16 and 50. One network (3 draws): 4.64 / 2.97 / 2.56.
 
 Published (official test half): Lempitsky & Zisserman 2010 3.5 ± 0.2; Fiaschi et al. 2012
 3.2 ± 0.1; FCRN-A 2.9 ± 0.2; Count-ception 2.3-2.4.
