@@ -52,7 +52,6 @@ def test_lr_cv_chooses_c_by_cross_validation():
 def test_lr_cv_with_a_rare_class_uses_fewer_folds_quietly():
     """A class of 2 rows (fewer than the 5 inner folds), or of 1: no warning, every class
     in the model, the folds as many as the rarest class has rows (at least 2)."""
-
     for rare in (2, 1):
         y = CLASSES.copy()
         y[np.flatnonzero(y == "Mitosis")[rare:]] = "G1"
@@ -126,7 +125,6 @@ def test_balanced_classifier_follows_sklearn_api(estimator, check):
 @pytest.mark.parametrize("rare", [1, 2])
 def test_default_svm_fits_a_rare_class(rare):
     """The calibration split of the default head must not fail on a class of 1 or 2 rows."""
-
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(0, 1, (20, 3)), rng.normal(4, 1, (20, 3)),
                    rng.normal(-4, 1, (rare, 3))])
