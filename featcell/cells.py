@@ -878,12 +878,18 @@ def _own(stack, image):
 
 
 def _concat_fields(fields):
-    """The fields of concatenated CellSets: their images one after another, indices shifted."""
-    images, index, offset = [], [], 0
+    """The fields of concatenated CellSets: their images one after another, indices shifted;
+    an image that several of them hold (the same array: parts of one CellSet) is kept once."""
+    images, index, seen = [], [], {}
     for own, where in fields:
-        images.extend(own)
-        index.append(np.where(where >= 0, where + offset, -1))
-        offset += len(own)
+        new = []
+        for image in own:
+            if id(image) not in seen:
+                seen[id(image)] = len(images)
+                images.append(image)
+            new.append(seen[id(image)])
+        new = np.asarray(new, np.intp)
+        index.append(np.where(where >= 0, new[np.maximum(where, 0)] if len(new) else -1, -1))
     return tuple(images), np.concatenate(index)
 
 

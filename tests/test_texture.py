@@ -299,6 +299,22 @@ def test_granularity_measures_each_image_once(monkeypatch):
         assert_array_equal(Texture(features="granularity", n_jobs=2).fit_transform(cells), table)
 
 
+def test_parts_of_one_cellset_concatenated_share_its_image(monkeypatch):
+    big = _grid_cells(side=60)
+    cells = CellSet.concat([big[:10], big[30:], big[[12, 3]]])
+    images, index = cells.fields()
+    assert len(images) == 1 and set(index) == {0}
+    calls = []
+    spectrum = granularity._spectrum
+    monkeypatch.setattr(granularity, "_spectrum",
+                        lambda image, *a: calls.append(image.shape) or spectrum(image, *a))
+    table = Texture(features="granularity").fit_transform(cells)
+    assert calls == [(60, 60)]
+    whole = Texture(features="granularity").fit_transform(big)
+    rows = np.r_[0:10, 30:len(big), 12, 3]
+    assert_array_equal(table, whole[rows])
+
+
 def test_tasks_hold_every_cell_once_and_whole_images():
     cells = CellSet.concat([_grid_cells(side=60)] * 3 + [_grid_cells()])  # 3 x 64 + 784
     crops = CellSet.from_crops([np.ones((4, 4))] * 1100, [np.ones((4, 4), bool)] * 1100)
