@@ -960,7 +960,7 @@ def _read_cells(files, labels, read_kwargs, console):
         if missing:
             raise UserError(_no_rows(missing, metadata))
     bar = console.bar(len(files), "reading images", "images")
-    parts, failed, scenes = [], [], []
+    parts, names, failed, scenes = [], [], [], []
     for path in files:
         try:  # a bad image is skipped and named, as extract and score do
             with warnings.catch_warnings(record=True) as caught:
@@ -971,31 +971,18 @@ def _read_cells(files, labels, read_kwargs, console):
             console.say(f"skipped {path.name}: {_message(exc)}")
         else:
             parts.append(cells)
+            names.append(path.name)
             if any(issubclass(w.category, FirstSceneWarning) for w in caught):
                 scenes.append(path)
         bar.update(1)
     if not parts:
         raise UserError(f"none of the {len(files)} images could be read (see above)")
     _say_scenes(console, scenes)
-    channels = {}
-    for part in parts:
-        channels.setdefault(tuple(part.channel_names), []).append(part)
-    if len(channels) > 1:
-        described = "; ".join(
-            f"{len(names)} channel(s) in {len(group)} images such as "
-            f"{group[0].metadata['Metadata_ImageID'].iloc[0] if len(group[0]) else '?'!r}"
-            for names, group in sorted(channels.items()))
-        most = max(channels, key=lambda names: len(channels[names]))
-        if not _few_odd(len(parts) - len(channels[most]), len(parts)):
-            raise UserError(
-                f"the images do not all have the same channels ({described}); add --as-gray "
-                "to read every image as one grey channel, or measure the folders separately"
-            )
-        # no single odd file decides the run: the others are skipped, as unreadable ones
-        console.say(f"the images do not all have the same channels ({described}); using "
-                    f"those with {list(most)}, the others are skipped (--as-gray reads every "
-                    "image as one grey channel)")
-        parts = channels[most]
+    groups = {}
+    for name, part in zip(names, parts, strict=True):
+        groups.setdefault(tuple(part.channel_names), []).append(name)
+    most = _majority_channels(groups, console, "the others are skipped")
+    parts = [part for part in parts if tuple(part.channel_names) == most]
     cells = CellSet.concat(parts)
     bar.close(f"read {len(parts)} images, {len(cells)} cells"
               + (f"; skipped {len(failed)} that could not be read" if failed else ""))
@@ -1060,8 +1047,8 @@ def _check_columns(metadata, args, features=()):
 
 def _check_target_by_group(values, groups, target):
     """Refuse, before any measuring, a --target no grouped cross-validation can test: one
-    number per image as many as the images (a count: --task counting), or classes that
-    each lie in one group (the target is the grouping)."""
+    number per image, most numbers in one image only (a count: --task counting), or classes
+    that each lie in one group (the target is the grouping)."""
     import pandas as pd
 
     if isinstance(groups, str):  # "none": rows independent
@@ -1071,15 +1058,18 @@ def _check_target_by_group(values, groups, target):
     if frame.empty:
         return
     per_group = frame.groupby("g")["y"].nunique()
-    n_values = frame["y"].nunique()
+    groups_per_value = frame.groupby("y")["g"].nunique()
+    n_values = len(groups_per_value)
+    # a count: one number per image, most numbers found in one image only (a design such
+    # as doses repeats each value over several images)
     if (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-            and n_values > 2 and (per_group == 1).all() and 2 * n_values >= len(per_group)):
+            and n_values > 2 and (per_group == 1).all() and (groups_per_value == 1).mean() > 0.5):
         raise UserError(
             f"--target {target!r} is one number per image, {n_values} different ones over "
             f"{len(per_group)} images: a count or a measurement, not classes; to count "
             "objects use --task counting"
         )
-    if n_values > 1 and frame.groupby("y")["g"].nunique().max() < 2:
+    if n_values > 1 and groups_per_value.max() < 2:
         raise UserError(
             f"--target {target!r}: every class lies in a single group of --group-by, so no "
             "fold can test a class it did not train on (is the target the grouping column?)"
@@ -1471,7 +1461,37 @@ _ODD_SHARE = 0.05
 
 
 def _few_odd(n_odd, n_readable):
-    return n_odd <= max(1, _ODD_SHARE * n_readable)
+    """Whether ``n_odd`` of ``n_readable`` images may fail alone: a strict minority (with
+    two images, one each way, the file order would decide) within ``_ODD_SHARE``."""
+    return 2 * n_odd < n_readable and n_odd <= max(1, _ODD_SHARE * n_readable)
+
+
+def _majority_channels(groups, console, others, note=""):
+    """The channels of most images, from ``groups`` (channels, as a count or names: the
+    names of the images with them); the images with other channels are left to fail
+    alone when few (:func:`_few_odd`), which the console says with ``others`` (what
+    becomes of them); more is an error naming --as-gray. ``note`` adds to the
+    description of the groups."""
+    most = max(groups, key=lambda k: len(groups[k]))
+    if len(groups) == 1:
+        return most
+
+    def channels(key):
+        return f"{key} channel(s)" if isinstance(key, int) else f"channels {list(key)}"
+
+    described = "; ".join(f"{channels(k)}: {len(names)} images such as {names[0]!r}"
+                          for k, names in sorted(groups.items())) + note
+    n_readable = sum(len(names) for names in groups.values())
+    if not _few_odd(n_readable - len(groups[most]), n_readable):
+        raise UserError(
+            f"the images do not all have the same channels ({described}); add --as-gray "
+            "to read every image as one grey channel, or measure the folders separately"
+        )
+    # no single odd file decides the run
+    console.say(f"the images do not all have the same channels ({described}); using those "
+                f"with {channels(most)}, {others} (--as-gray reads every image as one grey "
+                "channel)")
+    return most
 
 
 def _settle_channels(files, read_kwargs, console, n_jobs=None):
@@ -1506,23 +1526,10 @@ def _settle_channels(files, read_kwargs, console, n_jobs=None):
             f"none of the {len(files)} images can be read, e.g. {failed[0][0].name}: "
             f"{failed[0][1]}"
         )
-    n = max(counts, key=lambda k: len(counts[k]))
-    if len(counts) > 1:
-        described = "; ".join(f"{k} channel(s): {len(names)} images such as {names[0]!r}"
-                              for k, names in sorted(counts.items()))
-        if n_grey_colour:
-            described += (f"; {n_grey_colour} of the colour images are grey saved as colour "
-                          "(equal R, G and B)")
-        n_readable = sum(len(names) for names in counts.values())
-        if not _few_odd(n_readable - len(counts[n]), n_readable):
-            raise UserError(
-                f"the images do not all have the same channels ({described}); add --as-gray "
-                "to read every image as one grey channel, or measure the folders separately"
-            )
-        # no single odd file decides the run: the others fail alone, in the errors table
-        console.say(f"the images do not all have the same channels ({described}); measuring "
-                    f"those with {n}, the others will fail and be recorded (--as-gray reads "
-                    "every image as one grey channel)")
+    grey_colour = (f"; {n_grey_colour} of the colour images are grey saved as colour (equal "
+                   "R, G and B)") if n_grey_colour else ""
+    n = _majority_channels(counts, console, "the others will fail and be recorded in the "
+                           "errors table", grey_colour)
     if read_kwargs.get("channels"):
         if len(read_kwargs["channels"]) != n:
             raise UserError(
@@ -2211,7 +2218,7 @@ def _cmd_score(args, console):
     from featcell.batch import score_images
 
     _check_labels_option(args.labels)
-    _check_model_channels(model, files, read)
+    _check_model_channels(info.get("features", {}).get("channel_names"), files, read)
     save_labels = _save_labels_folder(args, args.output)
     if save_labels is not None:
         read["save_labels"] = str(save_labels)
@@ -2239,21 +2246,15 @@ def _cmd_score(args, console):
     print(result.cells_path)
 
 
-def _check_model_channels(model, files, read, n_probe=5):
-    """Refuse, before any work, images none of which has the channels the model measures:
-    ``n_probe`` files spread over the list are looked at (one odd file does not decide)."""
-    step = getattr(model, "steps", [(None, model)])[0][1]
-    parts = [p for t in getattr(step, "transformers_", [])  # CellFeatures' (name, step, ...)
-             for p in (t if isinstance(t, tuple) else (t,))]
-    wanted = getattr(step, "channel_names_in_", None) or next(
-        (p.channel_names_in_ for p in parts if hasattr(p, "channel_names_in_")), None)
-    if wanted is None:
+def _check_model_channels(wanted, files, read, n_probe=5):
+    """Refuse, before any work, images none of which has the ``wanted`` channels (the
+    model's, from its settings): ``n_probe`` files spread over the list are looked at (one
+    odd file does not decide)."""
+    if not wanted:
         return
-    if read.get("channels"):
-        if len(read["channels"]) != len(wanted):
-            raise UserError(f"--channels names {len(read['channels'])} channel(s) but the "
-                            f"model measures {len(wanted)}: {list(wanted)}")
-        return
+    if read.get("channels") and len(read["channels"]) != len(wanted):
+        raise UserError(f"--channels names {len(read['channels'])} channel(s) but the "
+                        f"model measures {len(wanted)}: {list(wanted)}")
     found = []
     spread = sorted({round(k * (len(files) - 1) / max(n_probe - 1, 1)) for k in range(n_probe)})
     for path in [files[k] for k in spread]:  # spread over the folder, not its first files

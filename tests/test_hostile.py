@@ -461,7 +461,7 @@ def test_grey_first_among_colour_fails_alone_naming_as_gray(tmp_path, capsys):
                               "--target", "Class", "--families", "intensity", "--model", "lr",
                               "--cv", "2", "-o", tmp_path / "m.featcell")
     assert code == 0, err  # train reads the cells itself: the same rule
-    assert "using those with ['Ch1', 'Ch2', 'Ch3'], the others are skipped" in out_text + err
+    assert "using those with channels ['Ch1', 'Ch2', 'Ch3'], the others are skipped" in out_text + err
     # half and half: no majority to follow, an error before any work
     for name in ("1grey.png", "2grey.png"):
         shutil.copy(root / "images" / "0grey.png", root / "images" / name)
@@ -1068,6 +1068,24 @@ def test_score_refuses_images_without_the_models_channels_before_the_work(tmp_pa
     code, _, err = run(capsys, "score", tmp_path / "m.featcell", root / "images", "--labels",
                        root / "boxes", "--channels", "DNA", "-o", tmp_path / "p.parquet")
     assert code == 2 and "--channels names 1 channel(s) but the model measures 3" in err
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", grey, "--labels",
+                       root / "boxes", "--channels", "R", "G", "B", "-o", tmp_path / "p.parquet")
+    assert code == 2 and "the model measures 3 channel(s)" in err  # named channels: not probed
+
+
+def test_a_numeric_design_is_classes_and_a_two_way_split_of_channels_is_refused():
+    from featcell.cli import UserError, _Console, _check_target_by_group, _majority_channels
+
+    wells = np.arange(6)
+    dose = pd.Series(wells % 3)  # doses 0, 1, 2, two wells each: classes, not a count
+    _check_target_by_group(dose, wells, "dose")
+    with pytest.raises(UserError, match="one number per image"):
+        _check_target_by_group(pd.Series([3, 8, 5, 3, 11, 9]), wells, "n")  # a count
+    # one grey and one colour image: the file order would decide, so neither does
+    for groups in ({1: ["a.png"], 3: ["b.png"]}, {3: ["a.png"], 1: ["b.png"]}):
+        with pytest.raises(UserError, match="--as-gray"):
+            _majority_channels(groups, _Console(quiet=True), "the others fail")
+    assert _majority_channels({1: ["a", "b"], 3: ["c"]}, _Console(quiet=True), "") == 1
 
 
 def test_a_finished_table_is_not_replaced_unasked(tmp_path, capsys):
