@@ -174,6 +174,13 @@ def _check_labels(labels):
     return labels
 
 
+def _metadata_column(key):
+    """The column of a ``metadata`` key: its name with the ``Metadata_`` prefix."""
+    if not isinstance(key, str):
+        raise TypeError(f"metadata keys must be column names (str), got {key!r}")
+    return key if key.startswith("Metadata_") else f"Metadata_{key}"
+
+
 def _metadata_frame(n, image_id, bbox, centroid, touches, object_numbers, metadata):
     frame = pd.DataFrame(
         {
@@ -190,9 +197,7 @@ def _metadata_frame(n, image_id, bbox, centroid, touches, object_numbers, metada
     )
     if metadata:
         for key, value in dict(metadata).items():
-            if not isinstance(key, str):
-                raise TypeError(f"metadata keys must be column names (str), got {key!r}")
-            column = key if key.startswith("Metadata_") else f"Metadata_{key}"
+            column = _metadata_column(key)
             value = np.asarray(value, dtype=object) if np.ndim(value) else value
             if np.ndim(value) and len(value) != n:
                 raise ValueError(
@@ -643,9 +648,7 @@ class CellSet:
             np.empty(0, np.int64), None,
         )
         for key in dict(metadata or {}):
-            frame[key if key.startswith("Metadata_") else f"Metadata_{key}"] = pd.Series(
-                dtype=object
-            )
+            frame[_metadata_column(key)] = pd.Series(dtype=object)
         return cls(
             np.empty((len(channel_names), 0), np.float32), np.empty(0, bool),
             np.empty((0, 2), np.intp), frame, channel_names,

@@ -136,8 +136,9 @@ def test_bad_input_raises_clear_errors(image, labels, error, match):
 
 
 def test_bad_metadata_keys_and_boxes():
-    with pytest.raises(TypeError, match="metadata keys must be column names"):
-        CellSet.from_labels(np.ones((8, 8)), np.ones((8, 8), np.int32), metadata={5: 1})
+    for labels in (np.ones((8, 8), np.int32), np.zeros((8, 8), np.int32)):  # no cell too
+        with pytest.raises(TypeError, match="metadata keys must be column names"):
+            CellSet.from_labels(np.ones((8, 8)), labels, metadata={5: 1})
     with pytest.raises(ValueError, match=r"boxes \[1\] hold NaN"):
         CellSet.from_boxes(np.ones((16, 16)), [[1, 1, 5, 5], [np.nan, 1, 5, 5]])
 

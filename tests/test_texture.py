@@ -316,7 +316,8 @@ def test_parts_of_one_cellset_concatenated_share_its_image(monkeypatch):
 
 
 def test_tasks_hold_every_cell_once_and_whole_images():
-    cells = CellSet.concat([_grid_cells(side=60)] * 3 + [_grid_cells()])  # 3 x 64 + 784
+    # three images of 64 cells (separate arrays) and one of 784
+    cells = CellSet.concat([_grid_cells(side=60) for _ in range(3)] + [_grid_cells()])
     crops = CellSet.from_crops([np.ones((4, 4))] * 1100, [np.ones((4, 4), bool)] * 1100)
     for X, n_jobs, whole in [(cells, 1, True), (cells, 2, True), (cells, 1, False),
                              (crops, 1, True)]:
@@ -330,9 +331,14 @@ def test_tasks_hold_every_cell_once_and_whole_images():
         elif not whole:
             assert sizes == [464, 512]
         elif n_jobs == 1:  # the three small images packed together, the large one alone
-            assert sizes == [192, 784] and split == []
+            assert sizes == [192, 784] and split == [] and len(np.unique(field)) == 4
         else:  # the large image split between the two workers (tasks of 976 / 2 at most)
             assert sizes == [192, 392, 392] and len(split) == 1
+    # ten images of 64 cells: packed in runs of at most 512, none split
+    many = CellSet.concat([_grid_cells(side=60) for _ in range(10)])
+    chunks = _base.image_chunks(many, 512)
+    assert [len(c) for c in chunks] == [512, 128]
+    assert all(np.unique(many.fields()[1][c]).size * 64 == len(c) for c in chunks)
 
 
 def test_granularity_follows_the_whole_image_or_the_crop():

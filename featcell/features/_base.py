@@ -136,7 +136,8 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
                 delayed(_compute_chunk)(self, X[c], tuning_token()) for c in chunks
             )
             out = np.empty((len(X), n_out))
-            out[np.concatenate(chunks)] = np.vstack(parts)
+            for rows, part in zip(chunks, parts, strict=True):
+                out[rows] = part
         out = out.astype(np.float64, copy=False)
         if out.shape != (len(X), n_out):  # a broken subclass, not user input
             raise RuntimeError(
@@ -248,22 +249,23 @@ def image_chunks(cells, size, n_jobs=1):
     every cell once.
     """
     _, field = cells.fields()
+    area = np.prod(cells.crop_shapes, axis=1)
     order = np.argsort(field, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(field[order])) + 1)
-    chunks, packed = [], []
+    chunks, packed, n_packed = [], [], 0
     for group in groups:
         if group.size > size:  # this image alone fills chunks (-1: crops without an image)
             parts = -(-group.size // size)
             if field[group[0]] >= 0:
-                area = int(np.prod(cells.crop_shapes[group], axis=1).sum())
-                parts = max(min(n_jobs, parts), -(-area // _IMAGE_CHUNK_PIXELS))
-            parts = min(parts, group.size)
-            chunks += np.array_split(group, parts)
+                pixels = int(area[group].sum())
+                parts = max(min(n_jobs, parts), -(-pixels // _IMAGE_CHUNK_PIXELS))
+            chunks += np.array_split(group, min(parts, group.size))
             continue
-        if sum(map(len, packed)) + group.size > size:
+        if n_packed + group.size > size:
             chunks.append(np.concatenate(packed))
-            packed = []
+            packed, n_packed = [], 0
         packed.append(group)
+        n_packed += group.size
     if packed:
         chunks.append(np.concatenate(packed))
     return chunks
