@@ -140,7 +140,8 @@ class ComparisonResult:
     paired : pandas.DataFrame
         One row per pair of candidates (a, b), on the primary metric, differences taken as
         a - b: ``fold_diff_mean``, ``t_statistic`` and ``p_value`` of a paired t-test on the
-        fold scores, ``p_value_corrected`` (Nadeau & Bengio's correction for the overlap of
+        fold scores (the ``n_folds`` folds where the metric is defined for both),
+        ``p_value_corrected`` (Nadeau & Bengio's correction for the overlap of
         training sets, less optimistic), ``pooled_diff`` with its paired group-bootstrap
         interval ``diff_ci_low``/``diff_ci_high`` and ``p_value_bootstrap``
         (2·min(P(Δ*≤0), P(Δ*≥0)) over the resamples).
@@ -1015,8 +1016,10 @@ def _paired_tests(results, setup):
                 r.fold_scores.loc[r.fold_scores["metric"] == metric, "value"].to_numpy()
                 for r in (results[a], results[b])
             )
-            t, p = _paired_t(fa - fb, 0.0)
-            _, p_corrected = _paired_t(fa - fb, train_test)
+            diff = fa - fb
+            diff = diff[np.isfinite(diff)]  # a fold lacking a class scores no class average
+            t, p = _paired_t(diff, 0.0)
+            _, p_corrected = _paired_t(diff, train_test)
             boot = results[a].bootstrap[metric] - results[b].bootstrap[metric]
             low, high = _quantiles(boot, setup.ci)
             pooled = (
@@ -1028,7 +1031,8 @@ def _paired_tests(results, setup):
                     "candidate_a": a,
                     "candidate_b": b,
                     "metric": metric,
-                    "fold_diff_mean": float(np.mean(fa - fb)),
+                    "fold_diff_mean": float(np.mean(diff)) if diff.size else np.nan,
+                    "n_folds": diff.size,
                     "t_statistic": t,
                     "p_value": p,
                     "p_value_corrected": p_corrected,
@@ -1043,6 +1047,7 @@ def _paired_tests(results, setup):
         "candidate_b",
         "metric",
         "fold_diff_mean",
+        "n_folds",
         "t_statistic",
         "p_value",
         "p_value_corrected",
@@ -1060,8 +1065,7 @@ def _paired_t(diff, test_train_ratio):
     The corrected variance is var(d) · (1/k + n_test/n_train) (Nadeau & Bengio, "Inference
     for the generalization error", Machine Learning 52, 2003).
     """
-    diff = np.asarray(diff, dtype=float)
-    diff = diff[~np.isnan(diff)]  # folds a metric is undefined on (one lacked a class)
+    diff = np.asarray(diff, dtype=float)  # the folds the metric is defined on
     k = len(diff)
     if k < 2:
         return np.nan, np.nan

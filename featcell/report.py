@@ -268,11 +268,10 @@ class _View:
         rows = rows.dropna()
         if rows.empty:
             return next(iter(self.results))
-        if _greater_is_better(self.primary):
-            return rows.idxmax()
-        if self.primary == "mean_signed_error":
+        greater = _greater_is_better(self.primary)
+        if greater is None:  # best at 0
             return rows.abs().idxmin()
-        return rows.idxmin()
+        return rows.idxmax() if greater else rows.idxmin()
 
     def save_figures(self, folder):
         return list(self.source.save_figures(folder))
@@ -296,14 +295,11 @@ class _View:
 
 
 def _greater_is_better(metric):
-    try:
-        from featcell.metrics import _METRICS
+    """True or False, or None for a metric best at 0 (a signed bias)."""
+    from featcell.metrics import _METRICS
 
-        flag = _METRICS[metric].greater_is_better
-        if flag is not None:
-            return bool(flag)
-    except (ImportError, KeyError, AttributeError):
-        pass
+    if metric in _METRICS:
+        return _METRICS[metric].greater_is_better
     return metric not in _LOWER_IS_BETTER
 
 
@@ -353,7 +349,8 @@ def _summary_section(view):
     best = rows.loc[view.best]
     ci = round(100 * view.protocol.get("ci", 0.95))
     several = len(view.results) > 1
-    word = {True: "Highest", False: "Lowest"}.get(_greater_is_better(view.primary), "Best")
+    word = {True: "Highest", False: "Lowest", None: "Closest to 0"}[
+        _greater_is_better(view.primary)]
     text = (
         f"{word + ' ' + view.primary.replace('_', ' ') + ': ' if several else 'The model: '}"
         f"**{view.best}**, {view.primary.replace('_', ' ')} "

@@ -454,6 +454,11 @@ def test_a_fold_or_resample_lacking_a_class_is_not_scored_on_the_others():
     assert row["mean"] == row["pooled"] == row["ci_low"] == row["ci_high"] == 0.5
     values = result.bootstrap["balanced_accuracy"]
     assert np.nanmax(values) == 0.5 and 0.05 < np.isnan(values).mean() < 0.2  # 0.8**10
+    # the paired comparison uses the folds both are scored on, and says how many
+    paired = compare({"majority": DummyClassifier(strategy="most_frequent"),
+                      "prior": DummyClassifier(strategy="prior")}, X, y, groups=image, cv=5,
+                     primary="balanced_accuracy").paired.iloc[0]
+    assert paired["n_folds"] == 5 - len(lacking) and paired["fold_diff_mean"] == 0.0
 
 
 def test_task_follows_the_estimator_before_the_values_of_y():

@@ -233,6 +233,12 @@ def test_summary_words_follow_the_metric_and_an_undefined_interval(tmp_path):
                      groups=np.repeat(np.arange(20), 3), cv=4, n_boot=200)
     md = write_report(result, tmp_path / "a", title="t", formats=("md",))["md"].read_text()
     assert "Lowest mae: **ridge**" in md  # was "Highest mae"
+    biased = DummyRegressor(strategy="constant", constant=80)  # far above every count
+    result = compare({"ridge": Ridge(), "biased": biased}, X, counts,
+                     groups=np.repeat(np.arange(20), 3), cv=4, n_boot=200,
+                     primary="mean_signed_error")
+    md = write_report(result, tmp_path / "b", title="t", formats=("md",))["md"].read_text()
+    assert "Closest to 0 mean signed error: **ridge**" in md  # was "Highest ...: **biased**"
 
     class NoScores(ClassifierMixin, BaseEstimator):  # no predict_proba: no roc_auc
         def fit(self, X, y):
