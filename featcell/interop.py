@@ -109,7 +109,9 @@ def featcell_names(columns):
     ``ObjectNumber``, ``TableNumber``), every ``Location_*`` and
     ``AreaShape_Center_*`` column become ``Metadata_*`` too, with or without a
     compartment prefix: they say which image or where, not what the cell is,
-    and as features they would let a model learn the image.
+    and as features they would let a model learn the image. A new name that
+    another column holds or gets gains ``_2``, ``_3``, ... (``ImageNumber``
+    beside ``Metadata_ImageNumber``).
 
     Parameters
     ----------
@@ -126,7 +128,8 @@ def featcell_names(columns):
     >>> featcell_names(["Cells_Location_Center_X", "Cells_CNN_Net_0000", "Cells_AreaShape_Area"])
     {'Cells_Location_Center_X': 'Metadata_Location_Center_X', 'Cells_CNN_Net_0000': 'CNN_Net_0000'}
     """
-    columns = [str(c) for c in columns if not str(c).startswith(_METADATA)]  # kept as they are
+    every = [str(c) for c in columns]
+    columns = [c for c in every if not c.startswith(_METADATA)]  # metadata kept as they are
     cnn = {c.split("_", 1)[0] for c in columns if re.match(rf"^{_NAME}_CNN_", c)}
     parent = _row_compartment(columns)
     mapping = {}
@@ -140,6 +143,13 @@ def featcell_names(columns):
             mapping[column] = column.split("_", 1)[1]
         elif _IDENTITY_COLUMN.match(column):
             mapping[column] = f"{_METADATA}{column}"
+    names = set(every) - set(mapping)  # a name taken (ImageNumber beside Metadata_ImageNumber)
+    for column, name in mapping.items():  # gets _2, _3, ...: two columns never share one
+        k = 2
+        while name in names:
+            name, k = f"{mapping[column]}_{k}", k + 1
+        mapping[column] = name
+        names.add(name)
     return mapping
 
 

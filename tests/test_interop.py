@@ -376,3 +376,13 @@ def test_read_cells_with_compartments_metadata_and_saved_box_masks(tmp_path):
     assert set(np.unique(saved)) == {0, 1}
     assert (saved > 0).sum() == boxed.mask(0).sum()
     assert not saved[:2].any() and not saved[:, 22:].any()  # inside its box
+
+
+def test_cellprofiler_ids_never_share_a_name_with_metadata():
+    from featcell.interop import featcell_names
+
+    columns = ["ImageNumber", "Metadata_ImageNumber", "Location_Center_X",
+               "Cells_Location_Center_X", "AreaShape_Area"]
+    renamed = pd.Index(columns).map(lambda c: featcell_names(columns).get(c, c))
+    assert not renamed.duplicated().any()  # two columns of one name broke train
+    assert "AreaShape_Area" in renamed and sum(n.startswith("Metadata_") for n in renamed) == 4
