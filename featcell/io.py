@@ -769,10 +769,7 @@ def find_label_file(image_path, labels):
         If no matching file exists.
     """
     image_path, labels = Path(image_path), Path(labels)
-    stems = [image_path.stem]
-    if image_path.stem.lower().endswith(".ome"):  # a.ome.tif, a.ome.zarr: also a_masks.tif
-        stems.append(image_path.stem[:-4])
-    for stem in stems:
+    for stem in _stems(image_path):
         for suffix in _LABEL_SUFFIXES:
             for ext in (image_path.suffix, *IMAGE_SUFFIXES):
                 candidate = labels / f"{stem}{suffix}{ext}"
@@ -874,11 +871,19 @@ def read_cells(images, labels=None, **kwargs):
     return CellSet.concat(parts)
 
 
+def _stems(path):
+    """A file's names without its extension: ``a`` for ``a.tif``; ``a.ome`` and ``a`` for
+    ``a.ome.tif`` (and ``a.ome.zarr``)."""
+    stem = Path(path).stem
+    return [stem, stem[:-4]] if stem.lower().endswith(".ome") else [stem]
+
+
 def _metadata_key(index, path):
     """The row of a per-image table for an image file: its name, else its name without the
-    extension (tables often list ``well_A01`` for ``well_A01.tif``), else None."""
+    extension (tables often list ``well_A01`` for ``well_A01.tif`` or ``.ome.tif``), else
+    None."""
     path = Path(path)
-    return next((key for key in (path.name, path.stem) if key in index), None)
+    return next((key for key in (path.name, *_stems(path)) if key in index), None)
 
 
 def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segment_kwargs,

@@ -1048,6 +1048,9 @@ def test_a_per_image_table_may_name_the_images_without_their_extension(tmp_path)
     meta = pd.DataFrame({"Line": ["U2OS"]}, index=pd.Index(["well_A01"], name="image"))
     cells = read_cells([tmp_path / "well_A01.tif"], metadata=meta)
     assert cells.groups("Line").tolist() == ["U2OS"] * len(cells) and len(cells)
+    tifffile.imwrite(tmp_path / "well_A01.ome.tif", cell)
+    cells = read_cells([tmp_path / "well_A01.ome.tif"], metadata=meta)
+    assert cells.groups("Line").tolist() == ["U2OS"] * len(cells) and len(cells)
 
 
 def test_score_refuses_images_without_the_models_channels_before_the_work(tmp_path, capsys):
