@@ -682,7 +682,7 @@ def main(argv=None):
         return 0
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, _Terminated)
-        resumable = getattr(args, "command", None) in ("extract", "score")
+        resumable = getattr(args, "resumable", False)  # set where score_images starts
         print(f"\nfeatcell: {'terminated' if terminated else 'interrupted'}"
               + ("; finished images are kept: run the same command again to resume"
                  if resumable else "; nothing was saved"), file=sys.stderr)
@@ -1283,6 +1283,7 @@ def _cmd_extract(args, console):
             f"channels {list(channels)} (colocalization needs two or more channels)"
         )
     console.say(f"{len(names)} features per cell, channels {', '.join(channels)}")
+    args.resumable = True  # an interruption from here on keeps the finished images
     with warnings.catch_warnings():  # the failed images are reported below
         warnings.filterwarnings("ignore", message=_FAILED_IMAGES)
         result = score_images(
@@ -2222,6 +2223,7 @@ def _cmd_score(args, console):
     save_labels = _save_labels_folder(args, args.output)
     if save_labels is not None:
         read["save_labels"] = str(save_labels)
+    args.resumable = True  # an interruption from here on keeps the finished images
     with warnings.catch_warnings():  # the failed images are reported below
         warnings.filterwarnings("ignore", message=_FAILED_IMAGES)
         result = score_images(

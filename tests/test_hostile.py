@@ -1109,3 +1109,23 @@ def test_a_finished_table_is_not_replaced_unasked(tmp_path, capsys):
                        "--overwrite")
     assert code == 0, err
     assert pd.read_parquet(out).shape[1] < before.shape[1]
+
+
+def test_an_interruption_promises_a_resume_only_where_parts_were_written(tmp_path, capsys,
+                                                                         monkeypatch):
+    import featcell.batch
+    import featcell.persist
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((16, 16), np.uint8))
+    monkeypatch.setattr(featcell.batch, "score_images", interrupt)
+    code, _, err = run(capsys, "extract", tmp_path, "-o", tmp_path / "f.parquet")
+    assert code == 130 and "run the same command again to resume" in err
+    (tmp_path / "m.featcell").write_bytes(b"model")
+    for name in ("read_manifest", "load_model"):  # score, interrupted before any image
+        monkeypatch.setattr(featcell.persist, name, interrupt)
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", tmp_path, "-o",
+                       tmp_path / "p.csv")
+    assert code == 130 and "nothing was saved" in err  # it promised a resume
