@@ -1330,7 +1330,7 @@ def _nothing_done(result, done, output):
     """The error of a batch that wrote no cell: the commonest reason, said on the console
     (not only in the errors table), and no empty table or parts folder left to block the
     corrected command."""
-    import shutil
+    from featcell.batch import _Layout
 
     reason = None
     if result.n_errors:
@@ -1339,10 +1339,10 @@ def _nothing_done(result, done, output):
         example = table.loc[table["message"] == message, "path"].iloc[0]
         name = Path(example).name
         reason = message if name in message else f"e.g. {name}: {message}"
-    Path(output).unlink(missing_ok=True)
-    parts = Path(output).with_name(f"{Path(output).stem}_parts")
-    if parts.is_dir():
-        shutil.rmtree(parts, ignore_errors=True)
+    layout = _Layout(output, None)  # the empty tables go, the errors table stays
+    layout.cells.unlink(missing_ok=True)
+    layout.images.unlink(missing_ok=True)
+    layout.remove_parts()
     errors = f"{reason} (all errors: {result.errors_path})" if reason else ""
     if not result.n_images:
         return f"none of the {result.n_errors} images could be {done}: {errors}"

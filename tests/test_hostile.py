@@ -1074,6 +1074,13 @@ def test_score_refuses_images_without_the_models_channels_before_the_work(tmp_pa
     code, _, err = run(capsys, "score", tmp_path / "m.featcell", grey, "--labels",
                        root / "boxes", "--channels", "R", "G", "B", "-o", tmp_path / "p.parquet")
     assert code == 2 and "the model measures 3 channel(s)" in err  # named channels: not probed
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("x.png", "y.png"):
+        (bad / name).write_bytes(b"not a png")
+    code, _, err = run(capsys, "score", tmp_path / "m.featcell", bad, "-o", tmp_path / "q.parquet")
+    assert code == 2 and "none of the 2 images could be scored" in err
+    assert sorted(p.name for p in tmp_path.glob("q*")) == ["q_errors.parquet"]  # no empty tables
 
 
 def test_a_numeric_design_is_classes_and_a_two_way_split_of_channels_is_refused():
