@@ -137,7 +137,7 @@ class SegmentationCounter(RegressorMixin, BaseEstimator):
         check_n_jobs(self.n_jobs)
         _check_segment_params(method=self.method, seed=self.seed, invert=self.invert,
                               min_size=self.min_size, min_distance=self.min_distance,
-                              sigma=self.sigma)
+                              sigma=self.sigma, channel=self.channel)
 
     def _segmented_counts(self, images):
         self._check_params()

@@ -111,8 +111,12 @@ def _auto_min_distance(mask):
 
 
 def _check_segment_params(*, method="otsu", seed="distance", invert="auto", min_size=16,
-                          min_distance="auto", sigma=1.0, block_size=51):
-    """Raise a ValueError naming the first of :func:`segment`'s parameters out of range."""
+                          min_distance="auto", sigma=1.0, block_size=51, channel=None):
+    """Raise a ValueError naming the first of :func:`segment`'s parameters out of range
+    (``channel``: its type; its range needs the image)."""
+    if channel is not None and (isinstance(channel, bool)
+                                or not isinstance(channel, numbers.Integral)):
+        raise ValueError(f"channel={channel!r}; expected None or a channel index")
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not supported; expected one of {_METHODS}")
     if seed not in _SEEDS:
@@ -216,7 +220,8 @@ def segment(
     2
     """
     _check_segment_params(method=method, seed=seed, invert=invert, min_size=min_size,
-                          min_distance=min_distance, sigma=sigma, block_size=block_size)
+                          min_distance=min_distance, sigma=sigma, block_size=block_size,
+                          channel=channel)
     grey = _to_grey(image, channel)
     low, high = grey.min(), grey.max()
     if high == low:

@@ -120,7 +120,7 @@ def test_paths_and_colour_images(tmp_path):
         *[(lambda p=p: SegmentationCounter(**{"calibrate": False, **p}).fit(IMAGES[:1], [1]),
            ValueError, next(iter(p))) for p in ({"count_by": "x"}, {"method": "x"},
                                                  {"sigma": -1}, {"n_jobs": 0},
-                                                 {"calibrate": "yes"})],
+                                                 {"calibrate": "yes"}, {"channel": "x"})],
         (lambda: ImageFeatures(families=["hog"]).fit(IMAGES), ValueError, "families"),
         (lambda: ImageFeatures(n_jobs="two").fit(IMAGES), ValueError, "n_jobs='two'"),
         (lambda: ImageFeatures(channel="x").fit(IMAGES), ValueError, "channel='x'"),

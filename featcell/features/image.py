@@ -305,9 +305,6 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
                 raise ValueError(
                     f"{name}={values!r}; expected a non-empty list of positive numbers"
                 )
-        if self.channel is not None and (isinstance(self.channel, bool) or not isinstance(
-                self.channel, numbers.Integral)):
-            raise ValueError(f"channel={self.channel!r}; expected None or a channel index")
         segment_params = self.segment_params or {}
         if not isinstance(segment_params, dict):
             raise TypeError(f"segment_params={segment_params!r}; expected a dict or None")
@@ -316,8 +313,9 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         if unknown:
             raise ValueError(f"segment_params has unknown keys {unknown}; segment accepts "
                              f"{sorted(accepted)}")
-        _check_segment_params(**{k: v for k, v in segment_params.items()
-                                 if k in inspect.signature(_check_segment_params).parameters})
+        _check_segment_params(channel=self.channel, **{
+            k: v for k, v in segment_params.items()
+            if k in inspect.signature(_check_segment_params).parameters})
         params = {
             "sigmas": self.sigmas,
             "thresholds": self.thresholds,
