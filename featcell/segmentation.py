@@ -27,13 +27,17 @@ _LUMINANCE = np.array([0.2125, 0.7154, 0.0721])  # as skimage.color.rgb2gray
 _MIN_SOLIDITY = 0.8  # segment_object: below this, an object is an open rim and gets its hull
 
 
+def _check_dtype(image, name):
+    """Raise a TypeError unless ``image`` holds real numbers or booleans (not complex,
+    objects or strings: no intensities)."""
+    if image.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {image.dtype}; expected a real numeric array")
+
+
 def _check_finite(image, name):
     if image.size == 0:
         raise ValueError(f"{name} is empty (shape {image.shape}); expected a non-empty image")
-    if image.dtype != bool and (
-        not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating)
-    ):
-        raise TypeError(f"{name} has dtype {image.dtype}; expected a real numeric array")
+    _check_dtype(image, name)
     if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
         raise ValueError(f"{name} contains NaN or infinite values; expected finite intensities")
 

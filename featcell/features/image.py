@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.parallel import Parallel, delayed
 
-from ..segmentation import _check_segment_params, _to_grey, _typical_area, segment
+from ..segmentation import _check_dtype, _check_segment_params, _to_grey, _typical_area, segment
 
 __all__ = ["CNNPixelFeatures", "ImageFeatures", "PixelFeatures", "upsample_linear"]
 
@@ -33,9 +33,7 @@ def _read(item):
 
         return read_image(item)
     image = np.asarray(item)
-    if image.dtype.kind not in "biuf":  # complex, object, strings: no intensities
-        raise TypeError(f"an image has dtype {image.dtype}; expected integer, float or boolean "
-                        "intensities")
+    _check_dtype(image, "an image")
     return image
 
 
