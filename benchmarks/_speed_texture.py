@@ -47,7 +47,10 @@ second); nyxus runs on one thread, on the image as 16-bit levels
 (``_speed_intensity.nyxus_input``: nyxus would read the float image in [0, 1]
 as all zeros, as the ``(before)`` rows show).
 
-Run ``python benchmarks/_speed_texture.py`` for a table on a few real images.
+Run ``python benchmarks/_speed_texture.py`` for a table on a few real images, and
+``python benchmarks/_speed_texture.py --dense`` for granularity on one field of 2,401 cells
+(:func:`dense_granularity`: each image's work once, against tasks of 512 cells that each
+repeat it, as before, and cp_measure).
 """
 
 import sys
@@ -275,9 +278,51 @@ def run(image, labels, repeat=3, with_nyxus=True):
     return rows
 
 
+def dense_granularity(side=1400, spacing=28, size=18, repeat=3):
+    """Granularity on one dense field (``(side // spacing)**2`` square cells of ``size``
+    pixels on gamma noise, 2,401 at the defaults): featcell as it runs (the image's
+    work once), featcell in tasks of 512 cells each repeating the image's work (as before
+    ``image_chunks``), and cp_measure ``get_granularity`` on the whole image."""
+    from cp_measure.core.measuregranularity import get_granularity
+
+    from featcell.features import _base
+
+    rng = np.random.default_rng(0)
+    pixels = rng.gamma(2.0, 0.05, (side, side)).clip(0, 1)
+    labels = np.zeros((side, side), np.int32)
+    corners = range(10, side - size - 2, spacing)
+    for k, (r, c) in enumerate(((r, c) for r in corners for c in corners), start=1):
+        labels[r : r + size, c : c + size] = k
+    cells = CellSet.from_labels(pixels, labels, channels=["DNA"])
+    model = Texture("granularity").fit(cells)
+    area = int(np.prod(cells.crop_shapes, axis=1).max())
+
+    def in_tasks_of_512():
+        saved = _base._IMAGE_CHUNK_PIXELS
+        _base._IMAGE_CHUNK_PIXELS = 512 * area  # crops of one size: 512 cells per task
+        try:
+            return model.transform(cells)
+        finally:
+            _base._IMAGE_CHUNK_PIXELS = saved
+
+    model.transform(cells)  # warm caches outside the timing
+    n = len(cells)
+    return [
+        {"tool": tool, "family": "granularity", "objects": n, "seconds": best_time(fn, repeat)}
+        for tool, fn in [
+            ("cp_measure get_granularity (whole image)", lambda: get_granularity(labels, pixels)),
+            ("featcell Texture (granularity, each image once)", lambda: model.transform(cells)),
+            ("featcell Texture (granularity, tasks of 512 cells)", in_tasks_of_512),
+        ]
+    ]
+
+
 if __name__ == "__main__":
     from _data import benchmark_images
     from _speed_intensity import report
 
-    rows = [row for _, image, labels in benchmark_images(2, 4) for row in run(image, labels)]
+    if "--dense" in sys.argv[1:]:  # one field of 2,401 cells
+        rows = dense_granularity()
+    else:
+        rows = [row for _, image, labels in benchmark_images(2, 4) for row in run(image, labels)]
     print(report(rows).to_string(float_format=lambda v: f"{v:.4g}"))
