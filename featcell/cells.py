@@ -14,6 +14,7 @@ joblib workers and vectorised feature extraction over all objects are cheap.
 
 from __future__ import annotations
 
+import copy
 import re
 from functools import cached_property
 
@@ -812,6 +813,13 @@ class CellSet:
         ([(1, 16, 16)], [0, 0])
         """
         return self._fields[0], self._fields[1].copy()
+
+    def _without_fields(self):
+        """These cells without the whole images they were cut from: crops only (a
+        command keeps what outlives the image it read; the buffers are shared)."""
+        out = copy.copy(self)
+        out._fields = ((), np.full(len(self), -1, np.intp))
+        return out
 
     @property
     def crop_origins(self):

@@ -948,9 +948,18 @@ def _no_rows(missing, table):
             f"matched by file name, or by name without the extension){named}")
 
 
-def _read_cells(files, labels, read_kwargs, console):
-    """All cells of the image files, one image at a time, with progress."""
-    from featcell.cells import CellSet
+def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True, n_jobs=None,
+                check=None):
+    """Read the image files one at a time, with progress: a finished :class:`_Measured`.
+
+    Only what outlives an image is kept: its cells' metadata, their crops (without the
+    whole image) unless ``keep_cells`` is false, and, with ``step`` (an unfitted feature
+    transformer), their features, measured while the images are read. Memory follows the
+    crops and features, not the folder. A bad image is skipped and named; the channels of
+    most images win (:func:`_majority_channels`), and a folder that cannot have such a
+    majority fails as soon as that is certain. ``check`` is called with the cell metadata
+    of the first image that has cells.
+    """
     from featcell.io import FirstSceneWarning, _metadata_key, iter_cells
 
     _check_labels_option(labels)
@@ -959,8 +968,10 @@ def _read_cells(files, labels, read_kwargs, console):
         missing = [f.name for f in files if _metadata_key(metadata.index, f) is None]
         if missing:
             raise UserError(_no_rows(missing, metadata))
-    bar = console.bar(len(files), "reading images", "images")
-    parts, names, failed, scenes = [], [], [], []
+    verb = "reading and measuring" if step is not None else "reading"
+    bar = console.bar(len(files), f"{verb} images", "images")
+    kept = {}  # channels -> _Measured: the images with those channels
+    failed, scenes = [], []
     for path in files:
         try:  # a bad image is skipped and named, as extract and score do
             with warnings.catch_warnings(record=True) as caught:
@@ -970,25 +981,95 @@ def _read_cells(files, labels, read_kwargs, console):
             failed.append(path)
             console.say(f"skipped {path.name}: {_message(exc)}")
         else:
-            parts.append(cells)
-            names.append(path.name)
             if any(issubclass(w.category, FirstSceneWarning) for w in caught):
                 scenes.append(path)
+            if check is not None and len(cells):
+                check(cells.metadata)
+                check = None
+            channels = tuple(cells.channel_names)
+            if channels not in kept:
+                kept[channels] = _Measured(channels, step, keep_cells, n_jobs)
+            kept[channels].add(path.name, cells)
+            groups = {k: m.names for k, m in kept.items()}
+            n_odd = sum(map(len, groups.values())) - max(map(len, groups.values()))
+            if not _few_odd(n_odd, len(files)):  # the odd images only grow: fail now
+                _majority_channels(groups, console, "")
         bar.update(1)
-    if not parts:
+    if not kept:
         raise UserError(f"none of the {len(files)} images could be read (see above)")
     _say_scenes(console, scenes)
-    groups = {}
-    for name, part in zip(names, parts, strict=True):
-        groups.setdefault(tuple(part.channel_names), []).append(name)
-    most = _majority_channels(groups, console, "the others are skipped")
-    parts = [part for part in parts if tuple(part.channel_names) == most]
-    cells = CellSet.concat(parts)
-    bar.close(f"read {len(parts)} images, {len(cells)} cells"
+    most = _majority_channels({k: m.names for k, m in kept.items()}, console,
+                              "the others are skipped")
+    measured = kept[most].finish()
+    bar.close(f"read {len(measured.names)} images, {len(measured.metadata)} cells"
               + (f"; skipped {len(failed)} that could not be read" if failed else ""))
-    if len(cells) == 0:
+    if len(measured.metadata) == 0:
         raise UserError("no cells found in the images")
-    return cells
+    return measured
+
+
+class _Measured:
+    """The images with ``channels`` read so far; after :meth:`finish`, their cells'
+    ``metadata`` (DataFrame), ``cells`` (CellSet of crops, or None), ``features``
+    (DataFrame, or None without a feature step) and the fitted feature ``step``.
+
+    Cells wait until the waiting images hold a chunk (about 256 cells; 512 per worker),
+    are measured together, whole images at a time (granularity's image-wide work once per
+    image, :func:`featcell.features._base.image_chunks`), and the images are let go.
+    """
+
+    def __init__(self, channels, step, keep_cells, n_jobs):
+        from sklearn.base import clone
+
+        self.channels = channels
+        self.step = None if step is None else clone(step)
+        self.keep_cells = keep_cells
+        workers = 1 if not n_jobs else (os.cpu_count() if n_jobs < 0 else n_jobs)
+        self.chunk = 256 if workers == 1 else 512 * workers
+        self.names, self.waiting = [], []
+        self._metadata, self._crops, self._values = [], [], []
+
+    def add(self, name, cells):
+        self.names.append(name)
+        self.waiting.append(cells)
+        if sum(map(len, self.waiting)) >= self.chunk:
+            self._flush()
+
+    def _flush(self):
+        import numpy as np
+
+        from featcell.cells import CellSet
+
+        cells, self.waiting = CellSet.concat(self.waiting), []
+        if self.step is not None and len(cells):
+            if not self._values:  # the names only: no image's values decide the fit
+                self.step.fit(cells)
+                if not len(self.step.get_feature_names_out()):
+                    raise UserError(
+                        f"nothing to measure on images with channels {list(cells.channel_names)}"
+                        " (colocalization needs two or more channels); choose other --families"
+                    )
+            self._values.append(np.asarray(self.step.transform(cells), np.float32))
+        self._metadata.append(cells.metadata)
+        if self.keep_cells:
+            self._crops.append(cells._without_fields())
+
+    def finish(self):
+        import numpy as np
+        import pandas as pd
+
+        from featcell.cells import CellSet
+
+        if self.waiting:
+            self._flush()
+        self.metadata = pd.concat(self._metadata, ignore_index=True)
+        self.cells = CellSet.concat(self._crops) if self.keep_cells else None
+        self.features = None
+        if self.step is not None and self._values:
+            self.features = pd.DataFrame(np.concatenate(self._values),
+                                         columns=list(self.step.get_feature_names_out()))
+        self._metadata = self._crops = self._values = None
+        return self
 
 
 def _feature_step(families, n_jobs=None, cnn_threads=None, compartment=None):
@@ -1014,29 +1095,18 @@ def _feature_step(families, n_jobs=None, cnn_threads=None, compartment=None):
     return FeatureUnion(steps, verbose_feature_names_out=False)
 
 
-def _measure(step, cells, console, n_jobs=None):
-    """Fit `step` on the cells and measure them in chunks, with progress; a DataFrame."""
-    import numpy as np
+def _check_column_names(first, files, args):
+    """Refuse a --target or --group-by that no cell will have, from the first image's cell
+    metadata ``first`` and the plate, well and site that any file name holds: a typo fails
+    in seconds, before the folder is measured."""
     import pandas as pd
 
-    from featcell.features._base import image_chunks
+    from featcell.io import metadata_from_filename
 
-    step.fit(cells)
-    names = list(step.get_feature_names_out())
-    if not names:
-        raise UserError(
-            f"nothing to measure on images with channels {list(cells.channel_names)} "
-            "(colocalization needs two or more channels); choose other --families"
-        )
-    chunk = 256 if not n_jobs or n_jobs == 1 else 512 * (os.cpu_count() if n_jobs < 0 else n_jobs)
-    bar = console.bar(len(cells), "measuring cells", "cells")
-    values = np.empty((len(cells), len(names)), np.float32)
-    # whole images per chunk: granularity's image-wide work is done once per image
-    for rows in image_chunks(cells, chunk):
-        values[rows] = np.asarray(step.transform(cells[rows]))
-        bar.update(len(rows))
-    bar.close(f"measured {len(cells)} cells: {len(names)} features")
-    return pd.DataFrame(values, columns=names)
+    named = [f"Metadata_{key}" for f in files for key in metadata_from_filename(f.name)]
+    frame = pd.DataFrame(columns=list(dict.fromkeys([*first.columns, *named])))
+    _target(frame, args.target, "cells")
+    _groups(frame, args.group_by, 0)
 
 
 def _check_columns(metadata, args, features=()):
@@ -1608,11 +1678,13 @@ class _Data:
         self.source = source
 
 
-def _load_data(args, console, families):
-    """Features and metadata from a table (+ its settings) or from images.
+def _load_data(args, console, families, keep_cells=True):
+    """Features and metadata from a table (+ its settings) or from images, measured as they
+    are read (with the cells' crops unless ``keep_cells`` is false: for a report's gallery
+    and a trained network).
 
-    The target and grouping columns are checked before any feature is measured, so that
-    a typo fails in seconds.
+    The target and grouping columns are checked on the first image, so that a typo fails
+    in seconds.
     """
     if _is_table(args.input):
         data = _data_from_table(args, console)
@@ -1620,18 +1692,20 @@ def _load_data(args, console, families):
         return data
     files = _check_images_source(args.input)
     read_kwargs = _read_kwargs(args)
-    cells = _read_cells(files, args.labels, read_kwargs, console)
-    _check_columns(cells.metadata, args)
     threads = 1 if args.n_jobs not in (None, 1) else None
     step = _feature_step(families, n_jobs=args.n_jobs, cnn_threads=threads)
-    features = _measure(step, cells, console, args.n_jobs)
+    measured = _read_cells(files, args.labels, read_kwargs, console, step=step,
+                           keep_cells=keep_cells, n_jobs=args.n_jobs,
+                           check=lambda first: _check_column_names(first, files, args))
+    _check_columns(measured.metadata, args)
     settings = {
         "families": list(families),
-        "channel_names": list(cells.channel_names),
+        "channel_names": list(measured.channels),
         "read": _saved_read(read_kwargs),
         "labels": _labels_kind(args.labels),
     }
-    return _Data(features, cells.metadata, cells, step, settings, source=str(args.input))
+    return _Data(measured.features, measured.metadata, measured.cells, measured.step, settings,
+                 source=str(args.input))
 
 
 def _data_from_table(args, console, use_settings=True):
@@ -1736,7 +1810,7 @@ def _cmd_train(args, console):
     if args.model == "cnn" and "cnn" not in families:
         families = [*families, "cnn"]
     console.say(f"featcell train: {args.task}, model {args.model}, target {args.target}")
-    data = _load_data(args, console, families)
+    data = _load_data(args, console, families, keep_cells=bool(args.report))
     y = _target(data.metadata, args.target, "cells", classes=True)
     keep = y.notna().to_numpy()
     if not keep.all():
@@ -1800,7 +1874,9 @@ def _train_cnn(args, console):
                         "not a feature table")
     console.say(f"featcell train: {args.task}, model trained_cnn, target {args.target}")
     read_kwargs = _read_kwargs(args)
-    cells = _read_cells(_check_images_source(args.input), args.labels, read_kwargs, console)
+    files = _check_images_source(args.input)
+    cells = _read_cells(files, args.labels, read_kwargs, console,
+                        check=lambda first: _check_column_names(first, files, args)).cells
     _check_columns(cells.metadata, args)
     y = _target(cells.metadata, args.target, "cells", classes=True)
     keep = y.notna().to_numpy()

@@ -243,32 +243,117 @@ def test_module_entry_point():
     assert done.returncode == 0 and featcell.__version__ in done.stdout
 
 
-def test_measuring_keeps_each_image_in_one_chunk(monkeypatch):
-    """The command measures in chunks of about 256 cells; an image's cells stay together, so
-    granularity's image-wide work (subsampling, background, reconstructions) runs once per
-    image, and the rows come back in the cells' order."""
+def test_measuring_keeps_each_image_in_one_chunk(monkeypatch, tmp_path):
+    """train and compare measure the cells while the images are read, about 256 cells at a
+    time; an image's cells stay together, so granularity's image-wide work (subsampling,
+    background, reconstructions) runs once per image, the rows come back in the cells'
+    order, and only crops (not whole images) are kept."""
     import numpy as np
+    import tifffile
 
     from featcell import CellSet
-    from featcell.cli import _Console, _feature_step, _measure
+    from featcell.cli import _Console, _feature_step, _read_cells
     from featcell.features import granularity
 
     rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
     parts = []
-    for side in (120, 60, 130):  # 289, 64 and 324 cells of 4 x 4 pixels
+    for i, side in enumerate((120, 60, 130)):  # 289, 64 and 324 cells of 4 x 4 pixels
         labels = np.zeros((side, side), np.int32)
         k = 0
         for y in range(1, side - 5, 7):
             for x in range(1, side - 5, 7):
                 k += 1
                 labels[y : y + 4, x : x + 4] = k
-        parts.append(CellSet.from_labels(rng.random((side, side)), labels, margin=1))
+        image = rng.integers(0, 65535, (side, side), dtype=np.uint16)
+        name = f"im{i}.tif"
+        tifffile.imwrite(tmp_path / "images" / name, image)
+        tifffile.imwrite(tmp_path / "labels" / name, labels)
+        parts.append(CellSet.from_labels(image, labels, image_id=name))
     cells = CellSet.concat(parts)
     calls = []
     spectrum = granularity._spectrum
     monkeypatch.setattr(granularity, "_spectrum",
                         lambda image, *a: calls.append(image.shape) or spectrum(image, *a))
-    table = _measure(_feature_step(["texture"]), cells, _Console(quiet=True))
+    files = sorted((tmp_path / "images").iterdir())
+    measured = _read_cells(files, str(tmp_path / "labels"), {}, _Console(quiet=True),
+                           step=_feature_step(["texture"]))
     assert sorted(calls) == [(60, 60), (120, 120), (130, 130)]
+    assert measured.cells.fields()[0] == ()  # the whole images were let go
+    assert len(measured.cells) == len(measured.features) == len(cells) == 677
     whole = _feature_step(["texture"]).fit(cells).transform(cells)
-    np.testing.assert_allclose(table.to_numpy(), whole.astype(np.float32))
+    np.testing.assert_allclose(measured.features.to_numpy(), whole.astype(np.float32))
+    np.testing.assert_array_equal(measured.metadata["Metadata_ObjectNumber"],
+                                  cells.metadata["Metadata_ObjectNumber"])
+    np.testing.assert_array_equal(measured.cells.crop(5), cells.crop(5))
+
+
+def _count_reads(monkeypatch):
+    """Count the images the command reads (featcell.io.iter_cells, one file at a time)."""
+    from featcell import io
+
+    reads = []
+    iter_cells = io.iter_cells
+
+    def counted(images, *args, **kwargs):
+        reads.append(images)
+        return iter_cells(images, *args, **kwargs)
+
+    monkeypatch.setattr(io, "iter_cells", counted)
+    return reads
+
+
+def test_a_target_typo_fails_after_the_first_image(capsys, live_dead, tmp_path, monkeypatch):
+    """train measures while it reads, so --target and --group-by are checked on the first
+    image (and the file names), not after the whole folder."""
+    reads = _count_reads(monkeypatch)
+    code, _, err = run(capsys, "train", live_dead / "images", "--labels", live_dead / "boxes",
+                       "--as-gray", "--target", "Klass", "-o", tmp_path / "m.featcell")
+    assert code == 2 and "--target 'Klass' is not a column" in err and "'Class'" in err
+    assert len(reads) == 1
+    code, _, err = run(capsys, "train", live_dead / "images", "--labels", live_dead / "boxes",
+                       "--as-gray", "--target", "Class", "--group-by", "Plate",
+                       "-o", tmp_path / "m.featcell")
+    assert code == 2 and "--group-by 'Plate': no such column" in err and len(reads) == 2
+
+
+def test_a_column_from_a_later_file_name_is_not_refused():
+    """The first image's cells lack the well that a later file's name gives: the early
+    check must not refuse --group-by Well (every cell is checked after reading)."""
+    from argparse import Namespace
+
+    from featcell.cli import _check_column_names
+
+    first = pd.DataFrame(columns=["Metadata_ImageID", "Metadata_Class"])
+    files = [Path("scan.tif"), Path("Plate1_A01_s1_w1.tif")]
+    _check_column_names(first, files, Namespace(target="Class", group_by="Well"))
+    with pytest.raises(featcell.cli.UserError, match="--group-by 'Site2'"):
+        _check_column_names(first, files, Namespace(target="Class", group_by="Site2"))
+
+
+def test_a_folder_split_between_grey_and_colour_fails_once_certain(tmp_path, monkeypatch):
+    """Ten images alternating grey and colour can have no majority of one kind: the run
+    stops at the fourth image (two odd ones, more than 5 % of ten), before the rest are
+    read and measured."""
+    import numpy as np
+    import tifffile
+
+    from featcell.cli import UserError, _Console, _feature_step, _read_cells
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:15, 5:15], labels[20:32, 18:30] = 1, 2
+    for i in range(10):
+        shape = (40, 40) if i % 2 else (40, 40, 3)
+        tifffile.imwrite(tmp_path / "images" / f"im{i}.tif",
+                         rng.integers(0, 255, shape, dtype=np.uint8))
+        tifffile.imwrite(tmp_path / "labels" / f"im{i}.tif", labels)
+    reads = _count_reads(monkeypatch)
+    files = sorted((tmp_path / "images").iterdir())
+    with pytest.raises(UserError, match="do not all have the same channels.*--as-gray"):
+        _read_cells(files, str(tmp_path / "labels"), {}, _Console(quiet=True),
+                    step=_feature_step(["intensity"]))
+    assert len(reads) == 4
