@@ -461,6 +461,7 @@ class _Setup:
                 metrics = [*_DEFAULT_METRICS["regression"], "game1", "game2", "game3"]
         y = _check_y(y, n)
         task, task_source = _resolve_task(task, y, estimators)
+        _check_estimator_types(estimators, task, y)
         classes = None
         if task == "classification":
             classes = np.unique(y)
@@ -824,6 +825,23 @@ def _resolve_task(task, y, estimators=()):
     if n_unique <= limit:
         return "classification", f"inferred: y has {n_unique} distinct integers (<= {limit})"
     return "regression", f"inferred: y has {n_unique} distinct integers (> {limit})"
+
+
+def _check_estimator_types(estimators, task, y):
+    """Refuse an estimator that cannot learn ``y`` in ``task``, naming it: a regressor given
+    labels, a classifier given measurements (non-integer numbers) or asked to regress."""
+    for estimator in estimators:
+        name = type(estimator).__name__
+        if is_regressor(estimator) and (task == "classification" or y.dtype.kind in "OUSb"):
+            what = "labels" if y.dtype.kind in "OUSb" else "classes (task='classification')"
+            raise ValueError(f"{name} is a regressor but y holds {what}; use a classifier "
+                             "(e.g. featcell.heads.make_head('lr'))")
+        if is_classifier(estimator) and (task == "regression" or (
+                y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0))):
+            what = ("non-integer numbers, a measurement" if y.dtype.kind == "f"
+                    else "numbers to regress (task='regression')")
+            raise ValueError(f"{name} is a classifier but y holds {what}; use a regressor "
+                             "(e.g. featcell.heads.make_head('lr', 'regression'))")
 
 
 _UNGROUPED_WARNING = (

@@ -474,6 +474,21 @@ def test_task_follows_the_estimator_before_the_values_of_y():
     assert evaluate(GaussianNB(), X, labels, groups="none", cv=4).task == "classification"
 
 
+def test_an_estimator_of_the_wrong_type_is_named_before_any_fit():
+    """A regressor given labels, or a classifier given measurements, failed inside
+    scikit-learn ("could not convert string to float", "Supported target types are...")."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    labels = np.repeat(["live", "dead"], 20)
+    with pytest.raises(ValueError, match="Ridge is a regressor but y holds labels"):
+        evaluate(Ridge(), X, labels, groups="none", cv=4)
+    with pytest.raises(ValueError, match="GaussianNB is a classifier but y holds non-integer"):
+        evaluate(GaussianNB(), X, rng.normal(size=40), groups="none", cv=4)
+    with pytest.raises(ValueError, match="Ridge is a regressor but y holds classes"):
+        compare({"nb": GaussianNB(), "ridge": Ridge()}, X, np.arange(40) % 2, groups="none",
+                cv=4, task="classification")
+
+
 def test_predictions_no_metric_can_score_fail_naming_the_estimator():
     class Unseen(ClassifierMixin, BaseEstimator):
         def fit(self, X, y):
