@@ -988,7 +988,7 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
                 check = None
             channels = tuple(cells.channel_names)
             if channels not in kept:
-                kept[channels] = _Measured(channels, step, keep_cells, n_jobs)
+                kept[channels] = _Measured(channels, step, keep_cells, n_jobs, console)
             kept[channels].add(path.name, cells)
             groups = {k: m.names for k, m in kept.items()}
             n_odd = sum(map(len, groups.values())) - max(map(len, groups.values()))
@@ -1001,6 +1001,8 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
     most = _majority_channels({k: m.names for k, m in kept.items()}, console,
                               "the others are skipped")
     measured = kept[most].finish()
+    if not measured.names:
+        raise UserError(f"none of the {len(files)} images could be measured (see above)")
     bar.close(f"read {len(measured.names)} images, {len(measured.metadata)} cells"
               + (f"; skipped {len(failed)} that could not be read" if failed else ""))
     if len(measured.metadata) == 0:
@@ -1011,48 +1013,75 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
 class _Measured:
     """The images with ``channels`` read so far; after :meth:`finish`, their cells'
     ``metadata`` (DataFrame), ``cells`` (CellSet of crops, or None), ``features``
-    (DataFrame, or None without a feature step) and the fitted feature ``step``.
+    (DataFrame, or None without a feature step), the fitted feature ``step`` and the
+    ``names`` of the images kept.
 
     Cells wait until the waiting images hold a chunk (about 256 cells; 512 per worker),
     are measured together, whole images at a time (granularity's image-wide work once per
-    image, :func:`featcell.features._base.image_chunks`), and the images are let go.
+    image, :func:`featcell.features._base.image_chunks`), and the images are let go. When
+    measuring a chunk fails, its images are measured one by one and those that fail are
+    skipped and named, as a bad file is.
     """
 
-    def __init__(self, channels, step, keep_cells, n_jobs):
+    def __init__(self, channels, step, keep_cells, n_jobs, console):
         from sklearn.base import clone
 
         self.channels = channels
         self.step = None if step is None else clone(step)
         self.keep_cells = keep_cells
+        self.console = console
         workers = 1 if not n_jobs else (os.cpu_count() if n_jobs < 0 else n_jobs)
         self.chunk = 256 if workers == 1 else 512 * workers
-        self.names, self.waiting = [], []
+        self.names, self.waiting = [], {}
+        self._fitted = False
         self._metadata, self._crops, self._values = [], [], []
 
     def add(self, name, cells):
         self.names.append(name)
-        self.waiting.append(cells)
-        if sum(map(len, self.waiting)) >= self.chunk:
+        self.waiting[name] = cells
+        if sum(map(len, self.waiting.values())) >= self.chunk:
             self._flush()
 
     def _flush(self):
-        import numpy as np
-
         from featcell.cells import CellSet
 
-        cells, self.waiting = CellSet.concat(self.waiting), []
+        waiting, self.waiting = self.waiting, {}
+        cells = CellSet.concat(list(waiting.values()))
+        if self.step is not None and len(cells) and not self._fitted:
+            self.step.fit(cells)  # the names only: no image's values decide the fit
+            self._fitted = True
+            if not len(self.step.get_feature_names_out()):
+                raise UserError(
+                    f"nothing to measure on images with channels {list(cells.channel_names)} "
+                    "(colocalization needs two or more channels); choose other --families"
+                )
+        try:
+            self._keep(cells)
+        except Exception as exc:  # noqa: BLE001 - find the image at fault, keep the others
+            if len(waiting) == 1:
+                self._skip(next(iter(waiting)), exc)
+                return
+            for name, one in waiting.items():
+                try:
+                    self._keep(one)
+                except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+                    self._skip(name, exc)
+
+    def _keep(self, cells):
+        import numpy as np
+
+        values = None
         if self.step is not None and len(cells):
-            if not self._values:  # the names only: no image's values decide the fit
-                self.step.fit(cells)
-                if not len(self.step.get_feature_names_out()):
-                    raise UserError(
-                        f"nothing to measure on images with channels {list(cells.channel_names)}"
-                        " (colocalization needs two or more channels); choose other --families"
-                    )
-            self._values.append(np.asarray(self.step.transform(cells), np.float32))
+            values = np.asarray(self.step.transform(cells), np.float32)
+        if values is not None:
+            self._values.append(values)
         self._metadata.append(cells.metadata)
         if self.keep_cells:
             self._crops.append(cells._without_fields())
+
+    def _skip(self, name, exc):
+        self.names.remove(name)
+        self.console.say(f"skipped {name}: its cells cannot be measured: {_message(exc)}")
 
     def finish(self):
         import numpy as np
@@ -1062,10 +1091,11 @@ class _Measured:
 
         if self.waiting:
             self._flush()
-        self.metadata = pd.concat(self._metadata, ignore_index=True)
-        self.cells = CellSet.concat(self._crops) if self.keep_cells else None
+        self.metadata = pd.concat(self._metadata, ignore_index=True) if self._metadata else \
+            pd.DataFrame()
+        self.cells = CellSet.concat(self._crops) if self.keep_cells and self._crops else None
         self.features = None
-        if self.step is not None and self._values:
+        if self._values:
             self.features = pd.DataFrame(np.concatenate(self._values),
                                          columns=list(self.step.get_feature_names_out()))
         self._metadata = self._crops = self._values = None

@@ -357,3 +357,48 @@ def test_a_folder_split_between_grey_and_colour_fails_once_certain(tmp_path, mon
         _read_cells(files, str(tmp_path / "labels"), {}, _Console(quiet=True),
                     step=_feature_step(["intensity"]))
     assert len(reads) == 4
+
+
+def test_an_image_whose_cells_cannot_be_measured_is_skipped_and_named(tmp_path, capsys):
+    """Measuring a chunk of images fails because of one of them: that image is skipped and
+    named, the others' rows are kept (a single file does not decide the run)."""
+    import numpy as np
+    import tifffile
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    from featcell.cli import _Console, _read_cells
+
+    class FailsOn(TransformerMixin, BaseEstimator):
+        def __init__(self, bad=None):
+            self.bad = bad
+
+        def fit(self, X, y=None):
+            return self
+
+        def transform(self, X):
+            if self.bad in set(X.metadata["Metadata_ImageID"]):
+                raise ValueError("a hostile cell")
+            return X.metadata[["Metadata_ObjectNumber"]].to_numpy(float)
+
+        def get_feature_names_out(self, input_features=None):
+            return np.array(["Number"], object)
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for i, n in enumerate((3, 2, 4)):
+        labels = np.zeros((30, 60), np.int32)
+        for k in range(n):
+            labels[5:15, 2 + 12 * k : 12 + 12 * k] = k + 1
+        tifffile.imwrite(tmp_path / "images" / f"im{i}.tif", np.full((30, 60), 9, np.uint8))
+        tifffile.imwrite(tmp_path / "labels" / f"im{i}.tif", labels)
+    files = sorted((tmp_path / "images").iterdir())
+    measured = _read_cells(files, str(tmp_path / "labels"), {}, _Console(quiet=False),
+                           step=FailsOn("im1.tif"))
+    assert measured.names == ["im0.tif", "im2.tif"]
+    assert measured.features["Number"].tolist() == [1, 2, 3, 1, 2, 3, 4]
+    assert measured.metadata["Metadata_ImageID"].tolist() == ["im0.tif"] * 3 + ["im2.tif"] * 4
+    assert len(measured.cells) == 7
+    assert "skipped im1.tif: its cells cannot be measured: " in capsys.readouterr().err
+    with pytest.raises(featcell.cli.UserError, match="none of the 1 images could be measured"):
+        _read_cells(files[1:2], str(tmp_path / "labels"), {}, _Console(quiet=True),
+                    step=FailsOn("im1.tif"))
