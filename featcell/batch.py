@@ -607,12 +607,22 @@ def _part_records(part):
 
 
 def _unify(schemas):
-    """One schema for all tables: the union of columns, ``Metadata_*`` first."""
-    schemas = [s for s in schemas if len(s)]
-    if not schemas:
-        return pa.schema([])
-    merged = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
-    fields = sorted(merged, key=lambda f: not f.name.startswith("Metadata_"))  # stable
+    """One schema for all tables: the union of columns, ``Metadata_*`` first. A column
+    that images type in ways that do not unify (text in one, numbers in another: a blank
+    cell of a metadata table) becomes text, so no single image decides the run."""
+    types = {}  # column -> its types, in order of first appearance
+    for schema in schemas:
+        for field in schema:
+            types.setdefault(field.name, []).append(field.type)
+    fields = []
+    for name, kinds in types.items():
+        try:
+            kind = pa.unify_schemas([pa.schema([(name, k)]) for k in kinds],
+                                    promote_options="permissive").field(name).type
+        except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            kind = pa.string()
+        fields.append(pa.field(name, kind))
+    fields.sort(key=lambda f: not f.name.startswith("Metadata_"))  # stable
     return pa.schema(fields)
 
 

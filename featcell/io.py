@@ -902,7 +902,8 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
             raise KeyError(f"metadata has no row for image {path.name!r} (nor {path.stem!r}); "
                            f"it names e.g. {str(metadata.index[0])!r}" if len(metadata.index)
                            else "metadata is empty")
-        extra.update(metadata.loc[key].to_dict())
+        # a blank cell is missing (None), not a number in a text column
+        extra.update({k: None if _is_blank(v) else v for k, v in metadata.loc[key].items()})
     if channels is None and image.ndim == 3:
         channels = [f"Ch{i + 1}" for i in range(image.shape[-1])]
         if info["channel_names"] is not None:
@@ -952,6 +953,10 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
         )
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{path.name}: {exc}") from exc
+
+
+def _is_blank(value):
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _file_metadata(info):

@@ -343,6 +343,28 @@ def test_read_kwargs_and_metadata(dataset, tmp_path):
     assert set(result.read_cells()["Metadata_Plate"]) == {"P1"}
 
 
+def test_a_blank_metadata_cell_or_a_column_typed_two_ways_does_not_stop_the_run(dataset,
+                                                                                tmp_path):
+    """One blank cell in a text column of the metadata table made that image's column a
+    number: the parts could not be merged and the run failed with nothing written."""
+    import pyarrow as pa
+
+    from featcell.batch import _unify
+
+    root, model, _ = dataset
+    treatment = ["DMSO", "drug", None, "DMSO", "drug", "DMSO", "drug", "DMSO", "drug", "DMSO"]
+    table = pd.DataFrame({"Treatment": treatment, "Dose": [1.0, 2.0, np.nan] + [1.0] * 7},
+                         index=[f"field{i:02d}.tif" for i in range(10)])
+    cells = score(model[0], root, tmp_path / "out", read_kwargs={"metadata": table},
+                  chunk_size=2).read_cells()
+    by_image = cells.groupby("Metadata_ImageID")[["Metadata_Treatment", "Metadata_Dose"]].first()
+    assert by_image.loc["field01.tif"].tolist() == ["drug", 2.0]
+    assert by_image.loc["field02.tif"].isna().all()
+    schema = _unify([pa.schema([("Metadata_A", pa.string()), ("x", pa.float32())]),
+                     pa.schema([("x", pa.float64()), ("Metadata_A", pa.float64())])])
+    assert schema == pa.schema([("Metadata_A", pa.string()), ("x", pa.float64())])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
