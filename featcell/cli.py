@@ -1926,7 +1926,7 @@ def _train_cnn(args, console):
     console.say("training on all cells")
     model.fit(cells, y)
     settings = {"families": [], "channel_names": list(cells.channel_names),
-                "read": {k: v for k, v in read_kwargs.items() if k != "metadata"},
+                "read": _saved_read(read_kwargs),
                 "labels": _labels_kind(args.labels), "model": "trained_cnn"}
     save_model(model, args.output, metadata={
         "kind": "cells", "task": args.task, "target": args.target,
@@ -2270,6 +2270,7 @@ def _cmd_score(args, console):
     ):
         raise UserError(f"{args.model!r}: its metadata's kind {kind!r} or feature_columns are "
                         "not what featcell writes; the model file was modified")
+    saved_read, channel_names = _model_settings(info, args.model)
     model = load_model(args.model, trusted=list(args.trust) or None)
     console.say(
         f"featcell score: {info.get('task', 'model')} model ({manifest.get('estimator')}), "
@@ -2317,7 +2318,7 @@ def _cmd_score(args, console):
             "settings, so it cannot measure images itself; score a feature table with the "
             "same columns instead (featcell score MODEL features.parquet -o ...)"
         )
-    read = dict(info.get("features", {}).get("read", {}))
+    read = saved_read
     read.update(_read_kwargs(args))
     if kind == "images":
         _score_counts(model, files, args, console, read.get("max_pixels"))
@@ -2325,7 +2326,7 @@ def _cmd_score(args, console):
     from featcell.batch import score_images
 
     _check_labels_option(args.labels)
-    _check_model_channels(info.get("features", {}).get("channel_names"), files, read)
+    _check_model_channels(channel_names, files, read)
     save_labels = _save_labels_folder(args, args.output)
     if save_labels is not None:
         read["save_labels"] = str(save_labels)
@@ -2352,6 +2353,44 @@ def _cmd_score(args, console):
         print(images[shown].to_string(index=False, max_rows=20))
         console.say(f"per-image summary: {result.images_path}")
     print(result.cells_path)
+
+
+# the reading settings a model file may hold (those _saved_read keeps), each with its check
+_SAVED_READ_CHECKS = {
+    "channels": lambda v: isinstance(v, list) and 0 < len(v) <= 256
+    and all(isinstance(c, str) for c in v),
+    "as_gray": lambda v: isinstance(v, bool),
+    "margin": lambda v: type(v) is int and 0 <= v <= 100_000,
+    "channel_axis": lambda v: type(v) is int and -16 <= v < 16,
+    "z_project": lambda v: v in ("max", "mean"),
+    "timepoint": lambda v: type(v) is int and v >= 0,
+}
+
+
+def _model_settings(info, model):
+    """``(reading settings, channel names)`` that a model file's metadata holds, checked
+    before use: only the settings :func:`_saved_read` writes, each of its type; never the
+    size limit, a labels folder or segmentation parameters, which are the run's own (a
+    file from others must not lift the limit on image size: an older file's are dropped,
+    any other is refused)."""
+    features = info.get("features", {})
+    read = features.get("read", {}) if isinstance(features, dict) else None
+    names = features.get("channel_names") if isinstance(features, dict) else None
+    if isinstance(read, dict):  # the run's own, never the file's (older files kept them)
+        read = {k: v for k, v in read.items() if k not in ("max_pixels", "save_labels")}
+    if not isinstance(features, dict):
+        bad = f"feature settings {features!r}"
+    elif not isinstance(read, dict):
+        bad = f"reading settings {read!r}"
+    elif not (names is None or _SAVED_READ_CHECKS["channels"](names)):
+        bad = f"channel names {names!r}"
+    else:
+        bad = next((f"reading setting {key}={value!r}" for key, value in read.items()
+                    if not _SAVED_READ_CHECKS.get(key, lambda v: False)(value)), None)
+    if bad is not None:
+        raise UserError(f"{model!r}: its {bad[:200]} is not what featcell writes; the model "
+                        "file was modified")
+    return dict(read), names
 
 
 def _check_model_channels(wanted, files, read, n_probe=5):

@@ -1136,3 +1136,42 @@ def test_an_interruption_promises_a_resume_only_where_parts_were_written(tmp_pat
     code, _, err = run(capsys, "score", tmp_path / "m.featcell", tmp_path, "-o",
                        tmp_path / "p.csv")
     assert code == 130 and "nothing was saved" in err  # it promised a resume
+
+
+def test_a_model_file_cannot_lift_the_size_limit_or_hand_the_reader_settings(tmp_path, capsys):
+    """score took a model file's reading settings as they were: a tampered file could lift
+    the decompression-bomb limit (max_pixels), hand segment() any parameter, or give
+    tracebacks with settings of other types."""
+    root = _live_dead(tmp_path / "data")
+    model = tmp_path / "m.featcell"
+    code, _, err = run(capsys, "train", root / "images", "--labels", root / "boxes", "--target",
+                       "Class", "--families", "intensity", "--model", "lr", "--cv", "2", "-o",
+                       model, "-q")
+    assert code == 0, err
+    with zipfile.ZipFile(model) as zf:
+        manifest, payload = json.loads(zf.read("manifest.json")), zf.read("model.skops")
+    _tiff_bomb(root / "images" / "0bomb.tif", side=20_000)  # 400 M pixels, over the limit
+
+    def tampered(name, **read):
+        features = {**manifest["metadata"]["features"],
+                    "read": {**manifest["metadata"]["features"]["read"], **read}}
+        path = tmp_path / f"{name}.featcell"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("manifest.json", json.dumps(
+                {**manifest, "metadata": {**manifest["metadata"], "features": features}}))
+            zf.writestr("model.skops", payload)
+        return path
+
+    out = tmp_path / "scores.csv"
+    code, _, err = run(capsys, "score", tampered("limit", max_pixels=10**12), root / "images",
+                       "--labels", root / "boxes", "-o", out)
+    assert code == 0, err  # the file's limit is dropped: the bomb fails alone
+    errors = pd.read_csv(tmp_path / "scores_errors.csv")
+    assert [Path(p).name for p in errors["path"]] == ["0bomb.tif"]
+    assert errors["message"].str.contains("more than the limit").all()
+    for name, read, named in [("segment", {"segment_kwargs": {"sigma": 4000}}, "segment_kwargs"),
+                              ("margin", {"margin": "8"}, "margin='8'"),
+                              ("channels", {"channels": 3}, "channels=3")]:
+        code, _, err = run(capsys, "score", tampered(name, **read), root / "images", "--labels",
+                           root / "boxes", "-o", tmp_path / f"{name}.csv")
+        assert code == 2 and named in err and "was modified" in err and "Traceback" not in err
