@@ -413,9 +413,14 @@ class CellSet:
         stack = _as_float(stack, rescale, "image")
         channel_names = _check_channel_names(channels, stack.shape[0])
         margin = _check_margin(margin)
-        boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) if np.size(boxes) else np.empty((0, 4))
-        if boxes.shape[1] != 4:
-            raise ValueError(f"boxes must have shape (N, 4) as xmin, ymin, xmax, ymax; got {boxes.shape}")
+        boxes = np.asarray(boxes, dtype=float)
+        if boxes.shape == (4,):  # one box
+            boxes = boxes[None]
+        elif boxes.size == 0:
+            boxes = np.empty((0, 4))
+        if boxes.ndim != 2 or boxes.shape[1] != 4:  # a (4, N) array is not N boxes
+            raise ValueError(f"boxes must have shape (N, 4) as xmin, ymin, xmax, ymax; got "
+                             f"{boxes.shape}")
         if not np.isfinite(boxes).all():
             raise ValueError(f"boxes {np.flatnonzero(~np.isfinite(boxes).all(axis=1)).tolist()} "
                              "hold NaN or infinite coordinates")
@@ -752,13 +757,23 @@ class CellSet:
 
     def crop(self, i):
         """Crop of cell ``i``: float32 array (C, h, w), context margin included."""
+        i = self._position(i)
         h, w = self._shapes[i]
         return self._values[:, self._starts[i] : self._starts[i + 1]].reshape(-1, h, w)
 
     def mask(self, i):
         """Mask of cell ``i`` in crop coordinates: bool array (h, w)."""
+        i = self._position(i)
         h, w = self._shapes[i]
         return self._mask[self._starts[i] : self._starts[i + 1]].reshape(h, w)
+
+    def _position(self, i):
+        """Cell ``i`` as a position 0 .. N-1 (``-1``: the last cell, as in a sequence)."""
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"cell index must be an integer, got {i!r}")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"cell {i} is out of range for a CellSet of {len(self)} cells")
+        return int(i) % len(self)
 
     def iter_crops(self):
         """Yield ``(crop, mask)`` for every cell, in order."""

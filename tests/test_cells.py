@@ -185,3 +185,31 @@ def test_concat_refuses_different_channels(two_objects):
         CellSet.concat([a, b])
     with pytest.raises(TypeError, match="CellSet"):
         CellSet.concat([a, image])
+
+
+def test_crop_and_mask_take_negative_indices_as_sequences_do():
+    """crop(-2) gave cell 1's pixels, crop(-1) an empty array and mask(-1) a reshape error:
+    the shape wrapped a negative index, the pixel slice did not."""
+    rng = np.random.default_rng(0)
+    cells = CellSet.from_crops(rng.random((3, 1, 8, 8)))
+    for i in (-1, -2, -3):
+        np.testing.assert_array_equal(cells.crop(i), cells.crop(3 + i))
+        np.testing.assert_array_equal(cells.mask(i), cells.mask(3 + i))
+    with pytest.raises(IndexError, match="cell 3 is out of range for a CellSet of 3 cells"):
+        cells.crop(3)
+    with pytest.raises(IndexError, match="cell -4"):
+        cells.mask(-4)
+    with pytest.raises(TypeError, match="cell index must be an integer"):
+        cells.crop(1.0)
+
+
+def test_boxes_of_another_shape_are_refused_not_reshaped():
+    """A (4, N) array, boxes one per column, was reshaped into other boxes; (2, 6) became
+    three cells."""
+    image = np.zeros((60, 60))
+    np.testing.assert_array_equal(
+        CellSet.from_boxes(image, [5, 10, 20, 30]).metadata["Metadata_BoundingBox_MinX"], [5])
+    for boxes in (np.array([[5, 30], [10, 40], [20, 45], [30, 55]]), np.ones((2, 6)),
+                  np.ones((2, 3)), np.ones((1, 2, 4))):
+        with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\)"):
+            CellSet.from_boxes(image, boxes)
