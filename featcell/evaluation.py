@@ -954,6 +954,13 @@ def _make_splits(cv, task, y, groups, n, random_state):
                 "one test set; evaluate needs disjoint test sets (KFold-style splitters)"
             )
         fold[test] = k
+        both = np.intersect1d(train, test)
+        if len(both):
+            raise ValueError(
+                f"cv={cv!r} puts sample {int(both[0])} in both the training and the test set "
+                f"of fold {k} ({len(both)} such samples): the model would be scored on what "
+                "it learnt from; give disjoint training and test indices"
+            )
         if groups is not None:
             shared = np.intersect1d(groups[train], groups[test])
             if len(shared):

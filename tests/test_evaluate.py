@@ -474,6 +474,16 @@ def test_task_follows_the_estimator_before_the_values_of_y():
     assert evaluate(GaussianNB(), X, labels, groups="none", cv=4).task == "classification"
 
 
+def test_a_split_that_tests_on_training_samples_is_refused():
+    """Without groups, cv=[(all, half)] scored a 1-nearest-neighbour model on noise at 1.0."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 2)), np.arange(40) % 2
+    everything, half = np.arange(40), np.arange(20)
+    with pytest.raises(ValueError, match="puts sample 0 in both the training and the test set "
+                                         "of fold 0 \\(20 such samples\\)"):
+        evaluate(GaussianNB(), X, y, groups="none", cv=[(everything, half)])
+
+
 def test_an_estimator_of_the_wrong_type_is_named_before_any_fit():
     """A regressor given labels, or a classifier given measurements, failed inside
     scikit-learn ("could not convert string to float", "Supported target types are...")."""
