@@ -192,11 +192,12 @@ class SegmentationCounter(RegressorMixin, BaseEstimator):
         Returns
         -------
         counts : ndarray of shape (n_images,)
-            Calibrated counts (not rounded).
+            Calibrated counts (not rounded, never negative).
         """
         check_is_fitted(self)
         images = _check_images(images)
-        return self.intercept_ + self.coef_ * self._segmented_counts(images)
+        # the calibration line may cross zero below the counts it saw: no count is negative
+        return np.maximum(self.intercept_ + self.coef_ * self._segmented_counts(images), 0.0)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -781,11 +782,12 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         Returns
         -------
         counts : ndarray of shape (n_images,)
-            Counts (not rounded).
+            Counts (not rounded, never negative).
         """
         check_is_fitted(self)
         sums = [self._sum(self.head_, *self._features(item)) for item in _check_images(images)]
-        return self.intercept_ + self.coef_ * np.asarray(sums, dtype=np.float64)
+        # a head's density may dip below zero, and the calibration cross it: no count does
+        return np.maximum(self.intercept_ + self.coef_ * np.asarray(sums, dtype=np.float64), 0.0)
 
     def predict_grid(self, images, level=3):
         """Objects per cell of a ``2**level x 2**level`` grid over each image, for GAME.
@@ -1007,6 +1009,10 @@ def _region_sums(density, region, n):
         boxes = region.reshape(-1, 4).astype(float)
         if not np.isfinite(boxes).all():
             raise ValueError(f"regions[{n}] holds NaN or infinite box coordinates")
+        inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+        if inverted.any():
+            raise ValueError(f"regions[{n}]: boxes {np.flatnonzero(inverted).tolist()[:5]} end "
+                             "before they start; expected xmin, ymin, xmax, ymax")
         # summed-area table: every box in O(1)
         table = np.zeros((density.shape[0] + 1, density.shape[1] + 1))
         table[1:, 1:] = density.cumsum(0).cumsum(1)

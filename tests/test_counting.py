@@ -664,3 +664,21 @@ def test_head_rows_bin_once_and_fit_like_the_heads_own_fit():
     ridge = rows.fit(make_head("lr", "regression"), y, 2)
     expected = make_head("lr", "regression").fit(X[fold != 2], y[fold != 2])
     np.testing.assert_allclose(ridge.predict(X), expected.predict(X))
+
+
+def test_no_count_is_negative_and_inverted_boxes_are_refused():
+    """A calibration line crossing zero below the training counts gave -5 cells on an empty
+    field; count_in took a box ending before it starts (a negative count, or the whole
+    image)."""
+    from featcell.counting import SegmentationCounter
+
+    images = [_cells(k, seed=k) for k in (2, 4, 6, 8)]
+    counter = SegmentationCounter().fit(images, [1, 7, 13, 19])  # 3 x found - 5
+    assert counter.coef_ > 2 and counter.intercept_ < -3
+    assert counter.predict([np.full((96, 96), 20.0)]).tolist() == [0.0]
+    blobs = [_blobs(k, seed=k) for k in (4, 8, 12)]
+    density = _density_counter().fit([b[0] for b in blobs], [b[1] for b in blobs])
+    density.intercept_ = -1e3
+    assert density.predict([blobs[0][0]]).tolist() == [0.0]
+    with pytest.raises(ValueError, match=r"regions\[0\]: boxes \[1\] end before they start"):
+        density.count_in([blobs[0][0]], [np.array([[0, 0, 64, 64], [0, 64, 64, 0]])])
