@@ -251,3 +251,27 @@ def test_compartments_on_ht29(shared_data):
             > cyto["Cytoplasm_Intensity_MeanIntensity_DNA"]).mean() > 0.95
     assert (nuc["Nuclei_Intensity_MeanIntensity_Cells"]
             < cyto["Cytoplasm_Intensity_MeanIntensity_Cells"]).mean() > 0.8
+
+
+def test_cells_without_the_fitted_compartments_are_refused():
+    """Fitted on cells with compartments, CellFeatures measured cells without them and
+    gave the whole cell as the nucleus and the cytoplasm (Nuclei_AreaShape_Area 256, not
+    25)."""
+    from featcell import CellFeatures
+
+    cells = np.zeros((40, 40), np.int32)
+    cells[2:18, 2:18], cells[20:38, 20:38] = 1, 2
+    nuclei = np.zeros((40, 40), np.int32)
+    nuclei[7:12, 7:12], nuclei[25:30, 25:30] = 1, 5
+    image = np.random.default_rng(0).random((40, 40))
+    with_compartments = CellSet.from_compartments(image, {"Nuclei": nuclei, "Cells": cells},
+                                                  ["DNA"], image_id="i")
+    plain = CellSet.from_labels(image, cells, ["DNA"], image_id="i")
+    model = CellFeatures(families=["morphology"]).set_output(transform="pandas")
+    table = model.fit(with_compartments).transform(with_compartments)
+    assert table["Nuclei_AreaShape_Area"].tolist() == [25, 25]
+    with pytest.raises(ValueError, match=r"X has compartments None but the transformer was "
+                                         r"fitted on cells with compartments \['Nuclei'"):
+        model.transform(plain)
+    with pytest.raises(ValueError, match=r"X has compartments \['Nuclei'"):
+        CellFeatures(families=["morphology"]).fit(plain).transform(with_compartments)

@@ -97,6 +97,7 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
         self.families_ = self._select_families()
         self.n_features_in_ = X.n_channels
         self.channel_names_in_ = X.channel_names
+        self.compartment_names_in_ = _compartment_names(X)
         prefix = self._compartment_prefix()
         self.feature_names_out_ = np.asarray(
             [prefix + name for name in self._feature_names()], dtype=object
@@ -117,7 +118,14 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
             One row per cell, columns named by ``get_feature_names_out()``.
         """
         check_is_fitted(self, "feature_names_out_")
-        X = select_compartment(check_cellset(X), getattr(self, "compartment", None))
+        X = check_cellset(X)
+        fitted = getattr(self, "compartment_names_in_", _compartment_names(X))  # older models
+        if _compartment_names(X) != fitted:  # a whole cell would pass for its nucleus
+            raise ValueError(
+                f"X has compartments {_compartment_names(X)} but the transformer was fitted "
+                f"on cells with compartments {fitted}"
+            )
+        X = select_compartment(X, getattr(self, "compartment", None))
         if X.channel_names != self.channel_names_in_:
             raise ValueError(
                 f"X has channels {list(X.channel_names)} but the transformer was fitted on "
@@ -237,6 +245,12 @@ def _chunks(cells, n_jobs, whole_images):
     if whole_images:
         return image_chunks(cells, size, n_jobs)
     return [np.arange(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _compartment_names(cells):
+    """The compartments of ``cells`` (a list of names), None for cells without."""
+    names = getattr(cells, "compartment_names", None)
+    return list(names) if names else None
 
 
 def image_chunks(cells, size, n_jobs=1):
