@@ -41,6 +41,7 @@ import sys
 import tempfile
 import warnings
 import zipfile
+import zlib
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -142,6 +143,10 @@ _MAX_ENTRY_BYTES = 2 << 30  # 2 GiB: a trained network or a big forest fits well
 _MAX_TOTAL_BYTES = 4 << 30
 _MAX_RATIO = 200  # deflate manages ~1000x on zeros; fitted arrays compress far less
 _RATIO_FLOOR_BYTES = 16 << 20  # small entries may compress as they like
+# what reading a damaged or crafted zip raises (JSON and UTF-8 errors are ValueErrors; an
+# unknown compression method, an "encrypted" flag, bad deflate data, JSON nested too deep)
+_DAMAGED = (zipfile.BadZipFile, KeyError, ValueError, zlib.error, NotImplementedError,
+            RuntimeError, EOFError)
 # distribution names recorded in the manifest and compared at load
 _RECORDED = ("featcell", "scikit-learn", "numpy", "scipy", "onnxruntime", "skops", "xgboost")
 
@@ -284,7 +289,7 @@ def load_model(path, *, trusted=None, cache_dir=None):
     manifest, payload = _read_archive(path)
     try:  # the schema is read as data: nothing it names is imported
         types, called = _schema_names(payload)
-    except (zipfile.BadZipFile, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+    except (*_DAMAGED, TypeError) as exc:
         raise ValueError(
             f"{str(path)!r}: {_PAYLOAD} is not a valid skops payload ({exc}); the file is "
             "corrupted or was modified"
@@ -378,7 +383,7 @@ def _read_archive(path, payload=True):
             _check_entries(zf, repr(str(path)))
             manifest = json.loads(zf.read(_MANIFEST))
             data = zf.read(_PAYLOAD) if payload else None
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # JSON and UTF-8 errors too
+    except _DAMAGED as exc:
         raise ValueError(
             f"{str(path)!r} is not a featcell model file (a zip with {_MANIFEST} and "
             f"{_PAYLOAD}, written by featcell.persist.save_model): {exc}"
@@ -434,8 +439,9 @@ def _check_entries(zf, what):
 
     Only the zip's central directory is read. An entry larger than
     ``_MAX_ENTRY_BYTES``, all entries together larger than ``_MAX_TOTAL_BYTES``, more
-    than ``_MAX_ENTRIES`` entries, or an entry of more than ``_RATIO_FLOOR_BYTES``
-    inflating more than ``_MAX_RATIO`` times (a zip bomb) is an error. Python's
+    than ``_MAX_ENTRIES`` entries, or an entry (or all entries together) of more than
+    ``_RATIO_FLOOR_BYTES`` inflating more than ``_MAX_RATIO`` times (a zip bomb, whole
+    or in pieces) is an error. Python's
     zipfile never inflates an entry beyond its declared size, so the declared sizes
     bound what reading the archive can allocate.
     """
@@ -443,10 +449,10 @@ def _check_entries(zf, what):
     if len(infos) > _MAX_ENTRIES:
         raise ValueError(f"{what} has {len(infos)} entries (at most {_MAX_ENTRIES}); "
                          "it is not a featcell model file")
-    total = 0
+    total = total_packed = 0
     for info in infos:
         size, packed = info.file_size, max(info.compress_size, 1)
-        total += size
+        total, total_packed = total + size, total_packed + packed
         if size > _MAX_ENTRY_BYTES or total > _MAX_TOTAL_BYTES:
             raise ValueError(
                 f"{what}: entry {info.filename!r} declares {size / 2**20:,.0f} MiB "
@@ -459,6 +465,12 @@ def _check_entries(zf, what):
                 f"({packed:,} bytes to {size:,}; limit {_MAX_RATIO}x), as a zip bomb does; "
                 "refused without reading it"
             )
+    if total > _RATIO_FLOOR_BYTES and total / total_packed > _MAX_RATIO:  # a bomb in pieces
+        raise ValueError(
+            f"{what}: its {len(infos)} entries would inflate {total / total_packed:,.0f} times "
+            f"together ({total_packed:,} bytes to {total:,}; limit {_MAX_RATIO}x), as a zip "
+            "bomb does; refused without reading them"
+        )
 
 
 def _versions():

@@ -197,6 +197,61 @@ def test_zip_bomb_in_a_model_file_is_refused_within_seconds(tmp_path, where):
     assert time.monotonic() - start < 5
 
 
+def test_a_zip_bomb_split_into_entries_under_the_floor_is_refused(tmp_path):
+    """24 arrays of 16 MiB of zeros (each at the per-entry ratio floor) declared 384 MiB
+    in a 0.4 MiB file, and loaded."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("schema.json", json.dumps(
+            {**_object_schema("sklearn.pipeline", "Pipeline"), "protocol": 2}))
+        for k in range(24):
+            _write_bomb(zf, f"{k}.npy", mib=16)
+    path = _model_file(tmp_path / "split.featcell", buffer.getvalue())
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ValueError, match="25 entries would inflate .* times together"):
+        load_model(path)
+
+
+def _damage(path, kind):
+    """``path`` with its manifest's deflate data flipped, an unknown compression method
+    (99) or the "encrypted" flag on every entry."""
+    data = bytearray(path.read_bytes())
+    if kind == "deflate":
+        start = data.find(b"PK\x03\x04")
+        begin = start + 30 + int.from_bytes(data[start + 26:start + 28], "little")
+        data[begin + 2:begin + 12] = bytes(b ^ 0xFF for b in data[begin + 2:begin + 12])
+    for signature, method, flag in ((b"PK\x03\x04", 8, 6), (b"PK\x01\x02", 10, 8)):
+        start = data.find(signature)
+        while start >= 0:
+            if kind == "method":
+                data[start + method:start + method + 2] = (99).to_bytes(2, "little")
+            elif kind == "encrypted":
+                data[start + flag] |= 1
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["deflate", "method", "encrypted", "nested"])
+def test_a_damaged_model_zip_is_not_a_model_file(tmp_path, capsys, kind):
+    """Bad deflate data, compression method 99, an "encrypted" flag or JSON nested 100,000
+    deep gave zlib.error, NotImplementedError, RuntimeError or RecursionError tracebacks."""
+    path = tmp_path / f"{kind}.featcell"
+    with zipfile.ZipFile(save_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]),
+                                    tmp_path / "good.featcell")) as good, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in good.namelist():
+            data = good.read(name)
+            zf.writestr(name, b"[" * 100_000 if kind == "nested" and name == "manifest.json"
+                        else data)
+    if kind != "nested":
+        _damage(path, kind)
+    with pytest.raises(ValueError, match="is not a featcell model file"):
+        load_model(path)
+    code, _, err = run(capsys, "score", path, tmp_path, "-o", tmp_path / "o.csv")
+    assert code == 2 and "is not a featcell model file" in err and "Traceback" not in err
+
+
 def test_crafted_tree_with_out_of_range_children_is_refused(tmp_path):
     from sklearn.tree import DecisionTreeClassifier
 
