@@ -752,8 +752,11 @@ def _restore_networks(model, entries, path, cache_dir):
                 from .cnn import BUNDLED_MODEL as original
             else:
                 original = Path(entry["path"])
-            if original.is_file() and file_sha256(original) == sha:
-                continue  # bundled model or original network unchanged on this machine
+            # the original network, unchanged on this machine (only a file of the stored
+            # network's size is hashed: the manifest may name any path)
+            if original.is_file() and original.stat().st_size == len(data) and \
+                    file_sha256(original) == sha:
+                continue
             target = _cache_dir(cache_dir) / f"{sha}.onnx"
             if not (target.is_file() and file_sha256(target) == sha):
                 _atomic_write(target, data)

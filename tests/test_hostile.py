@@ -397,6 +397,26 @@ def test_swapped_or_garbage_onnx_network_is_refused_at_load(tmp_path, capsys, pa
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_a_path_the_manifest_names_is_not_read_unless_it_may_be_the_network(tmp_path):
+    """load_model hashed whatever local file the manifest named as the network's original
+    (a 20 GiB sparse file: 65 s); only a file of the stored network's size may be it."""
+    path = _cnn_model_file(tmp_path)
+    with zipfile.ZipFile(path) as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    huge = tmp_path / "huge.onnx"
+    with open(huge, "wb") as f:
+        f.truncate(16 << 30)  # sparse: 16 GiB of zeros, no disk used
+    manifest["onnx"][0].update(bundled=False, path=str(huge))
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    start = time.monotonic()
+    load_model(path)
+    assert time.monotonic() - start < 5
+
+
 # --------------------------------------------------------------------------- folders
 def _live_dead(root, n=3):
     """``n`` bundled colour PNGs with their VOC boxes, in ``root/images`` and ``root/boxes``."""
