@@ -11,6 +11,7 @@ dots smoothed by a Gaussian, summing exactly to the count.
 
 from __future__ import annotations
 
+import array
 import csv
 import io as _stdio
 import numbers
@@ -367,7 +368,11 @@ def _image_points(image, kind, what):
     for c in range(flat.shape[-1]):
         values, counts = np.unique(flat[..., c], return_counts=True)
         background[c] = values[np.argmax(counts)]
-    rows, cols = np.nonzero((flat != background).any(axis=-1))
+    dots = (flat != background).any(axis=-1)
+    if np.count_nonzero(dots) > _MAX_POINTS:  # before building them (a checkerboard)
+        raise ValueError(f"{what} has {np.count_nonzero(dots)} dot pixels; at most "
+                         f"{_MAX_POINTS} are accepted")
+    rows, cols = np.nonzero(dots)
     return np.column_stack([rows, cols]).astype(np.float64)
 
 
@@ -403,35 +408,37 @@ def _read_table(path):
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
+    # rows are parsed as they are read, blank ones skipped: memory follows the points kept,
+    # not the file (a file of blank lines or short rows)
+    rows = (r for r in csv.reader(_stdio.StringIO(text), delimiter=delimiter,
+                                  skipinitialspace=True) if any(cell.strip() for cell in r))
     try:
-        rows = list(csv.reader(_stdio.StringIO(text), delimiter=delimiter, skipinitialspace=True))
+        header = [h.strip().lower() for h in next(rows, [])]
+        if not header:
+            raise ValueError(f"{what} is empty; expected a header row naming the position "
+                             "columns")
+        row_col, fiji = _position_columns(header, what)
+        image_col = next((header.index(n) for n in _IMAGE_COLUMNS if n in header), None)
+        positions, names = array.array("d"), []
+        for i, record in enumerate(rows):
+            if i == _MAX_POINTS:
+                raise ValueError(f"{what} holds more than {_MAX_POINTS} rows; at most "
+                                 f"{_MAX_POINTS} are accepted")
+            if len(record) < len(header):
+                raise ValueError(f"{what}: row {i + 2} has {len(record)} fields but the header "
+                                 f"has {len(header)}")
+            try:
+                positions.extend((float(record[row_col[0]]), float(record[row_col[1]])))
+            except ValueError:
+                raise ValueError(
+                    f"{what}: row {i + 2} has a non-numeric position "
+                    f"({record[row_col[0]]!r}, {record[row_col[1]]!r})"
+                ) from None
+            if image_col is not None:
+                names.append(record[image_col].strip())
     except csv.Error as exc:  # e.g. a field over the csv module's 131,072 characters
         raise ValueError(f"{what} is not a readable table: {exc}") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise ValueError(f"{what} is empty; expected a header row naming the position columns")
-    header = [h.strip().lower() for h in rows[0]]
-    body = rows[1:]
-    if len(body) > _MAX_POINTS:
-        raise ValueError(f"{what} holds {len(body)} rows; at most {_MAX_POINTS} are accepted")
-    row_col, fiji = _position_columns(header, what)
-    image_col = next((header.index(n) for n in _IMAGE_COLUMNS if n in header), None)
-    values = np.empty((len(body), 2))
-    names = []
-    for i, record in enumerate(body):
-        if len(record) < len(header):
-            raise ValueError(
-                f"{what}: row {i + 2} has {len(record)} fields but the header has {len(header)}"
-            )
-        try:
-            values[i] = [float(record[row_col[0]]), float(record[row_col[1]])]
-        except ValueError:
-            raise ValueError(
-                f"{what}: row {i + 2} has a non-numeric position "
-                f"({record[row_col[0]]!r}, {record[row_col[1]]!r})"
-            ) from None
-        if image_col is not None:
-            names.append(record[image_col].strip())
+    values = np.frombuffer(positions, dtype=np.float64).reshape(-1, 2).copy()
     if fiji and len(values) and np.all(np.mod(values, 1) == 0.5):
         values -= 0.5  # ImageJ measures a point at its pixel's centre, (i + 0.5)
     if image_col is None:

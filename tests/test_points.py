@@ -159,6 +159,25 @@ def test_binary_garbage_names_file(tmp_path):
         read_points(bad_png)
 
 
+def test_the_point_cap_holds_while_reading(tmp_path, monkeypatch):
+    """Blank lines are skipped, not counted; a table or dot image over the cap is refused
+    (the cap was checked after every row, or every dot, had been built)."""
+    from featcell import points
+
+    monkeypatch.setattr(points, "_MAX_POINTS", 4)
+    path = tmp_path / "p.csv"
+    path.write_text("x,y\n" + "\n\n".join(f"{i},{i}" for i in range(4)) + "\n" * 1000)
+    assert read_points(path).shape == (4, 2)
+    path.write_text("x,y\n" + "\n".join(f"{i},{i}" for i in range(5)))
+    with pytest.raises(ValueError, match="holds more than 4 rows"):
+        read_points(path)
+    board = np.zeros((8, 8), np.uint8)
+    board[::2, ::2] = 255  # 16 dots
+    imsave(tmp_path / "dots.png", board, check_contrast=False)
+    with pytest.raises(ValueError, match="has 16 dot pixels; at most 4"):
+        read_points(tmp_path / "dots.png")
+
+
 def test_points_outside_image_refused(tmp_path):
     (tmp_path / "p").mkdir()
     image = tmp_path / "a.png"
