@@ -15,10 +15,8 @@ import hashlib
 import json
 import math
 import os
-import struct
 import warnings
 import xml.etree.ElementTree as ET
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,8 +164,8 @@ def read_image_metadata(path):
                 series = tif.series[0]
                 return {"axes": series.axes, "shape": tuple(series.shape),
                         **_tiff_metadata(tif, series)}
-        except (OSError, ValueError, IndexError, KeyError, RuntimeError) as exc:
-            raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - decoders' errors vary by file and version
+            raise _unreadable(path, exc) from exc
     if suffix in _BIOIO_SUFFIXES:
         _, info = _read_bioio(path)
         return info
@@ -212,11 +210,10 @@ def _read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timep
                                                   timepoint)
             else:
                 image, names_kept = np.asarray(_read_pillow(path, limit)), False
-        except (OSError, ValueError, SyntaxError, RuntimeError, IndexError, KeyError,
-                MemoryError, zlib.error, struct.error) as exc:  # decoder errors vary
+        except Exception as exc:  # noqa: BLE001 - decoders' errors vary by file and version
             if isinstance(exc, _AxisError):
                 raise
-            raise ValueError(f"could not read image {str(path)!r}: {exc}") from exc
+            raise _unreadable(path, exc) from exc
     if not names_kept:
         info["channel_names"] = None
     if image.ndim == 3 and image.shape[-1] == 4 and suffix in (".png", ".jpg", ".jpeg"):
@@ -231,6 +228,13 @@ def _read_image(path, *, as_gray=False, channel_axis=None, z_project=None, timep
         image = gray.astype(image.dtype) if np.issubdtype(image.dtype, np.integer) else gray
         info["channel_names"] = None
     return image, info
+
+
+def _unreadable(path, exc):
+    """The error for a file a decoder could not read, naming the file (and the decoder's
+    error type when it is not a plain ValueError or OSError: a ZeroDivisionError...)."""
+    detail = exc if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+    return ValueError(f"could not read image {str(path)!r}: {detail}")
 
 
 class _AxisError(ValueError):
@@ -579,11 +583,14 @@ def _read_pillow(path, limit):
 
     with _pillow_limit(limit):
         try:
-            with Image.open(path, formats=_PILLOW_FORMATS):
-                pass
+            with Image.open(path, formats=_PILLOW_FORMATS) as im:
+                frames = getattr(im, "n_frames", 1)
         except UnidentifiedImageError as exc:
             raise OSError(f"not a PNG, JPEG or BMP file (its suffix says {path.suffix!r}; "
                           "other formats are not decoded)") from exc
+        if frames > 1:  # an animated PNG: its frames would pass for rows and channels
+            raise ValueError(f"an animation of {frames} frames; expected one image (save "
+                             "each plane as its own file, or a stack as a TIFF)")
         return iio.imread(path, plugin="pillow")
 
 

@@ -130,3 +130,38 @@ def test_real_coelho_folder(shared_data):
     assert cells.metadata["Metadata_ImageID"].nunique() == 3
     assert 50 < len(cells) < 200
     assert all(cells.mask(i).any() for i in range(len(cells)))
+
+
+def test_any_decoder_error_is_a_value_error_naming_the_file(tmp_path, monkeypatch):
+    """Byte-flipped TIFFs made tifffile raise ZeroDivisionError, AssertionError or a bare
+    TypeError, without the file name: one such dots file stopped `featcell train`."""
+    import tifffile
+
+    from featcell.io import read_image, read_image_metadata
+
+    path = tmp_path / "flipped.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("integer division or modulo by zero")
+
+    monkeypatch.setattr(tifffile.TiffFile, "__init__", broken)
+    for read in (read_image, read_image_metadata):
+        with pytest.raises(ValueError, match=r"could not read image .*flipped\.tif.*: "
+                                             r"ZeroDivisionError: integer division"):
+            read(path)
+
+
+def test_an_animated_png_is_refused_not_read_as_rows_and_channels(tmp_path):
+    """A 3-frame 40 x 60 APNG was read as shape (3, 40, 60): 3 rows, 40 columns and 60
+    channels."""
+    from PIL import Image
+
+    from featcell.io import read_image
+
+    frames = [Image.fromarray(np.full((40, 60), 50 * k, np.uint8)) for k in range(3)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"anim\.png.*an animation of 3 frames"):
+        read_image(tmp_path / "anim.png")
+    frames[0].save(tmp_path / "still.png")
+    assert read_image(tmp_path / "still.png").shape == (40, 60)
