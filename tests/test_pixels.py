@@ -75,3 +75,17 @@ def test_squared_distances_are_each_masks_own_distance_transform():
             mask = np.pad(cells.mask(i), 1)  # the crop's outside is background
             expected = np.rint(ndi.distance_transform_edt(mask)[mask] ** 2)
             assert_array_equal(pix.squared_distances[pix.bounds[i] : pix.bounds[i + 1]], expected)
+
+
+def test_a_channel_model_refuses_a_grey_image():
+    """DensityCounter(channels=[1]) fitted on two-channel images counted grey images as
+    if they were channel 1 (PixelFeatures took any 2-D image as the channel asked for)."""
+    from featcell.features.image import PixelFeatures
+
+    rng = np.random.default_rng(0)
+    features = PixelFeatures(["gaussian"], scales=[1.0], channels=[1]).fit()
+    assert features.maps(rng.random((16, 16, 2))).shape == (16, 16, 1)
+    with pytest.raises(ValueError, match="channel 1 requested but the image has 1 channel"):
+        features.maps(rng.random((16, 16)))
+    grey = PixelFeatures(["gaussian"], scales=[1.0], channels=[0]).fit()
+    assert grey.maps(rng.random((16, 16))).shape == (16, 16, 1)

@@ -770,14 +770,7 @@ class PixelFeatures(_PixelMaps):
         _, keys = self._names_and_keys()
         planes = {}
         for channel, _ in plan:
-            if image.ndim == 2 or channel is None:
-                planes[channel] = _grey_plane(image)
-            elif channel >= image.shape[-1]:
-                raise ValueError(
-                    f"channel {channel} requested but the image has {image.shape[-1]} channels"
-                )
-            else:
-                planes[channel] = _grey_plane(image[..., channel], image.dtype)
+            planes[channel] = _channel_plane(image, channel)
         out = np.empty((*_grid(image.shape, step)[1], len(keys)), dtype=np.float32)
         column = {key: i for i, key in enumerate(keys)}
         for channel, filters in plan:
@@ -819,6 +812,18 @@ def _grey_plane(image, dtype=None):
     if not np.isfinite(plane).all():
         raise ValueError("image contains NaN or infinite values")
     return plane
+
+
+def _channel_plane(image, channel):
+    """The plane of ``channel`` as :func:`_grey_plane` gives it (``None``: colour averaged;
+    a grey image has channel 0 only: a model of channel 1 must not read it as grey)."""
+    n = 1 if image.ndim == 2 else image.shape[-1]
+    if channel is None or image.ndim == 2 and channel == 0:
+        return _grey_plane(image)
+    if channel >= n:
+        raise ValueError(f"channel {channel} requested but the image has {n} "
+                         f"channel{'s' * (n != 1)}")
+    return _grey_plane(image[..., channel], image.dtype)
 
 
 # --------------------------------------------------------------------------- CNN pixel features
@@ -941,15 +946,7 @@ class CNNPixelFeatures(_PixelMaps):
             raise ValueError(f"image has shape {image.shape}; expected (M, N) or (M, N, C)")
         parts = []
         for channel in self._channels():
-            if image.ndim == 2 or channel is None:
-                plane = _grey_plane(image)
-            elif channel >= image.shape[-1]:
-                raise ValueError(
-                    f"channel {channel} requested but the image has {image.shape[-1]} channels"
-                )
-            else:
-                plane = _grey_plane(image[..., channel], image.dtype)
-            parts.append(self._plane_maps(plane, step))
+            parts.append(self._plane_maps(_channel_plane(image, channel), step))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
     def _plane_maps(self, plane, step=1):
