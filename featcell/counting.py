@@ -581,6 +581,12 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         images = _check_images(images)
         sigmas = self._sigmas()
         self._check_n_samples()
+        if min(sigmas) < self.stride / 2:  # the target, sampled every stride, misses dots
+            raise ValueError(
+                f"sigma {min(sigmas)} is below half the stride ({self.stride}): the density "
+                "target, sampled every stride pixels, would miss most dots; raise sigma or "
+                "lower stride"
+            )
         extractors = self._extractors()
         targets = _resolve_points(images, points)
         dotted = [i for i, t in enumerate(targets) if isinstance(t, np.ndarray)]

@@ -810,8 +810,7 @@ def _resolve_task(task, y, estimators=()):
     if task != "auto":
         raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
     # the estimators say it first: integer counts with few values are still counts
-    kinds = {"regression" if is_regressor(e) else "classification" if is_classifier(e) else None
-             for e in estimators}
+    kinds = {_kind(e) for e in estimators}
     if len(kinds) == 1 and None not in kinds:
         kind = kinds.pop()
         noun = {"regression": "regressor", "classification": "classifier"}[kind]
@@ -827,16 +826,27 @@ def _resolve_task(task, y, estimators=()):
     return "regression", f"inferred: y has {n_unique} distinct integers (> {limit})"
 
 
+def _kind(estimator):
+    """``"regression"``, ``"classification"`` or None (an estimator without scikit-learn's
+    tags says neither)."""
+    try:
+        return ("regression" if is_regressor(estimator)
+                else "classification" if is_classifier(estimator) else None)
+    except AttributeError:  # no __sklearn_tags__
+        return None
+
+
 def _check_estimator_types(estimators, task, y):
     """Refuse an estimator that cannot learn ``y`` in ``task``, naming it: a regressor given
     labels, a classifier given measurements (non-integer numbers) or asked to regress."""
     for estimator in estimators:
         name = type(estimator).__name__
-        if is_regressor(estimator) and (task == "classification" or y.dtype.kind in "OUSb"):
+        kind = _kind(estimator)
+        if kind == "regression" and (task == "classification" or y.dtype.kind in "OUSb"):
             what = "labels" if y.dtype.kind in "OUSb" else "classes (task='classification')"
             raise ValueError(f"{name} is a regressor but y holds {what}; use a classifier "
                              "(e.g. featcell.heads.make_head('lr'))")
-        if is_classifier(estimator) and (task == "regression" or (
+        if kind == "classification" and (task == "regression" or (
                 y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0))):
             what = ("non-integer numbers, a measurement" if y.dtype.kind == "f"
                     else "numbers to regress (task='regression')")
