@@ -53,7 +53,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._memory import keep_freed_memory_in_worker, tuning_token
 from ._progress import progress_bar
-from .io import file_sha256, iter_cells, list_images
+from .io import _text, file_sha256, iter_cells, list_images
 
 try:  # joblib >= 1.6 depends on cloudpickle, older versions vendor it
     import cloudpickle
@@ -389,7 +389,7 @@ def _check_model(model, include_features):
 def _score_image(model, path, labels, read_kwargs, include_features, caller_pid=None):
     """Read and score one image: ``(record, arrow table or None)``."""
     keep_freed_memory_in_worker(caller_pid)
-    record = {"path": path, "image_id": os.path.basename(path)}
+    record = {"path": path, "image_id": _text(os.path.basename(path))}
     try:
         # images are the unit of parallelism: the model runs sequentially in the task (on
         # Dask, a FeatureUnion would otherwise ship every image's cells to other workers)
@@ -595,7 +595,8 @@ class _Layout:
         if per_image:
             images = pd.DataFrame(image_rows, columns=_image_columns(schema, classes))
             _write_frame(images, self.images, self.format)
-        errors = pd.DataFrame([[r["path"], r["error_type"], r["message"]] for r in failed],
+        errors = pd.DataFrame([[_text(r["path"]), r["error_type"], _text(r["message"])]
+                               for r in failed],
                               columns=_ERROR_COLUMNS, dtype=object)
         _write_frame(errors, self.errors, self.format)
         return len(ok), n_cells, len(failed)
@@ -655,7 +656,7 @@ def _image_columns(schema, classes):
 
 def _image_row(record, table, schema, classes):
     n = 0 if table is None else table.num_rows
-    row = [record["image_id"], record["path"], n]
+    row = [record["image_id"], _text(record["path"]), n]
     if classes is not None:
         predicted = np.asarray([]) if table is None else table.column("Prediction").to_numpy()
         counts = [int(np.sum(predicted == c)) for c in classes]

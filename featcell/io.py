@@ -900,6 +900,7 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
     image, info = _read_image(path, as_gray=as_gray, channel_axis=channel_axis,
                               z_project=z_project, timepoint=timepoint, max_pixels=max_pixels)
     _warn_scenes(path, info)
+    image_id = _text(path.name)
     extra = {**metadata_from_filename(path.name), **_file_metadata(info)}
     if isinstance(metadata, dict):
         extra.update(metadata)
@@ -923,7 +924,7 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
                         for name, folder in labels.items()}
         try:
             return CellSet.from_compartments(
-                image, label_images, channels, path.name, margin=margin,
+                image, label_images, channels, image_id, margin=margin,
                 exclude_border=exclude_border, metadata=extra,
             )
         except (ValueError, TypeError) as exc:
@@ -933,7 +934,7 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
         boxes, names, _ = read_voc(voc)
         try:
             cells = CellSet.from_boxes(
-                image, boxes, channels, path.name, margin=margin,
+                image, boxes, channels, image_id, margin=margin,
                 metadata={**extra, "Class": names},
             )
         except (ValueError, TypeError) as exc:
@@ -955,11 +956,20 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
             _write_labels(label_image, save_labels, path)
     try:
         return CellSet.from_labels(
-            image, label_image, channels, path.name, margin=margin,
+            image, label_image, channels, image_id, margin=margin,
             exclude_border=exclude_border, metadata=extra,
         )
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{path.name}: {exc}") from exc
+
+
+def _text(name):
+    """``name`` as text any table can hold: the bytes of a file name that are not UTF-8
+    (which Python reads as surrogates) written as ``\\xff``."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # other lone surrogates
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _is_blank(value):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -363,6 +364,25 @@ def test_a_blank_metadata_cell_or_a_column_typed_two_ways_does_not_stop_the_run(
     schema = _unify([pa.schema([("Metadata_A", pa.string()), ("x", pa.float32())]),
                      pa.schema([("x", pa.float64()), ("Metadata_A", pa.float64())])])
     assert schema == pa.schema([("Metadata_A", pa.string()), ("x", pa.float64())])
+
+
+def test_a_file_name_that_is_not_utf8_is_scored_and_named(dataset, tmp_path):
+    """One image named b"b_\\xff.tif" failed (its id could not enter the table), and then
+    the errors table could not be written: the run stopped naming no file."""
+    root, model, _ = dataset
+    source = root / "images" / "field00.tif"
+    try:
+        os.rename(os.fsencode(source), os.fsencode(root / "images") + b"/b_\xff.tif")
+        os.rename(os.fsencode(root / "labels" / "field00.tif"),
+                  os.fsencode(root / "labels") + b"/b_\xff.tif")
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    (root / "images" / "field01.tif").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="1 of 10 images could not be scored"):
+        result = score(model[0], root, tmp_path / "out.csv", per_image=True)
+    assert "b_\\xff.tif" in set(result.read_cells()["Metadata_ImageID"])
+    assert "b_\\xff.tif" in set(result.read_images()["Metadata_ImageID"])
+    assert [Path(p).name for p in result.read_errors()["path"]] == ["field01.tif"]
 
 
 @pytest.mark.parametrize(
