@@ -622,6 +622,14 @@ def read_labels(path, *, max_pixels=None):
     if labels.ndim == 3:
         if np.all(labels == labels[..., :1]):
             labels = labels[..., 0]
+        elif labels.shape[-1] not in (3, 4) or (
+                _suffix(Path(path)) in (".tif", ".tiff") and labels.dtype != np.uint8):
+            # planes of ids (nuclei and cells stacked), not one RGB colour per object
+            raise ValueError(
+                f"label image {str(path)!r} has {labels.shape[-1]} planes that differ; "
+                "expected one plane of object ids (save each label set as its own file, "
+                "e.g. --labels Nuclei=nuclei/ Cells=cells/)"
+            )
         else:
             flat = labels.reshape(-1, labels.shape[-1])
             _, ids = np.unique(flat, axis=0, return_inverse=True)

@@ -165,3 +165,21 @@ def test_an_animated_png_is_refused_not_read_as_rows_and_channels(tmp_path):
         read_image(tmp_path / "anim.png")
     frames[0].save(tmp_path / "still.png")
     assert read_image(tmp_path / "still.png").shape == (40, 60)
+
+
+def test_stacked_label_planes_are_refused_not_read_as_colours(tmp_path):
+    """A TIFF of two planes of ids (nuclei over cells) was decoded as colour-coded labels:
+    two cells became four objects (rings and nuclei)."""
+    cells = np.zeros((32, 32), np.uint16)
+    cells[2:14, 2:14], cells[16:30, 16:30] = 1, 2
+    nuclei = np.zeros_like(cells)
+    nuclei[5:9, 5:9], nuclei[20:25, 20:25] = 1, 2
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([nuclei, cells]),
+                     metadata={"axes": "CYX"})
+    with pytest.raises(ValueError, match="has 2 planes that differ; expected one plane"):
+        read_labels(tmp_path / "stack.tif")
+    colours = np.zeros((32, 32, 3), np.uint8)
+    colours[2:14, 2:14] = (255, 0, 0)
+    colours[16:30, 16:30] = (0, 255, 0)
+    skio.imsave(tmp_path / "colours.png", colours, check_contrast=False)
+    assert np.unique(read_labels(tmp_path / "colours.png")).tolist() == [0, 1, 2]
