@@ -121,9 +121,15 @@ def _as_float(image, rescale, name):
         out = image.astype(np.float32)
         out /= np.float32(scale)
         return out
-    out = image.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # values beyond float32 are named below
+        out = image.astype(np.float32, copy=False)
     if not np.isfinite(out).all():  # (one pass, faster than the minimum and maximum)
-        bad = ~np.isfinite(out)
+        bad = ~np.isfinite(image)
+        if not bad.any():  # finite, but beyond float32's range
+            raise ValueError(
+                f"{name} holds values up to {float(np.abs(image).max()):.3g}, beyond float32's "
+                f"range ({float(np.finfo(np.float32).max):.3g}); rescale the intensities"
+            )
         raise ValueError(
             f"{name} contains {int(bad.sum())} NaN or infinite pixel(s); replace them "
             "(e.g. np.nan_to_num) or mask them out before building cells"

@@ -213,3 +213,14 @@ def test_boxes_of_another_shape_are_refused_not_reshaped():
                   np.ones((2, 3)), np.ones((1, 2, 4))):
         with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\)"):
             CellSet.from_boxes(image, boxes)
+
+
+def test_finite_values_beyond_float32_are_named_as_such():
+    """Finite float64 values of 1e302 were reported as 'NaN or infinite pixels'."""
+    image = np.zeros((16, 16))
+    image[2:6, 2:6] = 1e302
+    with pytest.raises(ValueError, match="values up to 1e\\+302, beyond float32's range"):
+        CellSet.from_crops(image[None, None])
+    image[0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite pixel"):
+        CellSet.from_crops(image[None, None])
