@@ -310,3 +310,17 @@ def test_matches_cp_measure_on_real_ht29():
     labels = label(labels[crop] > 0).astype(np.int32)
     channels = {n: p[crop] / 255.0 for n, p in zip(["DNA", "PH3", "Cell"], planes)}
     assert _check_against_cp_measure(channels, labels) == 33
+
+
+def test_costes_on_float_intensities_names_a_way_out_for_cell_features():
+    """Float images beyond [0, 1] stopped CellFeatures() with advice ("leave 'costes' out
+    of features") that CellFeatures has no parameter for."""
+    from featcell import CellFeatures
+
+    rng = np.random.default_rng(0)
+    cells = CellSet.from_crops(rng.uniform(0, 500, (3, 2, 12, 12)), channels=["A", "B"])
+    with pytest.raises(ValueError, match=r"CellFeatures\(families=\[...\] without "
+                                         r"'colocalization'\)"):
+        CellFeatures().fit_transform(cells)
+    families = ["morphology", "intensity", "texture"]
+    assert CellFeatures(families=families).fit_transform(cells).shape[0] == 3

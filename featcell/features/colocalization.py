@@ -427,7 +427,8 @@ class Colocalization(CellFeatureTransformer):
                                 f"Costes colocalization needs intensities in [0, 1] but channel "
                                 f"{channel!r} spans [{v.min():g}, {v.max():g}]; build the cells from "
                                 "integer images (rescaled by their dtype) or rescale, or leave "
-                                "'costes' out of features"
+                                "Costes out: Colocalization(features=[...] without 'costes'), "
+                                "or CellFeatures(families=[...] without 'colocalization')"
                             )
                     found = _costes(pair.x, pair.y, pix, self.scale).T
                 else:
