@@ -237,6 +237,13 @@ def _check_scores(y_true, y_score, labels):
         )
     if y_score.ndim not in (1, 2):
         raise ValueError(f"y_score must be 1-D or 2-D, got shape {y_score.shape}")
+    if y_score.ndim == 1 and len(labels) > 2:
+        raise ValueError(f"y_score is 1-D but there are {len(labels)} labels; pass one column "
+                         "of scores per label (estimator.predict_proba)")
+    unknown = np.setdiff1d(np.unique(y_true), labels)
+    if len(unknown):
+        raise ValueError(f"y_true holds {unknown.tolist()[:5]!r}, not among labels "
+                         f"{labels.tolist()!r}")
     return y_true, y_score, labels
 
 
@@ -331,6 +338,7 @@ def mae(y_true, y_pred):
     >>> mae([10, 20, 30], [12, 18, 30])
     1.3333333333333333
     """
+    y_true, y_pred = _check_regression(y_true, y_pred)
     return float(skm.mean_absolute_error(y_true, y_pred))
 
 
@@ -342,6 +350,7 @@ def rmse(y_true, y_pred):
     >>> rmse([10, 20, 30], [13, 16, 30])
     2.886751345948129
     """
+    y_true, y_pred = _check_regression(y_true, y_pred)
     return float(skm.root_mean_squared_error(y_true, y_pred))
 
 
@@ -373,6 +382,7 @@ def r2(y_true, y_pred):
     >>> r2([10, 20, 30], [12, 18, 30])
     0.96
     """
+    y_true, y_pred = _check_regression(y_true, y_pred)
     return float(skm.r2_score(y_true, y_pred, force_finite=False))
 
 
@@ -410,6 +420,10 @@ def _check_regression(y_true, y_pred):
             f"y_true and y_pred must be 1-D and the same length, got shapes "
             f"{y_true.shape} and {y_pred.shape}"
         )
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} has {int((~np.isfinite(values)).sum())} NaN or infinite "
+                             "values")
     return y_true, y_pred
 
 

@@ -465,3 +465,20 @@ def test_game_bootstrap_and_errors():
         game(np.zeros((1, 5)), np.zeros((1, 5)))
     with pytest.raises(ValueError, match="shape"):
         grid_counts([np.zeros((3, 2))])
+
+
+def test_scores_and_counts_are_checked_alike():
+    """roc_auc scored a class missing from labels as a negative and took 1-D scores for
+    three classes; a NaN prediction gave NaN from mape, mean_signed_error and pearson_r
+    but an error from mae, rmse and r2."""
+    from featcell import metrics
+
+    with pytest.raises(ValueError, match=r"y_true holds \['c'\], not among labels"):
+        metrics.roc_auc(["a", "b", "c", "c"], [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.4, 0.6]],
+                        labels=["a", "b"])
+    with pytest.raises(ValueError, match="y_score is 1-D but there are 3 labels"):
+        metrics.roc_auc([0, 1, 2], [0.1, 0.5, 0.9])
+    for metric in (metrics.mape, metrics.mean_signed_error, metrics.pearson_r, metrics.mae,
+                   metrics.rmse, metrics.r2):
+        with pytest.raises(ValueError, match="y_pred has 1 NaN or infinite values"):
+            metric([1.0, 2.0, 3.0], [np.nan, 2.0, 3.0])
