@@ -345,7 +345,11 @@ class CellSet:
         """
         labels = _check_labels(labels)
         if isinstance(image, (list, tuple)):
-            image = np.stack([np.asarray(plane) for plane in image], axis=0)
+            planes = [np.asarray(plane) for plane in image]
+            if len({plane.shape for plane in planes}) > 1:
+                raise ValueError(f"image is a list of planes of different shapes "
+                                 f"{[plane.shape for plane in planes]}; expected one shape")
+            image = np.stack(planes, axis=0)
             channel_axis = 0
         stack = _channels_first(image, labels.shape, channel_axis)
         stack = _as_float(stack, rescale, "image")
@@ -557,6 +561,9 @@ class CellSet:
             n, None, np.asarray(bbox), np.asarray(centroid), np.zeros(n, bool),
             np.arange(1, n + 1), metadata,
         )
+        if np.ndim(image_id) and np.shape(image_id) != (n,):
+            raise ValueError(f"image_id has shape {np.shape(image_id)}; expected one id, or "
+                             f"one per crop ({n})")
         frame["Metadata_ImageID"] = (
             np.asarray(image_id, dtype=object).astype(str)
             if np.ndim(image_id) else str(image_id)

@@ -581,6 +581,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         images = _check_images(images)
         sigmas = self._sigmas()
         self._check_n_samples()
+        check_n_jobs(self.n_jobs)
         if min(sigmas) < self.stride / 2:  # the target, sampled every stride, misses dots
             raise ValueError(
                 f"sigma {min(sigmas)} is below half the stride ({self.stride}): the density "

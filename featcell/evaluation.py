@@ -881,6 +881,8 @@ def _resolve_groups(groups, X, n):
         raise ValueError(f"groups has shape {values.shape} but X has {n} samples")
     if pd.isna(values).any():
         raise ValueError(f"groups has {int(pd.isna(values).sum())} missing values")
+    if values.dtype == object:  # mixed numbers and text cannot be sorted: compare as text
+        values = values.astype(str)
     n_groups = len(np.unique(values))
     if n_groups < 2:
         raise ValueError(

@@ -133,7 +133,7 @@ def _check_segment_params(*, method="otsu", seed="distance", invert="auto", min_
         min_distance == "auto" or (isinstance(min_distance, numbers.Integral) and min_distance >= 1)
     ):
         raise ValueError(f"min_distance={min_distance!r}; expected 'auto' or an integer >= 1")
-    if not isinstance(sigma, numbers.Real) or sigma < 0:
+    if not isinstance(sigma, numbers.Real) or not 0 <= sigma < np.inf:
         raise ValueError(f"sigma={sigma!r}; expected a non-negative number")
     if method == "local" and (
         not isinstance(block_size, numbers.Integral) or block_size < 3 or block_size % 2 == 0

@@ -224,3 +224,28 @@ def test_finite_values_beyond_float32_are_named_as_such():
     image[0, 0] = np.nan
     with pytest.raises(ValueError, match="1 NaN or infinite pixel"):
         CellSet.from_crops(image[None, None])
+
+
+def test_parameters_that_made_duplicate_or_no_columns_are_refused():
+    """Intensity(channels=["A", "A"]) gave duplicate columns, channels=[] none, channels=0 a
+    bare TypeError; families listed twice doubled the table; image ids of the wrong length
+    and planes of different shapes got pandas' and numpy's messages; sigma=nan segmented."""
+    from featcell import CellFeatures, Intensity, segment
+
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:15, 5:15], labels[20:34, 18:30] = 1, 2
+    image = np.random.default_rng(0).random((40, 40, 2))
+    cells = CellSet.from_labels(image, labels, channels=["A", "B"], image_id="x")
+    for channels in (["A", "A"], [], 0):
+        with pytest.raises(ValueError, match="expected None or a list of distinct channel"):
+            Intensity(channels=channels).fit(cells)
+    assert Intensity(channels=np.array(["B"])).fit(cells).channels_ == ("B",)
+    with pytest.raises(ValueError, match="expected None or a list of distinct families"):
+        CellFeatures(families=["morphology"] * 2).fit(cells)
+    with pytest.raises(ValueError, match=r"image_id has shape \(2,\); expected one id, or one "
+                                         r"per crop \(3\)"):
+        CellSet.from_crops(np.ones((3, 8, 8)), image_id=["a", "b"])
+    with pytest.raises(ValueError, match="list of planes of different shapes"):
+        CellSet.from_labels([np.ones((40, 40)), np.ones((20, 20))], labels)
+    with pytest.raises(ValueError, match="sigma=nan"):
+        segment(np.pad(np.ones((10, 10)), 10), sigma=np.nan)

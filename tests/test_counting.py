@@ -692,3 +692,9 @@ def test_a_sigma_below_half_the_stride_is_refused():
                    {"sigma": "auto", "sigma_grid": (0.5, 2.0)}):
         with pytest.raises(ValueError, match="below half the stride"):
             _density_counter(**params).fit([b[0] for b in blobs], [b[1] for b in blobs])
+
+
+def test_density_counter_checks_n_jobs_as_the_other_estimators_do():
+    blobs = [_blobs(k, seed=k) for k in (4, 8)]
+    with pytest.raises(ValueError, match="n_jobs=0"):
+        _density_counter(n_jobs=0).fit([b[0] for b in blobs], [b[1] for b in blobs])

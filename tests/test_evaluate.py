@@ -519,3 +519,14 @@ def test_predictions_no_metric_can_score_fail_naming_the_estimator():
         evaluate(Unseen(), X, np.arange(40) % 2 == 0, groups="none", cv=4)
     with pytest.raises(ValueError, match="NaNRegressor predicted 1 NaN or infinite values"):
         evaluate(NaNRegressor(), X, X[:, 0], groups="none", cv=4)
+
+
+def test_groups_mixing_numbers_and_text_are_compared_as_text():
+    """Groups such as [1, "well_B", ...] (a pandas column of mixed types) raised numpy's
+    UFuncTypeError from np.unique."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 2)), np.arange(40) % 2
+    groups = pd.Series([k if k % 2 else f"well_{k}" for k in np.repeat(np.arange(8), 5)],
+                       dtype=object)
+    result = evaluate(GaussianNB(), X, y, groups=groups, cv=4)
+    assert result.protocol["n_groups"] == 8

@@ -17,6 +17,8 @@ cells, empty inputs and pandas output (``set_output``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -191,10 +193,14 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
             return tuple(available)
         if isinstance(channels, str):
             channels = [channels]
-        missing = [c for c in channels if c not in available]
+        listed = list(channels) if isinstance(channels, Iterable) else []
+        if not listed or len(set(map(str, listed))) != len(listed):
+            raise ValueError(f"channels={channels!r}; expected None or a list of distinct "
+                             f"channel names from {list(available)}")
+        missing = [c for c in listed if c not in available]
         if missing:
             raise ValueError(f"channels {missing!r} are not in the cells' channels {list(available)}")
-        return tuple(channels)
+        return tuple(listed)
 
     def _select_families(self):
         families = getattr(self, "features", None)

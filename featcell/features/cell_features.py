@@ -97,6 +97,9 @@ class CellFeatures(CellFeatureTransformer):
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
             raise ValueError(f"unknown families {unknown!r}; choose from {list(FAMILIES)}")
+        if not families or len(set(families)) != len(families):
+            raise ValueError(f"families={self.families!r}; expected None or a list of distinct "
+                             f"families from {list(FAMILIES)}")
         n_channels = len(self._select_channels(X.channel_names))
         self.transformers_ = []
         # cells with compartments (CellSet.from_compartments): every family in every one
