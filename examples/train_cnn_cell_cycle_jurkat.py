@@ -137,7 +137,8 @@ class Fusion(CNNFusionClassifier):
     def fit(self, X, y):
         super().fit(X, y)
         head = self.partner_[-1]
-        key = "the lr_cv partner" if hasattr(head, "C_") else "the lr partner"
+        key = {True: "the lr_cv partner", False: "the lr partner"}[hasattr(head, "C_")] \
+            if hasattr(head, "coef_") else f"the {type(head).__name__} partner"
         c = f" (C {np.ravel(head.C_)[0]:.3g})" if hasattr(head, "C_") else ""
         Fusion.chosen.setdefault(key, []).append(f"{self.weight_:.1f}{c}")
         return self
@@ -257,6 +258,8 @@ def main(argv=None):
         ]),
         "late_fusion": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids)), *head("lr")])),
         "late_fusion+lr_cv": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids)), *head("lr_cv")])),
+        "classical+rf": Pipeline([("rows", Rows(Xc, ids)), *head("rf")]),
+        "late_fusion+rf": Fusion(cnn, Pipeline([("rows", Rows(Xc, ids)), *head("rf")])),
     }
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(cells, y))
     if args.parallel_folds > 1 or args.cache:  # the splits compare gets

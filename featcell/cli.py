@@ -1070,11 +1070,8 @@ class _Measured:
     def _keep(self, cells):
         import numpy as np
 
-        values = None
         if self.step is not None and len(cells):
-            values = np.asarray(self.step.transform(cells), np.float32)
-        if values is not None:
-            self._values.append(values)
+            self._values.append(np.asarray(self.step.transform(cells), np.float32))
         self._metadata.append(cells.metadata)
         if self.keep_cells:
             self._crops.append(cells._without_fields())
