@@ -763,9 +763,7 @@ class PixelFeatures(_PixelMaps):
             2) / step), ...)`` rows and columns with ``step``.
         """
         step = _check_step(step)
-        image = _read(image)
-        if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
-            raise ValueError(f"image has shape {image.shape}; expected (M, N) or (M, N, C)")
+        image = _read_for_maps(image)
         plan = self._plan()
         _, keys = self._names_and_keys()
         planes = {}
@@ -812,6 +810,15 @@ def _grey_plane(image, dtype=None):
     if not np.isfinite(plane).all():
         raise ValueError("image contains NaN or infinite values")
     return plane
+
+
+def _read_for_maps(item):
+    """An image the pixel maps can filter: (M, N) or (M, N, C), at least 2 x 2 pixels."""
+    image = _read(item)
+    if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
+        raise ValueError(f"image has shape {image.shape}; expected (M, N) or (M, N, C), at "
+                         "least 2 x 2 pixels")
+    return image
 
 
 def _channel_plane(image, channel):
@@ -941,9 +948,7 @@ class CNNPixelFeatures(_PixelMaps):
             With ``step``, on the grid's pixels only.
         """
         step = _check_step(step)
-        image = _read(image)
-        if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
-            raise ValueError(f"image has shape {image.shape}; expected (M, N) or (M, N, C)")
+        image = _read_for_maps(image)
         parts = []
         for channel in self._channels():
             parts.append(self._plane_maps(_channel_plane(image, channel), step))
