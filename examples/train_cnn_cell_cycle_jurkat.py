@@ -25,7 +25,9 @@ bootstrap interval over cells. Candidates:
   ``classical+lr``'s probabilities pooled (weighted geometric mean), the weight chosen on
   the network's own validation cells, where both are out-of-sample (same network per fold);
   ``late_fusion+lr_cv``: the same with ``classical+lr_cv`` as the partner (its C chosen by
-  the inner cross-validation, once on the cells the network trained on, once on all).
+  the inner cross-validation, once on the cells the network trained on, once on all);
+- ``classical+rf`` and ``late_fusion+rf``: a class-balanced random forest (300 trees) on
+  the classical features, alone and as the fusion's partner.
 
 The classical features and the frozen embedding learn nothing from other cells, so they are
 computed once and looked up per cell (``Rows``); the trained networks are fitted inside
@@ -43,13 +45,16 @@ classical+lr_cv 0.660 [0.601-0.715], trained_cnn 0.590 [0.542-0.641], classical+
 parameters, 0.31 MB of ONNX) kept epochs 92-116 of 120, 513-954 s per fold on one thread of a
 loaded machine. With ``--max-epochs 60`` (best epochs 49-60 of 60): trained_cnn 0.555,
 classical+trained_cnn 0.673, late_fusion 0.677, late_fusion+lr_cv 0.691. With ``--max-epochs
-310`` (a fifth cosine cycle, 160 epochs; it lowered the validation loss by 0.12-0.19 in every
-fold, for example 0.95 to 0.76, as each run prints it per fold; the best epochs were 269-296 of
-310, so the networks were still improving): late_fusion+lr_cv 0.695 [0.648-0.743],
-classical+trained_cnn 0.692 [0.638-0.746], late_fusion 0.685 [0.637-0.735], trained_cnn 0.617
-[0.571-0.666], the other candidates unchanged; 917-1,675 s per fold on one thread (machine
-loaded 2-4x). Still just below 0.70: the 10 Anaphase cells weigh 0.014 each in the balanced
-accuracy (3 of 10 found). All channels (``--all-channels``, same settings):
+310`` (a fifth cosine cycle, 160 epochs; the best epochs were 269-297 of 310, so the networks
+were still improving), rerun on 2026-12-06 with the random-forest candidates:
+classical+trained_cnn 0.694 [0.642-0.741], classical+rf 0.683 [0.628-0.734],
+late_fusion+lr_cv 0.679 [0.627-0.727], late_fusion 0.673 [0.618-0.724], late_fusion+rf 0.645
+[0.597-0.699] (the forest's flat probabilities fuse badly), trained_cnn 0.634 [0.583-0.687],
+the other candidates unchanged; 605-1,100 s per fold on one thread. An earlier run of the
+same command gave late_fusion+lr_cv 0.695, classical+trained_cnn 0.692, late_fusion 0.685,
+trained_cnn 0.617: training the networks again moves these figures by up to 0.016. Still
+below 0.70: the 10 Anaphase cells weigh 0.014 each in the balanced accuracy (3 of 10 found
+by the fusions). All channels (``--all-channels``, same settings):
 classical+trained_cnn 0.865 [0.812-0.909], late_fusion and late_fusion+lr_cv 0.858
 [0.804-0.910], trained_cnn 0.833 [0.781-0.878], classical+lr_cv 0.826, classical+lr 0.825,
 classical+svm 0.725, frozen_cnn+lr 0.709 (best epochs 103-120 of 120). ``late_fusion+lr_cv`` is
