@@ -587,8 +587,8 @@ def build_parser():
         "regression on the counts), cnn (a CNN embedding and ridge regression), segmentation",
     )
     p.add_argument(
-        "--families", nargs="+", choices=_CLASSICAL, default=list(_CLASSICAL),
-        metavar="FAMILY", help="classical families to measure (default: all four)",
+        "--families", nargs="+", choices=_CLASSICAL, default=None,
+        metavar="FAMILY", help="classical families to measure from images (default: all four)",
     )
     p.add_argument("--title", default=None, help="report title")
     p.add_argument(
@@ -905,6 +905,15 @@ def _check_images_source(source):
         raise UserError(str(exc)) from None
     if not files:
         raise UserError(f"no image files (.tif, .png, .jpg, .bmp) in {str(source)!r}")
+    seen = {}
+    for path in files:  # a cell's id, its masks' file and its metadata row go by file name
+        if path.name in seen:
+            raise UserError(
+                f"two images share the name {path.name!r} ({str(seen[path.name])!r} and "
+                f"{str(path)!r}): their cells, saved masks and metadata rows could not be told "
+                "apart; give every image a distinct name, or run each folder on its own"
+            )
+        seen[path.name] = path
     return files
 
 
@@ -978,8 +987,8 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
                 warnings.simplefilter("always")
                 cells = next(iter_cells([path], labels, **read_kwargs))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
-            failed.append(path)
-            console.say(f"skipped {path.name}: {_message(exc)}")
+            failed.append((path, _message(exc)))
+            console.say(f"skipped {path.name}: {failed[-1][1]}")
         else:
             if any(issubclass(w.category, FirstSceneWarning) for w in caught):
                 scenes.append(path)
@@ -995,8 +1004,9 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
             if not _few_odd(n_odd, len(files)):  # the odd images only grow: fail now
                 _majority_channels(groups, console, "")
         bar.update(1)
-    if not kept:
-        raise UserError(f"none of the {len(files)} images could be read (see above)")
+    if not kept:  # the first reason too: with -q nothing is "above"
+        raise UserError(f"none of the {len(files)} images could be read, e.g. "
+                        f"{failed[0][0].name}: {failed[0][1]}")
     _say_scenes(console, scenes)
     most = _majority_channels({k: m.names for k, m in kept.items()}, console,
                               "the others are skipped")
@@ -1154,6 +1164,10 @@ def _check_target_by_group(values, groups, target):
     frame = pd.DataFrame({"y": values[known].astype(str).to_numpy(), "g": groups[known]})
     if frame.empty:
         return
+    if frame["g"].nunique() < 2:
+        raise UserError(f"--group-by finds a single group ({frame['g'].iloc[0]!r}) among the "
+                        "labelled cells: grouped cross-validation needs several (group by "
+                        "image, or by a column with several values)")
     per_group = frame.groupby("g")["y"].nunique()
     groups_per_value = frame.groupby("y")["g"].nunique()
     n_values = len(groups_per_value)
@@ -1209,10 +1223,14 @@ def _groups(metadata, group_by, n):
 
     if group_by is None or group_by.lower() == "none":
         return "none", "none (rows treated as independent)"
-    aliases = {"image": "Metadata_ImageID", "object": "Metadata_ObjectNumber"}
-    for name in (aliases.get(group_by, group_by), group_by, f"Metadata_{group_by}"):
+    # the image: featcell's id, else a CellProfiler export's image number
+    images = next((c for c in _IMAGE_ID_COLUMNS if c in metadata.columns), None)
+    named = (images,) if group_by == "image" and images else ()
+    for name in (*named, group_by, f"Metadata_{group_by}"):
         if name in metadata.columns:
             values = metadata[name].astype(str).to_numpy()
+            if images and name != images:
+                _check_whole_images(metadata[images].astype(str).to_numpy(), values, group_by)
             return values, f"{name} ({len(np.unique(values))} groups)"
     raise UserError(
         f"--group-by {group_by!r}: no such column (available: "
@@ -1220,6 +1238,26 @@ def _groups(metadata, group_by, n):
         "must stay in one fold for honest scores. Pass --group-by none only if the rows are "
         "truly independent."
     )
+
+
+_IMAGE_ID_COLUMNS = ("Metadata_ImageID", "Metadata_ImageNumber", "ImageNumber")
+
+
+def _check_whole_images(images, groups, group_by):
+    """Refuse groups that split an image's cells (an object number, a per-cell measure):
+    its cells would train and test in one fold, and the scores would not be those of new
+    images."""
+    import pandas as pd
+
+    per_image = pd.DataFrame({"image": images, "group": groups}).groupby("image")["group"]
+    split = per_image.nunique()
+    if (split > 1).any():
+        raise UserError(
+            f"--group-by {group_by!r} splits the cells of one image across groups (image "
+            f"{split.idxmax()!r}: {split.max()} groups), so folds would test on images they "
+            "trained on; group by image, well or plate (--group-by none only if the cells "
+            "are truly independent)"
+        )
 
 
 def _as_numbers(table, columns, console, mostly=0.0):
@@ -1809,7 +1847,7 @@ def _cmd_train(args, console):
     import numpy as np
 
     out = Path(args.output)
-    if out.suffix.lower() in (*_TABLE_SUFFIXES, ".png", ".tif"):
+    if out.suffix.lower() in (*_TABLE_SUFFIXES, ".png", ".tif") or out.is_dir():
         raise UserError(f"-o {args.output!r} should be a model file such as model.featcell")
     _check_writable(out.resolve().parent, f"-o {args.output!r}")
     if args.report:
@@ -2557,7 +2595,9 @@ def _trained_cnn_candidate(args, data, keep, X):
 def _candidate_columns(features, names):
     classical = [c for c in features.columns if not str(c).startswith("CNN_")]
     cnn = [c for c in features.columns if str(c).startswith("CNN_")]
-    sets = {"classical": classical, "cnn": cnn, "both": classical + cnn}
+    # "both" only where there are both: classical alone under its name would say nothing
+    sets = {"classical": classical, "cnn": cnn,
+            "both": classical + cnn if classical and cnn else []}
     return {name: sets[name] for name in names if sets[name]}
 
 
@@ -2575,7 +2615,10 @@ def _cmd_compare(args, console):
     if not args.target:
         raise UserError("--target COLUMN is required: the class to predict (or --points to "
                         "compare counters)")
-    families = list(args.families)
+    if args.families and _is_table(args.input):
+        raise UserError("--families says what to measure from images; a feature table is "
+                        "used as it is (every numeric column a feature)")
+    families = list(args.families or _CLASSICAL)
     if any(c in ("cnn", "both") for c in args.candidates):
         families.append("cnn")
     if not any(c in ("classical", "both") for c in args.candidates):
@@ -2588,9 +2631,7 @@ def _cmd_compare(args, console):
         raise UserError("--model trained_cnn learns from the cells' pixels: give images, "
                         "not a feature table")
     data = _load_data(args, console, families)
-    names = list(args.candidates) + (["trained_cnn"] if "trained_cnn" in args.model else [])
-    title = args.title or f"featcell: {' vs '.join(names)} for {args.target}"
-    _compare_and_report(args, console, data, title, families)
+    _compare_and_report(args, console, data, args.title, families)
 
 
 def _compare_and_report(args, console, data, title, families, dataset=None, notes=None):
@@ -2617,6 +2658,12 @@ def _compare_and_report(args, console, data, title, families, dataset=None, note
     sets = _candidate_columns(X, args.candidates)
     if not sets:
         raise UserError(f"no features for candidates {args.candidates}")
+    left_out = [c for c in args.candidates if c not in sets]
+    if left_out:
+        console.say(f"candidates {', '.join(left_out)} left out: the features have no "
+                    f"{'CNN' if 'classical' in sets else 'classical'} columns")
+    run = [*sets, *(["trained_cnn"] if "trained_cnn" in args.model else [])]
+    title = title or f"featcell: {' vs '.join(run)} for {args.target}"
     heads = [m for m in args.model if m != "trained_cnn"]
     trained = _trained_cnn_candidate(args, data, keep, X)  # None unless --model trained_cnn
     candidates = {}

@@ -402,3 +402,58 @@ def test_an_image_whose_cells_cannot_be_measured_is_skipped_and_named(tmp_path, 
     with pytest.raises(featcell.cli.UserError, match="none of the 1 images could be measured"):
         _read_cells(files[1:2], str(tmp_path / "labels"), {}, _Console(quiet=True),
                     step=FailsOn("im1.tif"))
+
+
+def test_groups_that_split_images_are_refused(capsys, extracted, tmp_path):
+    """--group-by object (then an alias of ObjectNumber) put each image's cells in several
+    folds while the report said the scores were measured on unseen images; a CellProfiler
+    export (Metadata_ImageNumber, no Metadata_ImageID) failed with the default --group-by
+    image; one group was blamed on the target."""
+    code, _, err = run(capsys, "train", extracted, "--target", "Class", "--group-by",
+                       "ObjectNumber", "-o", tmp_path / "m.featcell")
+    assert code == 2 and "--group-by 'ObjectNumber' splits the cells of one image" in err
+    table = pd.read_parquet(extracted)
+    ids = {name: k + 1 for k, name in enumerate(sorted(table["Metadata_ImageID"].unique()))}
+    exported = table.drop(columns="Metadata_ImageID").assign(
+        ImageNumber=table["Metadata_ImageID"].map(ids))
+    exported.to_csv(tmp_path / "Cells.csv", index=False)
+    code, out, err = run(capsys, "train", tmp_path / "Cells.csv", "--target", "Class",
+                         "--model", "lr", "--cv", "3", "-o", tmp_path / "m.featcell")
+    assert code == 0, err
+    assert "grouped by Metadata_ImageNumber (10 groups)" in err
+    single = table.assign(Metadata_Plate="P1")
+    single.to_parquet(tmp_path / "single.parquet")
+    code, _, err = run(capsys, "train", tmp_path / "single.parquet", "--target", "Class",
+                       "--group-by", "Plate", "-o", tmp_path / "m.featcell")
+    assert code == 2 and "finds a single group ('P1')" in err
+
+
+def test_mistakes_found_before_any_work(capsys, live_dead, extracted, tmp_path):
+    """Two images of one name were scored as one image (their saved masks overwrote each
+    other); -o naming a folder failed after the whole cross-validation; with every image
+    unreadable the error said only 'see above' (nothing above with -q); compare ignored
+    --families on a table and reported 'both' without CNN columns as a comparison."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = sorted((live_dead / "images").iterdir())[0]
+    shutil.copy(first, tmp_path / "a" / "x.png")
+    shutil.copy(first, tmp_path / "b" / "x.png")
+    code, _, err = run(capsys, "extract", f"{tmp_path}/*/x.png", "-o", tmp_path / "f.csv")
+    assert code == 2 and "two images share the name 'x.png'" in err
+    (tmp_path / "folder.featcell").mkdir()
+    code, _, err = run(capsys, "train", extracted, "--target", "Class",
+                       "-o", tmp_path / "folder.featcell")
+    assert code == 2 and "should be a model file" in err
+    code, _, err = run(capsys, "train", live_dead / "images", "--labels", live_dead / "boxes",
+                       "--target", "Class", "--channels", "A", "B", "-q",
+                       "-o", tmp_path / "m.featcell")
+    assert code == 2 and "none of the 10 images could be read, e.g. " in err
+    assert "channels" in err.splitlines()[-1]
+    code, _, err = run(capsys, "compare", extracted, "--target", "Class", "--families",
+                       "morphology", "-o", tmp_path / "report")
+    assert code == 2 and "a feature table is used as it is" in err
+    code, out, err = run(capsys, "compare", extracted, "--target", "Class", "--model", "lr",
+                         "--cv", "3", "--no-importance", "-o", tmp_path / "report")
+    assert code == 0, err
+    assert "candidates cnn, both left out: the features have no CNN columns" in err
+    assert "featcell: classical for Class" in (tmp_path / "report" / "report.md").read_text()
