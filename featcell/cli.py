@@ -2325,6 +2325,12 @@ def _cmd_score(args, console):
             columns = info.get("feature_columns") or []
             predictor = model
         missing = [c for c in columns if c not in table.columns]
+        prefixes = {str(c).split("_", 1)[0] for c in table.columns if "_" in str(c)}
+        # a model trained on images names its features without extract's compartment
+        found = [p for p in sorted(prefixes) if all(f"{p}_{c}" in table.columns for c in missing)]
+        if missing and len(found) == 1:
+            table = table.rename(columns={f"{found[0]}_{c}": c for c in missing})
+            missing = []
         if missing:
             raise UserError(
                 f"{args.input} lacks {len(missing)} feature columns the model needs, e.g. "
@@ -2513,9 +2519,10 @@ def _score_counts(model, files, args, console, max_pixels=None):
                                                          else ""))
     output = Path(args.output)
     errors_path = output.with_name(f"{output.stem}_errors{output.suffix}")
+    # written every run, empty when none failed, as score_images does: never a stale one
+    _write_table(pd.DataFrame(errors, columns=["path", "error_type", "message"], dtype=object),
+                 errors_path)
     if errors:
-        table = pd.DataFrame(errors, columns=["path", "error_type", "message"])
-        _write_table(table, errors_path)
         console.say(f"{len(errors)} images could not be counted, e.g. {errors[0][2]}; see "
                     f"{errors_path}")
     if not rows:
