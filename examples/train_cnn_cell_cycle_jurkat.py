@@ -52,7 +52,8 @@ late_fusion+lr_cv 0.679 [0.627-0.727], late_fusion 0.673 [0.618-0.724], late_fus
 [0.597-0.699] (the forest's flat probabilities fuse badly), trained_cnn 0.634 [0.583-0.687],
 the other candidates unchanged; 605-1,100 s per fold on one thread. An earlier run of the
 same command gave late_fusion+lr_cv 0.695, classical+trained_cnn 0.692, late_fusion 0.685,
-trained_cnn 0.617: training the networks again moves these figures by up to 0.016. Still
+trained_cnn 0.617: its networks came out different (cause not found), which moves these
+figures by up to 0.016. Still
 below 0.70: the 10 Anaphase cells weigh 0.014 each in the balanced accuracy (3 of 10 found
 by the fusions). All channels (``--all-channels``, same settings):
 classical+trained_cnn 0.865 [0.812-0.909], late_fusion and late_fusion+lr_cv 0.858
