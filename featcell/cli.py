@@ -926,16 +926,22 @@ def _check_output_table(path):
     _check_writable(Path(path).resolve().parent, f"-o {str(path)!r}")
 
 
-def _check_writable(folder, what):
-    """Fail in a second, before any measuring or cross-validation, if ``folder`` is read-only."""
+def _check_writable(folder, what, keep=True):
+    """Fail in a second, before any measuring or cross-validation, if ``folder`` is read-only.
+
+    ``keep=False``: the folders this check made are removed again (a report's folder, made
+    when the report is written: a run that fails leaves none behind)."""
     import tempfile
 
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".featcell-", suffix=".tmp", dir=folder)
         os.close(fd)
         os.remove(probe)
+        for made in created if not keep else ():
+            made.rmdir()
     except OSError as exc:
         raise UserError(
             f"{what}: cannot write in {str(folder)!r} ({exc.strerror or exc}); choose "
@@ -1851,7 +1857,7 @@ def _cmd_train(args, console):
         raise UserError(f"-o {args.output!r} should be a model file such as model.featcell")
     _check_writable(out.resolve().parent, f"-o {args.output!r}")
     if args.report:
-        _check_writable(args.report, f"--report {args.report!r}")
+        _check_writable(args.report, f"--report {args.report!r}", keep=False)
     if args.task == "counting" and args.model in ("density", "cnn_density"):
         return _train_density(args, console)
     if args.model in ("density", "cnn_density") or args.points:
@@ -2611,7 +2617,7 @@ def _candidate_columns(features, names):
 def _cmd_compare(args, console):
     if Path(args.output).suffix.lower() in (*_TABLE_SUFFIXES, ".html", ".md"):
         raise UserError(f"-o {args.output!r} should be a folder for the report")
-    _check_writable(args.output, f"-o {args.output!r}")
+    _check_writable(args.output, f"-o {args.output!r}", keep=False)
     if args.points:
         return _compare_counters(args, console)
     args.model = args.model or ["svm"]
@@ -2831,7 +2837,7 @@ def _cmd_demo(args, console):
     root = _DATA / "live_dead"
     if not (root / "images").is_dir():
         raise UserError(f"the bundled demo data are missing from {root}; reinstall featcell")
-    _check_writable(args.output, f"-o {args.output!r}")
+    _check_writable(args.output, f"-o {args.output!r}", keep=False)
     import numpy as np
 
     from featcell.io import list_images

@@ -462,6 +462,9 @@ def test_mistakes_found_before_any_work(capsys, live_dead, extracted, tmp_path):
     code, _, err = run(capsys, "compare", extracted, "--target", "Class", "--families",
                        "morphology", "-o", tmp_path / "report")
     assert code == 2 and "a feature table is used as it is" in err
+    code, _, err = run(capsys, "compare", extracted, "--target", "Klass",
+                       "-o", tmp_path / "new" / "report")
+    assert code == 2 and not (tmp_path / "new").exists()  # no empty report folder left
     code, out, err = run(capsys, "compare", extracted, "--target", "Class", "--model", "lr",
                          "--cv", "3", "--no-importance", "-o", tmp_path / "report")
     assert code == 0, err
