@@ -939,6 +939,9 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
             raise type(exc)(f"{path.name}: {exc}") from exc
     voc = Path(labels) / f"{path.stem}.xml" if labels is not None else None
     if voc is not None and voc.exists():
+        if "Class" in extra:  # the boxes' names fill it
+            raise ValueError(f"{path.name}: the metadata's 'Class' would be replaced by the "
+                             "names of the Pascal VOC boxes; rename that column")
         boxes, names, _ = read_voc(voc)
         try:
             cells = CellSet.from_boxes(

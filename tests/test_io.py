@@ -96,6 +96,9 @@ def test_voc_boxes_become_cells_in_file_order(tmp_path):
     cells = read_cells(tmp_path / "img", tmp_path / "ann")
     assert cells.groups("Class").tolist() == ["Dead Cell", "Living Cell"]
     np.testing.assert_allclose([cells.mask(i).sum() for i in range(2)], [80, 100], atol=3)
+    # a per-image Class (treated / control) was silently replaced by the boxes' names
+    with pytest.raises(ValueError, match="the metadata's 'Class' would be replaced"):
+        read_cells(tmp_path / "img", tmp_path / "ann", metadata={"Class": "treated"})
 
 
 @pytest.mark.parametrize(
