@@ -2057,12 +2057,13 @@ def _train_counter(args, console):
         raise UserError("--model gnb (naive Bayes) is a classifier; for counting use rf, "
                         "svm, lr, xgb, cnn or segmentation")
     console.say(f"featcell train: counting, model {args.model}, target {args.target}")
+    _refuse_unused_reading(args)
     head = "lr" if args.model in ("cnn", "segmentation") else args.model
     regressor = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                           ("scale", StandardScaler()),
                           ("head", make_head(head, "regression", random_state=args.seed,
                                              n_jobs=args.n_jobs))])
-    step = X = None
+    step = X = channels = None
     if _is_table(args.input):
         if args.model in ("cnn", "segmentation"):
             raise UserError(f"--model {args.model} needs images, not a table")
@@ -2082,7 +2083,7 @@ def _train_counter(args, console):
                 f"image file names and a {args.target!r} column"
             )
         table = _read_image_table(args.metadata)
-        files = _readable_images(files, console, args.max_pixels)
+        files, channels = _readable_images(files, console, args.max_pixels)
         missing = [f.name for f in files if _metadata_key(table.index, f) is None]
         if missing:
             raise UserError(_no_rows(missing, table))
@@ -2141,7 +2142,7 @@ def _train_counter(args, console):
 
     save_model(model, args.output, metadata={
         "kind": kind, "task": "counting", "target": args.target, "n_samples": len(y),
-        "features": {"read": {}},
+        "features": {"read": {}, "channel_names": None if kind == "table" else channels},
         "feature_columns": list(X.columns) if kind == "table" else None,
         "trained_on": str(args.input), "command": "featcell " + shlex.join(args.argv),
         "cross_validation": _scores_metadata(result),
@@ -2151,17 +2152,30 @@ def _train_counter(args, console):
 
 
 def _readable_images(files, console, max_pixels=None):
-    """The image files that can be decoded; the others are named and skipped."""
-    readable = []
+    """The image files that can be decoded (the others are named and skipped), and their
+    channel names when they all have as many (what score checks new images against),
+    else None."""
+    readable, counts = [], set()
     for path in files:
         n, error, *_ = _image_channels(str(path), {"max_pixels": max_pixels})
         if n is None:
             console.say(f"skipped {path.name}: {error}")
         else:
             readable.append(path)
+            counts.add(n)
     if not readable:
         raise UserError(f"none of the {len(files)} images could be read (see above)")
-    return readable
+    return readable, [f"Ch{i + 1}" for i in range(counts.pop())] if len(counts) == 1 else None
+
+
+def _refuse_unused_reading(args):
+    """Counters read whole images as they are: options about cells or channels would be
+    accepted and ignored."""
+    for option, value in (("--labels", args.labels), ("--families", args.families),
+                          ("--channels", args.channels), ("--as-gray", args.as_gray)):
+        if value:
+            raise UserError(f"{option} is not used by --task counting (the counters read "
+                            "whole images as they are); leave it out")
 
 
 def _dotted_images(args, console):
@@ -2178,7 +2192,8 @@ def _dotted_images(args, console):
             sigma = float(sigma)
         except ValueError:
             raise UserError(f"--sigma {args.sigma!r}: expected a number of pixels or auto") from None
-    files = _readable_images(_check_images_source(args.input), console, args.max_pixels)
+    files, channels = _readable_images(_check_images_source(args.input), console,
+                                       args.max_pixels)
     paths = [str(f) for f in files]
     errors = (ValueError, FileNotFoundError, TypeError)
     try:
@@ -2206,7 +2221,7 @@ def _dotted_images(args, console):
         extra = _read_image_table(args.metadata).reindex(meta["Metadata_ImageID"])
         for column in extra.columns:
             meta[f"Metadata_{column}"] = extra[column].to_numpy()
-    return paths, points, sigma, meta
+    return paths, points, sigma, meta, channels
 
 
 def _train_density(args, console):
@@ -2219,7 +2234,8 @@ def _train_density(args, console):
                         "DIR_OR_CSV")
     if _is_table(args.input):
         raise UserError(f"--model {args.model} needs images, not a feature table")
-    paths, points, sigma, meta = _dotted_images(args, console)
+    _refuse_unused_reading(args)
+    paths, points, sigma, meta, channels = _dotted_images(args, console)
     what = ("density network" if args.model == "cnn_density"
             else f"density model ({args.pixel_features})")
     console.say(f"featcell train: counting, {what}, {len(paths)} images, points from "
@@ -2272,7 +2288,8 @@ def _train_density(args, console):
 
     save_model(counter, args.output, metadata={
         "kind": "images", "task": "counting", "target": args.target or "count",
-        "model": args.model, "n_samples": len(paths), "features": {"read": {}},
+        "model": args.model, "n_samples": len(paths),
+        "features": {"read": {}, "channel_names": channels},
         "feature_columns": None, "trained_on": str(args.input), "points": str(args.points),
         "command": "featcell " + shlex.join(args.argv),
         "cross_validation": _scores_metadata(result),
@@ -2368,6 +2385,7 @@ def _cmd_score(args, console):
     read = saved_read
     read.update(_read_kwargs(args))
     if kind == "images":
+        _check_model_channels(channel_names, files, read)
         _score_counts(model, files, args, console, read.get("max_pixels"))
         return
     from featcell.batch import score_images
@@ -2786,7 +2804,8 @@ def _compare_counters(args, console):
     if heads:
         raise UserError(f"--model {heads[0]} is a classifier; with --points choose counters "
                         f"among {', '.join(_COMPARE_COUNTERS)}")
-    paths, points, sigma, meta = _dotted_images(args, console)
+    _refuse_unused_reading(args)
+    paths, points, sigma, meta, _ = _dotted_images(args, console)
     counts = np.array([len(p) for p in points], dtype=float)
     console.say(f"featcell compare: counters {' vs '.join(models)} on {len(paths)} images, "
                 f"{int(counts.sum())} dots ({int(counts.min())}-{int(counts.max())} per image)")

@@ -202,6 +202,21 @@ def test_counting_train_and_score(capsys, tmp_path):
     bad.write_bytes(good)
     code, _, err = run(capsys, "score", model, images, "-o", counts)
     assert code == 0 and pd.read_csv(tmp_path / "counts_errors.csv").empty
+    # the counter knows its images' channels: colour images are refused, not counted as 0
+    import numpy as np
+    from skimage import io as skio
+
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    grey = skio.imread(sorted(images.iterdir())[0])
+    skio.imsave(colour / "rgb.png", np.dstack([grey] * 3), check_contrast=False)
+    code, _, err = run(capsys, "score", model, colour, "-o", tmp_path / "c.csv")
+    assert code == 2 and "the model measures 1 channel(s)" in err
+    # options about cells and channels are refused, not ignored
+    code, _, err = run(capsys, "train", images, "--metadata", BBBC005 / "counts.csv",
+                       "--target", "count", "--task", "counting", "--families", "texture",
+                       "-o", tmp_path / "x.featcell")
+    assert code == 2 and "--families is not used by --task counting" in err
 
 
 def test_compare_writes_a_report(capsys, live_dead, tmp_path):
