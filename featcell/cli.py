@@ -498,7 +498,8 @@ def build_parser():
             "Apply a model saved by 'featcell train' to new images: one row per cell with "
             "the prediction and class probabilities, plus a per-image summary (cells per "
             "class) in <output>_images.parquet. Images are read the way the model's "
-            "training images were (channels, grey). An interrupted run resumes."
+            "training images were (channels, grey). An interrupted run of a cell model "
+            "resumes (a counting model counts every image again)."
         ),
         epilog=(
             "examples:\n"

@@ -493,12 +493,14 @@ def _results_section(view):
         }
     pooled = pd.DataFrame(pooled).T.reset_index(names="candidate")
     folds = pd.DataFrame(folds).T.reset_index(names="candidate")
+    # the bootstrap resamples groups only where the folds were grouped
+    boot = "group-bootstrap" if view.protocol.get("grouped", True) else "bootstrap (over samples)"
     blocks = [
         Table(
             pooled,
             caption=(
                 f"Out-of-fold metrics: each value is computed on all out-of-fold predictions "
-                f"at once, with its {ci}% group-bootstrap confidence interval in brackets."
+                f"at once, with its {ci}% {boot} confidence interval in brackets."
             ),
         ),
         Table(folds, caption="Mean ± standard deviation of the metric over the folds."),
@@ -522,7 +524,7 @@ def _results_section(view):
                 frame,
                 caption=(
                     "Paired comparisons on the same folds. The difference is of the pooled "
-                    "metric, with a paired group-bootstrap interval; the corrected t-test is "
+                    f"metric, with a paired {boot} interval; the corrected t-test is "
                     "Nadeau & Bengio's, on fold scores. p-values are not corrected for "
                     "multiple comparisons."
                 ),

@@ -258,3 +258,18 @@ def test_summary_words_follow_the_metric_and_an_undefined_interval(tmp_path):
     md = write_report(result, tmp_path / "b", title="t", formats=("md",))["md"].read_text()
     line = next(l for l in md.splitlines() if l.startswith("lr − noscores"))
     assert "no interval" in line and "excludes 0" not in line
+
+
+def test_an_ungrouped_report_does_not_claim_a_group_bootstrap(tmp_path):
+    """The captions said 'group-bootstrap' for folds that were not grouped."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = 50 + 10 * X[:, 0] + rng.normal(size=40)
+    models = {"ridge": Ridge(), "mean": DummyRegressor()}
+    for groups, words in (("none", "bootstrap (over samples)"),
+                          (np.repeat(np.arange(10), 4), "group-bootstrap")):
+        result = compare(models, X, y, groups=groups, cv=4, n_boot=50)
+        text = Path(write_report(result, tmp_path / str(len(words)), title="t")["md"]).read_text()
+        assert f"95% {words} confidence interval" in text and f"paired {words} interval" in text
+        if words != "group-bootstrap":
+            assert "group-bootstrap" not in text
