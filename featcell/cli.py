@@ -1018,6 +1018,8 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
     most = _majority_channels({k: m.names for k, m in kept.items()}, console,
                               "the others are skipped")
     measured = kept[most].finish()
+    measured.skipped = sorted([path.name for path, _ in failed] + measured.skipped + [
+        name for channels, other in kept.items() if channels != most for name in other.names])
     if not measured.names:
         raise UserError(f"none of the {len(files)} images could be measured (see above)")
     bar.close(f"read {len(measured.names)} images, {len(measured.metadata)} cells"
@@ -1049,7 +1051,7 @@ class _Measured:
         self.console = console
         workers = 1 if not n_jobs else (os.cpu_count() if n_jobs < 0 else n_jobs)
         self.chunk = 256 if workers == 1 else 512 * workers
-        self.names, self.waiting = [], {}
+        self.names, self.waiting, self.skipped = [], {}, []
         self._fitted = False
         self._metadata, self._crops, self._values = [], [], []
 
@@ -1095,6 +1097,7 @@ class _Measured:
 
     def _skip(self, name, exc):
         self.names.remove(name)
+        self.skipped.append(name)
         self.console.say(f"skipped {name}: its cells cannot be measured: {_message(exc)}")
 
     def finish(self):
@@ -1775,6 +1778,7 @@ def _load_data(args, console, families, keep_cells=True):
         "channel_names": list(measured.channels),
         "read": _saved_read(read_kwargs),
         "labels": _labels_kind(args.labels),
+        "skipped": measured.skipped,
     }
     return _Data(measured.features, measured.metadata, measured.cells, measured.step, settings,
                  source=str(args.input))
@@ -2010,6 +2014,11 @@ def _dataset_description(data, args):
     if getattr(args, "metadata", None):
         description["per-image metadata"] = args.metadata
     description["target"] = args.target
+    skipped = data.settings.get("skipped")
+    if skipped:  # the report's image count is of the others
+        description["images skipped"] = (f"{len(skipped)} (could not be read or measured, or "
+                                         f"had other channels): {', '.join(skipped[:10])}"
+                                         + (", ..." if len(skipped) > 10 else ""))
     return description
 
 

@@ -172,6 +172,19 @@ def test_train_from_images_with_a_report(capsys, live_dead, tmp_path):
     html = (tmp_path / "report" / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') >= 3
     assert "read 10 images" in err
+    assert "images skipped" not in (tmp_path / "report" / "report.md").read_text()
+    # an image that could not be read is named in the report, beside the images counted
+    images = tmp_path / "images"
+    shutil.copytree(live_dead / "images", images)
+    (images / "0broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    code, _out, err = run(
+        capsys, "train", images, "--labels", live_dead / "boxes", "--as-gray", "--target",
+        "Class", "--families", "morphology", "--model", "lr", "--cv", "3", "-q", "--report",
+        tmp_path / "report2", "-o", tmp_path / "m2.featcell",
+    )
+    assert code == 0, err
+    assert "images skipped | 1 (could not be read or measured, or had other channels): " \
+           "0broken.png" in (tmp_path / "report2" / "report.md").read_text()
 
 
 def test_counting_train_and_score(capsys, tmp_path):
