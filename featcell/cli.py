@@ -2060,6 +2060,7 @@ def _train_counter(args, console):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from featcell.counting import _NonNegativeCounts
     from featcell.heads import make_head
     from featcell.io import _metadata_key
 
@@ -2071,8 +2072,9 @@ def _train_counter(args, console):
     head = "lr" if args.model in ("cnn", "segmentation") else args.model
     regressor = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                           ("scale", StandardScaler()),
-                          ("head", make_head(head, "regression", random_state=args.seed,
-                                             n_jobs=args.n_jobs))])
+                          ("head", _NonNegativeCounts(make_head(
+                              head, "regression", random_state=args.seed,
+                              n_jobs=args.n_jobs)))])
     step = X = channels = None
     if _is_table(args.input):
         if args.model in ("cnn", "segmentation"):

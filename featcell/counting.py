@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 from scipy import ndimage as ndi
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils import get_tags
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.parallel import Parallel, delayed
@@ -1034,6 +1035,73 @@ def _region_sums(density, region, n):
     )
 
 
+class _NonNegativeCounts(RegressorMixin, BaseEstimator):
+    """A regressor of counts whose predictions are never negative.
+
+    A line fitted on counts crosses zero below the smallest count it saw: on an
+    empty field, ridge regression on image features predicted -10 cells. The
+    prediction is clipped at 0, which can only bring it closer to any count.
+
+    Parameters
+    ----------
+    estimator : regressor
+        The regressor (cloned in ``fit``).
+
+    Attributes
+    ----------
+    estimator_ : regressor
+        The fitted regressor.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from featcell.counting import _NonNegativeCounts
+    >>> model = _NonNegativeCounts(LinearRegression()).fit([[1], [2], [3]], [5, 10, 15])
+    >>> model.predict([[0], [-1], [4]]).tolist()
+    [0.0, 0.0, 20.0]
+    """
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    def fit(self, X, y):
+        """Fit the regressor.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Counts.
+
+        Returns
+        -------
+        self : _NonNegativeCounts
+        """
+        if not hasattr(self.estimator, "fit") or not hasattr(self.estimator, "predict"):
+            raise TypeError(f"estimator={self.estimator!r}; expected a regressor")
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        return self
+
+    def predict(self, X):
+        """The regressor's counts, clipped at 0.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        counts : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return np.maximum(np.asarray(self.estimator_.predict(X), dtype=np.float64), 0.0)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = get_tags(self.estimator).input_tags.allow_nan
+        return tags
+
+
 def make_counter(method="regression", head=None, *, random_state=0, **params):
     """Build a cell counter: ``fit(images, counts)``, ``predict(images)``.
 
@@ -1057,7 +1125,9 @@ default="regression"
         By default ridge regression (``"lr"``) for ``"regression"`` and ``"cnn"``,
         which suits features that grow linearly with the count and, unlike trees,
         extrapolates beyond the counts seen in training; for ``"density"`` the
-        pixel regressor of :class:`DensityCounter` (``"xgb"``).
+        pixel regressor of :class:`DensityCounter` (``"xgb"``). The head's counts
+        are clipped at 0 (the pipeline's last step holds it as ``estimator``): a
+        line crosses zero below the smallest count it saw.
     random_state : int or None, default=0
         Seed of the head.
     **params
@@ -1094,7 +1164,8 @@ default="regression"
         from .cnn import CNNDensityCounter
 
         return CNNDensityCounter(random_state=random_state, **params)
-    regressor = make_head("lr" if head is None else head, "regression", random_state=random_state)
+    regressor = _NonNegativeCounts(
+        make_head("lr" if head is None else head, "regression", random_state=random_state))
     if method == "regression":
         return make_pipeline(ImageFeatures(**params), StandardScaler(), regressor)
     from .cnn import CNNEmbedding

@@ -70,6 +70,7 @@ _FEATCELL_TYPES = (
     "featcell.cnn.CNNEmbedding",
     "featcell.cnn.CNNFusionClassifier",
     "featcell.counting.DensityCounter",
+    "featcell.counting._NonNegativeCounts",
     "featcell.counting.SegmentationCounter",
     "featcell.features.cell_features.CellFeatures",
     "featcell.features.colocalization.Colocalization",

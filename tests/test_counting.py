@@ -155,10 +155,32 @@ def test_api_checks(estimator):
 def test_make_counter_routes_parameters():
     counter = make_counter("segmentation", channel=2, count_by="area")
     assert isinstance(counter, SegmentationCounter) and counter.count_by == "area"
-    assert type(make_counter().steps[-1][1]).__name__ == "RidgeCV"
+    assert type(make_counter().steps[-1][1].estimator).__name__ == "RidgeCV"
     pipeline = make_counter("regression", head="xgb", families=["tophat"], n_jobs=2)
     assert pipeline.steps[0][1].families == ["tophat"]
-    assert type(pipeline.steps[-1][1]).__name__ == "XGBRegressor"
+    assert type(pipeline.steps[-1][1].estimator).__name__ == "XGBRegressor"
+
+
+def test_the_regression_counter_never_counts_below_zero():
+    """Ridge regression on image features predicted -10.6 cells on an empty field (a line
+    fitted on counts crosses zero below the smallest)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    images = []
+    for k in (2, 4, 6, 8, 10, 12):  # separated disks of radius 4
+        image, centres = np.zeros((64, 64)), []
+        while len(centres) < k:
+            p = rng.uniform(6, 58, 2)
+            if all(np.hypot(*(p - q)) > 11 for q in centres):
+                centres.append(p)
+                image[(yy - p[0]) ** 2 + (xx - p[1]) ** 2 < 16] = 1
+        images.append(image)
+    counter = make_counter("regression").fit(images, [1, 7, 13, 19, 25, 31])  # 3 x k - 5
+    empty = np.zeros((64, 64))
+    raw = counter[-1].estimator_.predict(counter[:-1].transform([empty]))
+    assert raw[0] < 0 and counter.predict([empty]).tolist() == [0.0]
+    assert_allclose(counter.predict(images), np.maximum(
+        counter[-1].estimator_.predict(counter[:-1].transform(images)), 0))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("featcell.cnn") is None, reason="no featcell.cnn")
