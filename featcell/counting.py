@@ -1057,7 +1057,7 @@ class _NonNegativeCounts(RegressorMixin, BaseEstimator):
     >>> from sklearn.linear_model import LinearRegression
     >>> from featcell.counting import _NonNegativeCounts
     >>> model = _NonNegativeCounts(LinearRegression()).fit([[1], [2], [3]], [5, 10, 15])
-    >>> model.predict([[0], [-1], [4]]).tolist()
+    >>> model.predict([[0], [-1], [4]]).round(6).tolist()
     [0.0, 0.0, 20.0]
     """
 
