@@ -348,6 +348,9 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         The count calibration (1 and 0 without ``calibrate``).
     n_train_pixels_ : int
         Pixels the head was fitted on.
+    channel_counts_ : tuple of int
+        The numbers of channels of the training images (1 for grey); an image
+        with another number is refused at predict.
 
     See Also
     --------
@@ -496,6 +499,12 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         pixel ``stride // 2``; also returns the image's ``(rows, cols)``.
         """
         image = _read(item)
+        n = 1 if image.ndim == 2 else int(image.shape[-1])
+        if "_seen_channels" in self.__dict__:  # fitting
+            self._seen_channels.add(n)
+        elif n not in getattr(self, "channel_counts_", (n,)):  # (older models: no check)
+            raise ValueError(f"image has {n} channel(s) but the counter was fitted on images "
+                             f"with {' or '.join(map(str, self.channel_counts_))}")
         step = int(self.stride)
         parts = [e.maps(image, step) for e in (extractors or self.pixel_features_)]
         maps = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
@@ -579,6 +588,15 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         self : DensityCounter
             The fitted counter.
         """
+        self._seen_channels = set()  # the channel counts of the training images (_maps)
+        try:
+            self._fit(images, points)
+            self.channel_counts_ = tuple(sorted(self._seen_channels))
+        finally:
+            del self._seen_channels
+        return self
+
+    def _fit(self, images, points):
         images = _check_images(images)
         sigmas = self._sigmas()
         self._check_n_samples()
@@ -717,7 +735,6 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
                 found, found_wanted
             ) >= np.abs(np.subtract(found, found_wanted)).mean():
                 self.coef_, self.intercept_ = 1.0, 0.0  # the line did not help out-of-fold
-        return self
 
     def _oof_error(self, found, wanted):
         """The count MAE of out-of-fold sums, as the counter will calibrate them."""

@@ -720,3 +720,20 @@ def test_density_counter_checks_n_jobs_as_the_other_estimators_do():
     blobs = [_blobs(k, seed=k) for k in (4, 8)]
     with pytest.raises(ValueError, match="n_jobs=0"):
         _density_counter(n_jobs=0).fit([b[0] for b in blobs], [b[1] for b in blobs])
+
+
+def test_the_density_counter_refuses_images_with_other_channels():
+    """A counter fitted on two-channel images (colour averaged) counted grey or
+    three-channel images without a remark."""
+    blobs = [_blobs(k, seed=k) for k in (4, 8, 12)]
+    two = [np.dstack([b[0], b[0]]) for b in blobs]
+    counter = _density_counter().fit(two, [b[1] for b in blobs])
+    assert counter.channel_counts_ == (2,)
+    assert counter.predict(two[:1]).shape == (1,)
+    with pytest.raises(ValueError, match=r"image has 1 channel\(s\) but the counter was "
+                                         r"fitted on images with 2"):
+        counter.predict([blobs[0][0]])
+    with pytest.raises(ValueError, match="image has 3 channel"):
+        counter.predict_density([np.dstack([blobs[0][0]] * 3)])
+    mixed = _density_counter().fit([two[0], blobs[1][0], two[2]], [b[1] for b in blobs])
+    assert mixed.channel_counts_ == (1, 2) and len(mixed.predict([blobs[0][0]])) == 1
