@@ -2184,7 +2184,10 @@ def _refuse_unused_reading(args):
     """Counters read whole images as they are: options about cells or channels would be
     accepted and ignored."""
     for option, value in (("--labels", args.labels), ("--families", args.families),
-                          ("--channels", args.channels), ("--as-gray", args.as_gray)):
+                          ("--channels", args.channels), ("--as-gray", args.as_gray),
+                          ("--channel-axis", args.channel_axis is not None),
+                          ("--z-project", args.z_project), ("--timepoint",
+                                                            args.timepoint is not None)):
         if value:
             raise UserError(f"{option} is not used by --task counting (the counters read "
                             "whole images as they are); leave it out")

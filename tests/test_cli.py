@@ -230,6 +230,10 @@ def test_counting_train_and_score(capsys, tmp_path):
                        "--target", "count", "--task", "counting", "--families", "texture",
                        "-o", tmp_path / "x.featcell")
     assert code == 2 and "--families is not used by --task counting" in err
+    code, _, err = run(capsys, "train", images, "--metadata", BBBC005 / "counts.csv",
+                       "--target", "count", "--task", "counting", "--timepoint", "0",
+                       "-o", tmp_path / "x.featcell")
+    assert code == 2 and "--timepoint is not used by --task counting" in err
 
 
 def test_compare_writes_a_report(capsys, live_dead, tmp_path):
