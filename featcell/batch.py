@@ -611,20 +611,33 @@ def _unify(schemas):
     """One schema for all tables: the union of columns, ``Metadata_*`` first. A column
     that images type in ways that do not unify (text in one, numbers in another: a blank
     cell of a metadata table) becomes text, so no single image decides the run."""
-    types = {}  # column -> its types, in order of first appearance
+    schemas = [s.remove_metadata() for s in schemas if len(s)]
+    if not schemas:
+        return pa.schema([])
+    try:
+        fields = list(pa.unify_schemas(schemas, promote_options="permissive"))
+    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        fields = [_unify_column(name, kinds) for name, kinds in _column_types(schemas).items()]
+    fields.sort(key=lambda f: not f.name.startswith("Metadata_"))  # stable
+    return pa.schema(fields)
+
+
+def _column_types(schemas):
+    """Every column's types across ``schemas``, columns in order of first appearance."""
+    types = {}
     for schema in schemas:
         for field in schema:
             types.setdefault(field.name, []).append(field.type)
-    fields = []
-    for name, kinds in types.items():
-        try:
-            kind = pa.unify_schemas([pa.schema([(name, k)]) for k in kinds],
-                                    promote_options="permissive").field(name).type
-        except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            kind = pa.string()
-        fields.append(pa.field(name, kind))
-    fields.sort(key=lambda f: not f.name.startswith("Metadata_"))  # stable
-    return pa.schema(fields)
+    return types
+
+
+def _unify_column(name, kinds):
+    """One field for a column typed ``kinds`` by different tables; text where they clash."""
+    try:
+        return pa.unify_schemas([pa.schema([(name, k)]) for k in kinds],
+                                promote_options="permissive").field(name)
+    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.field(name, pa.string())
 
 
 def _conform(table, schema):
