@@ -1051,20 +1051,21 @@ class _Measured:
         self.console = console
         workers = 1 if not n_jobs else (os.cpu_count() if n_jobs < 0 else n_jobs)
         self.chunk = 256 if workers == 1 else 512 * workers
-        self.names, self.waiting, self.skipped = [], {}, []
+        self.names, self.waiting, self.skipped, self.n_waiting = [], {}, [], 0
         self._fitted = False
         self._metadata, self._crops, self._values = [], [], []
 
     def add(self, name, cells):
         self.names.append(name)
         self.waiting[name] = cells
-        if sum(map(len, self.waiting.values())) >= self.chunk:
+        self.n_waiting += len(cells)
+        if self.n_waiting >= self.chunk:
             self._flush()
 
     def _flush(self):
         from featcell.cells import CellSet
 
-        waiting, self.waiting = self.waiting, {}
+        waiting, self.waiting, self.n_waiting = self.waiting, {}, 0
         cells = CellSet.concat(list(waiting.values()))
         if self.step is not None and len(cells) and not self._fitted:
             self.step.fit(cells)  # the names only: no image's values decide the fit

@@ -121,12 +121,11 @@ class CellFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "feature_names_out_")
         X = check_cellset(X)
-        fitted = getattr(self, "compartment_names_in_", _compartment_names(X))  # older models
-        if _compartment_names(X) != fitted:  # a whole cell would pass for its nucleus
-            raise ValueError(
-                f"X has compartments {_compartment_names(X)} but the transformer was fitted "
-                f"on cells with compartments {fitted}"
-            )
+        found = _compartment_names(X)
+        fitted = getattr(self, "compartment_names_in_", found)  # older models: no check
+        if found != fitted:  # a whole cell would pass for its nucleus
+            raise ValueError(f"X has compartments {found} but the transformer was fitted on "
+                             f"cells with compartments {fitted}")
         X = select_compartment(X, getattr(self, "compartment", None))
         if X.channel_names != self.channel_names_in_:
             raise ValueError(
