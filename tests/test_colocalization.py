@@ -59,6 +59,23 @@ def test_correlation_and_slope_by_hand():
     assert_allclose(row["Correlation_Slope_DNA_PH3"], np.polyfit(a, b, 1)[0])
 
 
+def test_small_and_wide_range_intensities_keep_their_values():
+    # values far below an 8-bit step (and an int32 image, scaled by 2**31 - 1) are not
+    # snapped to the 8-bit grid: the correlation is numpy's on the same pixels
+    rng = np.random.default_rng(0)
+    labels = np.zeros((30, 30), dtype=np.int32)
+    labels[5:25, 5:25] = 1
+    a = rng.random((30, 30)) * 3e-5
+    b = 0.5 * a + rng.random((30, 30)) * 1e-5
+    ints = rng.integers(0, 1000, (30, 30, 2)).astype(np.int32)
+    ints[..., 1] = ints[..., 0] // 2 + rng.integers(0, 50, (30, 30))
+    for image in (np.stack([a, b], -1), ints):
+        cells = CellSet.from_labels(image, labels, channels=["A", "B"])
+        x, y = (image[..., c][labels == 1].astype(np.float32) for c in (0, 1))
+        row = _row(cells, features=["correlation"])
+        assert_allclose(row["Correlation_Correlation_A_B"], np.corrcoef(x, y)[0, 1], rtol=1e-6)
+
+
 def test_threshold_coefficients_by_hand():
     row = _row(_pair_cells(), features=["overlap", "manders", "rwc"], threshold=50)
     a, b = A.ravel(), B.ravel()

@@ -187,6 +187,15 @@ def test_one_pixel_object():
     assert row["RadialDistribution_RadialCV_DNA_1of2"] == 0
 
 
+def test_zero_intensity_object_has_zero_radial_cv():
+    # CellProfiler's masked division leaves sd (0) where a ring's mean is 0, not NaN
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[2:10, 2:10] = 1
+    cells = CellSet.from_labels(np.zeros((20, 20)), labels, channels=["DNA"])
+    row = Intensity(features="radial").set_output(transform="pandas").fit_transform(cells).iloc[0]
+    assert [row[f"RadialDistribution_RadialCV_DNA_{k}of4"] for k in range(1, 5)] == [0.0] * 4
+
+
 def test_zero_intensity_object_has_no_centre_of_mass():
     labels = np.zeros((12, 12), dtype=np.int32)
     labels[3:7, 3:7] = 1

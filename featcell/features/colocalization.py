@@ -78,20 +78,26 @@ def _dense_ranks(values, grid, pix, scale):
     return ranks
 
 
+# float32's relative rounding (2**-24), with a margin: float32(k / scale) lies this close
+_FLOAT32_ROUNDING = 2.0**-23
+
+
 def _on_grid(values, scale):
-    """float64 intensities, snapping values within 1% of a step of ``k / scale`` to it.
+    """float64 intensities, snapping each value that is ``float32(k / scale)`` to ``k / scale``.
 
     An integer image ``k`` becomes ``float32(k / scale)`` in a CellSet;
     CellProfiler works with the float64 ``k / scale``. Restoring it makes
     comparisons with thresholds on that grid (Costes) or with a fraction of
-    the cell's maximum come out as in CellProfiler. Also returns the grid
+    the cell's maximum come out as in CellProfiler. Only values within float32
+    rounding of a step are snapped (0 only when exactly 0), so intensities off
+    the grid, however small, are kept as they are. Also returns the grid
     indices ``k`` when every value is on the grid within [0, 1], else None.
     """
     v = values.astype(np.float64)
-    scaled = v * scale
-    grid = np.rint(scaled)
-    on = np.abs(scaled - grid) <= 0.01
-    snapped = np.where(on, grid / scale, v)
+    grid = np.rint(v * scale)
+    step = grid / scale
+    on = np.abs(v - step) <= _FLOAT32_ROUNDING * np.abs(step)
+    snapped = np.where(on, step, v)
     if on.all() and (not grid.size or (grid.min() >= 0 and grid.max() <= scale)):
         return snapped, grid.astype(np.intp)
     return snapped, None

@@ -137,7 +137,8 @@ class _RadialBins:
             means = np.where(occupied, w_total / self.w_divisor, 0.0)
             mu = means.sum(axis=2) / k
             sd = np.sqrt((np.where(occupied, means - mu[..., None], 0.0) ** 2).sum(axis=2) / k)
-            radial_cv = sd / mu
+            # CellProfiler's masked division leaves the numerator where the mean is 0
+            radial_cv = np.where(mu == 0, sd, sd / mu)
         radial_cv[k == 0] = 0.0
         return {
             "FracAtD": frac_at_d[:, :n_rings],
