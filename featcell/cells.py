@@ -942,23 +942,32 @@ def _take_fields(fields, index):
     return tuple(images[i] for i in used), where
 
 
-def _object_boxes(labels):
-    """Ids and bounding boxes of a label image's objects (``label_boxes``).
+def _compact_labels(labels):
+    """A label image whose ids are at most its number of pixels, and the original ids.
 
-    The kernel's tables have one row per id up to the largest: ids far above the
-    number of pixels (a 16 x 16 image with one object numbered 2**26) are first
-    numbered 1, 2, ... in order, so that memory follows the image, not the ids.
+    Tables with one row per id up to the largest (bounding boxes, overlaps) must
+    follow the image, not the ids: ids far above the number of pixels (a 16 x 16
+    image with one object numbered 2**26) are numbered 1, 2, ... in order.
+    Returns ``(compact, present)``: ``compact`` holds ids k, ``present[k]`` the
+    original id of k (``present`` is None when the ids were kept).
     """
-    from .features._kernels.objects import label_boxes
-
     labels = labels.astype(np.int64) if labels.dtype == np.uint64 else labels  # ids < 2**63
     if not labels.size or labels.max() <= labels.size:
-        return label_boxes(labels)
+        return labels, None
     present, compact = np.unique(labels, return_inverse=True)
     if present[0] != 0:  # no background pixel: 0 stays unused
         present, compact = np.r_[0, present], compact + 1
-    ids, boxes = label_boxes(compact.reshape(labels.shape).astype(np.intp))
-    return present[ids].astype(np.int64), boxes
+    return compact.reshape(labels.shape).astype(np.intp), present.astype(np.int64)
+
+
+def _object_boxes(labels):
+    """Ids and bounding boxes of a label image's objects (``label_boxes``), by
+    :func:`_compact_labels`' ids so that memory follows the image."""
+    from .features._kernels.objects import label_boxes
+
+    compact, present = _compact_labels(labels)
+    ids, boxes = label_boxes(compact)
+    return (ids, boxes) if present is None else (present[ids], boxes)
 
 
 # the objects' windows (bounding box and margin) may cover this many times the image

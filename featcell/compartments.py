@@ -29,6 +29,7 @@ from .cells import (
     _check_channel_names,
     _check_labels,
     _check_margin,
+    _compact_labels,
     _gather_windows,
     _metadata_frame,
     _own,
@@ -90,8 +91,13 @@ class CompartmentCellSet(CellSet):
                 f"{list(self.compartment_names)}"
             )
         k = self.compartment_names.index(name)
+        metadata = self.metadata
+        cut = self._compartments.metadata
+        if name in cut.columns and "Metadata_TouchesBorder" in metadata.columns:
+            # the compartment's own contact with the image border (its edge features)
+            metadata = metadata.assign(Metadata_TouchesBorder=cut[name].to_numpy(bool))
         return CellSet(self._values, self._compartments._values[k] > 0, self._shapes,
-                       self.metadata, self.channel_names, self._origins, self._fields)
+                       metadata, self.channel_names, self._origins, self._fields)
 
     def _take(self, index):
         taken = super()._take(index)
@@ -274,8 +280,10 @@ def cells_from_compartments(
         need not share ids: every nucleus is related to the cell it overlaps
         most.
     channels, image_id, channel_axis, margin, rescale, exclude_border, metadata
-        As in :meth:`featcell.CellSet.from_labels`; ``exclude_border`` looks
-        at the parent objects.
+        As in :meth:`featcell.CellSet.from_labels`; ``exclude_border`` and
+        ``Metadata_TouchesBorder`` look at the parent objects (each
+        compartment's edge and radial features see whether the border cuts that
+        compartment itself, e.g. a nucleus reaching it in a cell that does not).
     parent : str, optional
         The compartment with one sample per object. Default ``"Cells"`` when
         given, else the first label set.
@@ -322,6 +330,14 @@ def cells_from_compartments(
     children = [name for name in labels if name != parent]
     derive = bool(cytoplasm) and bool(children) and CYTOPLASM not in labels
     order = [*labels, CYTOPLASM] if derive else list(labels)
+    # ids far above the number of pixels are numbered 1, 2, ... so that the tables by id
+    # follow the image; the metadata gives the original ids
+    present = {}
+    for name in list(labels):
+        labels[name], present[name] = _compact_labels(labels[name])
+
+    def original(name, compact_ids):
+        return compact_ids if present[name] is None else present[name][compact_ids]
 
     outer = labels[parent]
     if isinstance(image, (list, tuple)):
@@ -338,7 +354,11 @@ def cells_from_compartments(
         dtype=np.intp,
     ).reshape(-1, 4)
     H, W = outer.shape
-    touches = (boxes[:, 0] == 0) | (boxes[:, 1] == 0) | (boxes[:, 2] == H) | (boxes[:, 3] == W)
+
+    def touching(boxes):
+        return (boxes[:, 0] == 0) | (boxes[:, 1] == 0) | (boxes[:, 2] == H) | (boxes[:, 3] == W)
+
+    touches = touching(boxes)
     keep = ~touches if exclude_border else np.ones(len(ids), bool)
 
     # the main child of every parent: of the children related to it, the one it overlaps most
@@ -366,35 +386,48 @@ def cells_from_compartments(
     if ids.size == 0:
         return _empty(channel_names, image_id, metadata, order, parent, children, derive)
 
-    # the crop holds the cell and its main children (which may reach out of it)
+    # the crop holds the cell and its main children (which may reach out of it); each
+    # compartment is cut by the image border on its own (a nucleus may reach it, its cell not)
     window = boxes.copy()
+    cut = {parent: touches}
     for name in children:
-        for k, child in enumerate(main[name]):
-            s = child_slices[name][child - 1]
-            window[k] = [min(window[k, 0], s[0].start), min(window[k, 1], s[1].start),
-                         max(window[k, 2], s[0].stop), max(window[k, 3], s[1].stop)]
+        child_boxes = np.array([
+            [s[0].start, s[1].start, s[0].stop, s[1].stop]
+            for s in (child_slices[name][child - 1] for child in main[name])
+        ], dtype=np.intp).reshape(-1, 4)
+        window[:, :2] = np.minimum(window[:, :2], child_boxes[:, :2])
+        window[:, 2:] = np.maximum(window[:, 2:], child_boxes[:, 2:])
+        cut[name] = touching(child_boxes)
     origins = np.maximum(window[:, :2] - margin, 0)
     ends = np.minimum(window[:, 2:] + margin, [H, W])
     values, mask, shapes, centroid = _gather_windows(stack, outer, ids, origins, ends)
-    frame = _metadata_frame(len(ids), image_id, boxes, centroid, touches, ids, metadata)
+    frame = _metadata_frame(len(ids), image_id, boxes, centroid, touches, original(parent, ids),
+                            metadata)
 
     plane = stack[:1]  # masks and centroids need no intensities: gather the smallest stack
     masks = {parent: mask}
     for name in children:
         _, masks[name], _, where = _gather_windows(plane, labels[name], main[name], origins, ends)
-        frame[f"Metadata_{name}_Number_Object_Number"] = main[name]
-        frame[f"Metadata_{name}_Parent_{parent}"] = ids
+        frame[f"Metadata_{name}_Number_Object_Number"] = original(name, main[name])
+        frame[f"Metadata_{name}_Parent_{parent}"] = original(parent, ids)
         frame[f"Metadata_{parent}_Children_{name}_Count"] = counts[name]
         frame[f"Metadata_{name}_Location_Center_Y"] = where[:, 0]
         frame[f"Metadata_{name}_Location_Center_X"] = where[:, 1]
     if derive:
         _, masks[CYTOPLASM], _, where = _gather_windows(plane, derived, ids, origins, ends)
-        frame[f"Metadata_{CYTOPLASM}_Parent_{parent}"] = ids
-        frame[f"Metadata_{CYTOPLASM}_Parent_{children[0]}"] = main[children[0]]
+        frame[f"Metadata_{CYTOPLASM}_Parent_{parent}"] = original(parent, ids)
+        frame[f"Metadata_{CYTOPLASM}_Parent_{children[0]}"] = original(children[0],
+                                                                        main[children[0]])
+        cytoplasm_slices = ndi.find_objects(derived)
+        cut[CYTOPLASM] = touching(np.array([
+            [s[0].start, s[1].start, s[0].stop, s[1].stop]
+            for s in (cytoplasm_slices[i - 1] for i in ids)
+        ], dtype=np.intp).reshape(-1, 4))
         frame[f"Metadata_{CYTOPLASM}_Location_Center_Y"] = where[:, 0]
         frame[f"Metadata_{CYTOPLASM}_Location_Center_X"] = where[:, 1]
+    # the store's metadata: per compartment, whether the image border cuts it
     store = CellSet(np.stack([masks[name] for name in order]).astype(np.float32), mask,
-                    shapes, pd.DataFrame(index=range(len(ids))), order, origins)
+                    shapes, pd.DataFrame({name: cut[name] for name in order}), order, origins)
     fields = (_own(stack, image),), np.zeros(len(ids), np.intp)  # granularity's whole field
     return CompartmentCellSet(values, mask, shapes, frame, channel_names, origins, fields,
                               compartments=store, parent=parent)

@@ -137,6 +137,44 @@ def test_indexing_and_concat_keep_compartments():
     assert "Metadata_Cells_Children_Nuclei_Count" in empty.metadata
 
 
+def test_huge_ids_keep_their_numbers_without_tables_by_id():
+    # ids near 2**40 (one row per id would take terabytes) give the same cells, numbered
+    # with the original ids
+    big = 2**40
+    nuclei, cells = NUCLEI.astype(np.int64), CELLS.astype(np.int64)
+    cells = CellSet.from_compartments(
+        _image(), {"Nuclei": np.where(nuclei > 0, nuclei + big, 0), "Cells": cells * big},
+        ["DNA", "Actin"], "img",
+    )
+    small = _cells()
+    assert_array_equal(cells.metadata["Metadata_ObjectNumber"], small.metadata["Metadata_ObjectNumber"] * big)
+    assert_array_equal(cells.metadata["Metadata_Nuclei_Number_Object_Number"],
+                       small.metadata["Metadata_Nuclei_Number_Object_Number"] + big)
+    assert_array_equal(cells.metadata["Metadata_Cytoplasm_Parent_Nuclei"],
+                       small.metadata["Metadata_Cytoplasm_Parent_Nuclei"] + big)
+    assert_array_equal(cells.metadata["Metadata_Nuclei_Parent_Cells"],
+                       cells.metadata["Metadata_ObjectNumber"])
+    assert_allclose(Intensity().fit_transform(cells), Intensity().fit_transform(small))
+
+
+def test_a_compartment_cut_by_the_border_is_measured_as_cut():
+    # the nucleus reaches row 0, its cell does not: the nucleus's edge is measured as
+    # CellProfiler measures it (the border is no background), as from_labels does
+    image = np.random.default_rng(0).random((30, 30))
+    cells = np.zeros((30, 30), np.int32)
+    cells[1:12, 2:14] = 1
+    nuclei = np.zeros((30, 30), np.int32)
+    nuclei[0:5, 5:10] = 1
+    both = CellSet.from_compartments(image, {"Nuclei": nuclei, "Cells": cells}, ["DNA"])
+    assert not both.metadata["Metadata_TouchesBorder"][0]
+    alone = CellSet.from_labels(image, nuclei, ["DNA"])
+    assert_allclose(Intensity(compartment="Nuclei", features="edge").fit_transform(both),
+                    Intensity(features="edge").fit_transform(alone), rtol=1e-12)
+    assert_allclose(Intensity(compartment="Cells", features="edge").fit_transform(both),
+                    Intensity(features="edge").fit_transform(
+                        CellSet.from_labels(image, cells, ["DNA"])), rtol=1e-12)
+
+
 def test_granularity_of_a_compartment_is_measured_on_the_whole_field():
     # CellProfiler measures granularity on the whole image; a nucleus measured as a
     # compartment of its cell is the same nucleus measured from the nuclei label image
