@@ -237,6 +237,8 @@ def test_sklearn_api():
         ({"scale": 1}, "scale"),
         ({"pairs": [("DNA", "GFP")]}, "GFP"),
         ({"pairs": [("DNA", "DNA")]}, "itself"),
+        ({"pairs": [("DNA", "PH3"), ("PH3", "DNA")]}, "twice"),
+        ({"pairs": [("DNA", "PH3"), ("DNA", "PH3")]}, "twice"),
         ({"pairs": ["DNA"]}, "tuples"),
         ({"pairs": []}, "empty"),
         ({"channels": "DNA"}, "at least two channels"),

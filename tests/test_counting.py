@@ -422,6 +422,23 @@ def test_pixel_features_large_scales_match_full_resolution():
     assert np.abs(maps[..., 1] - exact["LoG"])[inner].max() < 0.05 * scale
 
 
+@pytest.mark.filterwarnings("error")
+def test_pixel_features_of_large_intensities_scale_without_overflow():
+    # first-order maps grow with the intensity, the structure tensor with its square: at
+    # 1e12 the tensor's eigenvalues (about 1e22) fit float32, their intermediate squares not
+    from featcell.features.image import PixelFeatures
+
+    bank = PixelFeatures(filters=["gradient", "structure", "hessian"], scales=[1.0]).fit()
+    image = BLOB_IMAGES[5].astype(np.float64)
+    maps, large = bank.maps(image), bank.maps(image * 1e12)
+    names = list(bank.get_feature_names_out())
+    assert np.isfinite(large).all()
+    for k, name in enumerate(names):
+        factor = 1e24 if "StructureTensor" in name else 1e12
+        assert_allclose(large[..., k], maps[..., k] * factor, rtol=1e-4,
+                        atol=1e-6 * factor * np.abs(maps[..., k]).max(), err_msg=name)
+
+
 @pytest.mark.parametrize(("shape", "step"), [((64, 64), 2), ((37, 50), 3), ((20, 9), 4), ((8, 8), 1)])
 def test_sum_weights_give_the_interpolated_maps_sum(shape, step):
     from featcell.counting import _sum_weights

@@ -402,6 +402,9 @@ class Colocalization(CellFeatureTransformer):
                 )
             if a == b:
                 raise ValueError(f"pairs: a channel cannot be paired with itself, got {pair!r}")
+            if {a, b} in [set(p) for p in pairs]:  # (a, b) measures (b, a) too: K, Manders...
+                raise ValueError(f"pairs: {pair!r} is given twice (in either order); each "
+                                 "pair measures both directions")
             pairs.append((a, b))
         if not pairs:
             raise ValueError("pairs is empty; pass None for all channel pairs")

@@ -407,9 +407,10 @@ _PYRAMID_SCALE = 8.0  # scales from this one up are computed on block-reduced pl
 
 
 def _eig2(a, b, c):
-    """Eigenvalues (larger, smaller) of the symmetric 2x2 matrices [[a, b], [b, c]]."""
-    mean = 0.5 * (a + c)
-    root = np.sqrt(0.25 * (a - c) ** 2 + b**2)
+    """Eigenvalues (larger, smaller) of the symmetric 2x2 matrices [[a, b], [b, c]]
+    (``hypot``: no square of float32 values overflows where the eigenvalues do not)."""
+    mean = 0.5 * a + 0.5 * c
+    root = np.hypot(0.5 * a - 0.5 * c, b)
     return mean + root, mean - root
 
 
@@ -570,7 +571,7 @@ def _filter_maps_at(plane, scale, filters, step=1):
         if "gradient" in filters:
             gy = second(rows(r1), scale)
             gx = second(r0g, scale, 1)
-            out["GradientMagnitude"] = np.sqrt(gx * gx + gy * gy)
+            out["GradientMagnitude"] = np.hypot(gx, gy)
         if "structure" in filters:
             gy = _smooth1(r1, scale, 1)
             gx = _smooth1(r0, scale, 1, 1)

@@ -247,7 +247,11 @@ class Intensity(CellFeatureTransformer):
     of eight wedges of the ring (0 for an empty ring). Fragments of a
     disconnected object that cannot be reached from its centre are left out,
     as in CellProfiler. The bins are always scaled to the object
-    (CellProfiler's default); Zernike intensity moments are not computed.
+    (CellProfiler's default); Zernike intensity moments are not computed. An
+    object that fills its whole image has no background pixel at all: its
+    ``d_edge`` is then larger than any distance in it (the rings follow
+    ``d_centre`` alone), where CellProfiler takes scipy's distance transform of
+    an all-object image, which measures from just above its top-left pixel.
 
     References
     ----------
