@@ -36,11 +36,16 @@ CNN maps only 3.73 ± 0.33 (7.7 / 14.8 / 32.0); regression on counts 4.38 ± 0.6
 training image had its out-of-fold count (a sub-grid budget of 2 x 64,000 rows left the last
 image without one at N = 32, 256 x 256): 2.90 ± 0.26 (2.67, 3.10, 3.08, 3.17, 2.51), filter
 bank only 3.49 ± 0.27, CNN maps only 3.73 ± 0.17. The same cells magnified 3 times
-(``--zoom 3 --sizes 32 --features filters+cnn --no-regression``, 768 x 768 images): 4.25 ±
-0.69 (4.11, 5.27, 3.24, 4.68, 3.93), against 4.73 ± 2.13 (3.78, 3.77, 3.16, 8.96, 3.96) before,
-when only 3 of the 32 training images had an out-of-fold count and draw 3 chose sigma 2 on
-them; the filter scales are fixed in pixels, so the counter is worse at that magnification
-either way (the seed alone moves draw 1 between 4.1 and 5.3). The head and pixel
+(``--zoom 3 --sizes 32 --features filters+cnn --no-regression``, 768 x 768 images): 3.21 ±
+0.39 (2.83, 2.94, 3.24, 3.12, 3.93; GAME(1-3) 7.2 / 14.0 / 29.2; 31-41 CPU s per fit) with
+``zoom="auto"``, which also fits the counter on the images resized to bring their dots to
+8.5 px apart (zoom 0.33-0.35 here) and kept that in draws 0, 1 and 3, where its out-of-fold
+count errors were lower by more than one standard error (4.98 against 5.71, 4.05 against 5.19,
+4.42 against 6.64); before (filter scales, sigmas and stride in pixels whatever the
+magnification) 4.25 ± 0.69 (4.11, 5.27, 3.24, 4.68, 3.93), and 4.73 ± 2.13 (3.78, 3.77, 3.16,
+8.96, 3.96) when only 3 of the 32 training images had an out-of-fold count and draw 3 chose
+sigma 2 on them (the seed alone moves draw 1 between 4.1 and 5.3). At the original size the
+dots are 8.1-9.2 px apart, so ``zoom="auto"`` tries nothing else and the figures above stand. The head and pixel
 sample were chosen on draws 10-14 (``--first-draw 10``), never on these: there the previous
 defaults (32,000 pixels, depth 4, rate 0.1) scored 3.20, 64,000 pixels 3.10, the deeper,
 faster-learning trees 2.97 (32,000 pixels) and 2.96 (64,000; these two from a scratch script
@@ -104,14 +109,21 @@ def run_density(paths, points, y, truth_grid, n_train, draws, first=0, **params)
         fitted, fitted_cpu = time.perf_counter() - start, time.process_time() - cpu
         cells = counter.predict_grid([paths[i] for i in test])
         row = {"N": n_train, "draw": seed, "fit_s": fitted, "fit_cpu_s": fitted_cpu,
-               "sigma": counter.sigma_,
+               "sigma": counter.sigma_, "zoom": counter.zoom_,
                "MAE": float(np.abs(cells.sum(axis=1) - y[test]).mean())}
         for level in (1, 2, 3):
             row[f"GAME{level}"] = game(truth_grid[test], cells, level)
         rows.append(row)
         print(f"  N={n_train} draw {seed}: MAE {row['MAE']:.2f}, GAME(3) {row['GAME3']:.2f}, "
-              f"sigma {counter.sigma_:g}, fit {fitted:.0f} s ({fitted_cpu:.0f} CPU s)", flush=True)
+              f"sigma {counter.sigma_:g}, zoom {counter.zoom_:g}"
+              + (f" (out-of-fold MAE by zoom {_rounded(counter.zoom_cv_mae_)})"
+                 if counter.zoom_cv_mae_ else "")
+              + f", fit {fitted:.0f} s ({fitted_cpu:.0f} CPU s)", flush=True)
     return pd.DataFrame(rows)
+
+
+def _rounded(errors):
+    return {round(k, 4): round(v, 2) for k, v in errors.items()}
 
 
 def run_regression(paths, y, n_train, draws):
@@ -190,12 +202,13 @@ def main():
     print()
     print(f"MAE ± sd over draws ({args.draws} draws); GAME(L) means; fit CPU seconds")
     print(f"{'counter':36s} {'N':>3s} {'MAE':>13s} {'GAME1':>7s} {'GAME2':>7s} {'GAME3':>7s} "
-          f"{'fit s':>6s}  sigma chosen")
+          f"{'fit s':>6s}  sigma and zoom chosen")
     for (label, n_train), frame in frames.groupby(["counter", "N"], sort=False):
         print(f"{label:36s} {n_train:3d} {frame['MAE'].mean():6.2f} ± "
               f"{frame['MAE'].std(ddof=0):4.2f} {frame['GAME1'].mean():7.2f} "
               f"{frame['GAME2'].mean():7.2f} {frame['GAME3'].mean():7.2f} "
-              f"{frame['fit_cpu_s'].mean():6.1f}  {sorted(set(frame['sigma']))}")
+              f"{frame['fit_cpu_s'].mean():6.1f}  {sorted(set(frame['sigma']))}, zoom "
+              f"{sorted(set(frame['zoom']))}")
     if not args.no_regression:
         regression = run_regression(paths, y, 32, args.draws)
         print(f"{'regression (counts only), lr':36s} {32:3d} {regression.mean():6.2f} ± "

@@ -2295,11 +2295,16 @@ def _train_density(args, console):
         console.say(f"wrote the report {out['html']}")
     console.say("fitting on all images")
     counter.fit(paths, points)
+    zooms = getattr(counter, "zoom_cv_mae_", None)  # (the classical density counter's)
     console.say(f"sigma {counter.sigma_:g} px"
                 + (" (count error by sigma: " + ", ".join(
                     f"{s:g} px {e:.2f}" for s, e in counter.cv_mae_.items()) + ")"
                    if getattr(counter, "cv_mae_", None) else "")
-                + (f", {counter.depth_} poolings" if hasattr(counter, "depth_") else ""))
+                + (f", {counter.depth_} poolings" if hasattr(counter, "depth_") else "")
+                + (f", images resized by {counter.zoom_:g}"
+                   if getattr(counter, "zoom_", 1.0) != 1.0 else "")
+                + (" (count error by zoom: " + ", ".join(
+                    f"{z:g} {e:.2f}" for z, e in zooms.items()) + ")" if zooms else ""))
     from featcell.persist import save_model
 
     save_model(counter, args.output, metadata={

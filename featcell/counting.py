@@ -31,7 +31,7 @@ from .features.image import (
     upsample_linear,
 )
 from .heads import make_head
-from .points import _DotCountScore, _resolve_points, density_target
+from .points import _dot_spacing, _DotCountScore, _resolve_points, density_target
 from .segmentation import _check_segment_params, _typical_area, segment
 
 __all__ = ["DensityCounter", "ImageFeatures", "SegmentationCounter", "make_counter"]
@@ -319,6 +319,19 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         and interpolate bilinearly in between (``stride`` ** 2 times fewer
         pixels for the head; the density is smooth at the scale of ``sigma``,
         so keep ``stride`` at most about ``sigma``).
+    zoom : float or "auto", default="auto"
+        Resize every image by this factor (bilinear, smoothed first when
+        shrinking), and its dots with it, before its pixels are measured: the
+        pixel scales, sigmas and stride above then apply to the resized
+        images. Counts are those of the whole image; density maps come back at
+        the image's own size. ``"auto"``: these defaults were chosen on VGG
+        cells, whose neighbouring dots lie about 8.5 pixels apart; when the
+        training dots' median spacing is more than 1.5 times larger or smaller,
+        the counter is also fitted at the zoom that brings it to 8.5 pixels
+        (between 1/8 and 2), and that zoom is kept only if its out-of-fold
+        count errors are lower than those at 1 by more than one standard error
+        of their paired difference (otherwise, or without out-of-fold counts,
+        1). Set a number to fix it (1: never resize).
     random_state : int or None, default=0
         Seed of the pixel sample, the folds and the head.
     n_jobs : int, default=None
@@ -351,6 +364,11 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
     channel_counts_ : tuple of int
         The numbers of channels of the training images (1 for grey); an image
         with another number is refused at predict.
+    zoom_ : float
+        The zoom the counter was fitted at (1.0: images as they are).
+    zoom_cv_mae_ : dict
+        ``{zoom: out-of-fold count MAE}`` when ``zoom="auto"`` tried two,
+        else empty.
 
     See Also
     --------
@@ -399,6 +417,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         calibrate="auto",
         cv=3,
         stride=2,
+        zoom="auto",
         random_state=0,
         n_jobs=None,
     ):
@@ -414,6 +433,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         self.calibrate = calibrate
         self.cv = cv
         self.stride = stride
+        self.zoom = zoom
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -495,8 +515,9 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
     def _maps(self, item, extractors=None):
         """(m, n, n_features) float32 pixel features of one image on the prediction grid.
 
-        The grid is every ``stride``-th pixel of each row and column, starting at
-        pixel ``stride // 2``; also returns the image's ``(rows, cols)``.
+        The grid is every ``stride``-th pixel of each row and column of the image
+        resized by ``zoom_`` (:func:`_zoomed`), starting at pixel ``stride // 2``;
+        also returns the resized and the original ``(rows, cols)``.
         """
         image = _read(item)
         n = 1 if image.ndim == 2 else int(image.shape[-1])
@@ -505,10 +526,12 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         elif n not in getattr(self, "channel_counts_", (n,)):  # (older models: no check)
             raise ValueError(f"image has {n} channel(s) but the counter was fitted on images "
                              f"with {' or '.join(map(str, self.channel_counts_))}")
+        original = image.shape[:2]
+        image = _zoomed(image, getattr(self, "zoom_", 1.0))  # (older models: no zoom)
         step = int(self.stride)
         parts = [e.maps(image, step) for e in (extractors or self.pixel_features_)]
         maps = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-        return maps, image.shape[:2]
+        return maps, image.shape[:2], original
 
     def _context_planes(self, coarse, chain):
         """Auto-context of one image on its coarse grid (every other grid point).
@@ -532,31 +555,35 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         return planes
 
     def _features(self, item):
-        """The final head's features of one image on the grid, and the image's shape:
-        the pixel maps and, with auto-context, the context interpolated onto the grid."""
-        maps, shape = self._maps(item)
+        """The final head's features of one image on the grid, and the resized and
+        original image shapes (:meth:`_maps`): the pixel maps and, with auto-context,
+        the context interpolated onto the grid."""
+        maps, shape, original = self._maps(item)
         chain = getattr(self, "context_heads_", [])
         if not chain:
-            return maps, shape
+            return maps, shape, original
         planes = self._context_planes(maps[::2, ::2], chain)
         context = _upsample_channels_first(planes, maps.shape[:2], 2, 0)
-        return np.concatenate([maps, np.moveaxis(context, 0, -1)], axis=-1), shape
+        return np.concatenate([maps, np.moveaxis(context, 0, -1)], axis=-1), shape, original
 
     def _grid_density(self, model, maps):
         """The head's density on the grid points of ``maps``."""
         flat = np.ascontiguousarray(maps).reshape(-1, maps.shape[-1])
         return np.asarray(model.predict(flat), dtype=np.float64).reshape(maps.shape[:2])
 
-    def _density(self, model, maps, shape):
-        """The density map of one image: the grid's values interpolated onto every pixel."""
+    def _density(self, model, maps, shape, original):
+        """The density map of one image: the grid's values interpolated onto every pixel
+        of the resized image, then brought back to its ``original`` size with the same
+        sum (:func:`_unzoomed`)."""
         step = int(self.stride)
         density = self._grid_density(model, maps)
         if step > 1:
             density = upsample_linear(density, shape, step, step // 2)
-        return density
+        return _unzoomed(density, original)
 
-    def _sum(self, model, maps, shape):
-        """``_density(...).sum()`` without building the map: grid values times their weights."""
+    def _sum(self, model, maps, shape, original=None):
+        """``_density(...).sum()`` without building the map: grid values times their weights
+        (on the resized image; ``original``'s size does not change the count)."""
         rows, cols = _sum_weights(maps.shape[:2], shape, int(self.stride))
         # elementwise, not a matrix product: no BLAS threads for so little work
         return float((rows[:, None] * self._grid_density(model, maps) * cols).sum())
@@ -588,16 +615,55 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         self : DensityCounter
             The fitted counter.
         """
+        images = _check_images(images)
+        targets = _resolve_points(images, points)
+        zooms = self._zooms(targets)
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            del self.__dict__[name]  # a refit: each zoom's fit below keeps only its own state
         self._seen_channels = set()  # the channel counts of the training images (_maps)
         try:
-            self._fit(images, points)
+            fits = {}
+            for zoom in zooms:
+                self.zoom_ = zoom
+                errors = self._fit(images, targets)
+                fits[zoom] = errors, {k: v for k, v in vars(self).items()
+                                      if k.endswith("_") and not k.startswith("_")}
             self.channel_counts_ = tuple(sorted(self._seen_channels))
         finally:
             del self._seen_channels
+        self.zoom_cv_mae_ = {}
+        if len(zooms) > 1:
+            (plain, _), (zoomed, _) = fits[zooms[0]], fits[zooms[1]]
+            if plain is not None and zoomed is not None:
+                self.zoom_cv_mae_ = {z: float(fits[z][0].mean()) for z in zooms}
+            # the resized images win only by more than one standard error of the paired
+            # difference of the images' out-of-fold errors
+            wins = self.zoom_cv_mae_ and _clearly_lower(zoomed, plain)
+            self.__dict__.update(fits[zooms[1] if wins else zooms[0]][1])
         return self
 
-    def _fit(self, images, points):
-        images = _check_images(images)
+    def _zooms(self, targets):
+        """The zooms to fit: ``[zoom]``, or with ``"auto"`` ``[1.0]`` and, for dots far
+        from ``_REFERENCE_SPACING`` apart, the zoom that brings them to it."""
+        if self.zoom != "auto":
+            if isinstance(self.zoom, bool) or not isinstance(self.zoom, numbers.Real) or not (
+                _ZOOM_RANGE[0] <= self.zoom <= _ZOOM_RANGE[1]
+            ):
+                raise ValueError(f"zoom={self.zoom!r}; expected 'auto' or a number from "
+                                 f"{_ZOOM_RANGE[0]} to {_ZOOM_RANGE[1]}")
+            return [float(self.zoom)]
+        spacing = _dot_spacing([_check_inside(t, None, i) for i, t in enumerate(targets)
+                                if isinstance(t, np.ndarray)])
+        if spacing is None or spacing == 0:
+            return [1.0]
+        zoom = float(np.clip(_REFERENCE_SPACING / spacing, *_AUTO_ZOOM_RANGE))
+        if 1 / _ZOOM_TOLERANCE <= zoom <= _ZOOM_TOLERANCE:
+            return [1.0]
+        return [1.0, round(zoom, 4)]
+
+    def _fit(self, images, targets):
+        """Fit at ``zoom_`` to ``targets`` (:func:`_resolve_points`); returns the per-image
+        out-of-fold count errors of the chosen sigma's first stage (None without them)."""
         sigmas = self._sigmas()
         self._check_n_samples()
         check_n_jobs(self.n_jobs)
@@ -608,7 +674,6 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
                 "lower stride"
             )
         extractors = self._extractors()
-        targets = _resolve_points(images, points)
         dotted = [i for i, t in enumerate(targets) if isinstance(t, np.ndarray)]
         if not dotted:
             raise ValueError(
@@ -637,13 +702,13 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         coarse = {}  # image -> its maps on every other grid point, for auto-context
         cached = 0
         for i in rng.permutation(sorted(set(dotted) | wanted_sums)).tolist():
-            maps, shape = self._maps(images[i], extractors)
+            maps, shape, original = self._maps(images[i], extractors)
             flat = maps.reshape(-1, maps.shape[-1])
             dense = None
             if isinstance(targets[i], np.ndarray):
-                _check_inside(targets[i], shape, i)
+                dots = _zoomed_points(_check_inside(targets[i], original, i), original, shape)
                 dense = np.column_stack([
-                    density_target(targets[i], shape, s)[step // 2 :: step, step // 2 :: step]
+                    density_target(dots, shape, s)[step // 2 :: step, step // 2 :: step]
                     .ravel() for s in sigmas
                 ])
                 take = rng.choice(len(flat), size=min(per_image, len(flat)), replace=False)
@@ -677,6 +742,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         self.sigma_ = sigmas[0]
         best = 0
         oof = None  # the last stage's out-of-fold sums, for the calibration
+        oof_errors = None  # the first stage's, of the chosen sigma, per image
         fold_heads = []  # per context stage, its k fold heads: the chain of out-of-fold maps
         # out-of-fold sums through a chain of cross-fitted heads misjudge the final chain,
         # whose heads all saw more images: "auto" calibrates those on held-back images only
@@ -706,10 +772,12 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
                             if fold_of[i] == f:
                                 oof[j, n] = _subgrid_sum(model, sub[i])
                 if stage == 0 and len(summed) >= 2:
-                    errors = {j: self._oof_error(oof[j], wanted) for j in candidates}
-                    self.cv_mae_ = {sigmas[j]: float(e) for j, e in errors.items()}
-                    best = min(errors, key=errors.get) if len(sigmas) > 1 else 0
+                    errors = {j: self._oof_errors(oof[j], wanted) for j in candidates}
+                    self.cv_mae_ = {sigmas[j]: float(e.mean()) for j, e in errors.items()}
+                    best = min(candidates, key=lambda j: self.cv_mae_[sigmas[j]]) if len(
+                        sigmas) > 1 else 0
                     self.sigma_ = sigmas[best]
+                    oof_errors = errors[best]
             head = rows.fit(self._new_head(last), labels[:, best])
             del rows, labels
             if last:
@@ -731,18 +799,22 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
                 found.append(_subgrid_sum(self.head_, sub[i]))
                 found_wanted.append(float(targets[i]))
             self.coef_, self.intercept_ = _linear_calibration(found, found_wanted)
-            if self.calibrate == "auto" and len(found) >= 2 and _calibrated_oof_mae(
+            if self.calibrate == "auto" and len(found) >= 2 and _calibrated_oof_errors(
                 found, found_wanted
-            ) >= np.abs(np.subtract(found, found_wanted)).mean():
+            ).mean() >= np.abs(np.subtract(found, found_wanted)).mean():
                 self.coef_, self.intercept_ = 1.0, 0.0  # the line did not help out-of-fold
+        return oof_errors
 
-    def _oof_error(self, found, wanted):
-        """The count MAE of out-of-fold sums, as the counter will calibrate them."""
-        raw = float(np.abs(found - wanted).mean())
+    def _oof_errors(self, found, wanted):
+        """Per image, the count error of out-of-fold sums, as the counter will calibrate
+        them (``"auto"``: calibrated or not, whichever errs less on average)."""
+        raw = np.abs(found - wanted)
         if not self.calibrate:
             return raw
-        calibrated = _calibrated_oof_mae(found, wanted)
-        return min(raw, calibrated) if self.calibrate == "auto" else calibrated
+        calibrated = _calibrated_oof_errors(found, wanted)
+        if self.calibrate == "auto" and raw.mean() <= calibrated.mean():
+            return raw
+        return calibrated
 
     def _add_context(self, images, X, owner, taken, sub, coarse, fold_heads, fold_of):
         """Replace the context columns of the training pixels and sub-grids by the last
@@ -876,12 +948,19 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
 def _check_inside(points, shape, i):
     from .points import _check_points
 
-    _check_points(points, f"points[{i}]", shape)
+    return _check_points(points, f"points[{i}]", shape)
 
 
 # the "xgb" pixel head: 7 fits per default fit (2 sigmas x 3 folds + 1) must take seconds
 _PIXEL_XGB = {"n_estimators": 150, "learning_rate": 0.2, "max_depth": 5, "max_bin": 64}
 _OOF_ROWS = 4  # the out-of-fold sub-grids keep at most this many times n_samples rows
+# zoom="auto": the defaults were chosen on VGG cells, whose neighbouring dots lie about this
+# many pixels apart; dot spacings more than _ZOOM_TOLERANCE times away also try the zoom
+# that brings them to it, within _AUTO_ZOOM_RANGE
+_REFERENCE_SPACING = 8.5
+_ZOOM_TOLERANCE = 1.5
+_AUTO_ZOOM_RANGE = (0.125, 2.0)
+_ZOOM_RANGE = (0.05, 4.0)  # a zoom the user sets
 # auto-context: the previous stage's density and its Gaussian averages at these multiples
 # of sigma (at least the stride): from one object's neighbourhood to a few objects around
 _CONTEXT_SCALES = (0.5, 1.0, 2.0, 4.0)
@@ -992,22 +1071,72 @@ def _subgrid_sum(model, subgrid):
     return float((weights * np.asarray(model.predict(features), dtype=np.float64)).sum())
 
 
-def _calibrated_oof_mae(found, wanted):
-    """Count MAE of out-of-fold sums after the linear calibration, itself left-one-out.
+def _calibrated_oof_errors(found, wanted):
+    """Per image, the count error of out-of-fold sums after the linear calibration,
+    itself left-one-out.
 
     Each image's sum is calibrated by :func:`_linear_calibration` fitted on the
-    other images' sums, so the error estimates the calibrated counter on new
+    other images' sums, so the errors estimate the calibrated counter on new
     images without the calibration seeing the image it corrects.
     """
     found, wanted = np.asarray(found, float), np.asarray(wanted, float)
     if len(found) < 2:
-        return float(np.abs(found - wanted).mean())
+        return np.abs(found - wanted)
     errors = []
     for n in range(len(found)):
         keep = np.arange(len(found)) != n
         slope, intercept = _linear_calibration(found[keep], wanted[keep])
         errors.append(abs(intercept + slope * found[n] - wanted[n]))
-    return float(np.mean(errors))
+    return np.array(errors)
+
+
+def _clearly_lower(errors, reference):
+    """Whether paired ``errors`` are lower than ``reference``'s by more than one
+    standard error of their mean difference (the one-standard-error rule)."""
+    difference = np.asarray(errors, float) - np.asarray(reference, float)
+    if len(difference) < 2:
+        return False
+    return bool(difference.mean() + difference.std(ddof=1) / np.sqrt(len(difference)) < 0)
+
+
+def _zoomed(image, zoom):
+    """``image`` resized by ``zoom`` (bilinear; smoothed first when shrinking), as float32
+    in its dtype's scale ([0, 1] for integers); the image itself at zoom 1."""
+    if zoom == 1:
+        return image
+    from skimage.transform import resize
+
+    shape = tuple(max(2, round(side * zoom)) for side in image.shape[:2])
+    plane = image.astype(np.float32)
+    if np.issubdtype(image.dtype, np.integer):
+        plane /= np.float32(np.iinfo(image.dtype).max)
+    return resize(plane, shape + image.shape[2:], order=1, anti_aliasing=zoom < 1,
+                  preserve_range=True).astype(np.float32)
+
+
+def _zoomed_points(points, original, shape):
+    """Dot positions of an ``original``-sized image on its resized ``shape`` (pixel
+    centres at integers, as :func:`_zoomed` maps them)."""
+    if tuple(original) == tuple(shape):
+        return points
+    factor = np.asarray(shape, float) / np.asarray(original, float)
+    moved = (points + 0.5) * factor - 0.5
+    return np.minimum(np.maximum(moved, -0.5), np.asarray(shape) - 0.5 - 1e-6)
+
+
+def _unzoomed(density, original):
+    """A density map of a resized image, brought back to the ``original`` size with the
+    same sum (bilinear, then scaled; by the pixel-area ratio when the sum is about 0)."""
+    if density.shape == tuple(original):
+        return density
+    from skimage.transform import resize
+
+    back = resize(density, tuple(original), order=1, anti_aliasing=density.size > np.prod(
+        original), preserve_range=True)
+    total, moved = float(density.sum()), float(back.sum())
+    if abs(moved) > 1e-9 * max(1.0, abs(total)) and np.sign(moved) == np.sign(total):
+        return back * (total / moved)
+    return back * (density.size / back.size)
 
 
 def _linear_calibration(found, wanted):

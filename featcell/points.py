@@ -127,6 +127,20 @@ def read_points(path, *, images=None, kind="auto", shape=None):
 _MAX_SIGMA = 1000  # pixels: the kernel (8 sigma) of a larger one would take gigabytes
 
 
+def _dot_spacing(points):
+    """The median distance from a dot to its nearest neighbour over every image's dots
+    (``points``: a list of (k, 2) arrays; objects touch at about that distance), or None
+    without neighbours."""
+    from scipy.spatial import cKDTree
+
+    gaps = []
+    for p in points:
+        if len(p) >= 2:
+            distance, _ = cKDTree(p).query(p, k=2)
+            gaps.append(distance[:, 1])
+    return float(np.median(np.concatenate(gaps))) if gaps else None
+
+
 def density_target(points, shape, sigma):
     """The density map of one image's points: dots smoothed by a Gaussian, summing to the count.
 

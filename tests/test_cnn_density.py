@@ -87,7 +87,8 @@ def test_cross_fitted_ensemble_with_dihedral_views(fitted):
 
 
 def test_sigma_candidates_from_the_dot_spacing():
-    from featcell.cnn.density import _dot_spacing, _sigma_candidates
+    from featcell.cnn.density import _sigma_candidates
+    from featcell.points import _dot_spacing
 
     grid = np.stack(np.meshgrid(np.arange(4, 60, 8.0), np.arange(4, 60, 8.0)), -1).reshape(-1, 2)
     # neighbours 8 px apart: the spacing's sigma is 2, half of it 1
@@ -129,7 +130,8 @@ def _unet_parameters(n_channels, width, depth):
 
 
 def test_depth_from_the_dot_spacing():
-    from featcell.cnn.density import _auto_depth, _dot_spacing, _receptive_field
+    from featcell.cnn.density import _auto_depth, _receptive_field
+    from featcell.points import _dot_spacing
 
     assert [_receptive_field(d) for d in (1, 2, 3, 4)] == [18, 44, 96, 200]
     grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(5.0)), -1).reshape(-1, 2)

@@ -225,7 +225,7 @@ def _density_counter(**params):
     from featcell.counting import DensityCounter
 
     defaults = {"sigma": 2.0, "features": "filters", "scales": (1.0, 2.0, 4.0), "head": "lr",
-                "n_samples": 8000}
+                "n_samples": 8000, "zoom": 1.0}
     return DensityCounter(**{**defaults, **params})
 
 
@@ -344,11 +344,95 @@ def test_density_counter_bad_points(points, match):
         ({"auto_context": 4}, "auto_context"),
         ({"auto_context": True}, "auto_context"),
         ({"calibrate": "yes"}, "calibrate"),
+        ({"zoom": "big"}, "zoom"),
+        ({"zoom": 10}, "zoom"),
+        ({"zoom": True}, "zoom"),
     ],
 )
 def test_density_counter_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         _density_counter(**params).fit(BLOB_IMAGES[:2], BLOB_POINTS[:2])
+
+
+def test_zoom_moves_images_and_dots_together():
+    from featcell.counting import _zoomed, _zoomed_points
+
+    # a blob centred at (20.3, 41.7) of a 64 x 96 image: at every zoom, its resized
+    # centroid is where the dot moves
+    yy, xx = np.mgrid[:64, :96]
+    image = (255 * np.exp(-((yy - 20.3) ** 2 + (xx - 41.7) ** 2) / 18)).astype(np.uint8)
+    for zoom in (0.5, 0.37, 1.6):
+        small = _zoomed(image, zoom)
+        assert small.dtype == np.float32 and small.max() <= 1.0  # uint8 scaled as 0-1
+        assert small.shape == (round(64 * zoom), round(96 * zoom))
+        rows, cols = np.mgrid[: small.shape[0], : small.shape[1]]
+        centroid = [(small * rows).sum() / small.sum(), (small * cols).sum() / small.sum()]
+        moved = _zoomed_points(np.array([[20.3, 41.7]]), (64, 96), small.shape)[0]
+        assert_allclose(centroid, moved, atol=0.05)
+    assert _zoomed(image, 1.0) is image
+    # dots at the far edge stay inside the resized image
+    edge = _zoomed_points(np.array([[63.49, 95.49]]), (64, 96), (21, 32))
+    assert (edge < np.array([21, 32]) - 0.5).all()
+
+
+def test_zoom_candidates_follow_the_dot_spacing():
+    from featcell.counting import DensityCounter
+
+    grid = np.stack(np.meshgrid(np.arange(5), np.arange(5)), -1).reshape(-1, 2).astype(float)
+    for spacing, wanted in [(8.0, [1.0]), (12.0, [1.0]), (17.0, [1.0, 0.5]),
+                            (34.0, [1.0, 0.25]), (4.0, [1.0, 2.0]), (200.0, [1.0, 0.125])]:
+        assert DensityCounter()._zooms([grid * spacing, 3.0]) == wanted, spacing
+    assert DensityCounter()._zooms([grid[:1], 4.0]) == [1.0]  # no neighbours: no spacing
+    assert DensityCounter(zoom=0.3)._zooms([grid * 17.0]) == [0.3]
+
+
+def test_clearly_lower_is_the_one_standard_error_rule():
+    from featcell.counting import _clearly_lower
+
+    reference = np.array([3.0, 2.0, 4.0, 5.0])
+    assert _clearly_lower(reference - 1.0, reference)  # lower on every image
+    assert not _clearly_lower(reference - [2.0, -1.5, 2.0, -1.5], reference)  # mean -0.25, SE 1
+    assert not _clearly_lower(reference, reference)
+    assert not _clearly_lower([1.0], [2.0])  # one image: no standard error
+
+
+def test_density_counter_at_a_zoom_counts_and_maps_at_the_images_size():
+    # blobs magnified 3 times (sigma 4.8 px, dots about 20 px apart): fitted at zoom 1/3,
+    # the counter sees them as at their own scale; maps come back at the image's size
+    from skimage.transform import rescale
+
+    images = [rescale(image, 3, order=1).astype(np.float32) for image in BLOB_IMAGES]
+    points = [(p + 0.5) * 3 - 0.5 for p in BLOB_POINTS]
+    counter = _density_counter(zoom=1 / 3).fit(images[::2], points[::2])
+    assert counter.zoom_ == pytest.approx(1 / 3) and counter.zoom_cv_mae_ == {}
+    test = images[1::2]
+    wanted = [len(p) for p in BLOB_POINTS[1::2]]
+    predicted = counter.predict(test)
+    assert np.abs(predicted - wanted).mean() < 2.5
+    density = counter.predict_density(test[:2])
+    assert density[0].shape == (192, 192)
+    assert_allclose([d.sum() + counter.intercept_ for d in density], predicted[:2], rtol=1e-9)
+    halves = counter.count_in(test[:1], [np.array([[0, 0, 96, 192], [96, 0, 192, 192]])])[0]
+    assert_allclose(halves.sum() + counter.intercept_, predicted[0], rtol=1e-9)
+    with pytest.raises(ValueError, match="zoom"):
+        _density_counter(zoom=0.0).fit(images[:2], points[:2])
+
+
+def test_density_counter_auto_zoom_is_chosen_on_out_of_fold_counts():
+    # the same magnified blobs with filters of 1-4 px: "auto" also fits at the zoom that
+    # brings the dots to 8.5 px apart, and keeps it because its out-of-fold counts are
+    # clearly better
+    from skimage.transform import rescale
+
+    images = [rescale(image, 3, order=1).astype(np.float32) for image in BLOB_IMAGES]
+    points = [(p + 0.5) * 3 - 0.5 for p in BLOB_POINTS]
+    counter = _density_counter(zoom="auto", cv=3).fit(images, points)
+    spacing = counting._dot_spacing(points)
+    zoom = round(8.5 / spacing, 4)
+    assert set(counter.zoom_cv_mae_) == {1.0, zoom}
+    assert counter.zoom_ == zoom and counter.zoom_cv_mae_[zoom] < counter.zoom_cv_mae_[1.0]
+    plain = _density_counter(zoom=1.0, cv=3).fit(images, points)
+    assert plain.zoom_ == 1.0 and plain.zoom_cv_mae_ == {}
 
 
 def test_density_counter_api_and_make_counter():
@@ -366,11 +450,11 @@ def test_density_counter_api_and_make_counter():
 
 
 def test_calibrated_out_of_fold_error_leaves_each_image_out():
-    from featcell.counting import _calibrated_oof_mae
+    from featcell.counting import _calibrated_oof_errors
 
     wanted = np.array([10.0, 20.0, 30.0, 40.0])
     # sums off by a linear map: the calibration undoes it, leaving nothing
-    assert _calibrated_oof_mae(0.5 * wanted - 3, wanted) == pytest.approx(0.0, abs=1e-9)
+    assert_allclose(_calibrated_oof_errors(0.5 * wanted - 3, wanted), 0.0, atol=1e-9)
     # one outlier: the line through the other three (slope 1, no offset) predicts it,
     # so its error is whole; the raw error would be 10 / 4
     found = np.array([10.0, 20.0, 30.0, 50.0])
@@ -381,7 +465,7 @@ def test_calibrated_out_of_fold_error_leaves_each_image_out():
     errors.append(abs(intercept + slope * found[1] - wanted[1]))
     slope, intercept = np.polyfit(found[[1, 2, 3]], wanted[[1, 2, 3]], 1)
     errors.append(abs(intercept + slope * found[0] - wanted[0]))
-    assert _calibrated_oof_mae(found, wanted) == pytest.approx(np.mean(errors))
+    assert_allclose(_calibrated_oof_errors(found, wanted), errors[::-1])
 
 
 def test_pixel_features_names_and_per_channel_selection():

@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..features.image import _check_images, _read
-from ..points import _DotCountScore, _resolve_points, density_target
+from ..points import _dot_spacing, _DotCountScore, _resolve_points, density_target
 from ._preprocess import _percentiles
 from ._sessions import _network_session
 
@@ -56,19 +56,6 @@ def _pad(image, multiple):
     if ph or pw:
         image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="edge")
     return image
-
-
-def _dot_spacing(points):
-    """The median distance from a dot to its nearest neighbour (objects touch at about
-    that distance), or None without neighbours."""
-    from scipy.spatial import cKDTree
-
-    gaps = []
-    for p in points:
-        if len(p) >= 2:
-            distance, _ = cKDTree(p).query(p, k=2)
-            gaps.append(distance[:, 1])
-    return float(np.median(np.concatenate(gaps))) if gaps else None
 
 
 def _receptive_field(depth):
