@@ -326,12 +326,14 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         images. Counts are those of the whole image; density maps come back at
         the image's own size. ``"auto"``: these defaults were chosen on VGG
         cells, whose neighbouring dots lie about 8.5 pixels apart; when the
-        training dots' median spacing is more than 1.5 times larger or smaller,
-        the counter is also fitted at the zoom that brings it to 8.5 pixels
-        (between 1/8 and 2), and that zoom is kept only if its out-of-fold
-        count errors are lower than those at 1 by more than one standard error
-        of their paired difference (otherwise, or without out-of-fold counts,
-        1). Set a number to fix it (1: never resize).
+        training dots' median spacing is more than 1.5 times that, and the fit
+        computes out-of-fold counts (see ``calibrate``), the counter is also
+        fitted at the zoom that brings it to 8.5 pixels (at least 1/8), and
+        that zoom is kept only if its out-of-fold count errors are lower than
+        those at 1 by more than one standard error of their paired difference
+        (otherwise 1). Denser dots are not enlarged (the pixel maps' memory
+        would grow with the square of the zoom); set a number to fix the zoom
+        (1: never resize; up to 4).
     random_state : int or None, default=0
         Seed of the pixel sample, the folds and the head.
     n_jobs : int, default=None
@@ -527,8 +529,9 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
             raise ValueError(f"image has {n} channel(s) but the counter was fitted on images "
                              f"with {' or '.join(map(str, self.channel_counts_))}")
         original = image.shape[:2]
-        image = _zoomed(image, getattr(self, "zoom_", 1.0))  # (older models: no zoom)
         step = int(self.stride)
+        # (older models: no zoom); every side keeps a grid point
+        image = _zoomed(image, getattr(self, "zoom_", 1.0), step // 2 + 1)
         parts = [e.maps(image, step) for e in (extractors or self.pixel_features_)]
         maps = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
         return maps, image.shape[:2], original
@@ -616,6 +619,9 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
             The fitted counter.
         """
         images = _check_images(images)
+        self._sigmas()
+        self._check_n_samples()
+        check_n_jobs(self.n_jobs)
         targets = _resolve_points(images, points)
         zooms = self._zooms(targets)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
@@ -652,21 +658,28 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
                 raise ValueError(f"zoom={self.zoom!r}; expected 'auto' or a number from "
                                  f"{_ZOOM_RANGE[0]} to {_ZOOM_RANGE[1]}")
             return [float(self.zoom)]
-        spacing = _dot_spacing([_check_inside(t, None, i) for i, t in enumerate(targets)
-                                if isinstance(t, np.ndarray)])
-        if spacing is None or spacing == 0:
-            return [1.0]
+        dots = [_check_inside(t, None, i) for i, t in enumerate(targets)
+                if isinstance(t, np.ndarray)]
+        spacing = _dot_spacing(dots)
+        if spacing is None or spacing == 0 or not self._out_of_fold(len(dots)):
+            return [1.0]  # (without out-of-fold counts, no other zoom could be chosen)
         zoom = float(np.clip(_REFERENCE_SPACING / spacing, *_AUTO_ZOOM_RANGE))
         if 1 / _ZOOM_TOLERANCE <= zoom <= _ZOOM_TOLERANCE:
             return [1.0]
         return [1.0, round(zoom, 4)]
 
+    def _out_of_fold(self, n_dotted):
+        """Whether a fit on ``n_dotted`` dotted images computes out-of-fold counts: for
+        sigma="auto", calibrate or auto-context, with two dotted images at least."""
+        k = min(int(self.cv), n_dotted)
+        stages = int(self.auto_context) if k >= 2 else 0
+        return (len(self._sigmas()) > 1 or bool(self.calibrate) or stages > 0) and k >= 2
+
     def _fit(self, images, targets):
-        """Fit at ``zoom_`` to ``targets`` (:func:`_resolve_points`); returns the per-image
-        out-of-fold count errors of the chosen sigma's first stage (None without them)."""
+        """Fit at ``zoom_`` to ``targets`` (:func:`_resolve_points`; the parameters checked
+        by :meth:`fit`); returns the per-image out-of-fold count errors of the chosen
+        sigma's first stage (None without them)."""
         sigmas = self._sigmas()
-        self._check_n_samples()
-        check_n_jobs(self.n_jobs)
         if min(sigmas) < self.stride / 2:  # the target, sampled every stride, misses dots
             raise ValueError(
                 f"sigma {min(sigmas)} is below half the stride ({self.stride}): the density "
@@ -687,8 +700,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         k = min(int(self.cv), len(dotted))
         # auto-context needs the first stages' densities out-of-fold: two dotted images at least
         stages = int(self.auto_context) if k >= 2 else 0
-        # the out-of-fold sums are needed for sigma="auto", calibrate and auto-context
-        need_cv = (len(sigmas) > 1 or bool(self.calibrate) or stages > 0) and k >= 2
+        need_cv = self._out_of_fold(len(dotted))
         # images whose summed density is needed without the head having seen them: each
         # keeps a sub-grid, together at most the budget (large images, a coarser one)
         wanted_sums = set(dotted if need_cv else []) | set(held_back if self.calibrate else [])
@@ -959,7 +971,7 @@ _OOF_ROWS = 4  # the out-of-fold sub-grids keep at most this many times n_sample
 # that brings them to it, within _AUTO_ZOOM_RANGE
 _REFERENCE_SPACING = 8.5
 _ZOOM_TOLERANCE = 1.5
-_AUTO_ZOOM_RANGE = (0.125, 2.0)
+_AUTO_ZOOM_RANGE = (0.125, 1.0)  # (enlarging would multiply the pixel maps' memory)
 _ZOOM_RANGE = (0.05, 4.0)  # a zoom the user sets
 # auto-context: the previous stage's density and its Gaussian averages at these multiples
 # of sigma (at least the stride): from one object's neighbourhood to a few objects around
@@ -1099,14 +1111,16 @@ def _clearly_lower(errors, reference):
     return bool(difference.mean() + difference.std(ddof=1) / np.sqrt(len(difference)) < 0)
 
 
-def _zoomed(image, zoom):
-    """``image`` resized by ``zoom`` (bilinear; smoothed first when shrinking), as float32
-    in its dtype's scale ([0, 1] for integers); the image itself at zoom 1."""
+def _zoomed(image, zoom, min_side=2):
+    """``image`` resized by ``zoom`` (bilinear; smoothed first when shrinking), each side
+    at least ``min_side`` pixels (or as it was), as float32 in its dtype's scale ([0, 1]
+    for integers); the image itself at zoom 1."""
     if zoom == 1:
         return image
     from skimage.transform import resize
 
-    shape = tuple(max(2, round(side * zoom)) for side in image.shape[:2])
+    least = max(2, min_side)
+    shape = tuple(max(min(side, least), round(side * zoom)) for side in image.shape[:2])
     plane = image.astype(np.float32)
     if np.issubdtype(image.dtype, np.integer):
         plane /= np.float32(np.iinfo(image.dtype).max)
@@ -1126,17 +1140,15 @@ def _zoomed_points(points, original, shape):
 
 def _unzoomed(density, original):
     """A density map of a resized image, brought back to the ``original`` size with the
-    same sum (bilinear, then scaled; by the pixel-area ratio when the sum is about 0)."""
+    same sum: bilinear, scaled by the ratio of the pixels' areas, and the remainder of
+    the sum (the interpolation's) spread evenly."""
     if density.shape == tuple(original):
         return density
     from skimage.transform import resize
 
     back = resize(density, tuple(original), order=1, anti_aliasing=density.size > np.prod(
-        original), preserve_range=True)
-    total, moved = float(density.sum()), float(back.sum())
-    if abs(moved) > 1e-9 * max(1.0, abs(total)) and np.sign(moved) == np.sign(total):
-        return back * (total / moved)
-    return back * (density.size / back.size)
+        original), preserve_range=True) * (density.size / np.prod(original))
+    return back + (float(density.sum()) - float(back.sum())) / back.size
 
 
 def _linear_calibration(found, wanted):

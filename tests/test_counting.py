@@ -370,6 +370,7 @@ def test_zoom_moves_images_and_dots_together():
         moved = _zoomed_points(np.array([[20.3, 41.7]]), (64, 96), small.shape)[0]
         assert_allclose(centroid, moved, atol=0.05)
     assert _zoomed(image, 1.0) is image
+    assert _zoomed(image[:16, :20], 0.125, 3).shape == (3, 3)  # a side keeps a grid point
     # dots at the far edge stay inside the resized image
     edge = _zoomed_points(np.array([[63.49, 95.49]]), (64, 96), (21, 32))
     assert (edge < np.array([21, 32]) - 0.5).all()
@@ -380,10 +381,27 @@ def test_zoom_candidates_follow_the_dot_spacing():
 
     grid = np.stack(np.meshgrid(np.arange(5), np.arange(5)), -1).reshape(-1, 2).astype(float)
     for spacing, wanted in [(8.0, [1.0]), (12.0, [1.0]), (17.0, [1.0, 0.5]),
-                            (34.0, [1.0, 0.25]), (4.0, [1.0, 2.0]), (200.0, [1.0, 0.125])]:
-        assert DensityCounter()._zooms([grid * spacing, 3.0]) == wanted, spacing
-    assert DensityCounter()._zooms([grid[:1], 4.0]) == [1.0]  # no neighbours: no spacing
+                            (34.0, [1.0, 0.25]), (4.0, [1.0]), (200.0, [1.0, 0.125])]:
+        assert DensityCounter()._zooms([grid * spacing, grid * spacing, 3.0]) == wanted, spacing
+    assert DensityCounter()._zooms([grid[:1], grid[:1], 4.0]) == [1.0]  # no neighbours
     assert DensityCounter(zoom=0.3)._zooms([grid * 17.0]) == [0.3]
+    # without out-of-fold counts (one dotted image; or nothing to choose or calibrate) the
+    # other zoom could never be chosen: it is not fitted
+    assert DensityCounter()._zooms([grid * 34.0, 3.0]) == [1.0]
+    plain = DensityCounter(sigma=2.0, calibrate=False, auto_context=0)
+    assert plain._zooms([grid * 34.0, grid * 34.0]) == [1.0]
+
+
+def test_unzoomed_density_keeps_its_sum_and_shape():
+    from featcell.counting import _unzoomed
+
+    rng = np.random.default_rng(0)
+    for shape, original in [((21, 32), (64, 96)), ((40, 30), (25, 19)), ((7, 9), (7, 9))]:
+        density = rng.normal(0.0, 1.0, shape)
+        density -= density.mean() - 1e-3  # both signs, summing to about 0
+        back = _unzoomed(density, original)
+        assert back.shape == original
+        assert back.sum() == pytest.approx(density.sum(), abs=1e-9)
 
 
 def test_clearly_lower_is_the_one_standard_error_rule():
@@ -414,6 +432,9 @@ def test_density_counter_at_a_zoom_counts_and_maps_at_the_images_size():
     assert_allclose([d.sum() + counter.intercept_ for d in density], predicted[:2], rtol=1e-9)
     halves = counter.count_in(test[:1], [np.array([[0, 0, 96, 192], [96, 0, 192, 192]])])[0]
     assert_allclose(halves.sum() + counter.intercept_, predicted[0], rtol=1e-9)
+    # an image whose resized side would hold no point of the stride-4 grid still counts
+    coarse = _density_counter(zoom=0.125, stride=4).fit(images[:3], points[:3])
+    assert coarse.predict([images[0][:16, :20]]).shape == (1,)
     with pytest.raises(ValueError, match="zoom"):
         _density_counter(zoom=0.0).fit(images[:2], points[:2])
 
