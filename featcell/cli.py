@@ -2351,6 +2351,8 @@ def _cmd_score(args, console):
                         "not what featcell writes; the model file was modified")
     saved_read, channel_names = _model_settings(info, args.model)
     model = load_model(args.model, trusted=list(args.trust) or None)
+    if "kind" not in info and _counts_images(model):  # saved from Python, without the kind
+        kind = "images"
     console.say(
         f"featcell score: {info.get('task', 'model')} model ({manifest.get('estimator')}), "
         f"trained {manifest.get('created', '?')}"
@@ -2451,6 +2453,15 @@ _SAVED_READ_CHECKS = {
     "z_project": lambda v: v in ("max", "mean"),
     "timepoint": lambda v: type(v) is int and v >= 0,
 }
+
+
+def _counts_images(model):
+    """Whether ``model`` is one of featcell's counters, which take whole images."""
+    from featcell.cnn.density import CNNDensityCounter
+    from featcell.counting import DensityCounter, SegmentationCounter, _NonNegativeCounts
+
+    return isinstance(model, (DensityCounter, SegmentationCounter, _NonNegativeCounts,
+                              CNNDensityCounter))
 
 
 def _model_settings(info, model):

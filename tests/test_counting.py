@@ -779,6 +779,26 @@ def test_cli_density_train_score_and_report(tmp_path, capsys):
     assert "bad.csv" in capsys.readouterr().err
 
 
+def test_cli_scores_a_counter_saved_from_python(tmp_path):
+    # save_model without the command line's metadata: score still counts whole images
+    # (it used to measure them as cells and fail on every image)
+    import pandas as pd
+
+    from featcell.cli import main
+    from featcell.persist import save_model
+
+    (tmp_path / "img").mkdir()
+    for i, image in enumerate(BLOB_IMAGES[:3]):
+        tifffile.imwrite(tmp_path / "img" / f"f{i}.tif", image)
+    counter = _density_counter().fit(BLOB_IMAGES[3:9], BLOB_POINTS[3:9])
+    save_model(counter, tmp_path / "m.featcell")
+    code = main(["score", str(tmp_path / "m.featcell"), str(tmp_path / "img"), "-o",
+                 str(tmp_path / "counts.csv"), "--quiet"])
+    assert code == 0
+    counts = pd.read_csv(tmp_path / "counts.csv").sort_values("Metadata_ImageID")
+    assert_allclose(counts["Prediction"], counter.predict(BLOB_IMAGES[:3]), rtol=1e-5)
+
+
 def test_head_rows_bin_once_and_fit_like_the_heads_own_fit():
     from featcell.counting import _PIXEL_XGB, _HeadRows
     from featcell.heads import make_head
