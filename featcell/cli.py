@@ -498,8 +498,8 @@ def build_parser():
             "Apply a model saved by 'featcell train' to new images: one row per cell with "
             "the prediction and class probabilities, plus a per-image summary (cells per "
             "class) in <output>_images.parquet. Images are read the way the model's "
-            "training images were (channels, grey). An interrupted run of a cell model "
-            "resumes (a counting model counts every image again)."
+            "training images were (channels, grey). An interrupted run resumes where it "
+            "stopped (a counting model keeps its progress in <output>_progress.jsonl)."
         ),
         epilog=(
             "examples:\n"
@@ -2544,14 +2544,18 @@ def _score_counts(model, files, args, console, max_pixels=None):
                                  np.asarray(density, np.float32))
             return np.array([getattr(model, "intercept_", 0.0) + float(d.sum()) for d in maps])
 
-    bar = console.bar(len(files), "counting", "images")
+    progress = _CountProgress(args, density_dir)
+    done = progress.finished(files)  # {path: count} of an interrupted run of this command
+    args.resumable = True  # an interruption from here on keeps the finished images
+    todo = [path for path in files if str(path) not in done]
+    bar = console.bar(len(todo), "counting", "images")
     rows, errors = [], []
     def failed(path, exc):
         errors.append([str(path), type(exc).__name__, f"{path.name}: {exc}"])
 
-    for start in range(0, len(files), 8):
+    for start in range(0, len(todo), 8):
         batch = []
-        for path in files[start:start + 8]:
+        for path in todo[start:start + 8]:
             try:  # folders and image bombs never reach the model
                 if path.is_dir():
                     raise ValueError("a folder, not an image file")
@@ -2569,10 +2573,16 @@ def _score_counts(model, files, args, console, max_pixels=None):
                 except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
                     counts.append(None)
                     failed(path, exc)
-        rows += [[p.name, str(p), float(c)] for p, c in zip(batch, counts) if c is not None]
-        bar.update(len(files[start:start + 8]))
+        new = [[p.name, str(p), float(c)] for p, c in zip(batch, counts) if c is not None]
+        progress.record(new)
+        rows += new
+        bar.update(len(todo[start:start + 8]))
     bar.close(f"counted cells in {len(rows)} images" + (f", {len(errors)} failed" if errors
-                                                         else ""))
+                                                         else "")
+              + (f" ({len(done)} resumed)" if done else ""))
+    found = {row[1]: row for row in rows}
+    found.update({path: [Path(path).name, path, count] for path, count in done.items()})
+    rows = [found[str(path)] for path in files if str(path) in found]  # in the files' order
     output = Path(args.output)
     errors_path = output.with_name(f"{output.stem}_errors{output.suffix}")
     # written every run, empty when none failed, as score_images does: never a stale one
@@ -2585,8 +2595,66 @@ def _score_counts(model, files, args, console, max_pixels=None):
         raise UserError(f"none of the {len(files)} images could be counted; see {errors_path}")
     out = pd.DataFrame(rows, columns=["Metadata_ImageID", "Metadata_Path", "Prediction"])
     _write_table(out, output)
+    progress.path.unlink(missing_ok=True)
     print(out[["Metadata_ImageID", "Prediction"]].to_string(index=False, max_rows=20))
     print(args.output)
+
+
+class _CountProgress:
+    """The images a counting run has counted, kept beside -o until its table is written
+    (``<stem>_progress.jsonl``: the run's fingerprint, then a line per image), so that an
+    interrupted run resumes where it stopped; failed images are tried again."""
+
+    def __init__(self, args, density_dir):
+        from featcell.batch import _fingerprint
+        from featcell.io import file_sha256
+
+        output = Path(args.output)
+        self.path = output.with_name(f"{output.stem}_progress.jsonl")
+        self.fingerprint = _fingerprint({"model": file_sha256(args.model),
+                                         "density": None if density_dir is None
+                                         else str(density_dir.resolve())})
+        self.overwrite = args.overwrite
+
+    def finished(self, files):
+        """``{path: count}`` of the images an earlier run of this command counted, whose
+        file has not changed since; starts this run's progress file."""
+        from featcell.batch import _file_key
+
+        keys = {str(path): _file_key(path, "stat") for path in files}
+        counted = {}
+        if self.path.is_file() and not self.overwrite:
+            records = []
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:  # a line cut by the interruption
+                    continue
+            if not records or not isinstance(records[0], dict) or records[0].get(
+                    "fingerprint") != self.fingerprint:
+                raise UserError(
+                    f"{str(self.path)!r} holds the images an earlier run counted with another "
+                    "model or --save-density; add --overwrite to count them all again, or "
+                    "choose another -o")
+            for record in records[1:]:
+                if isinstance(record, dict) and record.get("path") in keys and record.get(
+                        "key") == keys[record["path"]] and isinstance(
+                        record.get("count"), (int, float)):
+                    counted[record["path"]] = float(record["count"])
+        # this run's file: the fingerprint and the images kept (no stale or cut line)
+        _write_text(self.path, "".join(json.dumps(line) + "\n" for line in [
+            {"fingerprint": self.fingerprint},
+            *({"path": p, "count": c, "key": keys[p]} for p, c in counted.items())]))
+        return counted
+
+    def record(self, rows):
+        """Add the images just counted (rows of ``[name, path, count]``)."""
+        from featcell.batch import _file_key
+
+        with open(self.path, "a", encoding="utf-8") as out:
+            for _, path, count in rows:
+                out.write(json.dumps({"path": path, "count": count,
+                                      "key": _file_key(path, "stat")}) + "\n")
 
 
 def _write_table(frame, path):

@@ -799,6 +799,54 @@ def test_cli_scores_a_counter_saved_from_python(tmp_path):
     assert_allclose(counts["Prediction"], counter.predict(BLOB_IMAGES[:3]), rtol=1e-5)
 
 
+def test_cli_counting_score_resumes_after_an_interruption(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from featcell.cli import main
+    from featcell.counting import DensityCounter
+    from featcell.persist import load_model, save_model
+
+    (tmp_path / "img").mkdir()
+    for i, image in enumerate(BLOB_IMAGES[:11]):
+        tifffile.imwrite(tmp_path / "img" / f"f{i:02d}.tif", image)
+    save_model(_density_counter().fit(BLOB_IMAGES[:6], BLOB_POINTS[:6]), tmp_path / "m.featcell")
+    command = ["score", str(tmp_path / "m.featcell"), str(tmp_path / "img"), "-o",
+               str(tmp_path / "counts.csv"), "--quiet"]
+    counted, predict = [], DensityCounter.predict
+
+    def interrupted(self, images):  # the second batch of eight is interrupted
+        if counted:
+            raise KeyboardInterrupt
+        counted.extend(images)
+        return predict(self, images)
+
+    monkeypatch.setattr(DensityCounter, "predict", interrupted)
+    assert main(command) == 130
+    assert not (tmp_path / "counts.csv").exists() and len(counted) == 8
+    assert (tmp_path / "counts_progress.jsonl").is_file()
+
+    def spy(self, images):
+        counted.extend(images)
+        return predict(self, images)
+
+    monkeypatch.setattr(DensityCounter, "predict", spy)
+    assert main(command) == 0  # only the three left are counted
+    assert len(counted) == 11 and not (tmp_path / "counts_progress.jsonl").exists()
+    counts = pd.read_csv(tmp_path / "counts.csv")
+    assert counts["Metadata_ImageID"].tolist() == [f"f{i:02d}.tif" for i in range(11)]
+    assert_allclose(counts["Prediction"], predict(load_model(tmp_path / "m.featcell"),
+                                                  BLOB_IMAGES[:11]), rtol=1e-5)
+    # another model's progress is not mixed in
+    monkeypatch.setattr(DensityCounter, "predict", interrupted)
+    assert main(command) == 130
+    save_model(_density_counter(sigma=3.0).fit(BLOB_IMAGES[:6], BLOB_POINTS[:6]),
+               tmp_path / "m.featcell")
+    assert main(command) == 2
+    assert main([*command, "--overwrite"]) == 130  # (interrupted at once: a fresh start)
+    monkeypatch.setattr(DensityCounter, "predict", spy)
+    assert main(command) == 0 and len(pd.read_csv(tmp_path / "counts.csv")) == 11
+
+
 def test_head_rows_bin_once_and_fit_like_the_heads_own_fit():
     from featcell.counting import _PIXEL_XGB, _HeadRows
     from featcell.heads import make_head
