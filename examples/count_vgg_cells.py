@@ -37,7 +37,7 @@ training image had its out-of-fold count (a sub-grid budget of 2 x 64,000 rows l
 image without one at N = 32, 256 x 256): 2.90 ± 0.26 (2.67, 3.10, 3.08, 3.17, 2.51), filter
 bank only 3.49 ± 0.27, CNN maps only 3.73 ± 0.17. The same cells magnified 3 times
 (``--zoom 3 --sizes 32 --features filters+cnn --no-regression``, 768 x 768 images): 3.21 ±
-0.39 (2.83, 2.94, 3.24, 3.12, 3.93; GAME(1-3) 7.2 / 14.0 / 29.2; 31-41 CPU s per fit) with
+0.39 (2.83, 2.94, 3.24, 3.12, 3.93; GAME(1-3) 7.2 / 14.0 / 29.2; 30-41 CPU s per fit) with
 ``zoom="auto"``, which also fits the counter on the images resized to bring their dots to
 8.5 px apart (zoom 0.33-0.35 here) and kept that in draws 0, 1 and 3, where its out-of-fold
 count errors were lower by more than one standard error (4.98 against 5.71, 4.05 against 5.19,

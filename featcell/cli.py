@@ -2630,8 +2630,8 @@ class _CountProgress:
                     records.append(json.loads(line))
                 except ValueError:  # a line cut by the interruption
                     continue
-            if not records or not isinstance(records[0], dict) or records[0].get(
-                    "fingerprint") != self.fingerprint:
+            if len(records) > 1 and (not isinstance(records[0], dict) or records[0].get(
+                    "fingerprint") != self.fingerprint):  # (none counted yet: nothing to keep)
                 raise UserError(
                     f"{str(self.path)!r} holds the images an earlier run counted with another "
                     "model or --save-density; add --overwrite to count them all again, or "

@@ -837,6 +837,7 @@ def test_cli_counting_score_resumes_after_an_interruption(tmp_path, monkeypatch)
     assert_allclose(counts["Prediction"], predict(load_model(tmp_path / "m.featcell"),
                                                   BLOB_IMAGES[:11]), rtol=1e-5)
     # another model's progress is not mixed in
+    counted.clear()
     monkeypatch.setattr(DensityCounter, "predict", interrupted)
     assert main(command) == 130
     save_model(_density_counter(sigma=3.0).fit(BLOB_IMAGES[:6], BLOB_POINTS[:6]),
