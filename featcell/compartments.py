@@ -233,6 +233,12 @@ def cytoplasm_labels(cells, nuclei, *, shrink=True):
     return np.where(removed, 0, cells).astype(np.int32)
 
 
+def _boxes(slices):
+    """``(n, 4)`` boxes ``(min row, min col, max row, max col)`` of ``find_objects`` slices."""
+    return np.array([[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in slices],
+                    dtype=np.intp).reshape(-1, 4)
+
+
 def _check_label_sets(labels):
     if not isinstance(labels, dict) or not labels:
         raise TypeError(
@@ -349,10 +355,7 @@ def cells_from_compartments(
 
     slices = ndi.find_objects(outer)
     ids = np.array([i + 1 for i, s in enumerate(slices) if s is not None], dtype=np.int64)
-    boxes = np.array(
-        [[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in slices if s is not None],
-        dtype=np.intp,
-    ).reshape(-1, 4)
+    boxes = _boxes(s for s in slices if s is not None)
     H, W = outer.shape
 
     def touching(boxes):
@@ -391,10 +394,7 @@ def cells_from_compartments(
     window = boxes.copy()
     cut = {parent: touches}
     for name in children:
-        child_boxes = np.array([
-            [s[0].start, s[1].start, s[0].stop, s[1].stop]
-            for s in (child_slices[name][child - 1] for child in main[name])
-        ], dtype=np.intp).reshape(-1, 4)
+        child_boxes = _boxes(child_slices[name][child - 1] for child in main[name])
         window[:, :2] = np.minimum(window[:, :2], child_boxes[:, :2])
         window[:, 2:] = np.maximum(window[:, 2:], child_boxes[:, 2:])
         cut[name] = touching(child_boxes)
@@ -419,10 +419,7 @@ def cells_from_compartments(
         frame[f"Metadata_{CYTOPLASM}_Parent_{children[0]}"] = original(children[0],
                                                                         main[children[0]])
         cytoplasm_slices = ndi.find_objects(derived)
-        cut[CYTOPLASM] = touching(np.array([
-            [s[0].start, s[1].start, s[0].stop, s[1].stop]
-            for s in (cytoplasm_slices[i - 1] for i in ids)
-        ], dtype=np.intp).reshape(-1, 4))
+        cut[CYTOPLASM] = touching(_boxes(cytoplasm_slices[i - 1] for i in ids))
         frame[f"Metadata_{CYTOPLASM}_Location_Center_Y"] = where[:, 0]
         frame[f"Metadata_{CYTOPLASM}_Location_Center_X"] = where[:, 1]
     # the store's metadata: per compartment, whether the image border cuts it
