@@ -21,24 +21,47 @@ def save_figures(results, folder):
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     first = next(iter(results.values()))
+    slugs = figure_slugs(results)
     if first.task == "regression":
         for name, result in results.items():
             fig = _scatter(result, name)
-            paths.append(_save(fig, folder / f"{_slug(name)}_pred_vs_true.png"))
+            paths.append(_save(fig, folder / f"{slugs[name]}_pred_vs_true.png"))
         return paths
     for name, result in results.items():
-        paths.append(_save(_confusion(result, name), folder / f"{_slug(name)}_confusion.png"))
+        paths.append(_save(_confusion(result, name), folder / f"{slugs[name]}_confusion.png"))
     scored = {name: r for name, r in results.items() if r.scores() is not None}
     if len(first.classes) == 2 and scored:
         paths.append(_save(_roc_binary(scored), folder / "roc.png"))
     elif scored:
         for name, result in scored.items():
-            paths.append(_save(_roc_ovr(result, name), folder / f"{_slug(name)}_roc.png"))
+            paths.append(_save(_roc_ovr(result, name), folder / f"{slugs[name]}_roc.png"))
     return paths
 
 
-def _slug(name):
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "model"
+def class_colours(classes):
+    """``{class: RGBA}``, a distinct colour each: tab10 or tab20, then a continuous map
+    sampled evenly (``turbo``) for more than 20 classes."""
+    from matplotlib import colormaps
+
+    if len(classes) <= 20:
+        cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+        return {c: cmap(i) for i, c in enumerate(classes)}
+    cmap = colormaps["turbo"]
+    return {c: cmap(x) for c, x in zip(classes, np.linspace(0, 1, len(classes)))}
+
+
+def figure_slugs(names):
+    """``{name: file-name stem}`` of candidates' figures: letters, digits, ``_.-``, each
+    stem once (``"nb 1"`` and ``"nb_1"`` would both be ``nb_1``: the second is ``nb_1_2``)."""
+    slugs = {}
+    for name in names:
+        slug = base = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "model"
+        n = 1
+        while slug in slugs.values():
+            n += 1
+            slug = f"{base}_{n}"
+        slugs[name] = slug
+    return slugs
 
 
 def _figure(**kwargs):
@@ -114,13 +137,14 @@ def _roc_ovr(result, name):
     fig, ax = _roc_axes(f"{name}: one-vs-rest ROC, out-of-fold")
     y_true = result.predictions["y_true"].to_numpy()
     scores = result.scores()
+    colours = class_colours([str(c) for c in result.classes])
     for k, c in enumerate(result.classes):
         positive = y_true == c
         if positive.all() or not positive.any():
             continue
         fpr, tpr, _ = roc_curve(positive, scores[:, k])
         auc = metrics.roc_auc(positive, scores[:, k])
-        ax.plot(fpr, tpr, linewidth=1.2, label=f"{c} (AUC {auc:.3f})")
+        ax.plot(fpr, tpr, linewidth=1.2, color=colours[str(c)], label=f"{c} (AUC {auc:.3f})")
     ax.legend(loc="lower right", fontsize=7)
     return fig
 

@@ -1025,6 +1025,17 @@ def _resolve_primary(primary, task, metrics):
     return primary
 
 
+def _cv_words(p):
+    """The folds in words: ``"5-fold StratifiedGroupKFold cross-validation over 60 samples"``,
+    ``"2 predefined folds (cross-validation over 60 samples, 20 of them tested)"``."""
+    tested = p.get("n_tested", p["n_samples"])
+    samples = f"{p['n_samples']} samples" + (
+        f", {tested} of them tested" if tested is not None and tested < p["n_samples"] else "")
+    if p["cv_class"] == "list":
+        return f"{p['n_splits']} predefined folds (cross-validation over {samples})"
+    return f"{p['n_splits']}-fold {p['cv_class']} cross-validation over {samples}"
+
+
 def _describe(p):
     grouped = (
         f"in {p['n_groups']} groups ({p['groups_source']}); no group is on both sides of a fold"
@@ -1032,8 +1043,7 @@ def _describe(p):
         else f"ungrouped ({p['groups_source']})"
     )
     return (
-        f"{p['n_splits']}-fold {p['cv_class']} cross-validation over {p['n_samples']} samples "
-        f"{grouped}. Task: {p['task']} ({p['task_source']}). Primary metric: "
+        f"{_cv_words(p)} {grouped}. Task: {p['task']} ({p['task_source']}). Primary metric: "
         f"{p['primary_metric']}. Intervals: {p['ci']:.0%} {p['ci_method']} "
         f"({p['n_boot']} resamples)."
     )

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._plots import _figure, _save
+from ._plots import _figure, _save, class_colours, figure_slugs
+from .evaluation import _cv_words
 
 __all__ = ["write_report"]
 
@@ -351,11 +352,14 @@ def _summary_section(view):
     several = len(view.results) > 1
     word = {True: "Highest", False: "Lowest", None: "Closest to 0"}[
         _greater_is_better(view.primary)]
+    grouped = view.protocol.get("grouped", True)
     text = (
         f"{word + ' ' + view.primary.replace('_', ' ') + ': ' if several else 'The model: '}"
         f"**{view.best}**, {view.primary.replace('_', ' ')} "
         f"{_ci(best['pooled'], best['ci_low'], best['ci_high'])} ({ci}% confidence "
-        "interval), measured on cells of images that were not used to train the model."
+        "interval), measured on "
+        + ("cells of images that were not used to train the model." if grouped else
+           "samples that were not used to train the model (out-of-fold).")
     )
     blocks = [Paragraph(text)]
     if several and view.paired is not None and len(view.paired):
@@ -375,7 +379,16 @@ def _summary_section(view):
                     f"{_p_text(row['p_value_bootstrap'])})."
                 )
             )
-    if not view.protocol.get("grouped", True):
+    if not grouped and str(view.protocol.get("groups_source", "")).startswith(
+            "none: groups='none'"):  # the user's choice: samples are independent
+        blocks.append(
+            Paragraph(
+                "The folds were not grouped (groups='none': the samples were treated as "
+                "independent, e.g. whole images); if several samples come from one image "
+                "or well, the scores are optimistic."
+            )
+        )
+    elif not grouped:
         blocks.append(
             Paragraph(
                 "**Warning**: the folds were not grouped by image or well, so cells of one "
@@ -394,6 +407,8 @@ def _data_section(view, dataset, cells, per_sample):
         blocks.append(_free(dataset))
     p = view.protocol
     facts.append(("samples (cells, or images for per-image tasks)", p.get("n_samples")))
+    if p.get("n_tested") is not None and p["n_tested"] < (p.get("n_samples") or 0):
+        facts.append(("samples tested (in a test fold)", p["n_tested"]))
     tested = per_sample["y_true"].notna()
     if p.get("grouped"):
         facts.append(
@@ -574,8 +589,7 @@ def _methods_section(view):
         else "without grouping (samples treated as independent)"
     )
     parts.append(
-        f"Performance was estimated by {p.get('n_splits')}-fold {p.get('cv_class')} "
-        f"cross-validation over {p.get('n_samples')} samples, {grouping}."
+        f"Performance was estimated by {_cv_words(p)}, {grouping}."
     )
     parts.append(
         f"We report metrics computed on the pooled out-of-fold predictions with "
@@ -674,6 +688,12 @@ def _density_figure(density, figdir):
 
 def _caption_for(filename, view):
     stem = Path(filename).stem
+    names = {slug: str(name) for name, slug in figure_slugs(view.results).items()}
+
+    def candidate(suffix):  # the candidate's own name, not its file name
+        slug = stem[: -len(suffix)]
+        return names.get(slug, slug)
+
     if stem == "roc":
         return (
             "ROC curves of the out-of-fold class scores; the area under the curve (AUC) is in "
@@ -681,14 +701,14 @@ def _caption_for(filename, view):
         )
     if stem.endswith("_confusion"):
         return (
-            f"Confusion matrix of {stem[: -len('_confusion')]}: out-of-fold predictions; each "
+            f"Confusion matrix of {candidate('_confusion')}: out-of-fold predictions; each "
             "row shows where the cells of one true class went (counts and fraction of the row)."
         )
     if stem.endswith("_roc"):
-        return f"One-vs-rest ROC curves of {stem[: -len('_roc')]}, out-of-fold scores."
+        return f"One-vs-rest ROC curves of {candidate('_roc')}, out-of-fold scores."
     if stem.endswith("_pred_vs_true"):
         return (
-            f"Predicted against true values for {stem[: -len('_pred_vs_true')]}, out-of-fold; "
+            f"Predicted against true values for {candidate('_pred_vs_true')}, out-of-fold; "
             "points on the dashed line are exact."
         )
     return stem.replace("_", " ")
@@ -827,7 +847,7 @@ def _embedding_map(features, per_sample, view, method, max_points, rng, figdir):
         ].astype(str)
         classes = list(pd.unique(pd.Series(y).astype(str)))
         classes.sort()
-        colours = _class_colours(classes)
+        colours = class_colours(classes)
         for c in classes:
             sel = y.astype(str) == c
             ax.scatter(Z[sel, 0], Z[sel, 1], s=14, alpha=0.8, color=colours[c],
@@ -849,20 +869,14 @@ def _embedding_map(features, per_sample, view, method, max_points, rng, figdir):
         else "the first two principal components"
     )
     caption = (
-        f"Map of the cells by {how} of the standardised features, coloured by class"
+        f"Map of the cells by {how} of the standardised features, coloured by "
+        + ("class" if view.task == "classification" else "true value")
         + (f"; black rings mark cells that {view.best} misclassified out-of-fold"
            if wrong.any() else "")
-        + ". Distances on a t-SNE map are only meaningful locally."
-        * (xlabel.startswith("t-SNE"))
+        + "."
+        + " Distances on a t-SNE map are only meaningful locally." * xlabel.startswith("t-SNE")
     )
     return FigureItem(path, caption, size="medium")
-
-
-def _class_colours(classes):
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    return {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
 
 
 def _display(crop):
@@ -1012,8 +1026,20 @@ def _render_html(title, sections):
     )
 
 
+def _md_text(text):
+    """Text with Markdown's and HTML's special characters escaped (names, titles, captions:
+    a class ``<dead>`` or ``live *A*`` must read as written)."""
+    return re.sub(r"([\\`*\[\]<>|&])", r"\\\1", str(text))
+
+
+def _md_paragraph(text):
+    """A paragraph of the report's own Markdown (its ``**bold**`` kept) with the HTML
+    characters of the names in it escaped."""
+    return re.sub(r"([<>&])", r"\\\1", text)
+
+
 def _md_cell(value):
-    return _fmt(value).replace("|", "\\|").replace("\n", " ")
+    return _md_text(_fmt(value)).replace("\n", " ")
 
 
 def _md_table(table):
@@ -1032,7 +1058,7 @@ def _md_table(table):
 def _render_md(title, sections, folder):
     import featcell
 
-    out = [f"# {title}", "",
+    out = [f"# {_md_text(title)}", "",
            f"featcell {featcell.__version__} report, written {_dt.date.today().isoformat()}", ""]
     for section in sections:
         out += [f"## {section.heading}", ""]
@@ -1040,14 +1066,15 @@ def _render_md(title, sections, folder):
             if isinstance(block, Paragraph):
                 if block.summary:
                     out += [f"{block.summary}:", ""]
-                out += (["```", block.text, "```"] if block.code else [block.text])
+                out += (["```", block.text, "```"] if block.code
+                        else [_md_paragraph(block.text)])
             elif isinstance(block, Bullets):
-                out += [f"- {item}" for item in block.items]
+                out += [f"- {_md_text(item)}" for item in block.items]
             elif isinstance(block, Table):
                 out.append(_md_table(block))
             elif isinstance(block, FigureItem):
                 rel = block.path.relative_to(folder).as_posix()
-                out += [f"![{block.path.stem}]({rel})", "", f"*{block.caption}*"]
+                out += [f"![{block.path.stem}]({rel})", "", f"*{_md_text(block.caption)}*"]
             out.append("")
     return "\n".join(out)
 

@@ -273,3 +273,62 @@ def test_an_ungrouped_report_does_not_claim_a_group_bootstrap(tmp_path):
         assert f"95% {words} confidence interval" in text and f"paired {words} interval" in text
         if words != "group-bootstrap":
             assert "group-bootstrap" not in text
+
+
+def _grouped_data(seed=0, n_images=12, per_image=10):
+    rng = np.random.default_rng(seed)
+    image = np.repeat(np.arange(n_images), per_image)
+    y = np.where(image % 2 == 0, "live", "dead")
+    return rng.normal(size=(len(image), 3)) + (y == "live")[:, None], y, image
+
+
+def test_candidates_whose_names_share_a_file_name_keep_their_own_figures(tmp_path):
+    X, y, image = _grouped_data()
+    res = compare({"nb 1": GaussianNB(), "nb_1": GaussianNB(var_smoothing=0.5)}, X, y,
+                  groups=image, cv=3, n_boot=20)
+    out = write_report(res, tmp_path, title="t", formats=("md",))
+    confusion = sorted(p.name for p in out["figures"] if p.name.endswith("_confusion.png"))
+    assert confusion == ["nb_1_2_confusion.png", "nb_1_confusion.png"]
+    md = out["md"].read_text()
+    assert "Confusion matrix of nb 1:" in md and "Confusion matrix of nb\\_1:" not in md
+    assert "Confusion matrix of nb_1:" in md
+
+
+def test_report_words_follow_the_protocol(tmp_path):
+    X, y, image = _grouped_data()
+    # ungrouped: no claim that the test images were unseen
+    res = evaluate(LogisticRegression(), X, y, groups="none", cv=3, n_boot=20)
+    md = write_report(res, tmp_path / "a", title="t", formats=("md",))["md"].read_text()
+    assert "not used to train the model (out-of-fold)" in md
+    assert "cells of images that were not used" not in md
+    # predefined splits testing 20 of 60 samples say so, and are not "list" folds
+    splits = [(np.arange(20, 60), np.arange(0, 10)), (np.arange(20, 60), np.arange(10, 20))]
+    res = evaluate(LogisticRegression(), X[:60], y[:60], groups=image[:60], cv=splits,
+                   n_boot=20)
+    md = write_report(res, tmp_path / "b", title="t", formats=("md",))["md"].read_text()
+    assert "2 predefined folds (cross-validation over 60 samples, 20 of them tested)" in md
+    assert "list cross-validation" not in md and "samples tested (in a test fold) | 20" in md
+    # a regression's map is coloured by the true value, and its caption ends
+    value = X[:, 0] + 0.1 * np.arange(len(X)) % 3
+    res = evaluate(Ridge(), X, value, groups=image, cv=3, n_boot=20)
+    md = write_report(res, tmp_path / "c", title="t", features=X, formats=("md",))["md"].read_text()
+    assert "standardised features, coloured by true value.*" in md
+
+
+def test_many_classes_get_distinct_colours():
+    from featcell._plots import class_colours
+
+    for n in (3, 15, 25, 60):
+        colours = class_colours([f"c{i}" for i in range(n)])
+        assert len(set(colours.values())) == n
+
+
+def test_markdown_escapes_names_and_titles(tmp_path):
+    X, y, image = _grouped_data()
+    y = np.where(y == "live", "live *A*", "<dead>")
+    res = evaluate(LogisticRegression(), X, y, groups=image, cv=3, n_boot=20)
+    md = write_report(res, tmp_path, title="Viability <script>x</script> & more",
+                      formats=("md",))["md"].read_text()
+    for raw in ("<dead>", "<script>", "*A*", " & "):
+        assert raw not in md
+    assert "\\<dead\\>" in md and "live \\*A\\*" in md
