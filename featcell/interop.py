@@ -154,14 +154,28 @@ def featcell_names(columns):
 
 
 def _row_compartment(columns):
-    """The compartment a table's rows are: the one with children, else the one with a location."""
+    """The compartment a table's rows are: the one with children, else the one with a
+    location; of several with a location, the one of the ``*_CNN_*`` columns, else the
+    one with the most feature columns (``Cells_AreaShape_Area``), when one is first."""
+    from collections import Counter
+
     for column in columns:
         match = _OBJECT_COLUMN.match(column)
         if match and match["what"].startswith("Children_"):
             return match["compartment"]
-    located = [m["compartment"] for m in map(_OBJECT_COLUMN.match, columns)
-               if m and m["what"].startswith("Location")]
-    return located[0] if len(set(located)) == 1 else None
+    located = {m["compartment"] for m in map(_OBJECT_COLUMN.match, columns)
+               if m and m["what"].startswith("Location")}
+    if len(located) <= 1:
+        return next(iter(located), None)
+    features = [c.split("_", 1)[0] for c in columns if not _OBJECT_COLUMN.match(c)
+                and c.split("_", 1)[0] in located]
+    cnn = {c.split("_", 1)[0] for c in columns if c.split("_", 2)[1:2] == ["CNN"]} & located
+    if len(cnn) == 1:
+        return cnn.pop()
+    ranked = Counter(features).most_common(2)
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        return ranked[0][0]
+    return None
 
 
 def parse_feature_name(name, channels=None):
@@ -286,21 +300,25 @@ def to_anndata(table, *, channels=None):
     location, cnn, features, obs = {}, [], [], []
     for column in table.columns:
         match = _OBJECT_COLUMN.match(column)
+        own = re.fullmatch(r"Location_Center_([XYZ])", column)  # CellProfiler's unprefixed
         if match and match["what"].startswith("Location_Center_"):
             location.setdefault(match["compartment"], {})[match["what"][-1]] = column
+        elif own:
+            location.setdefault(None, {})[own[1]] = column
         elif re.match(rf"^(?:{_NAME}_)?CNN_", column) and _is_number(table[column]):
             cnn.append(column)
         elif (not column.startswith(_METADATA) and not match and _is_number(table[column])
-              and parse_feature_name(column)["family"]):
-            features.append(column)
+              and not _IDENTITY_COLUMN.match(column) and parse_feature_name(column)["family"]):
+            features.append(column)  # (positions and ids say where, not what: obs)
         else:
             obs.append(column)
 
     obs_frame = table[obs].copy()
     obs_frame.index = _cell_ids(table)
     for column in obs_frame.columns:  # h5ad stores strings, not mixed Python objects
-        if obs_frame[column].dtype == object:
-            obs_frame[column] = obs_frame[column].astype(str)
+        values = obs_frame[column]
+        if values.dtype == object:  # (missing values stay missing, not "None" or "nan")
+            obs_frame[column] = values.astype(str).where(values.notna(), None)
     var = pd.DataFrame([parse_feature_name(c, channels) for c in features], index=features)
     var = var.reindex(columns=["compartment", "category", "family", "feature", "channel",
                                "channel_2"]).fillna("").astype("category")
@@ -310,8 +328,8 @@ def to_anndata(table, *, channels=None):
         obsm["X_cnn"] = table[cnn].to_numpy(np.float32)
     for compartment, axes in location.items():
         if "X" in axes and "Y" in axes:
-            key = "spatial" if compartment == parent or len(location) == 1 else (
-                f"spatial_{compartment}")
+            own = compartment is None or (compartment == parent and None not in location)
+            key = "spatial" if own or len(location) == 1 else f"spatial_{compartment}"
             obsm[key] = table[[axes["X"], axes["Y"]]].to_numpy(np.float64)
     adata = anndata.AnnData(X=X, obs=obs_frame, var=var, obsm=obsm)
     adata.strings_to_categoricals()  # as h5ad stores them, so a round trip changes nothing
@@ -327,8 +345,10 @@ def _is_number(series):
 def _cell_ids(table):
     """``"<image id>:<object number>"`` per row, else the table's own index as strings."""
     if {"Metadata_ImageID", "Metadata_ObjectNumber"} <= set(table.columns):
-        ids = (table["Metadata_ImageID"].astype(str) + ":"
-               + table["Metadata_ObjectNumber"].astype(str))
+        number = table["Metadata_ObjectNumber"]
+        if pd.api.types.is_float_dtype(number) and (number.dropna() % 1 == 0).all():
+            number = number.astype("Int64")  # (a table read back from CSV: 1.0 is object 1)
+        ids = table["Metadata_ImageID"].astype(str) + ":" + number.astype(str)
         return pd.Index(ids.to_numpy(dtype=object), name="cell_id")
     return pd.Index(table.index.astype(str), name="cell_id")
 
@@ -384,10 +404,17 @@ def napari_features(table, image_id=None):
                 raise ValueError(
                     f"no rows for image_id {image_id!r}; the table has {list(images[:5])}"
                 )
-    out = rows.drop(columns=[c for c in ("Metadata_ImageID",) if c in rows])
-    out = out.rename(columns=lambda c: str(c).removeprefix(_METADATA))
-    out = out.rename(columns={"ObjectNumber": "index"}).sort_values("index")
-    return out[["index", *[c for c in out.columns if c != "index"]]].reset_index(drop=True)
+    rest = [c for c in rows.columns if c not in ("Metadata_ImageID", "Metadata_ObjectNumber")]
+    names = [str(c) for c in rest]
+    out = pd.DataFrame({"index": rows["Metadata_ObjectNumber"].to_numpy()})
+    for column, name in zip(rest, names):
+        bare = name.removeprefix(_METADATA)  # the prefix stays where dropping it collides
+        new = name if bare != name and bare in names else bare
+        k = 2
+        while new in out.columns:  # ("index" of a table after reset_index: "index_2")
+            new, k = f"{bare}_{k}", k + 1
+        out[new] = rows[column].to_numpy()
+    return out.sort_values("index", kind="stable").reset_index(drop=True)
 
 
 def cells_to_labels(cells, shape=None):

@@ -386,3 +386,39 @@ def test_cellprofiler_ids_never_share_a_name_with_metadata():
     renamed = pd.Index(columns).map(lambda c: featcell_names(columns).get(c, c))
     assert not renamed.duplicated().any()  # two columns of one name broke train
     assert "AreaShape_Area" in renamed and sum(n.startswith("Metadata_") for n in renamed) == 4
+
+
+def test_names_round_trip_with_two_located_compartments():
+    # no Children column: the Cells_* features say the rows are cells
+    columns = ["Metadata_ImageID", "Metadata_Location_Center_X", "Metadata_Location_Center_Y",
+               "Metadata_Nuclei_Location_Center_X", "Metadata_Nuclei_Location_Center_Y",
+               "Cells_AreaShape_Area", "Cells_Intensity_MeanIntensity_DNA", "CNN_Net_0000"]
+    written = [cellprofiler_names(columns, "Cells").get(c, c) for c in columns]
+    assert [featcell_names(written).get(c, c) for c in written] == columns
+
+
+def test_anndata_of_a_cellprofiler_table_keeps_positions_and_missing_values_out_of_x():
+    pytest.importorskip("anndata")
+    table = pd.DataFrame({
+        "Metadata_ImageID": ["a.tif", "a.tif", "a.tif"],
+        "Metadata_ObjectNumber": [1.0, 2.0, 3.0],  # as a CSV reads them back
+        "Metadata_Treatment": ["DMSO", None, np.nan],
+        "ImageNumber": [1, 1, 1], "ObjectNumber": [1, 2, 3],
+        "Location_Center_X": [3.0, 9.0, 5.0], "Location_Center_Y": [4.0, 1.0, 2.0],
+        "AreaShape_Center_X": [3.0, 9.0, 5.0], "AreaShape_Area": [40.0, 52.0, 47.0],
+        "Cells_Location_CenterMassIntensity_X_DNA": [3.1, 9.2, 5.0],
+    })
+    adata = to_anndata(table)
+    assert adata.var_names.tolist() == ["AreaShape_Area"]
+    assert_allclose(adata.obsm["spatial"], [[3, 4], [9, 1], [5, 2]])
+    assert adata.obs_names.tolist() == ["a.tif:1", "a.tif:2", "a.tif:3"]
+    assert adata.obs["Metadata_Treatment"].isna().tolist() == [False, True, True]
+
+
+def test_napari_features_never_repeats_a_column():
+    table = pd.DataFrame({"Metadata_ImageID": ["a.tif", "a.tif"],
+                          "Metadata_ObjectNumber": [7, 2], "Prediction": ["dead", "live"],
+                          "Metadata_Well": ["A01", "A01"], "Well": ["x", "y"]}).reset_index()
+    out = napari_features(table, "a.tif")
+    assert out["index"].tolist() == [2, 7] and not out.columns.duplicated().any()
+    assert out.columns.tolist() == ["index", "index_2", "Prediction", "Metadata_Well", "Well"]
