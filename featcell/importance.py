@@ -227,7 +227,9 @@ def family_importance(
     baseline = float(np.mean([out["baseline"] for out in outputs]))
     table.attrs["scoring"] = scoring_name
     table.attrs["baseline"] = baseline
-    grouped = "grouped" if group_values is not None else "ungrouped"
+    grouped = ("grouped" if group_values is not None else
+               "predefined" if not isinstance(cv, numbers.Integral) and not hasattr(cv, "split")
+               else "ungrouped")  # (a list of splits: grouped or not, as they were made)
     table.attrs["protocol"] = (
         f"Permutation importance of feature families on held-out folds ({len(splits)} "
         f"{grouped} folds, {n_repeats} shuffles per family and fold): the drop of "
@@ -416,9 +418,18 @@ def _column_families(features_step, X_table, families):
     else:
         names = _names_out(features_step, n_columns)
         default = _step_families(features_step, n_columns)
+        if isinstance(X_table, pd.DataFrame) and not hasattr(features_step,
+                                                             "get_feature_names_out"):
+            names = np.asarray(X_table.columns, dtype=object)  # the step's table names them
+            default = family_of_features(names)
     if families is None:
         out = default
     elif isinstance(families, Mapping):
+        if not set(families) & set(names):
+            raise ValueError(
+                f"families names none of the feature columns (such as {list(names[:3])}); "
+                "its keys must be the names the feature step outputs"
+            )
         out = np.asarray([families.get(n, d) for n, d in zip(names, default)], dtype=object)
     elif callable(families):
         out = np.asarray([families(n) for n in names], dtype=object)

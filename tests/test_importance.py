@@ -255,3 +255,38 @@ def test_cell_classifier_pipeline_families_from_cell_features():
     assert table.iloc[0]["family"] == "intensity"
     assert table.iloc[0]["drop_mean"] > 0.2
     assert "3 grouped folds" in table.attrs["protocol"]
+
+
+class _TableStep(TransformerMixin, BaseEstimator):
+    """A user's feature step returning a named table, without get_feature_names_out."""
+
+    def fit(self, X, y=None):
+        self.n_ = 2
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X)
+        return pd.DataFrame({"AreaShape_Area": X[:, 0], "Intensity_MeanIntensity_DNA": X[:, 1]})
+
+
+def test_families_from_a_feature_tables_own_column_names():
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], 60)
+    X = np.c_[rng.normal(size=120) + 2 * (y == "a"), rng.normal(size=120)]
+    groups = np.arange(120) // 4
+    model = Pipeline([("features", _TableStep()), ("head", LogisticRegression())])
+    table = family_importance(model, X, y, groups, cv=3, n_repeats=2, feature_steps=1)
+    assert set(table["family"]) == {"morphology", "intensity"}
+    assert table.loc[0, "family"] == "morphology"  # the informative column
+    explicit = family_importance(model, X, y, groups, cv=3, n_repeats=2, feature_steps=1,
+                                 families={"AreaShape_Area": "shape",
+                                           "Intensity_MeanIntensity_DNA": "stain"})
+    assert set(explicit["family"]) == {"shape", "stain"}
+    with pytest.raises(ValueError, match="none of the feature columns"):
+        family_importance(model, X, y, groups, cv=3, n_repeats=2, feature_steps=1,
+                          families={"Area": "shape"})
+    # predefined splits are not called ungrouped
+    splits = [(np.flatnonzero(groups % 3 != k), np.flatnonzero(groups % 3 == k))
+              for k in range(3)]
+    table = family_importance(model, X, y, cv=splits, n_repeats=2, feature_steps=1)
+    assert "3 predefined folds" in table.attrs["protocol"]
