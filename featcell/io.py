@@ -960,7 +960,11 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
     else:
         from .segmentation import segment
 
-        label_image = segment(image, **(segment_kwargs or {}))
+        kwargs = dict(segment_kwargs or {})
+        # the reader's images are channels last: with more than 4 channels and none chosen,
+        # the objects are segmented on their mean, as for 2 channels
+        many = image.ndim == 3 and image.shape[-1] > 4 and kwargs.get("channel") is None
+        label_image = segment(image.mean(axis=-1) if many else image, **kwargs)
         if save_labels is not None:
             from .interop import _write_labels
 

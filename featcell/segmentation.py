@@ -10,6 +10,7 @@ cells from nuclei, as CellProfiler's IdentifySecondaryObjects does.
 from __future__ import annotations
 
 import heapq
+import math
 import numbers
 
 import numpy as np
@@ -49,34 +50,48 @@ def _to_grey(image, channel):
     if image.ndim == 2:
         if channel not in (None, 0):
             raise ValueError(f"channel={channel!r} given but image is 2-D grey; use channel=None")
-        return image.astype(np.float64, copy=False)
-    if image.ndim != 3 or image.shape[-1] > 4:
+        return _tame(image.astype(np.float64, copy=False))
+    if image.ndim != 3 or (image.shape[-1] > 4 and channel is None):
         raise ValueError(
             f"image has shape {image.shape}; expected a 2-D (M, N) grey image or an (M, N, C) "
-            "image with C <= 4 channels last (3-D stacks are not supported: segment each plane)"
+            "image with C <= 4 channels last, or any C with channel= (3-D stacks are not "
+            "supported: segment each plane)"
         )
     n_channels = image.shape[-1]
     if channel is not None:
-        if not isinstance(channel, numbers.Integral) or not -n_channels <= channel < n_channels:
+        if isinstance(channel, bool) or not isinstance(channel, numbers.Integral) or not (
+                -n_channels <= channel < n_channels):
             raise ValueError(
                 f"channel={channel!r} is not a channel index for an image with {n_channels} "
                 "channels"
             )
-        return image[..., channel].astype(np.float64, copy=False)
+        return _tame(image[..., channel].astype(np.float64, copy=False))
     if n_channels == 1:
-        return image[..., 0].astype(np.float64, copy=False)
+        return _tame(image[..., 0].astype(np.float64, copy=False))
     if n_channels in (3, 4):  # luminance of RGB(A), in the scale of the input
-        return image[..., :3].astype(np.float64) @ _LUMINANCE
-    return image.astype(np.float64).mean(axis=-1)
+        return _tame(image[..., :3].astype(np.float64)) @ _LUMINANCE
+    return _tame(image.astype(np.float64)).mean(axis=-1)
+
+
+# float intensities beyond this are divided by their largest magnitude first: differences and
+# squares of values near float64's limit overflow (segmentation needs their ratios only)
+_HUGE = 1e150
+
+
+def _tame(values):
+    """``values`` (float64), divided by their largest magnitude when it exceeds ``_HUGE``."""
+    largest = float(np.abs(values).max(initial=0.0))
+    return values / largest if largest > _HUGE else values
 
 
 def _threshold(smooth, method, block_size, offset):
     if method == "otsu":
         return smooth > filters.threshold_otsu(smooth)
     if method == "multiotsu":
-        if len(np.unique(smooth)) < 3:  # two levels: the brightest class is Otsu's
+        try:  # three classes need three occupied histogram bins
+            return smooth > filters.threshold_multiotsu(smooth, classes=3)[-1]
+        except ValueError:  # two levels: the brightest class is Otsu's
             return smooth > filters.threshold_otsu(smooth)
-        return smooth > filters.threshold_multiotsu(smooth, classes=3)[-1]
     if method == "li":
         return smooth > filters.threshold_li(smooth)
     if method == "triangle":
@@ -115,7 +130,8 @@ def _auto_min_distance(mask):
 
 
 def _check_segment_params(*, method="otsu", seed="distance", invert="auto", min_size=16,
-                          min_distance="auto", sigma=1.0, block_size=51, channel=None):
+                          min_distance="auto", sigma=1.0, block_size=51, channel=None,
+                          offset=0.0, compactness=0.0):
     """Raise a ValueError naming the first of :func:`segment`'s parameters out of range
     (``channel``: its type; its range needs the image)."""
     if channel is not None and (isinstance(channel, bool)
@@ -139,6 +155,11 @@ def _check_segment_params(*, method="otsu", seed="distance", invert="auto", min_
         not isinstance(block_size, numbers.Integral) or block_size < 3 or block_size % 2 == 0
     ):
         raise ValueError(f"block_size={block_size!r}; expected an odd integer >= 3")
+    for name, value, least in (("offset", offset, -np.inf), ("compactness", compactness, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+                least <= value < np.inf):
+            raise ValueError(f"{name}={value!r}; expected a finite number"
+                             + (" >= 0" if least == 0 else ""))
 
 
 def segment(
@@ -165,7 +186,8 @@ def segment(
     Parameters
     ----------
     image : (M, N) or (M, N, C) array_like
-        Grey image, or colour/multichannel image with channels last (C <= 4).
+        Grey image, or colour/multichannel image with channels last (C <= 4, or any
+        number with ``channel``).
     method : {"otsu", "multiotsu", "li", "triangle", "local"}, default="otsu"
         Foreground threshold. ``"multiotsu"`` keeps the brightest of three Otsu
         classes (after inversion: the darkest), for bright-field images where
@@ -225,7 +247,7 @@ def segment(
     """
     _check_segment_params(method=method, seed=seed, invert=invert, min_size=min_size,
                           min_distance=min_distance, sigma=sigma, block_size=block_size,
-                          channel=channel)
+                          channel=channel, offset=offset, compactness=compactness)
     grey = _to_grey(image, channel)
     low, high = grey.min(), grey.max()
     if high == low:
@@ -249,6 +271,7 @@ def segment(
 
     if min_distance == "auto":
         min_distance = _auto_min_distance(mask)
+    min_distance = min(int(min_distance), max(mask.shape))  # (peak_local_max's footprint)
     if seed == "distance":
         # smoothing the distance map merges the ridge plateaus of elongated nuclei
         height = filters.gaussian(ndi.distance_transform_edt(mask), sigma=1.0)
@@ -337,13 +360,19 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
     >>> bool(abs(int(tight.sum()) - 305) < 20)
     True
     """
+    if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, numbers.Real)
+                              or not 0 <= sigma < np.inf):
+        raise ValueError(f"sigma={sigma!r}; expected None or a non-negative number")
+    if isinstance(min_contrast, bool) or not isinstance(min_contrast, numbers.Real) or not (
+            0 <= min_contrast < np.inf):
+        raise ValueError(f"min_contrast={min_contrast!r}; expected a non-negative number")
     window = np.asarray(window)
     _check_finite(window, "window")
     if window.ndim == 2:
         window = window[np.newaxis]
     if window.ndim != 3:
         raise ValueError(f"window has shape {window.shape}; expected (h, w) or (C, h, w)")
-    window = window.astype(np.float64, copy=False)
+    window = _tame(window.astype(np.float64, copy=False))
     h, w = window.shape[1:]
     box = (0, 0, h, w) if box is None else _check_box(box, (h, w))
     y0, x0, y1, x1 = box
@@ -364,8 +393,8 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
         edge = plane[background]
         centre = np.median(edge)
         spread = 1.4826 * np.median(np.abs(edge - centre))
-        if spread <= 0:
-            spread = plane.std()
+        if spread <= 0:  # a background flat but for a few pixels, else noise-free
+            spread = edge.std() or 1e-9 * np.ptp(plane)
         if spread <= 0:
             continue
         score += ((plane - centre) / spread) ** 2
@@ -434,7 +463,9 @@ def segment_cells(image, nuclei, *, regularization=0.05, threshold="otsu", log_t
     regularization : float, default=0.05
         CellProfiler's regularization factor lambda, ``>= 0``: small values
         follow intensity edges, large values give equal-distance (Voronoi)
-        borders.
+        borders. The intensity changes it is weighed against are those of an
+        integer image scaled to [0, 1] by its dtype's maximum, as CellProfiler
+        loads images (float images as they are).
     threshold : "otsu" or float, default="otsu"
         Foreground of the cell stain: Otsu's threshold of the image, or a
         number in the image's own units.
@@ -453,7 +484,8 @@ def segment_cells(image, nuclei, *, regularization=0.05, threshold="otsu", log_t
     -------
     cells : (M, N) ndarray of int32
         Cell labels. Every cell has the id of the nucleus it grew from, and
-        contains it; a nucleus outside the foreground stays a cell of its own.
+        contains it; a nucleus outside the foreground stays a cell of its own
+        (int64 when a nucleus id exceeds int32's range).
 
     See Also
     --------
@@ -492,22 +524,28 @@ def segment_cells(image, nuclei, *, regularization=0.05, threshold="otsu", log_t
         raise ValueError(f"nuclei has shape {nuclei.shape} but image has shape {grey.shape}")
     if nuclei.size and nuclei.min() < 0:
         raise ValueError("nuclei contains negative labels; expected 0 = background, >0 = object")
-    if not isinstance(regularization, numbers.Real) or not regularization >= 0:
-        raise ValueError(f"regularization must be a number >= 0, got {regularization!r}")
+    if isinstance(regularization, bool) or not isinstance(regularization, numbers.Real) or not (
+            0 <= regularization < np.inf):
+        raise ValueError(f"regularization must be a finite number >= 0, got {regularization!r}")
     if isinstance(threshold, str):
         if threshold != "otsu":
             raise ValueError(f"threshold must be 'otsu' or a number, got {threshold!r}")
         values = np.log1p(grey - grey.min()) if log_transform else grey
         level = filters.threshold_otsu(values) if np.ptp(values) > 0 else values.flat[0]
         foreground = values > level
-    elif isinstance(threshold, numbers.Real):
+    elif isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         foreground = grey > float(threshold)
     else:
         raise TypeError(f"threshold must be 'otsu' or a number, got {type(threshold).__name__}")
-    cells = _propagate(grey, nuclei.astype(np.int32), foreground, float(regularization))
+    if np.issubdtype(np.asarray(image).dtype, np.integer):  # CellProfiler's [0, 1] scale,
+        grey = grey / np.iinfo(np.asarray(image).dtype).max  # in which lambda is set
+    from .cells import _compact_labels
+
+    compact, present = _compact_labels(nuclei)  # ids above int32: numbered 1, 2, ... here
+    cells = _propagate(grey, compact.astype(np.int32), foreground, float(regularization))
     if fill_holes:
         cells = _fill_enclosed_holes(cells)
-    return cells
+    return cells if present is None else present[cells]
 
 
 def _propagate(image, labels, mask, weight):
@@ -554,7 +592,7 @@ def _propagate_kernel(image, labels, mask, seeds, weight):
                     a = image[min(max(i + oi, 0), height - 1), min(max(j + oj, 0), width - 1)]
                     b = image[min(max(ni + oi, 0), height - 1), min(max(nj + oj, 0), width - 1)]
                     change += abs(a - b)
-            new = d + np.sqrt(change * change + weight * weight * (di * di + dj * dj))
+            new = d + math.hypot(change, weight * math.sqrt(di * di + dj * dj))
             if new < distance[ni, nj]:
                 distance[ni, nj] = new
                 out[ni, nj] = out[i, j]

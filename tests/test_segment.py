@@ -102,6 +102,10 @@ def test_blank_image_gives_no_objects():
         (np.zeros((8, 8)), {"invert": "yes"}, "invert"),
         (np.zeros((8, 8, 3)), {"channel": 3}, "channel=3"),
         (np.zeros((8, 8)), {"method": "local", "block_size": 4}, "block_size"),
+        (np.zeros((8, 8)), {"offset": float("nan")}, "offset"),
+        (np.zeros((8, 8)), {"offset": "a"}, "offset"),
+        (np.zeros((8, 8)), {"compactness": float("nan")}, "compactness"),
+        (np.zeros((8, 8, 3)), {"channel": True}, "channel"),
     ],
 )
 def test_bad_input(image, kwargs, match):
@@ -255,7 +259,9 @@ def test_segment_cells_follows_the_stain_and_keeps_nucleus_ids():
         ({"nuclei": np.zeros((5, 5), np.int32)}, ValueError, "shape"),
         ({"nuclei": np.zeros((8, 8), bool)}, TypeError, "integer label"),
         ({"regularization": -1}, ValueError, "regularization"),
+        ({"regularization": float("inf")}, ValueError, "regularization"),
         ({"threshold": "li"}, ValueError, "otsu"),
+        ({"image": np.ones((8, 8, 3)), "channel": True}, ValueError, "channel"),
     ],
 )
 def test_segment_cells_bad_input(kwargs, error, match):
@@ -286,3 +292,73 @@ def test_segment_cells_on_ht29(shared_data):
     assert np.median(cell_area / nucleus_area) > 3  # cells are larger than their nuclei
     edges_only = segment_cells(stain, nuclei)
     assert (edges_only > 0).sum() < 0.6 * (cells > 0).sum()
+
+
+def test_unusual_but_valid_images_are_segmented():
+    from featcell.segmentation import segment_cells
+
+    field = _field(DISKS)
+    plain = segment(field)
+    # intensities near float64's limit: the same objects
+    assert_array_equal(segment(field * 1e300), plain)
+    assert_array_equal(segment(field * 1e300 - 1.7e308), plain)
+    # five channels, one chosen
+    stack = np.stack([field, *[np.zeros_like(field)] * 4], axis=-1)
+    assert_array_equal(segment(stack, channel=0), plain)
+    # multi-Otsu of a two-level image with one hot pixel: Otsu's two classes
+    binary = np.zeros((40, 40))
+    binary[5:15, 5:15] = 1.0
+    binary[30, 30] = 5.0
+    assert segment(binary, method="multiotsu", sigma=0, min_size=0).max() >= 1
+    # a minimum distance beyond the image is the image (no footprint of 10**6 pixels)
+    assert segment(field, min_distance=10**6).max() >= 1
+    # huge cell-stain values and a huge regularization: the Voronoi split
+    image = np.zeros((20, 40))
+    image[4:16, 2:18] = 1.0
+    image[4:16, 22:38] = 0.6
+    nuclei = np.zeros((20, 40), np.int64)
+    nuclei[9:11, 9:11] = 1
+    nuclei[9:11, 29:31] = 2**40  # ids above int32 are kept
+    cells = segment_cells(image * 1e300, nuclei)
+    assert sorted(np.unique(cells).tolist()) == [0, 1, 2**40]
+    assert [int((cells == k).sum()) for k in (1, 2**40)] == [192, 192]
+    huge = segment_cells(image, nuclei, regularization=1e200)
+    assert [int((huge == k).sum()) for k in (1, 2**40)] == [192, 192]
+
+
+def test_segment_cells_sets_lambda_in_cellprofilers_unit_scale():
+    # an integer stain is scaled to [0, 1] (as CellProfiler loads it) before the step costs
+    from featcell.segmentation import segment_cells
+
+    # a faint step at column 30 (300 of 65535), nuclei centred at columns 10 and 40: in the
+    # unit scale lambda = 0.05 outweighs the step and the border is near the midpoint, 25
+    stain = np.where(np.arange(60) < 30, 30000, 30300) * np.ones((40, 1))
+    nuclei = np.zeros((40, 60), np.int32)
+    nuclei[18:22, 8:12] = 1
+    nuclei[18:22, 38:42] = 2
+    cells = segment_cells(stain.astype(np.uint16), nuclei, threshold=1000)
+    assert_array_equal(cells, segment_cells(stain / 65535, nuclei, threshold=1000 / 65535))
+    assert 22 <= int((cells[20] == 1).sum()) <= 28
+
+
+def test_segment_object_on_noise_free_windows():
+    window = np.zeros((40, 40))
+    window[10:30, 10:30] = 1.0
+    mask = segment_object(window)
+    assert abs(int(mask.sum()) - 400) <= 40 and mask[20, 20] and not mask[2, 2]
+    assert abs(int(segment_object(window * 1e300).sum()) - 400) <= 40
+    for kwargs, match in [({"sigma": -1.0}, "sigma"), ({"sigma": float("nan")}, "sigma"),
+                          ({"min_contrast": float("nan")}, "min_contrast"),
+                          ({"min_contrast": "3"}, "min_contrast")]:
+        with pytest.raises(ValueError, match=match):
+            segment_object(window, **kwargs)
+
+
+def test_reading_more_than_four_channels_without_labels(tmp_path):
+    import tifffile
+
+    from featcell import read_cells
+
+    field = _field(DISKS).astype(np.float32)
+    tifffile.imwrite(tmp_path / "a.tif", np.stack([field] * 5, axis=-1))
+    assert len(read_cells(tmp_path)) == len(DISKS)
