@@ -393,8 +393,10 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
         edge = plane[background]
         centre = np.median(edge)
         spread = 1.4826 * np.median(np.abs(edge - centre))
-        if spread <= 0:  # a background flat but for a few pixels, else noise-free
-            spread = edge.std() or 1e-9 * np.ptp(plane)
+        if spread <= 0:  # a background flat but for a few pixels; else noise-free, where a
+            # hundredth of the window's range stands for the noise (a blur's faint halo is not
+            # cell)
+            spread = edge.std() or 0.01 * np.ptp(plane)
         if spread <= 0:
             continue
         score += ((plane - centre) / spread) ** 2
