@@ -317,6 +317,7 @@ def test_empty_cellset():
         ([], ValueError, "empty list"),
         ({"a": 1}, TypeError, "dict"),
         ([np.zeros((2, 8, 8, 3))], ValueError, r"image 0 has shape \(2, 8, 8, 3\)"),
+        ([np.zeros((0, 20))], ValueError, r"image 0 has shape \(0, 20\).*with pixels"),
     ],
 )
 def test_bad_inputs(X, error, match):

@@ -175,6 +175,20 @@ def test_bad_input():
     for factors in ([], [0.5, -1.0], "0.5", [True]):
         with pytest.raises(ValueError, match="sigma_factors"):
             make_counter("cnn_density", **{**FAST, "sigma_factors": factors}).fit(IMAGES, POINTS)
+    for channels in ([], ["DNA"], [-5], [0.5], [1]):  # the images are grey: channel 0 only
+        with pytest.raises(ValueError, match="channels"):
+            make_counter("cnn_density", **{**FAST, "channels": channels}).fit(IMAGES, POINTS)
+    with pytest.raises(ValueError, match="no pixels"):
+        make_counter("cnn_density", **FAST).fit([np.zeros((0, 40)), *IMAGES[1:]], POINTS)
+
+
+def test_no_calibration_on_held_out_images_without_objects():
+    # the one validation image (random_state=8) is an empty field: nothing to calibrate on
+    # (its true count 0 made the ratio 0, clipped to 0.5: every count halved)
+    images, points = _blobs([0, 4, 6, 5, 7, 3])
+    counter = make_counter("cnn_density", **{**FAST, "n_members": 1, "sigma": 2.0,
+                                             "random_state": 8}).fit(images, points)
+    assert counter.coef_ == 1.0
 
 
 def test_saved_counter_round_trip(fitted, tmp_path):

@@ -261,3 +261,15 @@ def test_non_finite_pixels_name_the_cell(n_threads):
     crops[60][0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="crop 1 contains NaN"):
         _preprocess._fit_batch([crops[0], crops[60]], np.zeros((2, 2)), np.ones((2, 2)), 32)
+
+
+def test_a_data_sets_white_point_sees_every_column_of_its_crops():
+    # 64 crops of 32 x 32, background at the edges, bright inside: an even stride through
+    # the crops laid end to end fell on their left column only (white point 0.1, not 1)
+    from featcell.cnn.trained import _dataset_range
+
+    crops = np.full((64, 1, 32, 32), 0.1, np.float32)
+    crops[:, :, 8:24, 8:24] = 1.0
+    low, gain = _dataset_range(CellSet.from_crops(crops, channels=["DNA"]), ["DNA"],
+                               (0.1, 99.9))
+    assert low[0] == pytest.approx(0.1) and 1 / gain[0] == pytest.approx(0.9, abs=1e-3)

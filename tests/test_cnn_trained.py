@@ -133,6 +133,23 @@ def test_validation_split_keeps_groups_apart():
                               np.arange(4) % 2, 0)
 
 
+def test_validation_split_keeps_every_class_in_training():
+    # three images, class "b" in one only: the early-stopping split never takes it all
+    image = np.repeat(np.arange(3), 10)
+    y_index = (image == 2).astype(int)
+    cells = CellSet.from_crops(np.zeros((30, 8, 8), np.float32), image_id=image)
+    clf = CNNClassifier(**FAST)
+    for seed in range(20):
+        train, val = clf._validation_split(cells, y_index, seed)
+        assert set(y_index[train]) == {0, 1} and len(val)
+        assert not set(image[train]) & set(image[val])
+    # each class in one image only: no split keeps both, and the fit says so
+    two = np.repeat(np.arange(2), 10)
+    with pytest.warns(UserWarning, match="not learn some classes"):
+        clf._validation_split(CellSet.from_crops(np.zeros((20, 8, 8), np.float32),
+                                                 image_id=two), two, 0)
+
+
 def test_validation_probabilities_are_the_kept_networks(fitted):
     val = fitted.validation_index_
     assert 0 < len(val) < len(Y) and len(np.unique(val)) == len(val)
@@ -146,6 +163,9 @@ def test_refit_trains_on_all_cells_for_the_chosen_epochs(fitted):
     assert refit.best_epoch_ == fitted.best_epoch_  # the same validated run first
     np.testing.assert_allclose(refit.validation_proba_, fitted.validation_proba_, atol=1e-6)
     assert len(refit.refit_history_) == refit.best_epoch_
+    # the refit follows the validated run's learning rates up to the chosen epoch
+    np.testing.assert_allclose([h["learning_rate"] for h in refit.refit_history_],
+                               [h["learning_rate"] for h in refit.history_[: refit.best_epoch_]])
     assert refit.network_sha256_ != fitted.network_sha256_  # a new network, on all cells
     assert refit.predict_proba(TEST_CELLS).shape == (40, 2)
     with pytest.raises(ValueError, match="cosine"):
@@ -331,3 +351,33 @@ def test_predictions_ignore_orientation(fitted):
     np.testing.assert_allclose(fitted.predict_proba(turned), fitted.predict_proba(TEST_CELLS),
                                atol=1e-5)
     np.testing.assert_allclose(fitted.transform(turned), fitted.transform(TEST_CELLS), atol=1e-4)
+
+
+def test_a_refit_to_the_best_epoch_keeps_the_validated_learning_rates():
+    # cosine cycles end at epochs 2, 6 and 14; the loss is lowest at epoch 4, mid-cycle: a
+    # refit for 4 epochs laid over the validated 14 follows the same rates
+    import torch
+
+    from featcell.cnn._training import fit_network
+
+    torch.manual_seed(0)
+    x, t = torch.randn(64, 2), torch.randn(64, 1)
+
+    def run(max_epochs, validation, losses=(), schedule_epochs=None):
+        curve = iter(losses)
+        history, best = fit_network(
+            torch.nn.Linear(2, 1), lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]),
+            64, validation, make_batch=lambda items, training: (x[items], t[items]),
+            validate=(lambda m: (next(curve), {})) if validation else None,
+            device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+            batch_size=16, learning_rate=0.1, weight_decay=0.0, patience=3,
+            min_epoch_items=64, schedule="cosine", first_cycle=2, max_epochs=max_epochs,
+            schedule_epochs=schedule_epochs)
+        return [h["learning_rate"] for h in history], best
+
+    validated, best = run(14, 8, [1.0, 0.9, 0.8, 0.7, 0.75, 0.72] + [0.9] * 8)
+    refit, _ = run(best, 0, schedule_epochs=14)
+    assert best == 4
+    np.testing.assert_allclose(refit, validated[:best])
+    alone, _ = run(best, 0)  # cycles laid over 4 epochs only: other rates
+    assert not np.allclose(alone, validated[:best])

@@ -165,6 +165,27 @@ def _percentiles(values, percentiles):
     return _sorted_percentiles(np.sort(values, axis=1), values.shape[1], percentiles)
 
 
+_POOLED_SAMPLES = 200_000
+
+
+def _pooled_percentiles(parts, percentiles):
+    """Per-channel percentiles of the pixels of ``parts``, (K, P_i) arrays pooled (a data
+    set's black and white points), from at most ``_POOLED_SAMPLES`` pixels drawn at random
+    with a fixed seed: an even stride through crops laid end to end can fall on one column
+    of every crop (its background edge) when it is a multiple of their width."""
+    sizes = np.array([part.shape[1] for part in parts])
+    total = int(sizes.sum())
+    if total > _POOLED_SAMPLES:
+        pick = np.sort(np.random.default_rng(0).integers(0, total, _POOLED_SAMPLES))
+        part_of = np.searchsorted(np.cumsum(sizes), pick, side="right")
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        values = np.concatenate([
+            parts[k][:, pick[part_of == k] - starts[k]] for k in np.unique(part_of)], axis=1)
+    else:
+        values = np.concatenate(parts, axis=1)
+    return np.percentile(values, percentiles, axis=1).T.astype(np.float32)
+
+
 def _sorted_percentiles(ordered, n, percentiles):
     """Percentiles of rows sorted along the last axis, each row's first ``n`` values valid.
 

@@ -374,6 +374,7 @@ def fit_network(
     average_weights=False,
     schedule="plateau",
     first_cycle=10,
+    schedule_epochs=None,
 ):
     """Train with AdamW until the validation loss stops improving; keep the best epoch.
 
@@ -415,6 +416,9 @@ def fit_network(
         validation loss is not yet what the cycle will reach).
     first_cycle : int
         Epochs of the first cosine cycle.
+    schedule_epochs : int, optional
+        Epochs the cosine cycles are laid over (default ``max_epochs``): a refit that
+        stops at the validated best epoch follows the validated run's learning rates.
 
     Returns
     -------
@@ -435,7 +439,7 @@ def fit_network(
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.2, patience=max(1, patience // 2)
         )
-    cycle_ends = _cycle_ends(first_cycle, max_epochs)
+    cycle_ends = _cycle_ends(first_cycle, schedule_epochs or max_epochs)
     best, best_state, best_epoch, history = np.inf, None, 0, []
     repeats = max(1, -(-min_epoch_items // train))
     steps_per_epoch = max(1, -(-(repeats * train) // batch_size))

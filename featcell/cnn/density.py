@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..features.image import _check_images, _read
 from ..points import _dot_spacing, _DotCountScore, _resolve_points, density_target
-from ._preprocess import _percentiles
+from ._preprocess import _pooled_percentiles
 from ._sessions import _network_session
 
 __all__ = ["CNNDensityCounter"]
@@ -38,10 +38,14 @@ def _as_channels(image, channels, what):
         image = image[..., None]
     if image.ndim != 3 or not np.issubdtype(image.dtype, np.number):
         raise ValueError(f"{what} has shape {image.shape}; expected a numeric (M, N[, C]) image")
+    if 0 in image.shape[:2]:
+        raise ValueError(f"{what} has shape {image.shape}: no pixels")
     if channels is not None:
-        if max(channels) >= image.shape[-1]:
+        if not all(isinstance(c, Integral) and not isinstance(c, bool) and
+                   0 <= c < image.shape[-1] for c in channels) or not len(channels):
             raise ValueError(
-                f"channels={list(channels)} but {what} has {image.shape[-1]} channel(s)"
+                f"channels={list(channels)}; expected channel indices from 0 to "
+                f"{image.shape[-1] - 1} ({what} has {image.shape[-1]} channel(s))"
             )
         image = image[..., list(channels)]
     out = np.moveaxis(image.astype(np.float32), -1, 0)
@@ -394,8 +398,8 @@ class CNNDensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         if len({a.shape[0] for a in arrays}) != 1:
             raise ValueError("the images have different numbers of channels")
         self.n_channels_ = arrays[0].shape[0]
-        values = np.concatenate([a.reshape(self.n_channels_, -1)[:, ::7] for a in arrays], axis=1)
-        low, high = _percentiles(values, _DATASET_PERCENTILES).T
+        low, high = _pooled_percentiles([a.reshape(self.n_channels_, -1) for a in arrays],
+                                        _DATASET_PERCENTILES).T
         span = high - low
         gain = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
         self.intensity_range_ = np.stack([low, gain], 1).astype(np.float32)
@@ -478,8 +482,9 @@ class CNNDensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
                 found += list(counts)
                 wanted += [float(targets[i].sum()) for i in val]
         found, wanted = np.asarray(found), np.asarray(wanted)
-        # held-out counts only: each image by the member that did not train on it
-        ratio = wanted.sum() / found.sum() if found.sum() > 0 else 1.0
+        # held-out counts only: each image by the member that did not train on it; without
+        # objects or predictions among them there is nothing to calibrate on
+        ratio = wanted.sum() / found.sum() if found.sum() > 0 and wanted.sum() > 0 else 1.0
         coef = float(np.clip(ratio, 0.5, 2.0)) if self.calibrate else 1.0
         return {"nets": nets, "history": history, "best_epochs": best_epochs, "coef": coef,
                 "validation_mae": float(np.abs(found * coef - wanted).mean())}

@@ -419,10 +419,10 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
             image, what = np.asarray(item), f"image {index}"
         if image.ndim not in (2, 3) or not (
             np.issubdtype(image.dtype, np.number) and image.dtype != bool
-        ):
+        ) or 0 in image.shape:
             raise ValueError(
                 f"{what} has shape {image.shape} and dtype {image.dtype}; expected a "
-                "numeric (H, W) or (H, W, C) image"
+                "numeric (H, W) or (H, W, C) image with pixels"
             )
         image = image.astype(np.float32, copy=False)
         _check_finite(image, what)

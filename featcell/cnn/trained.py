@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -24,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..cells import CellSet
 from ..features._base import indexed_output
-from ._preprocess import MIN_INPUT_SIZE, _cell_batches, _percentiles, _select_channels
+from ._preprocess import MIN_INPUT_SIZE, _cell_batches, _pooled_percentiles, _select_channels
 from ._sessions import _network_session
 
 __all__ = ["CNNClassifier"]
@@ -59,9 +60,7 @@ def _auto_input_size(cells):
 def _dataset_range(cells, channels, percentiles):
     """Per-channel black point and gain from the pixels of all (training) crops."""
     index = [cells.channel_names.index(c) for c in channels]
-    values = cells.flat().values[index]
-    stride = max(1, values.shape[1] // 200_000)
-    low, high = _percentiles(values[:, ::stride], percentiles).T
+    low, high = _pooled_percentiles([cells.flat().values[index]], percentiles).T
     span = high - low
     gain = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
     return low.astype(np.float32), gain.astype(np.float32)
@@ -435,7 +434,8 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                     sets[True], weight = train, class_weights(train)
                     net = make_net(train)
                     self.refit_history_, _ = _training.fit_network(
-                        net, loss_fn, len(train), 0, max_epochs=self.best_epoch_, **settings
+                        net, loss_fn, len(train), 0, max_epochs=self.best_epoch_,
+                        schedule_epochs=self.max_epochs, **settings
                     )
                 self.n_parameters_ = int(sum(p.numel() for p in net.parameters()))
                 size = self.input_size_
@@ -565,16 +565,41 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
                 "cells are independent"
             )
         n_splits = max(2, int(round(1 / self.validation_fraction)))
+        n_classes = int(y_index.max()) + 1  # (classes 0..K-1, from np.unique)
         if n_groups >= n_splits and np.bincount(y_index).min() >= 1:
             cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
             try:
                 train, val = next(cv.split(np.zeros(n), y_index, groups))
-                if len(val) and len(train):
+                if len(val) and len(np.unique(y_index[train])) == n_classes:
                     return train, val
             except ValueError:
                 pass
-        splitter = GroupShuffleSplit(1, test_size=self.validation_fraction, random_state=seed)
-        return next(splitter.split(np.zeros(n), y_index, groups))
+        # few groups: groups in a seeded order, each held out unless that takes the last
+        # training cells of a class, until the validation fraction is reached
+        left = np.bincount(y_index, minlength=n_classes)
+        held, size = [], 0
+        unique = np.unique(groups)
+        for g in unique[np.random.default_rng(seed).permutation(len(unique))]:
+            if size >= self.validation_fraction * n and held:
+                break
+            rows = groups == g
+            counts = np.bincount(y_index[rows], minlength=n_classes)
+            if np.any((left == counts) & (counts > 0)) or rows.sum() == n:
+                continue
+            held.append(g)
+            left -= counts
+            size += int(rows.sum())
+        if not held:  # every group holds the last cells of a class
+            warnings.warn(
+                f"CNNClassifier: no group ({self.groups!r}) can be held out for early stopping "
+                "without taking every training cell of a class; the network will not learn "
+                "some classes. Give more images per class, or groups=None for independent "
+                "cells", UserWarning, stacklevel=3)
+            splitter = GroupShuffleSplit(1, test_size=self.validation_fraction,
+                                         random_state=seed)
+            return next(splitter.split(np.zeros(n), y_index, groups))
+        val = np.flatnonzero(np.isin(groups, held))
+        return np.setdiff1d(np.arange(n), val), val
 
     def _run(self, X):
         check_is_fitted(self, "network_sha256_")
