@@ -166,7 +166,9 @@ class CNNClassifier(TransformerMixin, ClassifierMixin, BaseEstimator):
         Random flips, 90-degree rotations, shifts (up to 10 % of the side) and
         intensity jitter during training.
     validation_fraction : float, default=0.15
-        Share of the training groups held out for early stopping.
+        Share of the training groups held out for early stopping (stratified by
+        class; with few groups, groups are held out in a seeded order as long as
+        every class keeps training cells).
     groups : str or None, default="image"
         Metadata column whose groups the validation split keeps apart (cells of one
         image are not independent); ``None`` splits cells.
