@@ -26,7 +26,9 @@ from .features.image import (
     _check_images,
     _clump_corrected_count,
     _grey_float,
+    _in_unit_scale,
     _read,
+    _read_for_maps,
     _upsample_channels_first,
     upsample_linear,
 )
@@ -334,7 +336,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         errors are lower than those at 1 by more than one standard error of
         their paired difference (otherwise 1). Denser dots are not enlarged
         (the pixel maps' memory would grow with the square of the zoom); set a
-        number to fix the zoom (1: never resize; up to 4).
+        number to fix the zoom (1: never resize; up to 2).
     random_state : int or None, default=0
         Seed of the pixel sample, the folds and the head.
     n_jobs : int, default=None
@@ -522,7 +524,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         resized by ``zoom_`` (:func:`_zoomed`), starting at pixel ``stride // 2``;
         also returns the resized and the original ``(rows, cols)``.
         """
-        image = _read(item)
+        image = _read_for_maps(item)  # (its shape checked before any resizing)
         n = 1 if image.ndim == 2 else int(image.shape[-1])
         if "_seen_channels" in self.__dict__:  # fitting
             self._seen_channels.add(n)
@@ -585,9 +587,9 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
             density = upsample_linear(density, shape, step, step // 2)
         return _unzoomed(density, original)
 
-    def _sum(self, model, maps, shape, original=None):
+    def _sum(self, model, maps, shape):
         """``_density(...).sum()`` without building the map: grid values times their weights
-        (on the resized image; ``original``'s size does not change the count)."""
+        (on the resized image: the original size does not change the count)."""
         rows, cols = _sum_weights(maps.shape[:2], shape, int(self.stride))
         # elementwise, not a matrix product: no BLAS threads for so little work
         return float((rows[:, None] * self._grid_density(model, maps) * cols).sum())
@@ -659,22 +661,23 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
                 raise ValueError(f"zoom={self.zoom!r}; expected 'auto' or a number from "
                                  f"{_ZOOM_RANGE[0]} to {_ZOOM_RANGE[1]}")
             return [float(self.zoom)]
-        dots = [_check_inside(t, None, i) for i, t in enumerate(targets)
-                if isinstance(t, np.ndarray)]
+        dots = [t for t in targets if isinstance(t, np.ndarray)]  # (checked by fit)
         spacing = _dot_spacing(dots)
-        if spacing is None or spacing == 0 or not self._out_of_fold(len(dots)):
+        if spacing is None or spacing == 0 or not self._folds(len(dots))[2]:
             return [1.0]  # (without out-of-fold counts, no other zoom could be chosen)
-        zoom = float(np.clip(_REFERENCE_SPACING / spacing, *_AUTO_ZOOM_RANGE))
-        if 1 / _ZOOM_TOLERANCE <= zoom <= _ZOOM_TOLERANCE:
+        zoom = float(np.clip(_REFERENCE_SPACING / spacing, *_AUTO_ZOOM_RANGE))  # (<= 1)
+        if zoom >= 1 / _ZOOM_TOLERANCE:
             return [1.0]
         return [1.0, round(zoom, 4)]
 
-    def _out_of_fold(self, n_dotted):
-        """Whether a fit on ``n_dotted`` dotted images computes out-of-fold counts: for
-        sigma="auto", calibrate or auto-context, with two dotted images at least."""
+    def _folds(self, n_dotted):
+        """``(k, stages, out_of_fold)`` of a fit on ``n_dotted`` dotted images: the folds,
+        the auto-context stages (they need two dotted images at least) and whether the
+        fit computes out-of-fold counts (for sigma="auto", calibrate or auto-context)."""
         k = min(int(self.cv), n_dotted)
         stages = int(self.auto_context) if k >= 2 else 0
-        return (len(self._sigmas()) > 1 or bool(self.calibrate) or stages > 0) and k >= 2
+        out_of_fold = (len(self._sigmas()) > 1 or bool(self.calibrate) or stages > 0) and k >= 2
+        return k, stages, out_of_fold
 
     def _fit(self, images, targets):
         """Fit at ``zoom_`` to ``targets`` (:func:`_resolve_points`; the parameters checked
@@ -698,10 +701,7 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         step = int(self.stride)
         per_image = max(1, int(self.n_samples) // len(dotted))
-        k = min(int(self.cv), len(dotted))
-        # auto-context needs the first stages' densities out-of-fold: two dotted images at least
-        stages = int(self.auto_context) if k >= 2 else 0
-        need_cv = self._out_of_fold(len(dotted))
+        k, stages, need_cv = self._folds(len(dotted))
         # images whose summed density is needed without the head having seen them: each
         # keeps a sub-grid, together at most the budget (large images, a coarser one)
         wanted_sums = set(dotted if need_cv else []) | set(held_back if self.calibrate else [])
@@ -895,7 +895,8 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
             Counts (not rounded, never negative).
         """
         check_is_fitted(self)
-        sums = [self._sum(self.head_, *self._features(item)) for item in _check_images(images)]
+        sums = [self._sum(self.head_, *self._features(item)[:2])
+                for item in _check_images(images)]
         # a head's density may dip below zero, and the calibration cross it: no count does
         return np.maximum(self.intercept_ + self.coef_ * np.asarray(sums, dtype=np.float64), 0.0)
 
@@ -918,7 +919,9 @@ class DensityCounter(_DotCountScore, RegressorMixin, BaseEstimator):
         from .metrics import grid_counts
 
         cells = grid_counts(self.predict_density(images), level=level)
-        return cells + self.intercept_ / cells.shape[1]
+        cells = cells + self.intercept_ / cells.shape[1]
+        cells[cells.sum(axis=1) < 0] = 0.0  # as predict: no count below zero
+        return cells
 
     def count_in(self, images, regions):
         """Count the objects in regions of each image, as ilastik's counting boxes do.
@@ -973,7 +976,7 @@ _OOF_ROWS = 4  # the out-of-fold sub-grids keep at most this many times n_sample
 _REFERENCE_SPACING = 8.5
 _ZOOM_TOLERANCE = 1.5
 _AUTO_ZOOM_RANGE = (0.125, 1.0)  # (enlarging would multiply the pixel maps' memory)
-_ZOOM_RANGE = (0.05, 4.0)  # a zoom the user sets
+_ZOOM_RANGE = (0.05, 2.0)  # a zoom the user sets (2: four times the pixels' memory)
 # auto-context: the previous stage's density and its Gaussian averages at these multiples
 # of sigma (at least the stride): from one object's neighbourhood to a few objects around
 _CONTEXT_SCALES = (0.5, 1.0, 2.0, 4.0)
@@ -1122,9 +1125,7 @@ def _zoomed(image, zoom, min_side=2):
 
     least = max(2, min_side)
     shape = tuple(max(min(side, least), round(side * zoom)) for side in image.shape[:2])
-    plane = image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.integer):
-        plane /= np.float32(np.iinfo(image.dtype).max)
+    plane = _in_unit_scale(image.astype(np.float32), image.dtype)
     return resize(plane, shape + image.shape[2:], order=1, anti_aliasing=zoom < 1,
                   preserve_range=True).astype(np.float32)
 

@@ -815,15 +815,34 @@ def _resolve_task(task, y, estimators=()):
         kind = kinds.pop()
         noun = {"regression": "regressor", "classification": "classifier"}[kind]
         return kind, f"inferred: {'every' if len(estimators) > 1 else 'the'} estimator is a {noun}"
-    if y.dtype.kind in "OUSb":
+    nature = _y_nature(y)
+    if nature == "labels":
         return "classification", "inferred: y holds labels"
-    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+    if nature == "fractional":
         return "regression", "inferred: y has non-integer values"
     n_unique = len(np.unique(y))
     limit = max(2, min(10, len(y) // 5))
     if n_unique <= limit:
         return "classification", f"inferred: y has {n_unique} distinct integers (<= {limit})"
     return "regression", f"inferred: y has {n_unique} distinct integers (> {limit})"
+
+
+def _y_nature(y):
+    """``"labels"`` (text, booleans, objects other than numbers), ``"fractional"`` (numbers
+    not all whole) or ``"integers"``; an object array of numbers (checked to be of one
+    type by :func:`_check_y`) counts as numbers."""
+    values = y
+    if y.dtype.kind == "O" and len(y):
+        first = y[0]
+        if isinstance(first, (bool, np.bool_)) or not isinstance(first, (numbers.Number,
+                                                                         np.number)):
+            return "labels"
+        values = y.astype(float)
+    if y.dtype.kind in "USb":
+        return "labels"
+    if values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0):
+        return "fractional"
+    return "integers"
 
 
 def _kind(estimator):
@@ -839,16 +858,16 @@ def _kind(estimator):
 def _check_estimator_types(estimators, task, y):
     """Refuse an estimator that cannot learn ``y`` in ``task``, naming it: a regressor given
     labels, a classifier given measurements (non-integer numbers) or asked to regress."""
+    nature = _y_nature(y)
     for estimator in estimators:
         name = type(estimator).__name__
         kind = _kind(estimator)
-        if kind == "regression" and (task == "classification" or y.dtype.kind in "OUSb"):
-            what = "labels" if y.dtype.kind in "OUSb" else "classes (task='classification')"
+        if kind == "regression" and (task == "classification" or nature == "labels"):
+            what = "labels" if nature == "labels" else "classes (task='classification')"
             raise ValueError(f"{name} is a regressor but y holds {what}; use a classifier "
                              "(e.g. featcell.heads.make_head('lr'))")
-        if kind == "classification" and (task == "regression" or (
-                y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0))):
-            what = ("non-integer numbers, a measurement" if y.dtype.kind == "f"
+        if kind == "classification" and (task == "regression" or nature == "fractional"):
+            what = ("non-integer numbers, a measurement" if nature == "fractional"
                     else "numbers to regress (task='regression')")
             raise ValueError(f"{name} is a classifier but y holds {what}; use a regressor "
                              "(e.g. featcell.heads.make_head('lr', 'regression'))")

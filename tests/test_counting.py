@@ -432,6 +432,12 @@ def test_density_counter_at_a_zoom_counts_and_maps_at_the_images_size():
     assert_allclose([d.sum() + counter.intercept_ for d in density], predicted[:2], rtol=1e-9)
     halves = counter.count_in(test[:1], [np.array([[0, 0, 96, 192], [96, 0, 192, 192]])])[0]
     assert_allclose(halves.sum() + counter.intercept_, predicted[0], rtol=1e-9)
+    # a bad image is named with its own shape, before any resizing
+    with pytest.raises(ValueError, match=r"shape \(1, 50\)"):
+        counter.predict([np.zeros((1, 50), np.float32)])
+    # with a negative intercept, an empty image's grid sums to predict's 0, not below
+    counter.intercept_ = -1e6
+    assert counter.predict(test[:1])[0] == 0.0 and not counter.predict_grid(test[:1]).any()
     # an image whose resized side would hold no point of the stride-4 grid still counts
     coarse = _density_counter(zoom=0.125, stride=4).fit(images[:3], points[:3])
     assert coarse.predict([images[0][:16, :20]]).shape == (1,)

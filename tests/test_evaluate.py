@@ -497,6 +497,11 @@ def test_an_estimator_of_the_wrong_type_is_named_before_any_fit():
     with pytest.raises(ValueError, match="Ridge is a regressor but y holds classes"):
         compare({"nb": GaussianNB(), "ridge": Ridge()}, X, np.arange(40) % 2, groups="none",
                 cv=4, task="classification")
+    # numbers stored as objects (a table column read with text) are numbers, not labels
+    measured = (X[:, 0] * 2 + rng.normal(size=40)).astype(object)
+    assert evaluate(Ridge(), X, measured, groups="none", cv=4, n_boot=10).task == "regression"
+    with pytest.raises(ValueError, match="GaussianNB is a classifier but y holds non-integer"):
+        evaluate(GaussianNB(), X, measured, groups="none", cv=4)
 
 
 def test_predictions_no_metric_can_score_fail_naming_the_estimator():

@@ -800,14 +800,21 @@ def _check_step(step):
     return int(step)
 
 
+def _in_unit_scale(values, dtype):
+    """float32 ``values`` of an image of ``dtype``, integers divided (in place) by the
+    dtype's maximum: the [0, 1] scale the pixel features and their thresholds assume."""
+    if np.issubdtype(dtype, np.integer):
+        values /= np.float32(np.iinfo(dtype).max)
+    return values
+
+
 def _grey_plane(image, dtype=None):
     """One float32 plane in the dtype's scale ([0, 1] for integers); colour is averaged."""
     dtype = image.dtype if dtype is None else dtype
     plane = image.astype(np.float32)
     if plane.ndim == 3:
         plane = plane.mean(axis=-1)
-    if np.issubdtype(dtype, np.integer):
-        plane /= np.float32(np.iinfo(dtype).max)
+    plane = _in_unit_scale(plane, dtype)
     if not np.isfinite(plane).all():
         raise ValueError("image contains NaN or infinite values")
     return plane
