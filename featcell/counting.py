@@ -27,7 +27,6 @@ from .features.image import (
     _clump_corrected_count,
     _grey_float,
     _in_unit_scale,
-    _read,
     _read_for_maps,
     _upsample_channels_first,
     upsample_linear,
