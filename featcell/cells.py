@@ -647,7 +647,7 @@ class CellSet:
             np.concatenate([c._values for c in cellsets], axis=1),
             np.concatenate([c._mask for c in cellsets]),
             np.concatenate([c._shapes for c in cellsets]),
-            pd.concat([c.metadata for c in cellsets], ignore_index=True),
+            _concat_metadata([c.metadata for c in cellsets]),
             names,
             np.concatenate([c._origins for c in cellsets]),
             _concat_fields([c._fields for c in cellsets]),
@@ -940,6 +940,16 @@ def _take_fields(fields, index):
     used, renumbered = np.unique(where[known], return_inverse=True)
     where[known] = renumbered
     return tuple(images[i] for i in used), where
+
+
+def _concat_metadata(frames):
+    """The metadata tables one after the other. Tables without rows (images without cells)
+    add only their columns: pandas would stop ignoring them when it types the columns (a
+    FutureWarning), and their columns' dtypes are a guess."""
+    kept = [frame for frame in frames if len(frame)] or frames[:1]
+    out = pd.concat(kept, ignore_index=True)
+    missing = [c for frame in frames for c in frame.columns if c not in out.columns]
+    return out.reindex(columns=[*out.columns, *dict.fromkeys(missing)]) if missing else out
 
 
 def _compact_labels(labels):

@@ -976,7 +976,7 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
     majority fails as soon as that is certain. ``check`` is called with the cell metadata
     of the first image that has cells.
     """
-    from featcell.io import FirstSceneWarning, _metadata_key, iter_cells
+    from featcell.io import FirstSceneWarning, _metadata_key, _text, iter_cells
 
     _check_labels_option(labels)
     metadata = read_kwargs.get("metadata")
@@ -1007,6 +1007,10 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
                 kept[channels] = _Measured(channels, step, keep_cells, n_jobs, console)
             kept[channels].add(path.name, cells)
             groups = {k: m.names for k, m in kept.items()}
+            # only the channels of most images so far are measured: the few others wait
+            # (and are dropped), so that no odd image's measuring decides the run
+            leading = max(groups, key=lambda k: len(groups[k]))
+            kept[leading].measure_if_full()
             n_odd = sum(map(len, groups.values())) - max(map(len, groups.values()))
             if not _few_odd(n_odd, len(files)):  # the odd images only grow: fail now
                 _majority_channels(groups, console, "")
@@ -1018,8 +1022,9 @@ def _read_cells(files, labels, read_kwargs, console, step=None, keep_cells=True,
     most = _majority_channels({k: m.names for k, m in kept.items()}, console,
                               "the others are skipped")
     measured = kept[most].finish()
-    measured.skipped = sorted([path.name for path, _ in failed] + measured.skipped + [
-        name for channels, other in kept.items() if channels != most for name in other.names])
+    measured.skipped = sorted(_text(name) for name in [path.name for path, _ in failed]
+                              + measured.skipped + [name for channels, other in kept.items()
+                                                    if channels != most for name in other.names])
     if not measured.names:
         raise UserError(f"none of the {len(files)} images could be measured (see above)")
     bar.close(f"read {len(measured.names)} images, {len(measured.metadata)} cells"
@@ -1059,6 +1064,9 @@ class _Measured:
         self.names.append(name)
         self.waiting[name] = cells
         self.n_waiting += len(cells)
+
+    def measure_if_full(self):
+        """Measure the waiting cells once they fill a chunk."""
         if self.n_waiting >= self.chunk:
             self._flush()
 
@@ -2456,12 +2464,16 @@ _SAVED_READ_CHECKS = {
 
 
 def _counts_images(model):
-    """Whether ``model`` is one of featcell's counters, which take whole images."""
+    """Whether ``model`` is one of featcell's counters, which take whole images (those of
+    ``make_counter``: the density and segmentation counters, or a pipeline of image
+    features ending in a count that is never negative)."""
+    from sklearn.pipeline import Pipeline
+
     from featcell.cnn.density import CNNDensityCounter
     from featcell.counting import DensityCounter, SegmentationCounter, _NonNegativeCounts
 
-    return isinstance(model, (DensityCounter, SegmentationCounter, _NonNegativeCounts,
-                              CNNDensityCounter))
+    return isinstance(model, (DensityCounter, SegmentationCounter, CNNDensityCounter)) or (
+        isinstance(model, Pipeline) and isinstance(model[-1], _NonNegativeCounts))
 
 
 def _model_settings(info, model):
@@ -2521,7 +2533,7 @@ def _score_counts(model, files, args, console, max_pixels=None):
     import numpy as np
     import pandas as pd
 
-    from featcell.io import _check_image_size
+    from featcell.io import _check_image_size, _text
 
     density_dir = None
     if getattr(args, "save_density", None):
@@ -2551,7 +2563,7 @@ def _score_counts(model, files, args, console, max_pixels=None):
     bar = console.bar(len(todo), "counting", "images")
     rows, errors = [], []
     def failed(path, exc):
-        errors.append([str(path), type(exc).__name__, f"{path.name}: {exc}"])
+        errors.append([_text(str(path)), type(exc).__name__, _text(f"{path.name}: {exc}")])
 
     for start in range(0, len(todo), 8):
         batch = []
@@ -2582,7 +2594,8 @@ def _score_counts(model, files, args, console, max_pixels=None):
               + (f" ({len(done)} resumed)" if done else ""))
     found = {row[1]: row for row in rows}
     found.update({path: [Path(path).name, path, count] for path, count in done.items()})
-    rows = [found[str(path)] for path in files if str(path) in found]  # in the files' order
+    rows = [[_text(name), _text(path), count]  # (names that are not UTF-8, as text)
+            for name, path, count in (found[str(f)] for f in files if str(f) in found)]
     output = Path(args.output)
     errors_path = output.with_name(f"{output.stem}_errors{output.suffix}")
     # written every run, empty when none failed, as score_images does: never a stale one
@@ -2714,10 +2727,7 @@ def _trained_cnn_candidate(args, data, keep, X):
     from featcell.tasks import make_cell_classifier
 
     cells = data.cells[np.flatnonzero(keep)]
-    ids = cells.index
-    if ids.has_duplicates:
-        raise UserError("--model trained_cnn: some cells share an id (image name and object "
-                        "number); give every image a distinct name")
+    ids = cells.index  # unique: image file names are (_check_images_source)
     model = make_cell_classifier("trained_cnn", random_state=args.seed,
                                  cnn_params={"verbose": not getattr(args, "quiet", False)})
     return model, cells, _FeatureRows(X.set_index(ids))

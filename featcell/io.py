@@ -918,8 +918,11 @@ def _read_one(path, labels, *, channels, as_gray, margin, exclude_border, segmen
             raise KeyError(f"metadata has no row for image {path.name!r} (nor {path.stem!r}); "
                            f"it names e.g. {str(metadata.index[0])!r}" if len(metadata.index)
                            else "metadata is empty")
-        # a blank cell is missing (None), not a number in a text column
-        extra.update({k: None if _is_blank(v) else v for k, v in metadata.loc[key].items()})
+        # a blank cell of a text column is missing (None), not the number NaN; numeric
+        # columns keep their NaN, and so their type
+        text = set(metadata.columns[metadata.dtypes == object])
+        extra.update({k: None if k in text and _is_blank(v) else v
+                      for k, v in metadata.loc[key].items()})
     if channels is None and image.ndim == 3:
         channels = [f"Ch{i + 1}" for i in range(image.shape[-1])]
         if info["channel_names"] is not None:
@@ -988,7 +991,10 @@ def _text(name):
 
 
 def _is_blank(value):
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """A missing scalar: None, NaN, ``pd.NA``, ``NaT``."""
+    import pandas as pd
+
+    return pd.api.types.is_scalar(value) and bool(pd.isna(value))
 
 
 def _file_metadata(info):

@@ -344,6 +344,7 @@ def test_read_kwargs_and_metadata(dataset, tmp_path):
     assert set(result.read_cells()["Metadata_Plate"]) == {"P1"}
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # (pandas' on concatenating empty tables)
 def test_a_blank_metadata_cell_or_a_column_typed_two_ways_does_not_stop_the_run(dataset,
                                                                                 tmp_path):
     """One blank cell in a text column of the metadata table made that image's column a
@@ -361,6 +362,12 @@ def test_a_blank_metadata_cell_or_a_column_typed_two_ways_does_not_stop_the_run(
     by_image = cells.groupby("Metadata_ImageID")[["Metadata_Treatment", "Metadata_Dose"]].first()
     assert by_image.loc["field01.tif"].tolist() == ["drug", 2.0]
     assert by_image.loc["field02.tif"].isna().all()
+    assert cells["Metadata_Dose"].dtype.kind == "f"  # a blank number stays a number
+    # read in memory, the blank dose keeps the column numeric too (no object column)
+    from featcell.io import read_cells
+
+    in_memory = read_cells(root / "images", root / "labels", metadata=table).metadata
+    assert in_memory["Metadata_Dose"].dtype.kind == "f"
     schema = _unify([pa.schema([("Metadata_A", pa.string()), ("x", pa.float32())]),
                      pa.schema([("x", pa.float64()), ("Metadata_A", pa.float64())])])
     assert schema == pa.schema([("Metadata_A", pa.string()), ("x", pa.float64())])

@@ -446,6 +446,34 @@ def test_an_image_whose_cells_cannot_be_measured_is_skipped_and_named(tmp_path, 
                     step=FailsOn("im1.tif"))
 
 
+def test_a_few_odd_channel_images_never_decide_the_run(tmp_path):
+    """Only the channels of most images are measured: one grey image with 300 cells among
+    colour ones, which colocalization cannot measure, is skipped, not the run's end."""
+    import numpy as np
+    import tifffile
+
+    from featcell.cli import _Console, _feature_step, _read_cells
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    grid = np.zeros((60, 200), np.int32)
+    for k in range(300):
+        r, c = divmod(k, 50)
+        grid[10 * r + 1 : 10 * r + 9, 4 * c : 4 * c + 3] = k + 1
+    for i in range(21):
+        grey = i == 10
+        image = rng.integers(0, 255, (60, 200) if grey else (60, 200, 3), dtype=np.uint8)
+        labels = grid if grey else np.where((grid > 0) & (grid <= 2), grid, 0)
+        tifffile.imwrite(tmp_path / "images" / f"im{i:02d}.tif", image)
+        tifffile.imwrite(tmp_path / "labels" / f"im{i:02d}.tif", labels.astype(np.int32))
+    files = sorted((tmp_path / "images").iterdir())
+    measured = _read_cells(files, str(tmp_path / "labels"), {}, _Console(quiet=True),
+                           step=_feature_step(["colocalization"]))
+    assert measured.skipped == ["im10.tif"] and len(measured.names) == 20
+    assert len(measured.features) == 40
+
+
 def test_groups_that_split_images_are_refused(capsys, extracted, tmp_path):
     """--group-by object (then an alias of ObjectNumber) put each image's cells in several
     folds while the report said the scores were measured on unseen images; a CellProfiler

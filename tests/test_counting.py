@@ -854,6 +854,34 @@ def test_cli_counting_score_resumes_after_an_interruption(tmp_path, monkeypatch)
     assert main(command) == 0 and len(pd.read_csv(tmp_path / "counts.csv")) == 11
 
 
+def test_cli_counting_score_names_files_that_are_not_utf8(tmp_path):
+    # b"\xff.tif" counted, and a broken b"\xfe.tif" named, in tables that can hold them
+    import os
+
+    import pandas as pd
+
+    from featcell.cli import main
+    from featcell.persist import save_model
+
+    (tmp_path / "img").mkdir()
+    tifffile.imwrite(tmp_path / "img" / "a.tif", BLOB_IMAGES[0])
+    try:
+        tifffile.imwrite(os.fsdecode(os.fsencode(tmp_path / "img") + b"/\xff.tif"),
+                         BLOB_IMAGES[1])
+        with open(os.fsencode(tmp_path / "img") + b"/\xfe.tif", "wb") as broken:
+            broken.write(b"not a tiff")
+    except OSError:
+        pytest.skip("the file system refuses names that are not UTF-8")
+    save_model(_density_counter().fit(BLOB_IMAGES[3:9], BLOB_POINTS[3:9]), tmp_path / "m.featcell")
+    code = main(["score", str(tmp_path / "m.featcell"), str(tmp_path / "img"), "-o",
+                 str(tmp_path / "counts.csv"), "--quiet"])
+    assert code == 0
+    assert sorted(pd.read_csv(tmp_path / "counts.csv")["Metadata_ImageID"]) == ["\\xff.tif",
+                                                                                "a.tif"]
+    errors = pd.read_csv(tmp_path / "counts_errors.csv")
+    assert [Path(p).name for p in errors["path"]] == ["\\xfe.tif"]
+
+
 def test_head_rows_bin_once_and_fit_like_the_heads_own_fit():
     from featcell.counting import _PIXEL_XGB, _HeadRows
     from featcell.heads import make_head
