@@ -43,34 +43,37 @@ def _check_finite(image, name):
         raise ValueError(f"{name} contains NaN or infinite values; expected finite intensities")
 
 
-def _to_grey(image, channel):
-    """Return a 2-D float64 image from (M, N) or (M, N, C) input."""
+def _to_grey(image, channel, scale=False):
+    """Return a 2-D float64 image from (M, N) or (M, N, C) input; float intensities near
+    float64's limit are divided by their largest magnitude (:func:`_tame`). ``scale``: also
+    return that divisor (1.0 when none)."""
     image = np.asarray(image)
     _check_finite(image, "image")
     if image.ndim == 2:
         if channel not in (None, 0):
             raise ValueError(f"channel={channel!r} given but image is 2-D grey; use channel=None")
-        return _tame(image.astype(np.float64, copy=False))
-    if image.ndim != 3 or (image.shape[-1] > 4 and channel is None):
+        plane = image
+    elif image.ndim != 3 or (image.shape[-1] > 4 and channel is None):
         raise ValueError(
             f"image has shape {image.shape}; expected a 2-D (M, N) grey image or an (M, N, C) "
             "image with C <= 4 channels last, or any C with channel= (3-D stacks are not "
             "supported: segment each plane)"
         )
-    n_channels = image.shape[-1]
-    if channel is not None:
+    elif channel is not None:
+        n_channels = image.shape[-1]
         if isinstance(channel, bool) or not isinstance(channel, numbers.Integral) or not (
                 -n_channels <= channel < n_channels):
             raise ValueError(
                 f"channel={channel!r} is not a channel index for an image with {n_channels} "
                 "channels"
             )
-        return _tame(image[..., channel].astype(np.float64, copy=False))
-    if n_channels == 1:
-        return _tame(image[..., 0].astype(np.float64, copy=False))
-    if n_channels in (3, 4):  # luminance of RGB(A), in the scale of the input
-        return _tame(image[..., :3].astype(np.float64)) @ _LUMINANCE
-    return _tame(image.astype(np.float64)).mean(axis=-1)
+        plane = image[..., channel]
+    else:
+        plane = image[..., 0] if image.shape[-1] == 1 else image
+    values, divisor = _tame(plane.astype(np.float64, copy=False))
+    if values.ndim == 3:  # luminance of RGB(A), in the scale of the input; else the mean
+        values = values[..., :3] @ _LUMINANCE if values.shape[-1] in (3, 4) else values.mean(-1)
+    return (values, divisor) if scale else values
 
 
 # float intensities beyond this are divided by their largest magnitude first: differences and
@@ -79,9 +82,10 @@ _HUGE = 1e150
 
 
 def _tame(values):
-    """``values`` (float64), divided by their largest magnitude when it exceeds ``_HUGE``."""
+    """``(values, 1.0)``, or float64 ``values`` divided by their largest magnitude and that
+    divisor when it exceeds ``_HUGE``."""
     largest = float(np.abs(values).max(initial=0.0))
-    return values / largest if largest > _HUGE else values
+    return (values / largest, largest) if largest > _HUGE else (values, 1.0)
 
 
 def _threshold(smooth, method, block_size, offset):
@@ -372,7 +376,7 @@ def segment_object(window, *, box=None, sigma=None, min_contrast=3.0):
         window = window[np.newaxis]
     if window.ndim != 3:
         raise ValueError(f"window has shape {window.shape}; expected (h, w) or (C, h, w)")
-    window = _tame(window.astype(np.float64, copy=False))
+    window = _tame(window.astype(np.float64, copy=False))[0]
     h, w = window.shape[1:]
     box = (0, 0, h, w) if box is None else _check_box(box, (h, w))
     y0, x0, y1, x1 = box
@@ -516,7 +520,7 @@ def segment_cells(image, nuclei, *, regularization=0.05, threshold="otsu", log_t
     >>> [int((cells == k).sum()) for k in (1, 2)]
     [192, 192]
     """
-    grey = _to_grey(image, channel)
+    grey, divisor = _to_grey(image, channel, scale=True)
     nuclei = np.asarray(nuclei)
     if nuclei.dtype == bool or not np.issubdtype(nuclei.dtype, np.integer):
         raise TypeError(
@@ -536,7 +540,7 @@ def segment_cells(image, nuclei, *, regularization=0.05, threshold="otsu", log_t
         level = filters.threshold_otsu(values) if np.ptp(values) > 0 else values.flat[0]
         foreground = values > level
     elif isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
-        foreground = grey > float(threshold)
+        foreground = grey > float(threshold) / divisor  # (the image's own units)
     else:
         raise TypeError(f"threshold must be 'otsu' or a number, got {type(threshold).__name__}")
     if np.issubdtype(np.asarray(image).dtype, np.integer):  # CellProfiler's [0, 1] scale,
@@ -547,7 +551,10 @@ def segment_cells(image, nuclei, *, regularization=0.05, threshold="otsu", log_t
     cells = _propagate(grey, compact.astype(np.int32), foreground, float(regularization))
     if fill_holes:
         cells = _fill_enclosed_holes(cells)
-    return cells if present is None else present[cells]
+    if present is None:
+        return cells
+    ids = present[cells]
+    return ids.astype(np.int32) if ids.max(initial=0) <= np.iinfo(np.int32).max else ids
 
 
 def _propagate(image, labels, mask, weight):

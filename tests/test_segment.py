@@ -322,6 +322,12 @@ def test_unusual_but_valid_images_are_segmented():
     cells = segment_cells(image * 1e300, nuclei)
     assert sorted(np.unique(cells).tolist()) == [0, 1, 2**40]
     assert [int((cells == k).sum()) for k in (1, 2**40)] == [192, 192]
+    # a threshold in the image's own units, however large
+    huge = segment_cells(image * 1e200, nuclei, threshold=0.3e200)
+    assert [int((huge == k).sum()) for k in (1, 2**40)] == [192, 192]
+    # ids above the number of pixels but within int32 stay int32, as documented
+    small = np.where(nuclei > 1, 1000, nuclei)
+    assert segment_cells(image, small).dtype == np.int32
     huge = segment_cells(image, nuclei, regularization=1e200)
     assert [int((huge == k).sum()) for k in (1, 2**40)] == [192, 192]
 
