@@ -344,13 +344,7 @@ class CellSet:
         (2, ['w1', 'w1'])
         """
         labels = _check_labels(labels)
-        if isinstance(image, (list, tuple)):
-            planes = [np.asarray(plane) for plane in image]
-            if len({plane.shape for plane in planes}) > 1:
-                raise ValueError(f"image is a list of planes of different shapes "
-                                 f"{[plane.shape for plane in planes]}; expected one shape")
-            image = np.stack(planes, axis=0)
-            channel_axis = 0
+        image, channel_axis = _stacked_planes(image, channel_axis)
         stack = _channels_first(image, labels.shape, channel_axis)
         stack = _as_float(stack, rescale, "image")
         channel_names = _check_channel_names(channels, stack.shape[0])
@@ -940,6 +934,18 @@ def _take_fields(fields, index):
     used, renumbered = np.unique(where[known], return_inverse=True)
     where[known] = renumbered
     return tuple(images[i] for i in used), where
+
+
+def _stacked_planes(image, channel_axis):
+    """``(image, channel_axis)``: a list of (H, W) planes stacked channels first, checked to
+    share one shape; an array as it is."""
+    if not isinstance(image, (list, tuple)):
+        return image, channel_axis
+    planes = [np.asarray(plane) for plane in image]
+    if len({plane.shape for plane in planes}) > 1:
+        raise ValueError(f"image is a list of planes of different shapes "
+                         f"{[plane.shape for plane in planes]}; expected one shape")
+    return np.stack(planes, axis=0), 0
 
 
 def _concat_metadata(frames):

@@ -33,6 +33,7 @@ from .cells import (
     _gather_windows,
     _metadata_frame,
     _own,
+    _stacked_planes,
 )
 
 __all__ = ["CompartmentCellSet", "cells_from_compartments", "relate_objects"]
@@ -346,9 +347,7 @@ def cells_from_compartments(
         return compact_ids if present[name] is None else present[name][compact_ids]
 
     outer = labels[parent]
-    if isinstance(image, (list, tuple)):
-        image = np.stack([np.asarray(plane) for plane in image], axis=0)
-        channel_axis = 0
+    image, channel_axis = _stacked_planes(image, channel_axis)
     stack = _as_float(_channels_first(image, outer.shape, channel_axis), rescale, "image")
     channel_names = _check_channel_names(channels, stack.shape[0])
     margin = _check_margin(margin)

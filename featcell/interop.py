@@ -406,14 +406,18 @@ def napari_features(table, image_id=None):
                 )
     rest = [c for c in rows.columns if c not in ("Metadata_ImageID", "Metadata_ObjectNumber")]
     names = [str(c) for c in rest]
-    out = pd.DataFrame({"index": rows["Metadata_ObjectNumber"].to_numpy()})
-    for column, name in zip(rest, names):
+    present, taken = set(names), {"index"}
+    new_names = []
+    for name in names:
         bare = name.removeprefix(_METADATA)  # the prefix stays where dropping it collides
-        new = name if bare != name and bare in names else bare
+        new = name if bare != name and bare in present else bare
         k = 2
-        while new in out.columns:  # ("index" of a table after reset_index: "index_2")
+        while new in taken:  # ("index" of a table after reset_index: "index_2")
             new, k = f"{bare}_{k}", k + 1
-        out[new] = rows[column].to_numpy()
+        taken.add(new)
+        new_names.append(new)
+    out = pd.concat([rows["Metadata_ObjectNumber"].rename("index"),
+                     rows[rest].set_axis(new_names, axis=1)], axis=1)
     return out.sort_values("index", kind="stable").reset_index(drop=True)
 
 

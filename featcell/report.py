@@ -1027,19 +1027,14 @@ def _render_html(title, sections):
 
 
 def _md_text(text):
-    """Text with Markdown's and HTML's special characters escaped (names, titles, captions:
-    a class ``<dead>`` or ``live *A*`` must read as written)."""
-    return re.sub(r"([\\`*\[\]<>|&])", r"\\\1", str(text))
-
-
-def _md_paragraph(text):
-    """A paragraph of the report's own Markdown (its ``**bold**`` kept) with the HTML
-    characters of the names in it escaped."""
-    return re.sub(r"([<>&])", r"\\\1", text)
+    """Text with HTML's special characters escaped (a class ``<dead>`` or a title holding
+    ``<script>`` reads as written), its ``**bold**`` and backticks kept, as the HTML report
+    renders them (:func:`_inline_md`)."""
+    return re.sub(r"([<>&])", r"\\\1", str(text))
 
 
 def _md_cell(value):
-    return _md_text(_fmt(value)).replace("\n", " ")
+    return _md_text(_fmt(value)).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(table):
@@ -1051,7 +1046,7 @@ def _md_table(table):
         lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
     if table.caption:
         lines.append("")
-        lines.append(f"*{table.caption}*")
+        lines.append(f"*{_md_text(table.caption)}*")
     return "\n".join(lines)
 
 
@@ -1067,7 +1062,7 @@ def _render_md(title, sections, folder):
                 if block.summary:
                     out += [f"{block.summary}:", ""]
                 out += (["```", block.text, "```"] if block.code
-                        else [_md_paragraph(block.text)])
+                        else [_md_text(block.text)])
             elif isinstance(block, Bullets):
                 out += [f"- {_md_text(item)}" for item in block.items]
             elif isinstance(block, Table):

@@ -157,6 +157,12 @@ def test_huge_ids_keep_their_numbers_without_tables_by_id():
     assert_allclose(Intensity().fit_transform(cells), Intensity().fit_transform(small))
 
 
+def test_planes_of_different_shapes_are_refused_by_name():
+    with pytest.raises(ValueError, match="list of planes of different shapes"):
+        CellSet.from_compartments([np.zeros((60, 80)), np.zeros((60, 81))],
+                                  {"Nuclei": NUCLEI, "Cells": CELLS}, ["DNA", "Actin"])
+
+
 def test_a_compartment_cut_by_the_border_is_measured_as_cut():
     # the nucleus reaches row 0, its cell does not: the nucleus's edge is measured as
     # CellProfiler measures it (the border is no background), as from_labels does

@@ -1,6 +1,7 @@
 """Tables for pycytominer and CellProfiler users, AnnData (h5ad) and napari."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -422,3 +423,9 @@ def test_napari_features_never_repeats_a_column():
     out = napari_features(table, "a.tif")
     assert out["index"].tolist() == [2, 7] and not out.columns.duplicated().any()
     assert out.columns.tolist() == ["index", "index_2", "Prediction", "Metadata_Well", "Well"]
+    # a wide table is built at once (column by column: 1,400 pandas warnings)
+    wide = pd.concat([table, pd.DataFrame(np.ones((2, 1500)), columns=[f"f{i}" for i in
+                                                                      range(1500)])], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert napari_features(wide, "a.tif").shape == (2, 1505)
