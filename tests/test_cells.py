@@ -191,7 +191,10 @@ def test_crop_and_mask_take_negative_indices_as_sequences_do():
     """crop(-2) gave cell 1's pixels, crop(-1) an empty array and mask(-1) a reshape error:
     the shape wrapped a negative index, the pixel slice did not."""
     rng = np.random.default_rng(0)
-    cells = CellSet.from_crops(rng.random((3, 1, 8, 8)))
+    masks = np.zeros((3, 8, 8), bool)
+    for i in range(3):
+        masks[i, : i + 2, : i + 3] = True  # a mask of its own for each cell
+    cells = CellSet.from_crops(rng.random((3, 1, 8, 8)), masks)
     for i in (-1, -2, -3):
         np.testing.assert_array_equal(cells.crop(i), cells.crop(3 + i))
         np.testing.assert_array_equal(cells.mask(i), cells.mask(3 + i))

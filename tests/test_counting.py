@@ -455,6 +455,7 @@ def test_density_counter_auto_zoom_is_chosen_on_out_of_fold_counts():
     points = [(p + 0.5) * 3 - 0.5 for p in BLOB_POINTS]
     counter = _density_counter(zoom="auto", cv=3).fit(images, points)
     spacing = counting._dot_spacing(points)
+    assert 15 < spacing < 19  # the blobs' 5.6 px, magnified 3 times
     zoom = round(8.5 / spacing, 4)
     assert set(counter.zoom_cv_mae_) == {1.0, zoom}
     assert counter.zoom_ == zoom and counter.zoom_cv_mae_[zoom] < counter.zoom_cv_mae_[1.0]
@@ -851,7 +852,9 @@ def test_cli_counting_score_resumes_after_an_interruption(tmp_path, monkeypatch)
     assert main(command) == 2
     assert main([*command, "--overwrite"]) == 130  # (interrupted at once: a fresh start)
     monkeypatch.setattr(DensityCounter, "predict", spy)
-    assert main(command) == 0 and len(pd.read_csv(tmp_path / "counts.csv")) == 11
+    assert main(command) == 0  # every count the new model's, none left from the old one
+    assert_allclose(pd.read_csv(tmp_path / "counts.csv")["Prediction"],
+                    predict(load_model(tmp_path / "m.featcell"), BLOB_IMAGES[:11]), rtol=1e-5)
 
 
 def test_cli_counting_score_names_files_that_are_not_utf8(tmp_path):

@@ -275,15 +275,14 @@ def test_an_ungrouped_report_does_not_claim_a_group_bootstrap(tmp_path):
             assert "group-bootstrap" not in text
 
 
-def _grouped_data(seed=0, n_images=12, per_image=10):
-    rng = np.random.default_rng(seed)
-    image = np.repeat(np.arange(n_images), per_image)
-    y = np.where(image % 2 == 0, "live", "dead")
-    return rng.normal(size=(len(image), 3)) + (y == "live")[:, None], y, image
+def _arrays(viability):
+    """The viability fixture's features as an array, labels and images."""
+    _, table, y, image = viability
+    return table.drop(columns="Metadata_ImageID").to_numpy(), y, image
 
 
-def test_candidates_whose_names_share_a_file_name_keep_their_own_figures(tmp_path):
-    X, y, image = _grouped_data()
+def test_candidates_whose_names_share_a_file_name_keep_their_own_figures(tmp_path, viability):
+    X, y, image = _arrays(viability)
     res = compare({"nb 1": GaussianNB(), "nb_1": GaussianNB(var_smoothing=0.5)}, X, y,
                   groups=image, cv=3, n_boot=20)
     out = write_report(res, tmp_path, title="t", formats=("md",))
@@ -294,20 +293,20 @@ def test_candidates_whose_names_share_a_file_name_keep_their_own_figures(tmp_pat
     assert "Confusion matrix of nb_1:" in md
 
 
-def test_report_words_follow_the_protocol(tmp_path):
-    X, y, image = _grouped_data()
+def test_report_words_follow_the_protocol(tmp_path, viability):
+    X, y, image = _arrays(viability)
     # ungrouped: no claim that the test images were unseen
     res = evaluate(LogisticRegression(), X, y, groups="none", cv=3, n_boot=20)
     md = write_report(res, tmp_path / "a", title="t", formats=("md",))["md"].read_text()
     assert "not used to train the model (out-of-fold)" in md
     assert "cells of images that were not used" not in md
-    # predefined splits testing 20 of 60 samples say so, and are not "list" folds
-    splits = [(np.arange(20, 60), np.arange(0, 10)), (np.arange(20, 60), np.arange(10, 20))]
-    res = evaluate(LogisticRegression(), X[:60], y[:60], groups=image[:60], cv=splits,
+    # predefined splits testing 24 of 64 samples (8 per image) say so, and are not "list"
+    splits = [(np.arange(24, 64), np.arange(0, 8)), (np.arange(24, 64), np.arange(8, 24))]
+    res = evaluate(LogisticRegression(), X[:64], y[:64], groups=image[:64], cv=splits,
                    n_boot=20)
     md = write_report(res, tmp_path / "b", title="t", formats=("md",))["md"].read_text()
-    assert "2 predefined folds (cross-validation over 60 samples, 20 of them tested)" in md
-    assert "list cross-validation" not in md and "samples tested (in a test fold) | 20" in md
+    assert "2 predefined folds (cross-validation over 64 samples, 24 of them tested)" in md
+    assert "list cross-validation" not in md and "samples tested (in a test fold) | 24" in md
     # a regression's map is coloured by the true value, and its caption ends
     value = X[:, 0] + 0.1 * np.arange(len(X)) % 3
     res = evaluate(Ridge(), X, value, groups=image, cv=3, n_boot=20)
@@ -323,8 +322,8 @@ def test_many_classes_get_distinct_colours():
         assert len(set(colours.values())) == n
 
 
-def test_markdown_escapes_names_and_titles(tmp_path):
-    X, y, image = _grouped_data()
+def test_markdown_escapes_names_and_titles(tmp_path, viability):
+    X, y, image = _arrays(viability)
     y = np.where(y == "live", "live *A*", "<dead>")
     res = evaluate(LogisticRegression(), X, y, groups=image, cv=3, n_boot=20)
     md = write_report(res, tmp_path, title="Viability <script>x</script> & more",

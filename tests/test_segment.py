@@ -305,13 +305,17 @@ def test_unusual_but_valid_images_are_segmented():
     # five channels, one chosen
     stack = np.stack([field, *[np.zeros_like(field)] * 4], axis=-1)
     assert_array_equal(segment(stack, channel=0), plain)
-    # multi-Otsu of a two-level image with one hot pixel: Otsu's two classes
+    # multi-Otsu of a two-level image with one hot pixel, and of a two-level image
     binary = np.zeros((40, 40))
     binary[5:15, 5:15] = 1.0
     binary[30, 30] = 5.0
     assert segment(binary, method="multiotsu", sigma=0, min_size=0).max() >= 1
-    # a minimum distance beyond the image is the image (no footprint of 10**6 pixels)
-    assert segment(field, min_distance=10**6).max() >= 1
+    binary[30, 30] = 1.0  # two levels only: Otsu's two classes
+    assert_array_equal(segment(binary, method="multiotsu", sigma=0, min_size=0),
+                       segment(binary, method="otsu", sigma=0, min_size=0))
+    # a minimum distance beyond the image is the image (no footprint of 10**6 pixels): one
+    # seed per separate disk
+    assert segment(field, min_distance=10**6).max() == len(DISKS)
     # huge cell-stain values and a huge regularization: the Voronoi split
     image = np.zeros((20, 40))
     image[4:16, 2:18] = 1.0
