@@ -417,8 +417,8 @@ def cells_from_compartments(
         frame[f"Metadata_{CYTOPLASM}_Parent_{parent}"] = original(parent, ids)
         frame[f"Metadata_{CYTOPLASM}_Parent_{children[0]}"] = original(children[0],
                                                                         main[children[0]])
-        cytoplasm_slices = ndi.find_objects(derived)
-        cut[CYTOPLASM] = touching(_boxes(cytoplasm_slices[i - 1] for i in ids))
+        rim = np.concatenate([derived[0], derived[-1], derived[:, 0], derived[:, -1]])
+        cut[CYTOPLASM] = np.isin(ids, rim)  # the cytoplasms with pixels on the image's rim
         frame[f"Metadata_{CYTOPLASM}_Location_Center_Y"] = where[:, 0]
         frame[f"Metadata_{CYTOPLASM}_Location_Center_X"] = where[:, 1]
     # the store's metadata: per compartment, whether the image border cuts it

@@ -173,6 +173,12 @@ def test_a_compartment_cut_by_the_border_is_measured_as_cut():
     nuclei[0:5, 5:10] = 1
     both = CellSet.from_compartments(image, {"Nuclei": nuclei, "Cells": cells}, ["DNA"])
     assert not both.metadata["Metadata_TouchesBorder"][0]
+    assert both.compartment("Nuclei").metadata["Metadata_TouchesBorder"].tolist() == [True]
+    assert both.compartment("Cytoplasm").metadata["Metadata_TouchesBorder"].tolist() == [False]
+    taller = cells.copy()
+    taller[0, 2:14] = 1  # the cell reaches row 0 too, and its cytoplasm beside the nucleus
+    tall = CellSet.from_compartments(image, {"Nuclei": nuclei, "Cells": taller}, ["DNA"])
+    assert tall.compartment("Cytoplasm").metadata["Metadata_TouchesBorder"].tolist() == [True]
     alone = CellSet.from_labels(image, nuclei, ["DNA"])
     assert_allclose(Intensity(compartment="Nuclei", features="edge").fit_transform(both),
                     Intensity(features="edge").fit_transform(alone), rtol=1e-12)
