@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import array
 import csv
-import io as _stdio
 import numbers
 import os
 import re
@@ -414,18 +413,20 @@ def _read_table(path):
     """A napari, Fiji or plain points table: an array, or {image: array} with an image column."""
     what = f"points file {str(path)!r}"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            head = stream.read(4096)
     except (UnicodeDecodeError, OSError) as exc:
         raise ValueError(f"{what} is not a UTF-8 text table: {exc}") from None
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t ")
+        dialect = csv.Sniffer().sniff(head, delimiters=",;\t ")
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = ","
-    # rows are parsed as they are read, blank ones skipped: memory follows the points kept,
-    # not the file (a file of blank lines or short rows)
-    rows = (r for r in csv.reader(_stdio.StringIO(text), delimiter=delimiter,
-                                  skipinitialspace=True) if any(cell.strip() for cell in r))
+    # rows are parsed as they are read from the file, blank ones skipped: memory follows
+    # the points kept, not the file (a file of blank lines or short rows)
+    stream = open(path, encoding="utf-8-sig", newline="")  # closed in the finally below
+    rows = (r for r in csv.reader(stream, delimiter=delimiter, skipinitialspace=True)
+            if any(cell.strip() for cell in r))
     try:
         header = [h.strip().lower() for h in next(rows, [])]
         if not header:
@@ -452,6 +453,10 @@ def _read_table(path):
                 names.append(record[image_col].strip())
     except csv.Error as exc:  # e.g. a field over the csv module's 131,072 characters
         raise ValueError(f"{what} is not a readable table: {exc}") from None
+    except UnicodeDecodeError as exc:  # past the first 4,096 characters
+        raise ValueError(f"{what} is not a UTF-8 text table: {exc}") from None
+    finally:
+        stream.close()
     values = np.frombuffer(positions, dtype=np.float64).reshape(-1, 2).copy()
     if fiji and len(values) and np.all(np.mod(values, 1) == 0.5):
         values -= 0.5  # ImageJ measures a point at its pixel's centre, (i + 0.5)
