@@ -70,7 +70,8 @@ def _to_grey(image, channel, scale=False):
         plane = image[..., channel]
     else:
         plane = image[..., 0] if image.shape[-1] == 1 else image
-    values, divisor = _tame(plane.astype(np.float64, copy=False))
+    values = plane.astype(np.float64, copy=False)
+    values, divisor = _tame(values) if plane.dtype.kind == "f" else (values, 1.0)
     if values.ndim == 3:  # luminance of RGB(A), in the scale of the input; else the mean
         values = values[..., :3] @ _LUMINANCE if values.shape[-1] in (3, 4) else values.mean(-1)
     return (values, divisor) if scale else values
